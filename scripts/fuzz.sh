@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for N seconds (default 60)
+# on its corpus in fuzz/corpus/<target>/. Longer on demand: scripts/fuzz.sh 3600
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH="${1:-60}"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTQLM_FUZZ=ON \
+  -DTQLM_TESTS=OFF -DTQLM_BENCH=OFF -DTQLM_CUDA=OFF > /dev/null
+cmake --build build-fuzz -j"$(nproc)"
+shopt -s nullglob
+for target in build-fuzz/fuzz_*; do
+  name=$(basename "$target"); name=${name#fuzz_}
+  corpus="fuzz/corpus/$name"; mkdir -p "$corpus"
+  work=$(mktemp -d)
+  echo "[fuzz] $name for ${SECONDS_EACH}s"
+  "$target" -max_total_time="$SECONDS_EACH" -print_final_stats=1 "$work" "$corpus" 2>&1 | tail -n 3
+  rm -rf "$work"
+done
