@@ -1,0 +1,43 @@
+// Matrix products with weights kept in their GGUF storage format (F32, F16, BF16 and the ggml
+// block quantizations): weights are decoded block by block inside the dot products, never
+// dequantized as whole matrices.
+//
+// Decode (n_tokens == 1) is a matrix-vector product and memory-bound; prefill (n_tokens > 1)
+// reuses each weight block across a batch of tokens. For quantized weights the activations are
+// quantized once per call to 8-bit blocks and the inner products are integer dot products, as
+// llama.cpp does. Work is split over output rows with the shared ThreadPool.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/tensor_format.h"
+
+namespace tqlm::kernels {
+
+// A 2-D weight matrix in storage format: `rows` output features (GGUF ne[1]) of `cols` input
+// features (ne[0]) each, row r starting at data + r * row_bytes.
+struct WeightView {
+  TensorType type = TensorType::kF32;
+  const void* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  size_t row_bytes = 0;
+};
+
+// True when MatMul / DequantizeRow support `type`.
+bool MatMulSupports(TensorType type);
+
+// A view of a contiguous rows x cols matrix of `type`; throws tqlm::Error if the type is not
+// supported or cols is not a multiple of its block size.
+WeightView MakeWeightView(TensorType type, const void* data, int64_t rows, int64_t cols);
+
+// y[t * rows + r] = sum_c W[r, c] * x[t * cols + c] for t < n_tokens, r < rows.
+// x and y must not overlap. Throws tqlm::Error for an unsupported type.
+void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadPool& pool);
+
+// out[c] = W[row, c] for c < cols (embedding lookup).
+void DequantizeRow(const WeightView& w, int64_t row, float* out);
+
+}  // namespace tqlm::kernels
