@@ -1,4 +1,7 @@
-// MatMul entry point: checks the view, then dispatches to the format's kernel.
+// MatMul entry point: validates the view, quantizes the activations once where an integer
+// kernel exists, and splits the output rows over the thread pool. Each task owns a chunk of
+// rows and walks the tokens in tiles, so a chunk of weight rows stays in L1/L2 while every
+// token tile reuses it.
 #include "kernels/cpu/matmul.h"
 
 #include <fmt/format.h>
@@ -7,9 +10,69 @@
 #include <vector>
 
 #include "kernels/cpu/dequant.h"
+#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/quant_act.h"
 #include "tqlm/error.h"
 
 namespace tqlm::kernels {
+namespace {
+
+constexpr int kTokenTile = 16;  // tokens per pass over a chunk of rows (float paths)
+
+// Rows per task: small enough to balance the threads, large enough to amortize the dispatch.
+int64_t ChunkRows(int64_t rows, int n_tokens, int threads) {
+  const int64_t target_tasks = int64_t(threads) * (n_tokens == 1 ? 8 : 4);
+  int64_t chunk = (rows + target_tasks - 1) / target_tasks;
+  chunk = std::clamp<int64_t>(chunk, 4, n_tokens == 1 ? 128 : 16);
+  return chunk;
+}
+
+void CheckView(const WeightView& w, const char* what) {
+  if (!MatMulSupports(w.type)) {
+    throw Error(fmt::format("{}: tensor type {} is not supported", what, TypeName(w.type)));
+  }
+  if (w.rows < 0 || w.cols < 0 || RowBytes(w.type, w.cols) != w.row_bytes) {
+    throw Error(fmt::format("{}: {} x {} {} matrix with row_bytes {} is inconsistent", what,
+                            w.rows, w.cols, TypeName(w.type), w.row_bytes));
+  }
+}
+
+// Float path: rows decoded (if not F32) one at a time into a buffer, then dotted with a tile
+// of tokens through the Highway kernels.
+void FloatRows(const WeightView& w, const float* x, int n_tokens, float* y, int64_t r0,
+               int64_t r1, std::vector<float>* buf) {
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t cols = size_t(w.cols), rows = size_t(w.rows);
+  for (int t = 0; t < n_tokens; t += kTokenTile) {
+    const int nt = std::min(kTokenTile, n_tokens - t);
+    const float* xt = x + size_t(t) * cols;
+    float* yt = y + size_t(t) * rows;
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* row = base + size_t(r) * w.row_bytes;
+      switch (w.type) {
+        case TensorType::kF32:
+          internal::DotRowF32(reinterpret_cast<const float*>(row), xt, cols, nt, cols, yt + r,
+                              rows);
+          break;
+        case TensorType::kF16:
+          internal::DotRowF16(reinterpret_cast<const uint16_t*>(row), xt, cols, nt, cols,
+                              yt + r, rows);
+          break;
+        case TensorType::kBF16:
+          internal::DotRowBF16(reinterpret_cast<const uint16_t*>(row), xt, cols, nt, cols,
+                               yt + r, rows);
+          break;
+        default:
+          buf->resize(cols);
+          DequantizeValues(w.type, row, w.cols, buf->data());
+          internal::DotRowF32(buf->data(), xt, cols, nt, cols, yt + r, rows);
+          break;
+      }
+    }
+  }
+}
+
+}  // namespace
 
 bool MatMulSupports(TensorType type) { return DequantizeSupports(type); }
 
@@ -26,28 +89,56 @@ WeightView MakeWeightView(TensorType type, const void* data, int64_t rows, int64
 }
 
 void DequantizeRow(const WeightView& w, int64_t row, float* out) {
-  const auto* p = static_cast<const uint8_t*>(w.data) + size_t(row) * w.row_bytes;
-  if (!DequantizeValues(w.type, p, w.cols, out)) {
-    throw Error(fmt::format("dequantize: tensor type {} is not supported", TypeName(w.type)));
+  CheckView(w, "dequantize");
+  if (row < 0 || row >= w.rows) {
+    throw Error(fmt::format("dequantize: row {} out of range [0, {})", row, w.rows));
   }
+  const auto* p = static_cast<const uint8_t*>(w.data) + size_t(row) * w.row_bytes;
+  DequantizeValues(w.type, p, w.cols, out);
 }
 
 void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadPool& pool) {
-  if (!MatMulSupports(w.type)) {
-    throw Error(fmt::format("matmul: tensor type {} is not supported", TypeName(w.type)));
+  CheckView(w, "matmul");
+  if (n_tokens <= 0 || w.rows == 0) return;
+  if (w.cols == 0) {
+    std::fill(y, y + size_t(n_tokens) * size_t(w.rows), 0.0f);
+    return;
   }
-  pool.ParallelFor(size_t(w.rows), 16, [&](size_t begin, size_t end, int) {
-    std::vector<float> row(size_t(w.cols));
-    for (size_t r = begin; r < end; ++r) {
-      DequantizeRow(w, int64_t(r), row.data());
-      for (int t = 0; t < n_tokens; ++t) {
-        const float* xt = x + size_t(t) * size_t(w.cols);
-        float s = 0;
-        for (int64_t c = 0; c < w.cols; ++c) s += row[size_t(c)] * xt[c];
-        y[size_t(t) * size_t(w.rows) + r] = s;
-      }
-    }
+  const int64_t chunk = ChunkRows(w.rows, n_tokens, pool.num_threads());
+  const size_t n_chunks = size_t((w.rows + chunk - 1) / chunk);
+
+  if (internal::VnniSupports(w.type)) {
+    // One quantization per call, shared read-only by all tasks.
+    // (A lambda does not capture a thread_local: workers must get it through a pointer.)
+    thread_local ActQ8 act_storage;
+    const ActQ8* act = &act_storage;
+    QuantizeActivations(x, n_tokens, w.cols, &act_storage);
+    const auto* base = static_cast<const uint8_t*>(w.data);
+    pool.ParallelTasks(n_chunks, [&](size_t c, int) {
+      const int64_t r0 = int64_t(c) * chunk, r1 = std::min(w.rows, r0 + chunk);
+      internal::VnniMatMul(w.type, base, w.row_bytes, w.rows, r0, r1, *act, 0, n_tokens, y);
+    });
+    return;
+  }
+  internal::MatMulPortable(w.type, w.data, w.rows, w.cols, w.row_bytes, x, n_tokens, y, pool);
+}
+
+namespace internal {
+
+void MatMulPortable(TensorType type, const void* data, int64_t rows, int64_t cols,
+                    size_t row_bytes, const float* x, int n_tokens, float* y, ThreadPool& pool) {
+  const WeightView w{type, data, rows, cols, row_bytes};
+  CheckView(w, "matmul");
+  if (n_tokens <= 0 || rows == 0) return;
+  const int64_t chunk = ChunkRows(rows, n_tokens, pool.num_threads());
+  const size_t n_chunks = size_t((rows + chunk - 1) / chunk);
+  pool.ParallelTasks(n_chunks, [&](size_t c, int) {
+    thread_local std::vector<float> buf;
+    const int64_t r0 = int64_t(c) * chunk, r1 = std::min(rows, r0 + chunk);
+    FloatRows(w, x, n_tokens, y, r0, r1, &buf);
   });
 }
+
+}  // namespace internal
 
 }  // namespace tqlm::kernels

@@ -1,0 +1,35 @@
+// Kernels behind MatMul (kernels/cpu/matmul.h); not for use outside src/kernels/cpu and tests.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/quant_act.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/tensor_format.h"
+
+namespace tqlm::kernels::internal {
+
+// Highway (runtime-dispatched) float dot products of one weight row with n_tokens activation
+// rows: out[t * out_stride] = sum_c w[c] * x[t * x_stride + c]. The weight row is F32, F16
+// or BF16 (raw little-endian bits, possibly unaligned).
+void DotRowF32(const float* w, const float* x, size_t x_stride, int n_tokens, size_t cols,
+               float* out, size_t out_stride);
+void DotRowF16(const uint16_t* w, const float* x, size_t x_stride, int n_tokens, size_t cols,
+               float* out, size_t out_stride);
+void DotRowBF16(const uint16_t* w, const float* x, size_t x_stride, int n_tokens, size_t cols,
+                float* out, size_t out_stride);
+
+// MatMul without the integer kernels (rows decoded to float, Highway dot products): what
+// CPUs without AVX-512 VNNI run, callable directly so tests cover it everywhere.
+void MatMulPortable(TensorType type, const void* data, int64_t rows, int64_t cols,
+                    size_t row_bytes, const float* x, int n_tokens, float* y, ThreadPool& pool);
+
+// Integer-dot kernels for quantized weights against ActQ8 activations, for rows [r0, r1) and
+// tokens [t0, t1): y[t * rows + r]. Exist only where the CPU has AVX-512 VNNI (x86-64).
+bool HaveVnniKernels();
+bool VnniSupports(TensorType type);
+void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
+                int64_t r1, const ActQ8& act, int t0, int t1, float* y);
+
+}  // namespace tqlm::kernels::internal

@@ -1,0 +1,261 @@
+// MatMul / DequantizeRow for every format against the per-element double references of
+// quant_reference.h: random blocks, 1 and several tokens, odd row and block counts, the
+// integer (VNNI) path and the portable path, 1 and 2 threads.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/dequant.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/quant_act.h"
+#include "model/gguf.h"
+#include "quant_reference.h"
+#include "tqlm/error.h"
+
+namespace tqlm::kernels {
+namespace {
+
+using testing::RandomMatrix;
+using testing::RefRow;
+
+const TensorType kAllTypes[] = {
+    TensorType::kF32,  TensorType::kF16,  TensorType::kBF16, TensorType::kQ4_0,
+    TensorType::kQ4_1, TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ8_0,
+    TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
+    TensorType::kQ6_K};
+
+bool IsQuantized(TensorType t) {
+  return t != TensorType::kF32 && t != TensorType::kF16 && t != TensorType::kBF16;
+}
+
+std::vector<float> RandomActivations(size_t n, std::mt19937* rng) {
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (auto& v : x) v = g(*rng);
+  // A few outliers, as real activations have.
+  for (size_t i = 0; i < n; i += 97) x[i] *= 8.0f;
+  return x;
+}
+
+// Expected outputs and per-output error bounds. The error bound covers the 8-bit activation
+// quantization of the integer path (|w| * d_block / 2 per value, d = amax / 127) plus float
+// rounding of the sums.
+struct Expected {
+  std::vector<double> y, tol;
+};
+
+Expected Reference(TensorType type, const std::vector<uint8_t>& w, int64_t rows, int64_t cols,
+                   const std::vector<float>& x, int n_tokens, bool act_quantized) {
+  const size_t row_bytes = RowBytes(type, cols);
+  Expected e;
+  e.y.resize(size_t(rows) * size_t(n_tokens));
+  e.tol.resize(e.y.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::vector<double> wr = RefRow(type, w.data() + size_t(r) * row_bytes, cols);
+    for (int t = 0; t < n_tokens; ++t) {
+      const float* xt = x.data() + size_t(t) * size_t(cols);
+      double s = 0, mag = 0, qerr = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        s += wr[size_t(c)] * xt[c];
+        mag += std::fabs(wr[size_t(c)] * xt[c]);
+      }
+      if (act_quantized) {
+        for (int64_t b = 0; b < cols / 32; ++b) {
+          double amax = 0, wabs = 0;
+          for (int j = 0; j < 32; ++j) {
+            amax = std::max(amax, double(std::fabs(xt[b * 32 + j])));
+            wabs += std::fabs(wr[size_t(b * 32 + j)]);
+          }
+          qerr += wabs * amax / 127.0 * 0.5;
+        }
+      }
+      const size_t i = size_t(t) * size_t(rows) + size_t(r);
+      e.y[i] = s;
+      e.tol[i] = 1.01 * qerr + 2e-5 * mag + 1e-6;
+    }
+  }
+  return e;
+}
+
+void ExpectClose(const std::vector<float>& y, const Expected& e, const std::string& what) {
+  ASSERT_EQ(y.size(), e.y.size());
+  int bad = 0;
+  for (size_t i = 0; i < y.size() && bad < 5; ++i) {
+    if (!(std::fabs(double(y[i]) - e.y[i]) <= e.tol[i])) {
+      ADD_FAILURE() << what << " output " << i << ": got " << y[i] << " want " << e.y[i]
+                    << " (tol " << e.tol[i] << ")";
+      ++bad;
+    }
+  }
+}
+
+int64_t ColsFor(TensorType t, int blocks) { return Traits(t).block_size * blocks; }
+
+TEST(MatMul, DequantizeRowMatchesReference) {
+  std::mt19937 rng(7);
+  for (TensorType type : kAllTypes) {
+    const int64_t cols = IsQuantized(type) ? ColsFor(type, 3) : 45;
+    const auto w = RandomMatrix(type, 5, cols, &rng);
+    const WeightView v = MakeWeightView(type, w.data(), 5, cols);
+    std::vector<float> out(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < 5; ++r) {
+      DequantizeRow(v, r, out.data());
+      const auto ref = RefRow(type, w.data() + size_t(r) * v.row_bytes, cols);
+      for (int64_t c = 0; c < cols; ++c) {
+        ASSERT_NEAR(out[size_t(c)], ref[size_t(c)], 1e-6 * std::fabs(ref[size_t(c)]) + 1e-9)
+            << TypeName(type) << " row " << r << " col " << c;
+      }
+    }
+  }
+}
+
+// Every format, decode and prefill shapes, both thread counts, integer and portable paths.
+TEST(MatMul, AllFormatsMatchReference) {
+  std::mt19937 rng(11);
+  ThreadPool pool1(1), pool2(2);
+  for (TensorType type : kAllTypes) {
+    // Odd block counts exercise the padded last pair; 37 rows do not divide into chunks.
+    for (int blocks : {1, 3}) {
+      const int64_t cols = IsQuantized(type) ? ColsFor(type, type >= TensorType::kQ2_K ? blocks
+                                                                                       : blocks * 3)
+                                             : 67 * blocks;
+      const int64_t rows = 37;
+      const auto w = RandomMatrix(type, rows, cols, &rng);
+      const WeightView v = MakeWeightView(type, w.data(), rows, cols);
+      for (int n_tokens : {1, 3, 4, 6, 9}) {
+        const auto x = RandomActivations(size_t(n_tokens) * size_t(cols), &rng);
+        const bool integer = internal::VnniSupports(type);
+        const Expected e = Reference(type, w, rows, cols, x, n_tokens, integer);
+        const Expected ef = Reference(type, w, rows, cols, x, n_tokens, false);
+        for (ThreadPool* pool : {&pool1, &pool2}) {
+          std::vector<float> y(size_t(rows) * size_t(n_tokens), -1.0f);
+          MatMul(v, x.data(), n_tokens, y.data(), *pool);
+          const std::string what = std::string(TypeName(type)) + " cols " +
+                                   std::to_string(cols) + " tokens " +
+                                   std::to_string(n_tokens) + " threads " +
+                                   std::to_string(pool->num_threads());
+          ExpectClose(y, e, what);
+          std::vector<float> yp(y.size(), -1.0f);
+          internal::MatMulPortable(type, w.data(), rows, cols, v.row_bytes, x.data(), n_tokens,
+                                   yp.data(), *pool);
+          ExpectClose(yp, ef, what + " portable");
+        }
+      }
+    }
+  }
+}
+
+// With the activations replaced by their 8-bit reconstruction, the integer kernels must agree
+// with the reference to float rounding: this pins down scales, offsets and minimums exactly.
+TEST(MatMul, IntegerPathIsExactOnQuantizedActivations) {
+  std::mt19937 rng(5);
+  ThreadPool pool(2);
+  int checked = 0;
+  for (TensorType type : kAllTypes) {
+    if (!internal::VnniSupports(type)) continue;
+    ++checked;
+    const int64_t cols = ColsFor(type, type >= TensorType::kQ2_K ? 2 : 5);
+    const int64_t rows = 19;
+    const int n_tokens = 5;
+    const auto w = RandomMatrix(type, rows, cols, &rng);
+    auto x = RandomActivations(size_t(n_tokens) * size_t(cols), &rng);
+    ActQ8 act;
+    QuantizeActivations(x.data(), n_tokens, cols, &act);
+    for (int t = 0; t < n_tokens; ++t) {
+      for (int64_t c = 0; c < cols; ++c) {
+        x[size_t(t) * size_t(cols) + size_t(c)] =
+            float(act.q_at(t)[c]) * act.d_at(t)[c / 32];
+      }
+    }
+    const Expected e = Reference(type, w, rows, cols, x, n_tokens, false);
+    std::vector<float> y(size_t(rows) * n_tokens);
+    MatMul(MakeWeightView(type, w.data(), rows, cols), x.data(), n_tokens, y.data(), pool);
+    ExpectClose(y, e, std::string(TypeName(type)) + " exact");
+  }
+  if (checked == 0) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+}
+
+TEST(MatMul, QuantizeActivationsLayout) {
+  std::vector<float> x(96);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i % 7) - 3) * 0.5f;
+  x[5] = 10.0f;
+  x[40] = std::nanf("");
+  ActQ8 a;
+  QuantizeActivations(x.data(), 1, 96, &a);
+  EXPECT_EQ(a.blocks, 3);
+  EXPECT_EQ(a.pairs, 2);
+  EXPECT_FLOAT_EQ(a.d_at(0)[0], 10.0f / 127.0f);
+  EXPECT_EQ(a.q_at(0)[5], 127);
+  EXPECT_EQ(a.q_at(0)[40], 0);  // NaN quantizes to 0 instead of undefined behaviour
+  for (int j = 96; j < 128; ++j) EXPECT_EQ(a.q_at(0)[j], 0);  // padding of the odd pair
+  int sum = 0;
+  for (int j = 0; j < 32; ++j) sum += a.q_at(0)[j];
+  EXPECT_FLOAT_EQ(a.s32_at(0)[0], a.d_at(0)[0] * float(sum));
+  float lanes = 0;
+  for (int l = 0; l < 8; ++l) lanes += a.sx_at(0)[l];
+  EXPECT_NEAR(lanes, a.s32_at(0)[0], 1e-5);
+  EXPECT_EQ(a.dx_at(0)[8], a.d_at(0)[1]);
+}
+
+TEST(MatMul, RejectsBadViews) {
+  ThreadPool pool(1);
+  std::vector<uint8_t> w(1024);
+  EXPECT_THROW(MakeWeightView(TensorType::kIQ2_XXS, w.data(), 1, 256), Error);
+  EXPECT_THROW(MakeWeightView(TensorType::kQ4_0, w.data(), 1, 48), Error);
+  const WeightView v = MakeWeightView(TensorType::kQ4_0, w.data(), 2, 64);
+  std::vector<float> out(64);
+  EXPECT_THROW(DequantizeRow(v, 2, out.data()), Error);
+  WeightView bad = v;
+  bad.row_bytes = 7;
+  std::vector<float> x(64), y(2);
+  EXPECT_THROW(MatMul(bad, x.data(), 1, y.data(), pool), Error);
+  EXPECT_FALSE(MatMulSupports(TensorType::kIQ2_XXS));
+  EXPECT_TRUE(MatMulSupports(TensorType::kQ6_K));
+}
+
+// Real weights: a few rows of each tensor type in the installed models.
+void CheckRealTensor(const model::GgufFile& f, const std::string& name, int64_t rows) {
+  const model::GgufTensor& t = f.GetTensor(name);
+  rows = std::min(rows, t.ne[1]);
+  const WeightView v{t.type, t.data, rows, t.ne[0], t.row_bytes()};
+  std::mt19937 rng(3);
+  const int n_tokens = 3;
+  const auto x = RandomActivations(size_t(n_tokens) * size_t(v.cols), &rng);
+  std::vector<uint8_t> w(static_cast<const uint8_t*>(t.data),
+                         static_cast<const uint8_t*>(t.data) + size_t(rows) * v.row_bytes);
+  const Expected e =
+      Reference(t.type, w, rows, v.cols, x, n_tokens, internal::VnniSupports(t.type));
+  ThreadPool pool(2);
+  std::vector<float> y(size_t(rows) * n_tokens);
+  MatMul(v, x.data(), n_tokens, y.data(), pool);
+  ExpectClose(y, e, name);
+}
+
+TEST(MatMul, RealModelTensors) {
+  const char* home = std::getenv("HOME");
+  const std::string dir = std::string(home ? home : "") + "/.cache/tqlm/models/";
+  bool any = false;
+  if (std::filesystem::exists(dir + "SmolLM2-135M-Instruct.Q4_1.gguf")) {
+    auto f = model::GgufFile::Open(dir + "SmolLM2-135M-Instruct.Q4_1.gguf");
+    CheckRealTensor(*f, "blk.0.ffn_gate.weight", 64);  // Q4_1
+    CheckRealTensor(*f, "blk.0.ffn_down.weight", 64);  // Q4_1, 1536 columns
+    CheckRealTensor(*f, "token_embd.weight", 64);      // Q8_0
+    any = true;
+  }
+  if (std::filesystem::exists(dir + "qwen2.5-coder.gguf")) {
+    auto f = model::GgufFile::Open(dir + "qwen2.5-coder.gguf");
+    CheckRealTensor(*f, "blk.0.ffn_gate.weight", 32);  // Q4_K
+    CheckRealTensor(*f, "blk.0.ffn_down.weight", 32);  // Q6_K
+    any = true;
+  }
+  if (!any) GTEST_SKIP() << "no models installed in " << dir;
+}
+
+}  // namespace
+}  // namespace tqlm::kernels
