@@ -1,0 +1,45 @@
+#include "model/model.h"
+
+#include <fmt/format.h>
+
+#include <map>
+
+#include "tqlm/error.h"
+
+namespace tqlm::model {
+namespace {
+using Factory = std::unique_ptr<Model> (*)(std::unique_ptr<GgufFile>);
+const std::map<std::string, Factory>& Registry() {
+  static const std::map<std::string, Factory> registry = {
+      {"llama", CreateLlamaFamily},
+      {"mistral", CreateLlamaFamily},
+      {"qwen2", CreateLlamaFamily},
+  };
+  return registry;
+}
+}  // namespace
+
+std::unique_ptr<Model> Model::Load(const std::string& path, const ProgressFn& progress) {
+  auto file = GgufFile::Open(path);
+  const std::string arch = file->GetString("general.architecture");
+  auto it = Registry().find(arch);
+  if (it == Registry().end()) {
+    std::string known;
+    for (const auto& [name, _] : Registry()) known += (known.empty() ? "" : ", ") + name;
+    throw Error(fmt::format("{}: unsupported architecture '{}' (supported: {})", path, arch, known));
+  }
+  // Touch the weights once so the load cost is paid (and shown) here, not in the first token.
+  size_t total = 0;
+  for (const auto& t : file->tensors()) total += t.nbytes;
+  size_t done = 0;
+  volatile uint8_t sink = 0;
+  for (const auto& t : file->tensors()) {
+    const auto* p = static_cast<const uint8_t*>(t.data);
+    for (size_t i = 0; i < t.nbytes; i += 4096) sink = sink + p[i];
+    done += t.nbytes;
+    if (progress) progress(done, total);
+  }
+  return it->second(std::move(file));
+}
+
+}  // namespace tqlm::model

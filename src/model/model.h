@@ -1,0 +1,60 @@
+// A loaded model: architecture-specific forward pass over GGUF weights. The runtime owns the
+// KV cache and the thread pool and hands them in; the model owns only weights and scratch.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "model/gguf.h"
+
+namespace tqlm::kernels {
+class ThreadPool;
+}
+
+namespace tqlm::model {
+
+struct ModelInfo {
+  std::string arch;          // general.architecture
+  std::string name;          // general.name
+  int n_vocab = 0;
+  int n_embd = 0;
+  int n_layer = 0;
+  int n_ctx_train = 0;
+  std::vector<kv::LayerGeometry> layers;  // attention geometry per layer (for the KV cache)
+  float attn_scale = 0;      // q·k multiplier
+  size_t weight_bytes = 0;   // bytes of tensor data the forward pass reads
+};
+
+// Called with (done, total) while loading.
+using ProgressFn = std::function<void(size_t done, size_t total)>;
+
+class Model {
+ public:
+  // Opens `path` and builds the model for its general.architecture. Throws tqlm::Error for
+  // unsupported architectures or missing/ill-shaped tensors.
+  static std::unique_ptr<Model> Load(const std::string& path, const ProgressFn& progress = {});
+  virtual ~Model() = default;
+
+  const ModelInfo& info() const { return info_; }
+  const GgufFile& file() const { return *file_; }
+
+  // Runs n tokens at positions [cache.n_tokens(), cache.n_tokens() + n), appending their K/V
+  // to `cache` and committing them. Writes logits [n][n_vocab] when all_logits, else only the
+  // last token's [n_vocab].
+  virtual void Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits,
+                       float* logits, kernels::ThreadPool& pool) = 0;
+
+ protected:
+  explicit Model(std::unique_ptr<GgufFile> file) : file_(std::move(file)) {}
+  std::unique_ptr<GgufFile> file_;
+  ModelInfo info_;
+};
+
+// One factory per architecture family (each in its own file); Model::Load dispatches on
+// general.architecture through the table in model.cc.
+std::unique_ptr<Model> CreateLlamaFamily(std::unique_ptr<GgufFile> file);
+
+}  // namespace tqlm::model

@@ -1,0 +1,60 @@
+#include "runtime/session.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "tqlm/error.h"
+
+namespace tqlm::runtime {
+namespace {
+int DefaultThreads() { return int(std::max(1u, std::thread::hardware_concurrency())); }
+}  // namespace
+
+Session::Session(model::Model& model, const SessionOptions& options)
+    : model_(model),
+      n_ctx_(options.n_ctx > 0 ? options.n_ctx : model.info().n_ctx_train),
+      batch_(std::max(1, options.batch)),
+      pool_(options.n_threads > 0 ? options.n_threads : DefaultThreads()) {
+  const model::ModelInfo& info = model.info();
+  kv::KvCacheConfig config;
+  config.layers = info.layers;
+  config.k_types.assign(info.n_layer, kv::KvType::Parse(options.kv.k_type));
+  config.v_types.assign(info.n_layer, kv::KvType::Parse(options.kv.v_type));
+  config.attn_scale = info.attn_scale;
+  config.max_tokens = n_ctx_;
+  config.sink_tokens = options.kv.sink_tokens;
+  config.recent_tokens = options.kv.recent_tokens;
+  cache_ = kv::KvCache::Create(config);
+}
+
+std::span<const float> Session::Feed(std::span<const int> tokens, bool all_logits,
+                                     const std::function<void(int, int)>& progress) {
+  const int n = int(tokens.size());
+  if (n == 0) throw Error("nothing to feed: empty token list");
+  const int have = int(history_.size());
+  if (have + n > n_ctx_)
+    throw Error(fmt::format("context overflow: {} tokens in context + {} new > context size {} "
+                            "({} over; raise -c or shorten the prompt)",
+                            have, n, n_ctx_, have + n - n_ctx_));
+  const int n_vocab = model_.info().n_vocab;
+  logits_.resize(size_t(all_logits ? n : 1) * n_vocab);
+  for (int done = 0; done < n;) {
+    const int chunk = std::min(batch_, n - done);
+    float* out = all_logits ? &logits_[size_t(done) * n_vocab] : logits_.data();
+    model_.Forward(tokens.data() + done, chunk, *cache_, all_logits, out, pool_);
+    history_.insert(history_.end(), tokens.begin() + done, tokens.begin() + done + chunk);
+    done += chunk;
+    if (progress) progress(done, n);
+  }
+  return logits_;
+}
+
+void Session::Rewind(int n) {
+  n = std::clamp(n, 0, int(history_.size()));
+  cache_->Truncate(n);
+  history_.resize(n);
+}
+
+}  // namespace tqlm::runtime

@@ -1,0 +1,62 @@
+// One sequence being generated: the model, its KV cache and the thread pool, plus the token
+// history. Feeding a long prompt runs in chunks (batched prefill), so activations stay one
+// chunk's worth and the cache can compress tokens as they arrive.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kernels/cpu/thread_pool.h"
+#include "kv/kv_cache.h"
+#include "model/model.h"
+
+namespace tqlm::runtime {
+
+struct KvOptions {
+  std::string k_type = "f16";
+  std::string v_type = "f16";
+  int sink_tokens = 0;
+  int recent_tokens = 0;
+};
+
+struct SessionOptions {
+  int n_ctx = 4096;     // 0: the model's training context
+  int n_threads = 0;    // 0: all cores
+  int batch = 256;      // prefill chunk, tokens
+  KvOptions kv;
+};
+
+class Session {
+ public:
+  Session(model::Model& model, const SessionOptions& options);
+
+  // Runs `tokens` through the model after the current history, `batch` at a time, calling
+  // progress(done, total) after each chunk. Returns the logits after the last token (or all
+  // positions' logits when all_logits, [n][n_vocab]). Throws tqlm::Error if the context
+  // would overflow.
+  std::span<const float> Feed(std::span<const int> tokens, bool all_logits = false,
+                              const std::function<void(int, int)>& progress = {});
+
+  // Forgets everything from position n on.
+  void Rewind(int n);
+
+  const std::vector<int>& history() const { return history_; }
+  int n_ctx() const { return n_ctx_; }
+  int n_vocab() const { return model_.info().n_vocab; }
+  model::Model& model() { return model_; }
+  kv::KvCache& cache() { return *cache_; }
+  kernels::ThreadPool& pool() { return pool_; }
+
+ private:
+  model::Model& model_;
+  int n_ctx_;
+  int batch_;
+  kernels::ThreadPool pool_;
+  std::unique_ptr<kv::KvCache> cache_;
+  std::vector<int> history_;
+  std::vector<float> logits_;
+};
+
+}  // namespace tqlm::runtime
