@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Golden token ids from llama.cpp's own tokenizer, for tests/tokenizer_golden_test.cc.
+
+Runs llama.cpp (the `xllamacpp` wheels, installed by scripts/peers_env.sh) on a GGUF model and
+tokenizes a fixed mixed corpus (prose, code, emoji, CJK, whitespace runs, special tokens,
+numbers, contractions) through its /tokenize endpoint, once with special tokens parsed and once
+without. Writes tests/data/tokenizer/<name>_golden.json.
+
+  $(scripts/peers_env.sh --python) scripts/gen_tokenizer_golden.py            # all models found
+  $(scripts/peers_env.sh --python) scripts/gen_tokenizer_golden.py --model smollm2
+"""
+import argparse
+import hashlib
+import json
+import os
+import sys
+import urllib.request
+
+CACHE = os.environ.get("TQLM_CACHE", os.path.expanduser("~/.cache/tqlm"))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT_DIR = os.path.join(REPO, "tests", "data", "tokenizer")
+
+MODELS = {
+    "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "qwen2.5-coder": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+}
+
+# Written for this test; the Austen excerpt (public domain) is appended from the corpus when the
+# setup has installed it, so the golden file still carries the text itself.
+CORPUS = [
+    "Hello world",
+    "Hello, world! How are you today?",
+    " leading space",
+    "trailing space ",
+    "The quick brown fox jumps over the lazy dog.",
+    "It's, I'm, you're, we've, they'll, he'd, can't, won't; IT'S, I'M, YOU'RE, WE'VE",
+    "She said: \"Don't worry -- it's only 3.14159 percent.\"",
+    "Numbers: 0 1 12 123 1234 12345 1234567890 3.5e-7 -42 +7 1,000,000",
+    "Year 2024, room 101b, version v1.2.3, phone +1-555-0100",
+    "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n",
+    "#include <stdio.h>\nint main(void) {\n\tprintf(\"%d\\n\", 42);\n\treturn 0;\n}\n",
+    "for (auto& x : xs) { y += x * x; }  // sum of squares",
+    "SELECT id, name FROM users WHERE age >= 18 ORDER BY name;",
+    "{\"key\": [1, 2, 3], \"nested\": {\"a\": null, \"b\": true}}",
+    "    indented four\n\ttabbed\n\n\nthree newlines",
+    "a  b   c    d     e      f",
+    "spaces at end     ",
+    "\n\n\n",
+    "   ",
+    " ",
+    "\r\nwindows\r\nline endings\r\n",
+    "Emoji: 😀 😃 👍🏽 👨‍👩‍👧‍👦 🇫🇷 ❤️ 🎉🎉🎉",
+    "中文测试：你好，世界！我们今天学习分词。",
+    "日本語のテキストです。カタカナとひらがな。",
+    "한국어 문장도 있습니다.",
+    "Ελληνικά και русский текст, and العربية النص",
+    "Accents: café, naïve, résumé, Zürich, São Paulo, Ångström",
+    "Math: ∑_{i=1}^{n} x_i² ≤ √2 · π ≈ 3.14 ± 0.01 → ∞",
+    "Mixed\u00a0non-breaking\u2003em-space\u3000ideographic and\u200bzero-width",
+    "URL https://example.com/path?q=a+b&x=1#frag and email someone@example.org",
+    "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+    "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n",
+    "text before<|endoftext|>text after",
+    "<|im_end|><|im_end|>adjacent specials<|im_start|>",
+    "not special: <|im_start and im_end|> and <| |>",
+    "<tool_call>\n{\"name\": \"f\"}\n</tool_call>",
+    "ALLCAPS WORDS AND MiXeD CaSe",
+    "hyphen-ated under_scored camelCase snake_case kebab-case",
+    "!!! ??? ... --- *** ### $$$ %%% ^^^ &&& ((( ))) [[[ ]]]",
+    "x" * 300,
+    "ab" * 150 + " " + "1" * 40,
+]
+
+
+def austen_excerpt():
+    path = os.path.join(CACHE, "corpus", "prideprejudice.txt")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start = text.find("It is a truth universally acknowledged")
+    if start < 0:
+        start = 0
+    return text[start:start + 4000]
+
+
+class LlamaServer:
+    def __init__(self, model_path):
+        import xllamacpp as xl
+        params = xl.CommonParams()
+        params.model.path = model_path
+        params.n_ctx = 256
+        params.n_parallel = 1
+        params.cpuparams.n_threads = 1
+        params.warmup = False
+        params.port = 18000 + (os.getpid() % 1000)
+        self.server = xl.Server(params)
+        self.base = self.server.listening_address
+
+    def post(self, path, obj):
+        req = urllib.request.Request(self.base + path, data=json.dumps(obj).encode("utf-8"),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read())
+
+    def tokenize(self, text, add_special, parse_special):
+        r = self.post("/tokenize", {"content": text, "add_special": add_special,
+                                    "parse_special": parse_special})
+        return r["tokens"]
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def generate(name, filename):
+    path = os.path.join(CACHE, "models", filename)
+    if not os.path.exists(path):
+        print(f"[golden] {name}: {path} absent, skipped", file=sys.stderr)
+        return
+    import xllamacpp
+    corpus = list(CORPUS)
+    excerpt = austen_excerpt()
+    if excerpt:
+        corpus.append(excerpt)
+    srv = LlamaServer(path)
+    cases = []
+    for text in corpus:
+        cases.append({
+            "text": text,
+            "ids": srv.tokenize(text, add_special=False, parse_special=True),
+            "ids_no_special": srv.tokenize(text, add_special=False, parse_special=False),
+            "ids_add_special": srv.tokenize(text, add_special=True, parse_special=True),
+        })
+    out = {
+        "model_file": filename,
+        "model_sha256": sha256(path),
+        "generator": "scripts/gen_tokenizer_golden.py",
+        "llama_cpp": f"xllamacpp {xllamacpp.__version__} (llama.cpp bundled in the PyPI wheel)",
+        "cases": cases,
+    }
+    os.makedirs(OUT_DIR, exist_ok=True)
+    dest = os.path.join(OUT_DIR, f"{name}_golden.json")
+    # One case per line: reviewable diffs without a line per token id.
+    with open(dest, "w", encoding="utf-8") as f:
+        f.write("{\n")
+        for key in ("model_file", "model_sha256", "generator", "llama_cpp"):
+            f.write(f" {json.dumps(key)}: {json.dumps(out[key], ensure_ascii=False)},\n")
+        f.write(' "cases": [\n')
+        lines = [json.dumps(c, ensure_ascii=False) for c in cases]
+        f.write(",\n".join("  " + line for line in lines))
+        f.write("\n ]\n}\n")
+    print(f"[golden] {name}: {len(cases)} cases -> {dest}", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=sorted(MODELS), help="only this model")
+    args = ap.parse_args()
+    for name, filename in MODELS.items():
+        if args.model and name != args.model:
+            continue
+        generate(name, filename)
+
+
+if __name__ == "__main__":
+    main()

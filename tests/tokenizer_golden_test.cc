@@ -1,0 +1,148 @@
+// Token ids identical to llama.cpp's tokenizer on real GGUF models, for a mixed corpus
+// (tests/data/tokenizer/*_golden.json, made by scripts/gen_tokenizer_golden.py), plus
+// round-trips, streaming, chat template and speed on a long prompt. Skipped when the model file
+// is not installed (scripts/fetch_data.sh).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "model/gguf.h"
+#include "tokenizer/chat_format.h"
+#include "tokenizer/stream_decoder.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tqlm::tokenizer {
+namespace {
+
+std::string ModelPath(const std::string& file) {
+  const char* cache = std::getenv("TQLM_CACHE");
+  const char* home = std::getenv("HOME");
+  const std::string dir = cache ? std::string(cache) : std::string(home ? home : ".") + "/.cache/tqlm";
+  return dir + "/models/" + file;
+}
+
+std::string SourceDir() {
+  const char* env = std::getenv("TQLM_SOURCE_DIR");
+  return env ? env : TQLM_SOURCE_DIR;
+}
+
+struct Golden {
+  nlohmann::json json;
+  std::unique_ptr<model::GgufFile> file;
+  std::unique_ptr<Tokenizer> tok;
+};
+
+// Loads the golden file `name` and its model; returns false (with the reason) if absent.
+bool LoadGolden(const std::string& name, Golden* g, std::string* why) {
+  std::ifstream in(SourceDir() + "/tests/data/tokenizer/" + name + "_golden.json");
+  if (!in) {
+    *why = "no golden file for " + name;
+    return false;
+  }
+  in >> g->json;
+  const std::string path = ModelPath(g->json.at("model_file").get<std::string>());
+  if (!std::filesystem::exists(path)) {
+    *why = path + " not installed";
+    return false;
+  }
+  g->file = model::GgufFile::Open(path);
+  g->tok = Tokenizer::FromGguf(*g->file);
+  return true;
+}
+
+using Ids = std::vector<TokenId>;
+
+void CheckGolden(const std::string& name) {
+  Golden g;
+  std::string why;
+  if (!LoadGolden(name, &g, &why)) GTEST_SKIP() << why;
+  const Tokenizer& tok = *g.tok;
+  int cases = 0, identical = 0;
+  size_t tokens = 0;
+  for (const auto& c : g.json.at("cases")) {
+    const std::string text = c.at("text");
+    const Ids want = c.at("ids").get<Ids>();
+    const Ids want_plain = c.at("ids_no_special").get<Ids>();
+    const Ids want_added = c.at("ids_add_special").get<Ids>();
+    const Ids got = tok.Encode(text, false, true);
+    const Ids got_plain = tok.Encode(text, false, false);
+    const Ids got_added = tok.Encode(text, true, true);
+    EXPECT_EQ(got, want) << name << " (parse_special) text: " << text;
+    EXPECT_EQ(got_plain, want_plain) << name << " (plain) text: " << text;
+    EXPECT_EQ(got_added, want_added) << name << " (add_special) text: " << text;
+    ++cases;
+    identical += (got == want) + (got_plain == want_plain) + (got_added == want_added);
+    tokens += want.size() + want_plain.size() + want_added.size();
+
+    EXPECT_EQ(tok.Decode(got, true), text) << name << " round trip: " << text;
+    EXPECT_EQ(tok.Decode(got_plain, true), text) << name << " round trip (plain): " << text;
+    StreamDecoder stream(tok, true);
+    std::string streamed;
+    for (TokenId id : got) streamed += stream.Push(id);
+    streamed += stream.Flush();
+    EXPECT_EQ(streamed, text) << name << " streaming: " << text;
+  }
+  std::printf("[golden] %s: %d/%d encodings identical to llama.cpp (%zu tokens, %s)\n",
+              name.c_str(), identical, 3 * cases, tokens,
+              g.json.at("llama_cpp").get<std::string>().c_str());
+  EXPECT_EQ(identical, 3 * cases);
+}
+
+TEST(TokenizerGolden, SmolLM2MatchesLlamaCpp) { CheckGolden("smollm2"); }
+TEST(TokenizerGolden, Qwen25CoderMatchesLlamaCpp) { CheckGolden("qwen2.5-coder"); }
+
+TEST(TokenizerGolden, SmolLM2SpecialsAndChatTemplate) {
+  Golden g;
+  std::string why;
+  if (!LoadGolden("smollm2", &g, &why)) GTEST_SKIP() << why;
+  const Tokenizer& tok = *g.tok;
+  EXPECT_EQ(tok.pre_tokenizer().name, "smollm");
+  EXPECT_FALSE(tok.add_bos());
+  const TokenId im_end = *tok.FindToken("<|im_end|>");
+  EXPECT_EQ(tok.eos(), im_end);
+  EXPECT_EQ(tok.eot(), im_end);
+  EXPECT_TRUE(tok.IsEndOfGeneration(im_end));
+  EXPECT_TRUE(tok.IsEndOfGeneration(*tok.FindToken("<|endoftext|>")));
+  EXPECT_FALSE(tok.IsEndOfGeneration(*tok.FindToken("<|im_start|>")));
+  EXPECT_TRUE(tok.IsControl(*tok.FindToken("<|im_start|>")));
+
+  auto chat = MakeChatFormatter(tok.vocab().chat_template);
+  const std::string prompt = chat->Format(std::vector<ChatMessage>{{"user", "Hi"}}, true);
+  EXPECT_EQ(prompt,
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+            "Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  const Ids ids = tok.Encode(prompt, true, true);
+  ASSERT_FALSE(ids.empty());
+  EXPECT_EQ(ids.front(), *tok.FindToken("<|im_start|>"));
+  EXPECT_EQ(tok.Decode(ids), "system\nYou are a helpful AI assistant named SmolLM, trained by "
+                             "Hugging Face\nuser\nHi\nassistant\n");
+}
+
+TEST(TokenizerGolden, LongPromptIsFast) {
+  Golden g;
+  std::string why;
+  if (!LoadGolden("smollm2", &g, &why)) GTEST_SKIP() << why;
+  // ~100k tokens of varied text: the corpus cases repeated.
+  std::string text;
+  while (text.size() < 420000) {
+    for (const auto& c : g.json.at("cases")) text += c.at("text").get<std::string>() + "\n";
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const Ids ids = g.tok->Encode(text, false, true);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[speed] %zu bytes -> %zu tokens in %.3f s (%.0f tokens/s)\n", text.size(),
+              ids.size(), s, ids.size() / s);
+  EXPECT_GT(ids.size(), 90000u);
+  EXPECT_EQ(g.tok->Decode(ids, true), text);
+  // Well under a second in a release build; generous for sanitizer builds.
+  EXPECT_LT(s, 10.0);
+}
+
+}  // namespace
+}  // namespace tqlm::tokenizer
