@@ -57,10 +57,11 @@ def main():
     ap.add_argument("--json-out", default="")
     args = ap.parse_args()
 
-    from llama_cpp import Llama, llama_cpp as lc
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from llamacpp_env import Llama, __version__ as llama_version
 
     report = {"model": os.path.basename(args.model), "threads": args.threads,
-              "llama_cpp_python": __import__("llama_cpp").__version__}
+              "llama_cpp_python": llama_version}
 
     # (a) + (b): same token ids through both engines.
     with tempfile.NamedTemporaryFile(suffix=".json") as dump:

@@ -1,0 +1,97 @@
+// The Llama-family forward pass on the real default model, with the scalar reference KV cache:
+// teacher-forced top-1 predictions must match the ids llama.cpp produced for the same tokens
+// (tests/data/model/smollm2_golden.json, made by scripts/gen_model_golden.py).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "kernels/cpu/thread_pool.h"
+#include "model/model.h"
+#include "reference_kv_cache.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tqlm {
+namespace {
+
+std::string CachePath(const std::string& rel) {
+  const char* c = std::getenv("TQLM_CACHE");
+  const char* home = std::getenv("HOME");
+  return (c ? std::string(c) : std::string(home ? home : ".") + "/.cache/tqlm") + "/" + rel;
+}
+
+kv::KvCacheConfig ReferenceConfig(const model::ModelInfo& info, int max_tokens) {
+  kv::KvCacheConfig c;
+  c.layers = info.layers;
+  c.attn_scale = info.attn_scale;
+  c.max_tokens = max_tokens;
+  return c;
+}
+
+class SmolLM2 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string path = CachePath("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!std::filesystem::exists(path)) GTEST_SKIP() << "model not installed: " << path;
+    model_ = model::Model::Load(path);
+  }
+  std::unique_ptr<model::Model> model_;
+};
+
+TEST_F(SmolLM2, InfoFromMetadata) {
+  const auto& info = model_->info();
+  EXPECT_EQ(info.arch, "llama");
+  EXPECT_EQ(info.n_layer, 30);
+  EXPECT_EQ(info.n_embd, 576);
+  EXPECT_EQ(info.n_vocab, 49152);
+  ASSERT_EQ(info.layers.size(), 30u);
+  EXPECT_EQ(info.layers[0].n_heads, 9);
+  EXPECT_EQ(info.layers[0].n_kv_heads, 3);
+  EXPECT_EQ(info.layers[0].head_dim, 64);
+}
+
+TEST_F(SmolLM2, TeacherForcedTop1MatchesLlamaCpp) {
+  std::ifstream in(std::string(TQLM_SOURCE_DIR) + "/tests/data/model/smollm2_golden.json");
+  ASSERT_TRUE(in) << "golden file missing";
+  const nlohmann::json golden = nlohmann::json::parse(in);
+  const std::vector<int> tokens = golden["tokens"];
+  const std::vector<int> top1 = golden["llama_cpp_top1"];
+  ASSERT_EQ(tokens.size(), top1.size());
+
+  kernels::ThreadPool pool(2);
+  testing::ReferenceKvCache cache(ReferenceConfig(model_->info(), int(tokens.size())));
+  const int n_vocab = model_->info().n_vocab;
+  std::vector<float> logits(tokens.size() * n_vocab);
+  // Two chunks: exercises prefill batching and attention to an earlier chunk.
+  const int half = int(tokens.size()) / 2;
+  model_->Forward(tokens.data(), half, cache, true, logits.data(), pool);
+  model_->Forward(tokens.data() + half, int(tokens.size()) - half, cache, true,
+                  logits.data() + size_t(half) * n_vocab, pool);
+  int agree = 0;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const float* row = &logits[i * n_vocab];
+    agree += int(std::max_element(row, row + n_vocab) - row) == top1[i];
+  }
+  EXPECT_GE(agree, int(0.97 * tokens.size())) << agree << " of " << tokens.size();
+}
+
+TEST_F(SmolLM2, GreedyContinuationIsSensible) {
+  auto tok = tokenizer::Tokenizer::FromGguf(model_->file());
+  std::vector<int> ids = tok->Encode("The capital of France is", true, false);
+  kernels::ThreadPool pool(2);
+  testing::ReferenceKvCache cache(ReferenceConfig(model_->info(), 64));
+  std::vector<float> logits(model_->info().n_vocab);
+  model_->Forward(ids.data(), int(ids.size()), cache, false, logits.data(), pool);
+  std::vector<int> out;
+  for (int i = 0; i < 6; ++i) {
+    const int next = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    out.push_back(next);
+    model_->Forward(&next, 1, cache, false, logits.data(), pool);
+  }
+  EXPECT_NE(tok->Decode(out).find("Paris"), std::string::npos) << tok->Decode(out);
+}
+
+}  // namespace
+}  // namespace tqlm
