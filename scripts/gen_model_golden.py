@@ -1,23 +1,26 @@
 #!/usr/bin/env python3
-"""Writes tests/data/model/smollm2_golden.json: llama.cpp's teacher-forced top-1 predictions
-for the first 256 tokens of Pride and Prejudice (chapter 1), tokenized by llama.cpp itself.
+"""Writes tests/data/model/<name>_golden.json: llama.cpp's teacher-forced top-1 predictions
+for the opening tokens of Pride and Prejudice (chapter 1), tokenized by llama.cpp itself.
 Run with the venv of scripts/compare_llamacpp.sh:
-  ~/.cache/tqlm/venv-llamacpp/bin/python scripts/gen_model_golden.py"""
+  ~/.cache/tqlm/venv-llamacpp/bin/python scripts/gen_model_golden.py [smollm2|qwen2.5-coder]"""
 import json, os, sys
 import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
 from llamacpp_env import Llama, __version__
 
 cache = os.environ.get("TQLM_CACHE", os.path.expanduser("~/.cache/tqlm"))
-model = f"{cache}/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODELS = {"smollm2": ("SmolLM2-135M-Instruct.Q4_1.gguf", 256),
+          "qwen2.5-coder": ("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 96)}
+name = sys.argv[1] if len(sys.argv) > 1 else "smollm2"
+model = f"{cache}/models/{MODELS[name][0]}"
 text = open(f"{cache}/corpus/prideprejudice.txt", encoding="utf-8").read()
 start = text.index("It is a truth universally")
 llm = Llama(model_path=model, n_ctx=512, n_batch=512, logits_all=True, n_threads=2, verbose=False)
-tokens = llm.tokenize(text[start:start + 4000].encode(), add_bos=False)[:256]
+tokens = llm.tokenize(text[start:start + 4000].encode(), add_bos=False)[:MODELS[name][1]]
 llm.eval(tokens)
 top1 = [int(np.argmax(llm.scores[i])) for i in range(len(tokens))]
 root = os.path.join(os.path.dirname(__file__), "..")
 json.dump({"source": "llama-cpp-python " + __version__, "model": os.path.basename(model),
            "tokens": tokens, "llama_cpp_top1": top1},
-          open(os.path.join(root, "tests/data/model/smollm2_golden.json"), "w"))
+          open(os.path.join(root, f"tests/data/model/{name}_golden.json"), "w"))
 print(len(tokens), "tokens")

@@ -1,6 +1,6 @@
 // The Llama-family forward pass on the real default model, with the scalar reference KV cache:
 // teacher-forced top-1 predictions must match the ids llama.cpp produced for the same tokens
-// (tests/data/model/smollm2_golden.json, made by scripts/gen_model_golden.py).
+// (tests/data/model/*_golden.json, made by scripts/gen_model_golden.py).
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -52,29 +52,46 @@ TEST_F(SmolLM2, InfoFromMetadata) {
   EXPECT_EQ(info.layers[0].head_dim, 64);
 }
 
-TEST_F(SmolLM2, TeacherForcedTop1MatchesLlamaCpp) {
-  std::ifstream in(std::string(TQLM_SOURCE_DIR) + "/tests/data/model/smollm2_golden.json");
-  ASSERT_TRUE(in) << "golden file missing";
+// Teacher-forced top-1 of our forward pass vs llama.cpp's on the same token ids.
+double Top1AgreementWithLlamaCpp(model::Model& model, const std::string& golden_name) {
+  std::ifstream in(std::string(TQLM_SOURCE_DIR) + "/tests/data/model/" + golden_name);
+  EXPECT_TRUE(in) << "golden file missing: " << golden_name;
   const nlohmann::json golden = nlohmann::json::parse(in);
   const std::vector<int> tokens = golden["tokens"];
   const std::vector<int> top1 = golden["llama_cpp_top1"];
-  ASSERT_EQ(tokens.size(), top1.size());
+  EXPECT_EQ(tokens.size(), top1.size());
 
   kernels::ThreadPool pool(2);
-  testing::ReferenceKvCache cache(ReferenceConfig(model_->info(), int(tokens.size())));
-  const int n_vocab = model_->info().n_vocab;
+  testing::ReferenceKvCache cache(ReferenceConfig(model.info(), int(tokens.size())));
+  const int n_vocab = model.info().n_vocab;
   std::vector<float> logits(tokens.size() * n_vocab);
   // Two chunks: exercises prefill batching and attention to an earlier chunk.
   const int half = int(tokens.size()) / 2;
-  model_->Forward(tokens.data(), half, cache, true, logits.data(), pool);
-  model_->Forward(tokens.data() + half, int(tokens.size()) - half, cache, true,
-                  logits.data() + size_t(half) * n_vocab, pool);
+  model.Forward(tokens.data(), half, cache, true, logits.data(), pool);
+  model.Forward(tokens.data() + half, int(tokens.size()) - half, cache, true,
+                logits.data() + size_t(half) * n_vocab, pool);
   int agree = 0;
   for (size_t i = 0; i < tokens.size(); ++i) {
     const float* row = &logits[i * n_vocab];
     agree += int(std::max_element(row, row + n_vocab) - row) == top1[i];
   }
-  EXPECT_GE(agree, int(0.97 * tokens.size())) << agree << " of " << tokens.size();
+  return double(agree) / double(tokens.size());
+}
+
+TEST_F(SmolLM2, TeacherForcedTop1MatchesLlamaCpp) {
+  const double agreement = Top1AgreementWithLlamaCpp(*model_, "smollm2_golden.json");
+  RecordProperty("top1_agreement", std::to_string(agreement));
+  EXPECT_GE(agreement, 0.97);
+}
+
+TEST(Qwen25Coder, TeacherForcedTop1MatchesLlamaCpp) {
+  const std::string path = CachePath("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "model not installed: " << path;
+  auto model = model::Model::Load(path);
+  EXPECT_EQ(model->info().arch, "qwen2");
+  const double agreement = Top1AgreementWithLlamaCpp(*model, "qwen2.5-coder_golden.json");
+  RecordProperty("top1_agreement", std::to_string(agreement));
+  EXPECT_GE(agreement, 0.97);
 }
 
 TEST_F(SmolLM2, GreedyContinuationIsSensible) {
