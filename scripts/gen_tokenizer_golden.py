@@ -8,11 +8,15 @@ without. Writes tests/data/tokenizer/<name>_golden.json.
 
   $(scripts/peers_env.sh --python) scripts/gen_tokenizer_golden.py            # all models found
   $(scripts/peers_env.sh --python) scripts/gen_tokenizer_golden.py --model smollm2
+  ... --extended   also writes $TQLM_CACHE/golden/<name>_extended.json (kept outside git): every
+                   paragraph of the installed Austen corpus plus seeded random Unicode strings;
+                   tests/tokenizer_golden_test.cc checks it when present.
 """
 import argparse
 import hashlib
 import json
 import os
+import random
 import sys
 import urllib.request
 
@@ -157,14 +161,83 @@ def generate(name, filename):
     print(f"[golden] {name}: {len(cases)} cases -> {dest}", file=sys.stderr)
 
 
+# Character pools for random strings: every class the pre-tokenizer regexes distinguish.
+POOLS = [
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "0123456789",
+    "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
+    " ", "  ", "\n", "\r\n", "\t", "\u00a0", "\u2003", "\u3000", "\u0085", "\u2028", "\u200b",
+    "'s", "'T", "'re", "'LL", "'d", "'ve", "'M",
+    "éèêëàâäôöûüçñßøåÉÀÇ", "ÆŒæœ", "αβγδεζηθΩΣ", "абвгдеёжзийклмнопЖЗИЙ", "אבגדה", "ابتثجحخ",
+    "你好世界中文测试分词汉字", "ひらがなカタカナ", "한국어문장", "ไทย", "हिन्दी",
+    "\u0301\u0308\u0327",  # combining marks
+    "²³¹½¼⅓٣٤٥०१२",  # other numbers
+    "😀😃👍🏽👨\u200d👩\u200d👧🇫🇷❤️🎉🔥✨",
+    "∑√π≈±→∞≤≥·°€£¥©®™",
+    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<tool_call>", "<|", "|>",
+]
+
+
+def random_strings(count, seed=1234):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.randint(1, 24)):
+            pool = rng.choice(POOLS)
+            if len(pool) <= 3 or pool.startswith("<") or pool.startswith("'"):
+                parts.append(pool)
+            else:
+                parts.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 6))))
+        out.append("".join(parts))
+    return out
+
+
+def austen_paragraphs():
+    texts = []
+    corpus_dir = os.path.join(CACHE, "corpus")
+    if not os.path.isdir(corpus_dir):
+        return texts
+    for name in sorted(os.listdir(corpus_dir)):
+        with open(os.path.join(corpus_dir, name), encoding="utf-8") as f:
+            for para in f.read().split("\n\n"):
+                if para.strip():
+                    texts.append(para)
+    return texts
+
+
+def generate_extended(name, filename):
+    path = os.path.join(CACHE, "models", filename)
+    if not os.path.exists(path):
+        return
+    import xllamacpp
+    srv = LlamaServer(path)
+    cases = []
+    for text in austen_paragraphs() + random_strings(3000):
+        cases.append({"text": text, "ids": srv.tokenize(text, False, True),
+                      "ids_no_special": srv.tokenize(text, False, False)})
+    dest_dir = os.path.join(CACHE, "golden")
+    os.makedirs(dest_dir, exist_ok=True)
+    dest = os.path.join(dest_dir, f"{name}_extended.json")
+    with open(dest, "w", encoding="utf-8") as f:
+        json.dump({"model_file": filename, "model_sha256": sha256(path),
+                   "llama_cpp": f"xllamacpp {xllamacpp.__version__}", "cases": cases},
+                  f, ensure_ascii=False)
+    print(f"[golden] {name}: {len(cases)} extended cases -> {dest}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", choices=sorted(MODELS), help="only this model")
+    ap.add_argument("--extended", action="store_true",
+                    help="also write the large extended golden files into the cache")
     args = ap.parse_args()
     for name, filename in MODELS.items():
         if args.model and name != args.model:
             continue
         generate(name, filename)
+        if args.extended:
+            generate_extended(name, filename)
 
 
 if __name__ == "__main__":

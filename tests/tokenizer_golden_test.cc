@@ -97,6 +97,47 @@ void CheckGolden(const std::string& name) {
 TEST(TokenizerGolden, SmolLM2MatchesLlamaCpp) { CheckGolden("smollm2"); }
 TEST(TokenizerGolden, Qwen25CoderMatchesLlamaCpp) { CheckGolden("qwen2.5-coder"); }
 
+// The large golden sets that `gen_tokenizer_golden.py --extended` leaves in the cache (every
+// Austen paragraph plus seeded random Unicode strings); skipped when absent.
+void CheckExtended(const std::string& name) {
+#if defined(__SANITIZE_ADDRESS__)
+  // 50k encodings plus 17 MB of JSON take half a minute under ASan and exercise no code path
+  // the small golden sets do not; sanitizer builds check those.
+  GTEST_SKIP() << "extended golden set runs in non-sanitizer builds only";
+#endif
+  const char* cache = std::getenv("TQLM_CACHE");
+  const char* home = std::getenv("HOME");
+  const std::string dir = cache ? std::string(cache) : std::string(home ? home : ".") + "/.cache/tqlm";
+  std::ifstream in(dir + "/golden/" + name + "_extended.json");
+  if (!in) GTEST_SKIP() << "no extended golden file for " << name;
+  nlohmann::json json;
+  in >> json;
+  const std::string path = ModelPath(json.at("model_file").get<std::string>());
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not installed";
+  auto file = model::GgufFile::Open(path);
+  auto tok = Tokenizer::FromGguf(*file);
+  int total = 0, identical = 0, shown = 0;
+  for (const auto& c : json.at("cases")) {
+    const std::string text = c.at("text");
+    for (bool special : {true, false}) {
+      const Ids want = c.at(special ? "ids" : "ids_no_special").get<Ids>();
+      const Ids got = tok->Encode(text, false, special);
+      ++total;
+      if (got == want) {
+        ++identical;
+      } else if (shown++ < 5) {
+        ADD_FAILURE() << name << " differs (parse_special=" << special << ") on: " << text;
+      }
+    }
+  }
+  std::printf("[golden-extended] %s: %d/%d encodings identical to llama.cpp\n", name.c_str(),
+              identical, total);
+  EXPECT_EQ(identical, total);
+}
+
+TEST(TokenizerGolden, SmolLM2ExtendedMatchesLlamaCpp) { CheckExtended("smollm2"); }
+TEST(TokenizerGolden, Qwen25CoderExtendedMatchesLlamaCpp) { CheckExtended("qwen2.5-coder"); }
+
 TEST(TokenizerGolden, SmolLM2SpecialsAndChatTemplate) {
   Golden g;
   std::string why;
