@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import random
+import struct
 import sys
 import urllib.request
 
@@ -24,9 +25,14 @@ CACHE = os.environ.get("TQLM_CACHE", os.path.expanduser("~/.cache/tqlm"))
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT_DIR = os.path.join(REPO, "tests", "data", "tokenizer")
 
+# name: (model file, pre-tokenizer override). An override runs llama.cpp on a copy of the file
+# whose `tokenizer.ggml.pre` is patched (same length, in place), so that pre-tokenizers without
+# a small model at hand (Llama 3's) are still checked against llama.cpp on a real vocabulary;
+# the test applies the same override to the VocabData.
 MODELS = {
-    "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "qwen2.5-coder": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    "smollm2": ("SmolLM2-135M-Instruct.Q4_1.gguf", None),
+    "qwen2.5-coder": ("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", None),
+    "smollm2-pre-llama3": ("SmolLM2-135M-Instruct.Q4_1.gguf", ("smollm", "llama3")),
 }
 
 # Written for this test; the Austen excerpt (public domain) is appended from the corpus when the
@@ -121,10 +127,38 @@ def sha256(path):
     return h.hexdigest()
 
 
-def generate(name, filename):
+def patched_model(name, path, override):
+    """A copy of `path` with tokenizer.ggml.pre = override[1] (must be as long as override[0])."""
+    old, new = (s.encode() for s in override)
+    assert len(old) == len(new)
+    dest = os.path.join(CACHE, "tmp", f"{name}.gguf")
+    if os.path.exists(dest):
+        return dest
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    key = b"tokenizer.ggml.pre" + struct.pack("<IQ", 8, len(old)) + old
+    at = data.find(key)
+    if at < 0:
+        raise SystemExit(f"{path}: tokenizer.ggml.pre is not '{old.decode()}'")
+    data[at + len(key) - len(old):at + len(key)] = new
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    with open(dest + ".part", "wb") as f:
+        f.write(data)
+    os.replace(dest + ".part", dest)
+    return dest
+
+
+def model_path(name, filename, override):
     path = os.path.join(CACHE, "models", filename)
     if not os.path.exists(path):
-        print(f"[golden] {name}: {path} absent, skipped", file=sys.stderr)
+        return None
+    return patched_model(name, path, override) if override else path
+
+
+def generate(name, filename, override):
+    path = model_path(name, filename, override)
+    if path is None:
+        print(f"[golden] {name}: {filename} absent, skipped", file=sys.stderr)
         return
     import xllamacpp
     corpus = list(CORPUS)
@@ -142,7 +176,8 @@ def generate(name, filename):
         })
     out = {
         "model_file": filename,
-        "model_sha256": sha256(path),
+        "pre_override": override[1] if override else "",
+        "model_sha256": sha256(os.path.join(CACHE, "models", filename)),
         "generator": "scripts/gen_tokenizer_golden.py",
         "llama_cpp": f"xllamacpp {xllamacpp.__version__} (llama.cpp bundled in the PyPI wheel)",
         "cases": cases,
@@ -152,7 +187,7 @@ def generate(name, filename):
     # One case per line: reviewable diffs without a line per token id.
     with open(dest, "w", encoding="utf-8") as f:
         f.write("{\n")
-        for key in ("model_file", "model_sha256", "generator", "llama_cpp"):
+        for key in ("model_file", "pre_override", "model_sha256", "generator", "llama_cpp"):
             f.write(f" {json.dumps(key)}: {json.dumps(out[key], ensure_ascii=False)},\n")
         f.write(' "cases": [\n')
         lines = [json.dumps(c, ensure_ascii=False) for c in cases]
@@ -206,9 +241,9 @@ def austen_paragraphs():
     return texts
 
 
-def generate_extended(name, filename):
-    path = os.path.join(CACHE, "models", filename)
-    if not os.path.exists(path):
+def generate_extended(name, filename, override):
+    path = model_path(name, filename, override)
+    if path is None:
         return
     import xllamacpp
     srv = LlamaServer(path)
@@ -220,7 +255,7 @@ def generate_extended(name, filename):
     os.makedirs(dest_dir, exist_ok=True)
     dest = os.path.join(dest_dir, f"{name}_extended.json")
     with open(dest, "w", encoding="utf-8") as f:
-        json.dump({"model_file": filename, "model_sha256": sha256(path),
+        json.dump({"model_file": filename, "pre_override": override[1] if override else "",
                    "llama_cpp": f"xllamacpp {xllamacpp.__version__}", "cases": cases},
                   f, ensure_ascii=False)
     print(f"[golden] {name}: {len(cases)} extended cases -> {dest}", file=sys.stderr)
@@ -232,12 +267,12 @@ def main():
     ap.add_argument("--extended", action="store_true",
                     help="also write the large extended golden files into the cache")
     args = ap.parse_args()
-    for name, filename in MODELS.items():
+    for name, (filename, override) in MODELS.items():
         if args.model and name != args.model:
             continue
-        generate(name, filename)
+        generate(name, filename, override)
         if args.extended:
-            generate_extended(name, filename)
+            generate_extended(name, filename, override)
 
 
 if __name__ == "__main__":

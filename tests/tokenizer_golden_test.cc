@@ -16,6 +16,7 @@
 #include "tokenizer/chat_format.h"
 #include "tokenizer/stream_decoder.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab_gguf.h"
 
 namespace tqlm::tokenizer {
 namespace {
@@ -30,6 +31,15 @@ std::string ModelPath(const std::string& file) {
 std::string SourceDir() {
   const char* env = std::getenv("TQLM_SOURCE_DIR");
   return env ? env : TQLM_SOURCE_DIR;
+}
+
+// The tokenizer of `file`, with the golden set's pre-tokenizer override applied (llama.cpp ran
+// on a copy of the file whose tokenizer.ggml.pre was patched the same way).
+std::unique_ptr<Tokenizer> MakeTokenizer(const model::GgufFile& file, const nlohmann::json& json) {
+  VocabData vocab = LoadVocab(file);
+  const std::string pre = json.value("pre_override", "");
+  if (!pre.empty()) vocab.pre = pre;
+  return std::make_unique<Tokenizer>(std::move(vocab));
 }
 
 struct Golden {
@@ -52,7 +62,7 @@ bool LoadGolden(const std::string& name, Golden* g, std::string* why) {
     return false;
   }
   g->file = model::GgufFile::Open(path);
-  g->tok = Tokenizer::FromGguf(*g->file);
+  g->tok = MakeTokenizer(*g->file, g->json);
   return true;
 }
 
@@ -96,6 +106,7 @@ void CheckGolden(const std::string& name) {
 
 TEST(TokenizerGolden, SmolLM2MatchesLlamaCpp) { CheckGolden("smollm2"); }
 TEST(TokenizerGolden, Qwen25CoderMatchesLlamaCpp) { CheckGolden("qwen2.5-coder"); }
+TEST(TokenizerGolden, Llama3PreTokenizerMatchesLlamaCpp) { CheckGolden("smollm2-pre-llama3"); }
 
 // The large golden sets that `gen_tokenizer_golden.py --extended` leaves in the cache (every
 // Austen paragraph plus seeded random Unicode strings); skipped when absent.
@@ -115,7 +126,7 @@ void CheckExtended(const std::string& name) {
   const std::string path = ModelPath(json.at("model_file").get<std::string>());
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not installed";
   auto file = model::GgufFile::Open(path);
-  auto tok = Tokenizer::FromGguf(*file);
+  auto tok = MakeTokenizer(*file, json);
   int total = 0, identical = 0, shown = 0;
   for (const auto& c : json.at("cases")) {
     const std::string text = c.at("text");
@@ -137,6 +148,9 @@ void CheckExtended(const std::string& name) {
 
 TEST(TokenizerGolden, SmolLM2ExtendedMatchesLlamaCpp) { CheckExtended("smollm2"); }
 TEST(TokenizerGolden, Qwen25CoderExtendedMatchesLlamaCpp) { CheckExtended("qwen2.5-coder"); }
+TEST(TokenizerGolden, Llama3PreTokenizerExtendedMatchesLlamaCpp) {
+  CheckExtended("smollm2-pre-llama3");
+}
 
 TEST(TokenizerGolden, SmolLM2SpecialsAndChatTemplate) {
   Golden g;
