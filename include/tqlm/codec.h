@@ -79,6 +79,10 @@ class TurboQuantCodec {
   const VectorLayout& layout() const;
   const LloydMaxCodebook& codebook_hi() const;
   const LloydMaxCodebook& codebook_lo() const;
+  // kProd: the QJL matrix S (dim x dim, row-major, iid N(0,1), seeded) and the estimator's
+  // scale √(π/2)/dim; empty / 0 for kMse. For kernels that re-implement Dot elsewhere (GPU).
+  std::span<const float> qjl_matrix() const;
+  float qjl_scale() const;
 
   // The fixed random orthogonal transform (randomized, block-wise Walsh–Hadamard) and its
   // inverse. In-place safe (in == out allowed).
