@@ -47,8 +47,8 @@ struct KvCacheConfig {
 };
 
 struct KvMemoryStats {
-  size_t bytes_allocated = 0;  // what the cache holds from the allocator now
-  size_t bytes_used = 0;       // bytes occupied by cached tokens
+  size_t bytes_allocated = 0;  // what the cache holds from the allocator now (whole blocks)
+  size_t bytes_used = 0;       // bytes occupied by cached tokens (per-token share of blocks)
   size_t bytes_f16 = 0;        // the same tokens stored as plain f16 K and V
 };
 
@@ -75,6 +75,10 @@ class KvCache {
   virtual void Truncate(int n) = 0;
 
   virtual KvMemoryStats MemoryStats() const = 0;
+
+  // An independent copy of the whole cache (e.g. to fork a sequence that shares a prompt).
+  // The default throws tqlm::Error; the paged cache implements it.
+  virtual std::unique_ptr<KvCache> Clone() const;
 };
 
 }  // namespace tqlm::kv

@@ -1,0 +1,33 @@
+// Building blocks of attention over full-precision K/V rows (f32 or f16), for one KV head and a
+// tile of queries: scores of a block of tokens, the online-softmax update, and the weighted sum
+// of V rows. Highway, dispatched once per call to the best target of this CPU.
+//
+// Shapes: q is [nq][d] (already multiplied by the attention scale); K and V blocks are
+// [n_tok][d] rows; scores/probabilities are [nq][stride]; acc is [nq][d].
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tqlm::kernels {
+
+// scores[i * stride + t] = <q_i, k_t>
+void AttnScoresF32(const float* q, int nq, const float* k, int n_tok, int d, float* scores,
+                   int stride);
+void AttnScoresF16(const float* q, int nq, const uint16_t* k, int n_tok, int d, float* scores,
+                   int stride);
+
+// acc[i * d + j] += sum_t p[i * stride + t] * v_t[j]
+void AttnAccumF32(const float* p, int nq, int stride, const float* v, int n_tok, int d,
+                  float* acc);
+void AttnAccumF16(const float* p, int nq, int stride, const uint16_t* v, int n_tok, int d,
+                  float* acc);
+
+// Online softmax over one block of scores (masked entries are -inf). For each row i: the
+// running max m[i] and denominator l[i] absorb the block, acc row i (d floats) is rescaled to
+// the new max, and the scores are replaced by exp(score - new max). A row whose block is all
+// masked leaves m, l, acc unchanged and gets zeros.
+void AttnSoftmaxUpdate(float* scores, int nq, int stride, int n_tok, float* m, float* l,
+                       float* acc, int d);
+
+}  // namespace tqlm::kernels

@@ -1,0 +1,85 @@
+// The KvCache implementation: paged block storage per layer, tensor (K, V) and KV head.
+//
+// Positions of one layer fall in three regions:
+//   sinks   [0, S)                   full precision (raw blocks), S = sink_tokens
+//   main    [S, ...)                 block b covers [S + 64 b, S + 64 b + 64):
+//             blocks [first_live, n_comp) are compressed, blocks from n_comp on are raw.
+// A raw block is compressed once it is full, committed, and at least recent_tokens committed
+// tokens follow it; so between recent_tokens and recent_tokens + 63 committed tokens (plus the
+// current step's) stay full precision. f32/f16 caches have no sinks and never compress.
+// Sliding-window layers free blocks that no future query can see.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "kv/block_format.h"
+#include "kv/block_pool.h"
+#include "kv/kv_cache.h"
+
+namespace tqlm::kv {
+
+inline constexpr uint32_t kNoBlock = 0xffffffffu;
+
+class PagedKvCache final : public KvCache {
+ public:
+  explicit PagedKvCache(const KvCacheConfig& config);
+  ~PagedKvCache() override;
+
+  int n_tokens() const override { return n_tokens_; }
+  void Append(int layer, const float* k, const float* v, int n) override;
+  void Attend(int layer, const float* q, int n, float* out, kernels::ThreadPool& pool) override;
+  void Commit(int n) override;
+  void Truncate(int n) override;
+  KvMemoryStats MemoryStats() const override;
+  std::unique_ptr<KvCache> Clone() const override;
+
+  // One tensor (K or V) of one layer.
+  struct Tensor {
+    const BlockFormat* comp = nullptr;  // format of compressed blocks (== raw if uncompressed)
+    const BlockFormat* raw = nullptr;
+    BlockPool* comp_pool = nullptr;
+    BlockPool* raw_pool = nullptr;
+    std::vector<std::vector<uint32_t>> sinks;  // [kv head] raw blocks of [0, S)
+    std::vector<std::vector<uint32_t>> main;   // [kv head] blocks of [S, ...)
+  };
+  struct Layer {
+    LayerGeometry geom;
+    int sinks = 0;        // S for this layer
+    bool compress = false;
+    int n_written = 0;    // tokens stored (committed + the current step's)
+    int n_comp = 0;       // main blocks [0, n_comp) are compressed (or freed)
+    Tensor k, v;
+  };
+
+  const KvCacheConfig& config() const { return config_; }
+  const Layer& layer(int i) const { return layers_[i]; }
+
+ private:
+  PagedKvCache(const PagedKvCache& other);
+  BlockPool* PoolFor(size_t block_bytes);
+  const BlockFormat* FormatFor(const KvType& type, int dim);
+  void CompressBlock(Layer& L, int b);
+  void CompressBlock(Tensor& t, int head, int b);
+  void FreeInvisible(Layer& L, int first_needed);
+  void WriteTokens(Layer& L, Tensor& t, const float* x, int pos, int n);
+  void TruncateLayer(Layer& L, int n);
+
+  KvCacheConfig config_;
+  int n_tokens_ = 0;
+  std::map<std::pair<int, std::string>, std::unique_ptr<BlockFormat>> formats_;
+  std::map<size_t, std::unique_ptr<BlockPool>> pools_;
+  std::vector<Layer> layers_;
+  std::vector<float> tmp_;  // decoded rows when a compressed block is cut by Truncate
+  struct AttendScratch {
+    KernelScratch kernel;
+    PreparedQueries q_raw, q_comp;
+    std::vector<float> q_rows;
+    std::vector<float> scores;
+  };
+  std::vector<std::unique_ptr<AttendScratch>> scratch_;  // per pool thread
+  std::vector<float> task_states_;                       // softmax states of Attend's tasks
+};
+
+}  // namespace tqlm::kv
