@@ -2,6 +2,7 @@
 // vocabulary, special-token splitting, streaming detokenization, invalid input.
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -249,6 +250,30 @@ TEST(TokenizerInvalidInput, InvalidUtf8DoesNotCrashAndBecomesReplacementChars) {
   for (int b = 0; b < 256; ++b) {
     const std::string one(1, static_cast<char>(b));
     EXPECT_FALSE(tok.Encode(one, false).empty()) << b;
+  }
+}
+
+TEST(TokenizerInvalidInput, RandomBytesNeverBreakEncodeDecode) {
+  VocabData v = ToyVocab({"ab", "\xC4\xA0" "ab", "<|"}, {"a b", "\xC4\xA0 ab", "< |"},
+                         {{"<|x|>", TokenType::kControl}, {"<u>", TokenType::kUserDefined}},
+                         "llama-bpe");
+  v.add_bos = false;
+  Tokenizer tok(v);
+  std::mt19937 rng(7);
+  const std::string alphabet = "ab <|x>u\n\t1'S";
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string s;
+    const int len = static_cast<int>(rng() % 40);
+    for (int i = 0; i < len; ++i) {
+      s.push_back(rng() % 3 == 0 ? static_cast<char>(rng() & 0xFF)
+                                 : alphabet[rng() % alphabet.size()]);
+    }
+    for (bool special : {false, true}) {
+      const auto ids = tok.Encode(s, true, special);
+      for (TokenId id : ids) ASSERT_TRUE(id >= 0 && id < tok.vocab_size()) << id;
+      const std::string back = tok.Decode(ids, true);
+      EXPECT_EQ(back, SanitizeUtf8(s));  // exact for valid input, U+FFFD for bad bytes
+    }
   }
 }
 

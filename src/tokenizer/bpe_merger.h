@@ -33,6 +33,7 @@ class BpeMerger {
   // Merges `symbols` (initial token ids, one per byte) and appends the resulting ids to `out`.
   void Apply(const std::vector<TokenId>& symbols, std::vector<TokenId>* out) const;
 
+  void Reserve(size_t n) { merges_.reserve(n); }
   size_t size() const { return merges_.size(); }
 
  private:

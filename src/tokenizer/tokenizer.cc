@@ -170,6 +170,7 @@ void Tokenizer::InitSpecialTokens() {
 }
 
 void Tokenizer::InitMerges() {
+  merger_.Reserve(vocab_.merges.size());
   std::string joined;
   for (size_t rank = 0; rank < vocab_.merges.size(); ++rank) {
     const std::string& merge = vocab_.merges[rank];
