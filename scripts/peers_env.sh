@@ -8,7 +8,7 @@
 set -euo pipefail
 CACHE="${TQLM_CACHE:-$HOME/.cache/tqlm}"
 VENV="$CACHE/venv-peers"
-PINS=(xllamacpp==2026.10.11549 quantcpp==0.13.0 numpy)
+PINS=(xllamacpp==2026.10.11549 quantcpp==0.13.0 numpy==2.4.6)
 STAMP="$VENV/.tqlm-pins"
 WANT="${PINS[*]}"
 
