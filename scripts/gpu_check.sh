@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# On the GPU machine: builds the CUDA kernels standalone (src/kernels/cuda, nothing else of the
+# tree), runs the correctness test, the tqlm benchmark and PyTorch's SDPA on the same shapes, and
+# writes log.txt, test.txt, bench.json, sdpa.json and table.md to $OUT (default ./gpu_out).
+#   scripts/gpu_check.sh [--quick]      --quick: test + 32K only
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu_out}
+mkdir -p "$OUT"
+BUILD=${BUILD:-/tmp/tqlm-cuda-build}
+ARCH=${TQLM_CUDA_ARCH:-90a}
+CONTEXTS=4096,8192,16384,32768,65536,131072
+BATCHES=1,8,32
+if [[ "${1:-}" == "--quick" ]]; then CONTEXTS=32768; BATCHES=1,8; fi
+exec > >(tee "$OUT/log.txt") 2>&1
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
+nvcc --version | tail -2
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+
+with_codec=OFF
+if ls src/codec/*.cc >/dev/null 2>&1 && [[ "${TQLM_CUDA_WITH_CODEC:-ON}" == ON ]]; then with_codec=ON; fi
+configure() {
+  cmake -S src/kernels/cuda -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DTQLM_CUDA_WITH_CODEC="$1" >/dev/null &&
+    cmake --build "$BUILD" -j 16
+}
+if ! configure "$with_codec"; then
+  echo "build with TQLM_CUDA_WITH_CODEC=$with_codec failed; retrying with the host stand-in tables"
+  rm -rf "$BUILD"
+  configure OFF || { echo "BUILD FAILED"; exit 1; }
+fi
+
+echo "== correctness"
+"$BUILD/cuda_attention_test" | tee "$OUT/test.txt"
+test_rc=${PIPESTATUS[0]}
+echo "== tqlm benchmark"
+"$BUILD/cuda_attention_bench" --contexts "$CONTEXTS" --batches "$BATCHES" --json "$OUT/bench.json"
+echo "== PyTorch SDPA"
+PYTHONUNBUFFERED=1 python3 bench/cuda_attention/sdpa_bench.py --contexts "$CONTEXTS" \
+  --batches "$BATCHES" --json "$OUT/sdpa.json"
+python3 bench/cuda_attention/report.py "$OUT/bench.json" "$OUT/sdpa.json" | tee "$OUT/table.md"
+echo "correctness test exit code: $test_rc"
+exit "$test_rc"
