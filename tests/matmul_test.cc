@@ -203,6 +203,34 @@ TEST(MatMul, QuantizeActivationsLayout) {
   EXPECT_EQ(a.dx_at(0)[8], a.d_at(0)[1]);
 }
 
+TEST(MatMul, VectorQuantizerMatchesScalar) {
+  if (!internal::HaveVnniKernels()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(9);
+  const int64_t cols = 96;  // odd number of blocks: the padded pair must be zeroed
+  auto x = RandomActivations(3 * cols, &rng);
+  x[3] = std::nanf("");
+  for (int j = 32; j < 64; ++j) x[size_t(cols) + size_t(j)] = 0.0f;  // an all-zero block
+  x[size_t(2 * cols) + 70] = INFINITY;
+  ActQ8 a, b;
+  QuantizeActivations(x.data(), 3, cols, &a);
+  b.q.assign(1000, 5);  // stale contents must be overwritten
+  internal::VnniQuantize(x.data(), 3, cols, &b);
+  EXPECT_EQ(a.q, b.q);
+  auto same = [](const std::vector<float>& u, const std::vector<float>& v) {
+    if (u.size() != v.size()) return false;
+    for (size_t i = 0; i < u.size(); ++i) {
+      if (!(u[i] == v[i] || (std::isnan(u[i]) && std::isnan(v[i])))) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(same(a.d_x, b.d_x));
+  EXPECT_TRUE(same(a.s_x, b.s_x));
+  EXPECT_TRUE(same(a.s16_x, b.s16_x));
+  EXPECT_TRUE(same(a.s32, b.s32));
+  EXPECT_TRUE(same(a.s16, b.s16));
+  EXPECT_TRUE(same(a.d, b.d));
+}
+
 TEST(MatMul, RejectsBadViews) {
   ThreadPool pool(1);
   std::vector<uint8_t> w(1024);

@@ -22,8 +22,9 @@ constexpr int kTokenTile = 16;  // tokens per pass over a chunk of rows (float p
 // Rows per task: small enough to balance the threads, large enough to amortize the dispatch.
 int64_t ChunkRows(int64_t rows, int n_tokens, int threads) {
   const int64_t target_tasks = int64_t(threads) * (n_tokens == 1 ? 8 : 4);
+  // Multiples of 4 rows keep the integer kernels on their 4-row tiles.
   int64_t chunk = (rows + target_tasks - 1) / target_tasks;
-  chunk = std::clamp<int64_t>(chunk, 4, n_tokens == 1 ? 128 : 16);
+  chunk = std::clamp<int64_t>((chunk + 3) / 4 * 4, 4, n_tokens == 1 ? 128 : 16);
   return chunk;
 }
 
@@ -112,7 +113,7 @@ void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadP
     // (A lambda does not capture a thread_local: workers must get it through a pointer.)
     thread_local ActQ8 act_storage;
     const ActQ8* act = &act_storage;
-    QuantizeActivations(x, n_tokens, w.cols, &act_storage);
+    internal::VnniQuantize(x, n_tokens, w.cols, &act_storage);
     const auto* base = static_cast<const uint8_t*>(w.data);
     pool.ParallelTasks(n_chunks, [&](size_t c, int) {
       const int64_t r0 = int64_t(c) * chunk, r1 = std::min(w.rows, r0 + chunk);

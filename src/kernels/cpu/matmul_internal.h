@@ -29,6 +29,8 @@ void MatMulPortable(TensorType type, const void* data, int64_t rows, int64_t col
 // tokens [t0, t1): y[t * rows + r]. Exist only where the CPU has AVX-512 VNNI (x86-64).
 bool HaveVnniKernels();
 bool VnniSupports(TensorType type);
+// QuantizeActivations, vectorized (bit-identical results); call only if HaveVnniKernels().
+void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActQ8* out);
 void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
                 int64_t r1, const ActQ8& act, int t0, int t1, float* y);
 

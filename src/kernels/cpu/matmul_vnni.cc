@@ -35,9 +35,141 @@ namespace tqlm::kernels::internal {
 #if TQLM_HAVE_VNNI_KERNELS
 
 #define TQLM_VNNI \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
+
+// Accumulators live in registers only if the small fixed-count loops are fully unrolled,
+// which -O2 does not guarantee.
+#define TQLM_UNROLL _Pragma("GCC unroll 16")
 
 namespace {
+
+// --- Decoders ------------------------------------------------------------------------------
+// A decoder turns 64 weight values of one row (chunk p: a pair of 32-blocks, or a quarter of a
+// 256-value super-block) into
+//   wq: 64 bytes, unsigned values (Q8_0: signed values with `neg` marking negatives),
+//   ws: per int32 lane (4 values), the float scale the integer dot is multiplied with,
+//   cw: per lane, a weight-side factor of the activation sums term (minimums and constant
+//       offsets), multiplied with the activation's `Sums` vector (s_x or s16_x).
+struct Chunk {
+  __m512i wq;
+  __m512 ws, cw;
+  __mmask64 neg;
+};
+
+// Byte index tables for vpermb: where each of the 64 values' nibble bytes sit in a pair of
+// blocks loaded from the first block's start. Built once.
+struct PairTables {
+  alignas(64) uint8_t nib[4][64];   // per format Q4_0, Q4_1, Q5_0, Q5_1 (qs offsets)
+  alignas(64) uint16_t scale[5][32];  // per format incl. Q8_0: [d0 x8, d1 x8, m0 x8, m1 x8]
+  alignas(64) uint8_t q8[64];         // Q8_0 values: bytes 2..33 and 36..67 of the pair
+};
+
+constexpr size_t kPairBlockBytes[5] = {18, 20, 22, 24, 34};
+constexpr size_t kPairQsOffset[5] = {2, 4, 6, 8, 2};
+
+const PairTables& Tables() {
+  static const PairTables t = [] {
+    PairTables p{};
+    for (int f = 0; f < 5; ++f) {
+      const size_t b = kPairBlockBytes[f], qs = kPairQsOffset[f];
+      if (f < 4) {
+        for (int i = 0; i < 64; ++i) {
+          const size_t block = size_t(i) / 32, j = size_t(i) % 16;
+          p.nib[f][i] = uint8_t(block * b + qs + j);
+        }
+      }
+      const bool has_min = f == 1 || f == 3;
+      for (int i = 0; i < 32; ++i) {
+        const size_t block = size_t(i % 16) / 8;
+        const size_t field = i < 16 ? 0 : (has_min ? 1 : 0);  // d, or m (second half word)
+        p.scale[f][i] = uint16_t(block * b / 2 + field);
+      }
+    }
+    for (int i = 0; i < 64; ++i) p.q8[i] = uint8_t(i < 32 ? 2 + i : 36 + (i - 32));
+    return p;
+  }();
+  return t;
+}
+
+// Q4_0 (F=0), Q4_1 (1), Q5_0 (2), Q5_1 (3), Q8_0 (4): pairs of 32-value blocks.
+template <int F>
+struct PairDecoder {
+  static constexpr size_t kB = kPairBlockBytes[F];
+  static constexpr bool kSigned = F == 4;
+  static constexpr bool kSums16 = false;  // uses ActQ8::s_x
+  static constexpr bool kCorr = F != 4;
+  const uint8_t* row;
+  size_t row_bytes;
+  __m512i nib_idx, scale_idx, q8_idx;
+
+  TQLM_VNNI void Init(const uint8_t* r, size_t rb) {
+    row = r;
+    row_bytes = rb;
+    const PairTables& t = Tables();
+    if constexpr (F < 4) nib_idx = _mm512_loadu_si512(t.nib[F]);
+    scale_idx = _mm512_loadu_si512(t.scale[F]);
+    if constexpr (F == 4) q8_idx = _mm512_loadu_si512(t.q8);
+  }
+
+  TQLM_VNNI Chunk Load(int64_t p) const {
+    const uint8_t* b0 = row + size_t(p) * 2 * kB;
+    // Masked loads stop at the row's end: an odd last block reads zeros for its partner,
+    // whose zero scale then contributes nothing.
+    const size_t left = row_bytes - size_t(p) * 2 * kB;
+    __m512i v;
+    if (left >= 64) {
+      v = _mm512_loadu_si512(b0);
+    } else {
+      v = _mm512_maskz_loadu_epi8((__mmask64(1) << left) - 1, b0);
+    }
+    Chunk c;
+    const __m512i sw = _mm512_permutexvar_epi16(scale_idx, v);
+    const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(sw));
+    c.ws = d;
+    c.neg = 0;
+    if constexpr (F == 4) {
+      const size_t n1 = left > 64 ? (left - 64 < 4 ? left - 64 : 4) : 0;
+      const __m512i v1 = _mm512_maskz_loadu_epi8((__mmask64(1) << n1) - 1, b0 + 64);
+      const __m512i q = _mm512_permutex2var_epi8(v, q8_idx, v1);
+      c.neg = _mm512_movepi8_mask(q);
+      c.wq = _mm512_abs_epi8(q);
+      c.cw = _mm512_setzero_ps();
+    } else {
+      __m512i q = _mm512_permutexvar_epi8(nib_idx, v);
+      // Values 16-31 of each block are the high nibbles: shift those words right by 4.
+      q = _mm512_mask_srli_epi16(q, __mmask32(0xFF00FF00u), q, 4);
+      q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
+      if constexpr (F == 2 || F == 3) {
+        const size_t qh = F == 2 ? 2 : 4;
+        uint32_t h0, h1 = 0;
+        std::memcpy(&h0, b0 + qh, 4);
+        if (left >= 2 * kB) std::memcpy(&h1, b0 + kB + qh, 4);
+        const __mmask64 m = __mmask64(h0) | (__mmask64(h1) << 32);
+        q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(0x10)));
+      }
+      c.wq = q;
+      if constexpr (F == 1 || F == 3) {
+        c.cw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(sw, 1));  // minimum: + m * sum
+      } else {
+        c.cw = _mm512_mul_ps(d, _mm512_set1_ps(F == 0 ? -8.0f : -16.0f));  // offset
+      }
+    }
+    return c;
+  }
+};
+
+// The 8 (scale, min) pairs of a Q4_K/Q5_K block as floats times d / dmin, lanes 0-7.
+TQLM_VNNI inline void ScalesMinsK4(const uint8_t* s, float d, float dmin, __m512* sc,
+                                   __m512* mn) {
+  alignas(8) uint8_t scb[8], mb[8];
+  for (int j = 0; j < 8; ++j) UnpackScaleMinK4(s, j, &scb[j], &mb[j]);
+  const __m256 fs = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+      reinterpret_cast<const __m128i*>(scb))));
+  const __m256 fm = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+      reinterpret_cast<const __m128i*>(mb))));
+  *sc = _mm512_castps256_ps512(_mm256_mul_ps(fs, _mm256_set1_ps(d)));
+  *mn = _mm512_castps256_ps512(_mm256_mul_ps(fm, _mm256_set1_ps(-dmin)));
+}
 
 TQLM_VNNI inline float Half(const uint8_t* p) {
   uint16_t h;
@@ -45,304 +177,231 @@ TQLM_VNNI inline float Half(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-TQLM_VNNI inline uint32_t Load32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+// Q4_K (kHigh = false) and Q5_K (kHigh = true): chunk c of a super-block holds sub-blocks
+// 2c (low nibbles of 32 bytes) and 2c+1 (high nibbles).
+template <bool kHigh>
+struct K4Decoder {
+  static constexpr size_t kB = kHigh ? 176 : 144;
+  static constexpr size_t kQs = kHigh ? 48 : 16;
+  static constexpr bool kSigned = false, kSums16 = false, kCorr = true;
+  const uint8_t* row;
+  __m512 sc, mn;
 
-// [a x 8, b x 8]
-TQLM_VNNI inline __m512 PairScale(float a, float b) {
-  return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
-}
+  TQLM_VNNI void Init(const uint8_t* r, size_t) { row = r; }
 
-// 16 packed nibbles of two blocks -> 64 bytes: block0 low nibbles, block0 high, block1 low,
-// block1 high: the natural value order of both blocks.
-TQLM_VNNI inline __m512i Nibbles2(const uint8_t* qs0, const uint8_t* qs1) {
-  const __m128i x0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs0));
-  const __m128i x1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs1));
-  __m512i v = _mm512_castsi128_si512(x0);
-  v = _mm512_inserti32x4(v, _mm_srli_epi16(x0, 4), 1);
-  v = _mm512_inserti32x4(v, x1, 2);
-  v = _mm512_inserti32x4(v, _mm_srli_epi16(x1, 4), 3);
-  return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
-}
-
-// Bit j of each 32-bit qh sets bit 4 of value j of its block.
-TQLM_VNNI inline __m512i HighBits2(const uint8_t* qh0, const uint8_t* qh1) {
-  const __mmask64 m = __mmask64(Load32(qh0)) | (__mmask64(Load32(qh1)) << 32);
-  return _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(0x10));
-}
-
-// One decoded pair of 32-value blocks.
-struct Pair {
-  __m512i q;     // unsigned values (or raw signed values for Q8_0)
-  __m512 d;      // weight scale per lane
-  __m512 m;      // Q4_1/Q5_1: weight minimum per lane
-};
-
-// Format descriptions for the pair kernel. kOffset: the format subtracts it from q (applied
-// through block sums); kMin: the format adds a per-block minimum; kSigned: q is int8.
-struct FmtQ4_0 {
-  static constexpr size_t kBytes = 18;
-  static constexpr float kOffset = 8;
-  static constexpr bool kMin = false, kSigned = false;
-  TQLM_VNNI static Pair Decode(const uint8_t* b0, const uint8_t* b1) {
-    return {Nibbles2(b0 + 2, b1 + 2), PairScale(Half(b0), Half(b1)), _mm512_setzero_ps()};
-  }
-};
-struct FmtQ4_1 {
-  static constexpr size_t kBytes = 20;
-  static constexpr float kOffset = 0;
-  static constexpr bool kMin = true, kSigned = false;
-  TQLM_VNNI static Pair Decode(const uint8_t* b0, const uint8_t* b1) {
-    return {Nibbles2(b0 + 4, b1 + 4), PairScale(Half(b0), Half(b1)),
-            PairScale(Half(b0 + 2), Half(b1 + 2))};
-  }
-};
-struct FmtQ5_0 {
-  static constexpr size_t kBytes = 22;
-  static constexpr float kOffset = 16;
-  static constexpr bool kMin = false, kSigned = false;
-  TQLM_VNNI static Pair Decode(const uint8_t* b0, const uint8_t* b1) {
-    const __m512i q = _mm512_or_si512(Nibbles2(b0 + 6, b1 + 6), HighBits2(b0 + 2, b1 + 2));
-    return {q, PairScale(Half(b0), Half(b1)), _mm512_setzero_ps()};
-  }
-};
-struct FmtQ5_1 {
-  static constexpr size_t kBytes = 24;
-  static constexpr float kOffset = 0;
-  static constexpr bool kMin = true, kSigned = false;
-  TQLM_VNNI static Pair Decode(const uint8_t* b0, const uint8_t* b1) {
-    const __m512i q = _mm512_or_si512(Nibbles2(b0 + 8, b1 + 8), HighBits2(b0 + 4, b1 + 4));
-    return {q, PairScale(Half(b0), Half(b1)), PairScale(Half(b0 + 2), Half(b1 + 2))};
-  }
-};
-struct FmtQ8_0 {
-  static constexpr size_t kBytes = 34;
-  static constexpr float kOffset = 0;
-  static constexpr bool kMin = false, kSigned = true;
-  TQLM_VNNI static Pair Decode(const uint8_t* b0, const uint8_t* b1) {
-    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 2));
-    const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + 2));
-    return {_mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1), PairScale(Half(b0), Half(b1)),
-            _mm512_setzero_ps()};
-  }
-};
-
-// Q4_0 ... Q8_0: y[k] = row . x[t0 + k] for k < NT.
-template <class Fmt, int NT>
-TQLM_VNNI void PairRow(const uint8_t* row, int64_t blocks, const ActQ8& act, int t0,
-                       float* out, size_t out_stride) {
-  __m512 acc[NT], cacc[NT];
-  for (int k = 0; k < NT; ++k) acc[k] = cacc[k] = _mm512_setzero_ps();
-  const int64_t pairs = (blocks + 1) / 2;
-  for (int64_t p = 0; p < pairs; ++p) {
-    const uint8_t* b0 = row + size_t(2 * p) * Fmt::kBytes;
-    // An odd last block pairs with itself; its activation half is zero padded.
-    const uint8_t* b1 = 2 * p + 1 < blocks ? b0 + Fmt::kBytes : b0;
-    const Pair w = Fmt::Decode(b0, b1);
-    __m512i wq = w.q;
-    __mmask64 neg = 0;
-    if constexpr (Fmt::kSigned) {
-      neg = _mm512_movepi8_mask(w.q);
-      wq = _mm512_abs_epi8(w.q);
+  TQLM_VNNI Chunk Load(int64_t p) {
+    const int c = int(p & 3);
+    const uint8_t* b = row + size_t(p >> 2) * kB;
+    if (c == 0) ScalesMinsK4(b + 4, Half(b), Half(b + 2), &sc, &mn);
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kQs + 32 * c));
+    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(x), _mm256_srli_epi16(x, 4), 1);
+    q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
+    if constexpr (kHigh) {
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16));
+      const __m256i one = _mm256_set1_epi8(1);
+      const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
+      const __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
+      const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
+      q = _mm512_or_si512(q, _mm512_slli_epi16(h, 4));
     }
+    const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi32(2 * c),
+                                           _mm256_set1_epi32(2 * c + 1), 1);
+    return Chunk{q, _mm512_permutexvar_ps(idx, sc), _mm512_permutexvar_ps(idx, mn), 0};
+  }
+};
+
+// Q6_K: half h of a super-block gives chunks 2h (low nibbles of ql) and 2h+1 (high nibbles),
+// with 2 more bits each from qh; int8 scale per 16 values; offset -32.
+struct Q6KDecoder {
+  static constexpr bool kSigned = false, kSums16 = true, kCorr = true;
+  const uint8_t* row;
+  __m512 scf;
+
+  TQLM_VNNI void Init(const uint8_t* r, size_t) { row = r; }
+
+  TQLM_VNNI Chunk Load(int64_t p) {
+    const int c = int(p & 3), h = c >> 1;
+    const uint8_t* b = row + size_t(p >> 2) * 210;
+    if (c == 0) {
+      scf = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)))),
+                          _mm512_set1_ps(Half(b + 208)));
+    }
+    const __m512i ql = _mm512_loadu_si512(b + 64 * h);
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h));
+    __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+    __m512i lo = ql;
+    if (c & 1) {
+      lo = _mm512_srli_epi16(ql, 4);
+      qhz = _mm512_srli_epi16(qhz, 4);
+    }
+    const __m512i q = _mm512_or_si512(
+        _mm512_and_si512(lo, _mm512_set1_epi8(0x0F)),
+        _mm512_slli_epi16(_mm512_and_si512(qhz, _mm512_set1_epi8(0x03)), 4));
+    // Lanes 4g..4g+3 take the scale of 16-value group 4c + g.
+    const __m512i idx = _mm512_srli_epi32(
+        _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(16 * c)),
+        2);
+    const __m512 ws = _mm512_permutexvar_ps(idx, scf);
+    return Chunk{q, ws, _mm512_mul_ps(ws, _mm512_set1_ps(-32.0f)), 0};
+  }
+};
+
+// --- Tile kernel ---------------------------------------------------------------------------
+// R rows x NT tokens: each decoded chunk is used NT times, each activation chunk R times.
+template <class Dec, int R, int NT>
+TQLM_VNNI void Tile(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t chunks,
+                    const ActQ8& act, int t0, float* y, size_t rows) {
+  Dec dec[R];
+  TQLM_UNROLL
+  for (int r = 0; r < R; ++r) dec[r].Init(w + size_t(r0 + r) * row_bytes, row_bytes);
+  __m512 acc[R][NT];
+  TQLM_UNROLL
+  for (int r = 0; r < R; ++r) {
+    TQLM_UNROLL
+    for (int k = 0; k < NT; ++k) acc[r][k] = _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < chunks; ++p) {
+    Chunk ch[R];
+    TQLM_UNROLL
+    for (int r = 0; r < R; ++r) ch[r] = dec[r].Load(p);
+    TQLM_UNROLL
     for (int k = 0; k < NT; ++k) {
-      __m512i a = _mm512_loadu_si512(act.q_at(t0 + k) + 64 * p);
-      if constexpr (Fmt::kSigned) a = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);
-      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, a);
+      const __m512i a = _mm512_loadu_si512(act.q_at(t0 + k) + 64 * p);
       const __m512 dx = _mm512_loadu_ps(act.dx_at(t0 + k) + 16 * p);
-      acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w.d, dx), acc[k]);
-      if constexpr (Fmt::kMin || Fmt::kOffset != 0) {
-        const __m512 sx = _mm512_loadu_ps(act.sx_at(t0 + k) + 16 * p);
-        cacc[k] = _mm512_fmadd_ps(Fmt::kMin ? w.m : w.d, sx, cacc[k]);
+      __m512 sums = _mm512_setzero_ps();
+      if constexpr (Dec::kCorr) {
+        sums = _mm512_loadu_ps((Dec::kSums16 ? act.s16x_at(t0 + k) : act.sx_at(t0 + k)) +
+                               16 * p);
       }
-    }
-  }
-  for (int k = 0; k < NT; ++k) {
-    float s = _mm512_reduce_add_ps(acc[k]);
-    if constexpr (Fmt::kMin) s += _mm512_reduce_add_ps(cacc[k]);
-    if constexpr (Fmt::kOffset != 0) s -= Fmt::kOffset * _mm512_reduce_add_ps(cacc[k]);
-    out[size_t(k) * out_stride] = s;
-  }
-}
-
-// The 8 (scale, min) pairs of a Q4_K/Q5_K block as floats times d / dmin.
-TQLM_VNNI inline void ScalesMinsK4(const uint8_t* s, float d, float dmin, __m256* sc,
-                                   __m256* mn) {
-  alignas(8) uint8_t scb[8], mb[8];
-  for (int j = 0; j < 8; ++j) UnpackScaleMinK4(s, j, &scb[j], &mb[j]);
-  const __m256 fs = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-      reinterpret_cast<const __m128i*>(scb))));
-  const __m256 fm = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-      reinterpret_cast<const __m128i*>(mb))));
-  *sc = _mm256_mul_ps(fs, _mm256_set1_ps(d));
-  *mn = _mm256_mul_ps(fm, _mm256_set1_ps(dmin));
-}
-
-// Q4_K (kHigh = false) and Q5_K (kHigh = true).
-template <bool kHigh, int NT>
-TQLM_VNNI void Q45KRow(const uint8_t* row, int64_t blocks, const ActQ8& act, int t0,
-                       float* out, size_t out_stride) {
-  constexpr size_t kBytes = kHigh ? 176 : 144;
-  constexpr size_t kQs = kHigh ? 48 : 16;
-  __m512 acc[NT];
-  __m256 cacc[NT];
-  for (int k = 0; k < NT; ++k) {
-    acc[k] = _mm512_setzero_ps();
-    cacc[k] = _mm256_setzero_ps();
-  }
-  const __m512i lo4 = _mm512_set1_epi8(0x0F);
-  const __m256i one = _mm256_set1_epi8(1);
-  for (int64_t sb = 0; sb < blocks; ++sb) {
-    const uint8_t* b = row + size_t(sb) * kBytes;
-    __m256 sc8, mn8;
-    ScalesMinsK4(b + 4, Half(b), Half(b + 2), &sc8, &mn8);
-    const __m512 sc16 = _mm512_castps256_ps512(sc8);
-    __m256i qh = _mm256_setzero_si256();
-    if constexpr (kHigh) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16));
-    for (int c = 0; c < 4; ++c) {
-      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kQs + 32 * c));
-      __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(x), _mm256_srli_epi16(x, 4), 1);
-      wq = _mm512_and_si512(wq, lo4);
-      if constexpr (kHigh) {
-        const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
-        const __m256i h1 =
-            _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
-        const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
-        wq = _mm512_or_si512(wq, _mm512_slli_epi16(h, 4));
-      }
-      const __m512i idx = _mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
-                                           2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c,
-                                           2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c);
-      const __m512 wscale = _mm512_permutexvar_ps(idx, sc16);
-      const int64_t p = sb * 4 + c;
-      for (int k = 0; k < NT; ++k) {
-        const __m512i a = _mm512_loadu_si512(act.q_at(t0 + k) + 64 * p);
-        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, a);
-        const __m512 dx = _mm512_loadu_ps(act.dx_at(t0 + k) + 16 * p);
-        acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(wscale, dx), acc[k]);
-      }
-    }
-    for (int k = 0; k < NT; ++k) {
-      const __m256 s = _mm256_loadu_ps(act.s32_at(t0 + k) + 8 * sb);
-      cacc[k] = _mm256_fmadd_ps(mn8, s, cacc[k]);
-    }
-  }
-  for (int k = 0; k < NT; ++k) {
-    const __m256 c = cacc[k];
-    const __m128 c4 = _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps(c, 1));
-    const __m128 c2 = _mm_add_ps(c4, _mm_movehl_ps(c4, c4));
-    const float corr = _mm_cvtss_f32(_mm_add_ss(c2, _mm_movehdup_ps(c2)));
-    out[size_t(k) * out_stride] = _mm512_reduce_add_ps(acc[k]) - corr;
-  }
-}
-
-// Q6_K: values q - 32 with one int8 scale per 16 values.
-template <int NT>
-TQLM_VNNI void Q6KRow(const uint8_t* row, int64_t blocks, const ActQ8& act, int t0, float* out,
-                      size_t out_stride) {
-  __m512 acc[NT], cacc[NT];
-  for (int k = 0; k < NT; ++k) acc[k] = cacc[k] = _mm512_setzero_ps();
-  const __m512i lo4 = _mm512_set1_epi8(0x0F);
-  const __m512i lo2 = _mm512_set1_epi8(0x03);
-  for (int64_t sb = 0; sb < blocks; ++sb) {
-    const uint8_t* b = row + size_t(sb) * 210;
-    const float d = Half(b + 208);
-    const __m512 scf = _mm512_mul_ps(
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)))),
-        _mm512_set1_ps(d));
-    for (int h = 0; h < 2; ++h) {
-      const __m512i ql = _mm512_loadu_si512(b + 64 * h);
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h));
-      const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh),
-                                             _mm256_srli_epi16(qh, 2), 1);
-      __m512i wq[2];
-      wq[0] = _mm512_or_si512(_mm512_and_si512(ql, lo4),
-                              _mm512_slli_epi16(_mm512_and_si512(qhz, lo2), 4));
-      wq[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), lo4),
-                              _mm512_slli_epi16(
-                                  _mm512_and_si512(_mm512_srli_epi16(qhz, 4), lo2), 4));
-      for (int part = 0; part < 2; ++part) {
-        const int c = 2 * h + part;  // 64-value chunk of the super-block: groups 4c..4c+3
-        const __m512i idx = _mm512_set_epi32(4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3,
-                                             4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2,
-                                             4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c,
-                                             4 * c, 4 * c, 4 * c);
-        const __m512 wscale = _mm512_permutexvar_ps(idx, scf);
-        const int64_t p = sb * 4 + c;
-        for (int k = 0; k < NT; ++k) {
-          const __m512i a = _mm512_loadu_si512(act.q_at(t0 + k) + 64 * p);
-          const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[part], a);
-          const __m512 dx = _mm512_loadu_ps(act.dx_at(t0 + k) + 16 * p);
-          acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(wscale, dx), acc[k]);
+      TQLM_UNROLL
+      for (int r = 0; r < R; ++r) {
+        __m512i ar = a;
+        if constexpr (Dec::kSigned) {
+          ar = _mm512_mask_sub_epi8(a, ch[r].neg, _mm512_setzero_si512(), a);
         }
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ch[r].wq, ar);
+        acc[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ch[r].ws, dx),
+                                    acc[r][k]);
+        if constexpr (Dec::kCorr) acc[r][k] = _mm512_fmadd_ps(ch[r].cw, sums, acc[r][k]);
       }
     }
-    for (int k = 0; k < NT; ++k) {
-      cacc[k] = _mm512_fmadd_ps(scf, _mm512_loadu_ps(act.s16_at(t0 + k) + 16 * sb), cacc[k]);
-    }
   }
-  for (int k = 0; k < NT; ++k) {
-    out[size_t(k) * out_stride] =
-        _mm512_reduce_add_ps(acc[k]) - 32.0f * _mm512_reduce_add_ps(cacc[k]);
+  TQLM_UNROLL
+  for (int r = 0; r < R; ++r) {
+    TQLM_UNROLL
+    for (int k = 0; k < NT; ++k) {
+      y[size_t(t0 + k) * rows + size_t(r0 + r)] = _mm512_reduce_add_ps(acc[r][k]);
+    }
   }
 }
 
-using RowFn = void (*)(const uint8_t*, int64_t, const ActQ8&, int, float*, size_t);
+using TileFn = void (*)(const uint8_t*, size_t, int64_t, int64_t, const ActQ8&, int, float*,
+                        size_t);
 
-template <template <int> class K>
-struct Table {
-  static constexpr RowFn kFns[4] = {&K<1>::Run, &K<2>::Run, &K<3>::Run, &K<4>::Run};
-};
+constexpr int kRowTile = 4;
 
-template <class Fmt>
-struct PairK {
-  template <int NT>
-  struct K {
-    TQLM_VNNI static void Run(const uint8_t* r, int64_t b, const ActQ8& a, int t, float* o,
-                              size_t s) {
-      PairRow<Fmt, NT>(r, b, a, t, o, s);
-    }
-  };
-};
-template <int NT>
-struct Q4KK {
-  TQLM_VNNI static void Run(const uint8_t* r, int64_t b, const ActQ8& a, int t, float* o,
-                            size_t s) {
-    Q45KRow<false, NT>(r, b, a, t, o, s);
-  }
-};
-template <int NT>
-struct Q5KK {
-  TQLM_VNNI static void Run(const uint8_t* r, int64_t b, const ActQ8& a, int t, float* o,
-                            size_t s) {
-    Q45KRow<true, NT>(r, b, a, t, o, s);
-  }
-};
-template <int NT>
-struct Q6KK {
-  TQLM_VNNI static void Run(const uint8_t* r, int64_t b, const ActQ8& a, int t, float* o,
-                            size_t s) {
-    Q6KRow<NT>(r, b, a, t, o, s);
-  }
+template <class Dec>
+struct Kernels {
+  static constexpr TileFn kWide[4] = {&Tile<Dec, kRowTile, 1>, &Tile<Dec, kRowTile, 2>,
+                                      &Tile<Dec, kRowTile, 3>, &Tile<Dec, kRowTile, 4>};
+  static constexpr TileFn kNarrow[4] = {&Tile<Dec, 1, 1>, &Tile<Dec, 1, 2>, &Tile<Dec, 1, 3>,
+                                        &Tile<Dec, 1, 4>};
+  // Prefill: 8 tokens share each decoded chunk (2 rows keep 16 accumulators in registers).
+  static constexpr TileFn kTall = &Tile<Dec, 2, 8>;
+  static constexpr TileFn kTallNarrow = &Tile<Dec, 1, 8>;
 };
 
-// Row kernels for a format (by tile width 1..4) and its block size; nullptr if none.
-const RowFn* KernelsFor(TensorType type, int64_t* block_size) {
-  *block_size = 32;
+struct KernelSet {
+  const TileFn* wide;
+  const TileFn* narrow;
+  TileFn tall, tall_narrow;
+};
+
+template <class Dec>
+KernelSet Set() {
+  return {Kernels<Dec>::kWide, Kernels<Dec>::kNarrow, Kernels<Dec>::kTall,
+          Kernels<Dec>::kTallNarrow};
+}
+
+// Kernels for a format; false if there are none.
+bool KernelsFor(TensorType type, KernelSet* k) {
   switch (type) {
-    case TensorType::kQ4_0: return Table<PairK<FmtQ4_0>::K>::kFns;
-    case TensorType::kQ4_1: return Table<PairK<FmtQ4_1>::K>::kFns;
-    case TensorType::kQ5_0: return Table<PairK<FmtQ5_0>::K>::kFns;
-    case TensorType::kQ5_1: return Table<PairK<FmtQ5_1>::K>::kFns;
-    case TensorType::kQ8_0: return Table<PairK<FmtQ8_0>::K>::kFns;
-    case TensorType::kQ4_K: *block_size = 256; return Table<Q4KK>::kFns;
-    case TensorType::kQ5_K: *block_size = 256; return Table<Q5KK>::kFns;
-    case TensorType::kQ6_K: *block_size = 256; return Table<Q6KK>::kFns;
-    default: return nullptr;
+    case TensorType::kQ4_0: *k = Set<PairDecoder<0>>(); return true;
+    case TensorType::kQ4_1: *k = Set<PairDecoder<1>>(); return true;
+    case TensorType::kQ5_0: *k = Set<PairDecoder<2>>(); return true;
+    case TensorType::kQ5_1: *k = Set<PairDecoder<3>>(); return true;
+    case TensorType::kQ8_0: *k = Set<PairDecoder<4>>(); return true;
+    case TensorType::kQ4_K: *k = Set<K4Decoder<false>>(); return true;
+    case TensorType::kQ5_K: *k = Set<K4Decoder<true>>(); return true;
+    case TensorType::kQ6_K: *k = Set<Q6KDecoder>(); return true;
+    default: return false;
+  }
+}
+
+// QuantizeActivations with AVX-512: same arithmetic (amax / 127, x * (1 / d), round to
+// nearest even, NaN -> 0), so results are bit-identical to the scalar version.
+TQLM_VNNI void QuantizeActivationsAvx512(const float* x, int n_tokens, int64_t cols,
+                                         ActQ8* out) {
+  out->n_tokens = n_tokens;
+  out->cols = cols;
+  out->blocks = cols / 32;
+  out->pairs = (out->blocks + 1) / 2;
+  out->stride_q = size_t(out->pairs) * 64;
+  const size_t T = size_t(n_tokens), P = size_t(out->pairs);
+  out->q.resize(T * out->stride_q);
+  out->d_x.resize(T * P * 16);
+  out->s_x.resize(T * P * 16);
+  out->s16_x.resize(T * P * 16);
+  out->s32.resize(T * P * 2);
+  out->s16.resize(T * P * 4);
+  out->d.resize(T * P * 2);
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  for (size_t t = 0; t < T; ++t) {
+    const float* xt = x + t * size_t(cols);
+    int8_t* q = out->q.data() + t * out->stride_q;
+    float* dx = out->d_x.data() + t * P * 16;
+    float* sx = out->s_x.data() + t * P * 16;
+    float* s16x = out->s16_x.data() + t * P * 16;
+    float* s32 = out->s32.data() + t * P * 2;
+    float* s16 = out->s16.data() + t * P * 4;
+    float* dd = out->d.data() + t * P * 2;
+    for (int64_t b = 0; b < 2 * int64_t(P); ++b) {
+      if (b == out->blocks) {  // zero padding of an odd last pair
+        std::memset(q + 32 * b, 0, 32);
+        dd[b] = s32[b] = s16[2 * b] = s16[2 * b + 1] = 0;
+        _mm256_storeu_ps(dx + 8 * b, _mm256_setzero_ps());
+        _mm256_storeu_ps(sx + 8 * b, _mm256_setzero_ps());
+        _mm256_storeu_ps(s16x + 8 * b, _mm256_setzero_ps());
+        continue;
+      }
+      __m512 v0 = _mm512_loadu_ps(xt + 32 * b);
+      __m512 v1 = _mm512_loadu_ps(xt + 32 * b + 16);
+      const __m512 m = _mm512_max_ps(_mm512_andnot_ps(sign, v0),
+                                     _mm512_max_ps(_mm512_andnot_ps(sign, v1),
+                                                   _mm512_setzero_ps()));
+      const float amax = _mm512_reduce_max_ps(m);
+      const float d = amax / 127.0f;
+      const float inv = d != 0 ? 1.0f / d : 0.0f;
+      const __m512 vinv = _mm512_set1_ps(inv);
+      v0 = _mm512_mul_ps(v0, vinv);
+      v1 = _mm512_mul_ps(v1, vinv);
+      v0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v0, v0, _CMP_ORD_Q), v0);
+      v1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v1, v1, _CMP_ORD_Q), v1);
+      const __m512i i0 = _mm512_cvtps_epi32(v0), i1 = _mm512_cvtps_epi32(v1);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * b), _mm512_cvtsepi32_epi8(i0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * b + 16), _mm512_cvtsepi32_epi8(i1));
+      const int sum_lo = _mm512_reduce_add_epi32(i0), sum_hi = _mm512_reduce_add_epi32(i1);
+      dd[b] = d;
+      s32[b] = d * float(sum_lo + sum_hi);
+      s16[2 * b] = d * float(sum_lo);
+      s16[2 * b + 1] = d * float(sum_hi);
+      _mm256_storeu_ps(dx + 8 * b, _mm256_set1_ps(d));
+      _mm256_storeu_ps(sx + 8 * b, _mm256_set1_ps(s32[b] / 8.0f));
+      _mm256_storeu_ps(s16x + 8 * b, _mm256_insertf128_ps(_mm256_set1_ps(s16[2 * b] / 4.0f),
+                                                          _mm_set1_ps(s16[2 * b + 1] / 4.0f), 1));
+    }
   }
 }
 
@@ -350,8 +409,8 @@ bool DetectVnni() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+         __builtin_cpu_supports("avx512vnni") &&
+         __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("fma");  // every AVX-512 CPU also has F16C
 }
 
 }  // namespace
@@ -366,22 +425,32 @@ bool HaveVnniKernels() {
 }
 
 bool VnniSupports(TensorType type) {
-  int64_t bs;
-  return HaveVnniKernels() && KernelsFor(type, &bs) != nullptr;
+  KernelSet k;
+  return HaveVnniKernels() && KernelsFor(type, &k);
+}
+
+void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActQ8* out) {
+  QuantizeActivationsAvx512(x, n_tokens, cols, out);
 }
 
 void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
                 int64_t r1, const ActQ8& act, int t0, int t1, float* y) {
-  int64_t block_size;
-  const RowFn* fns = KernelsFor(type, &block_size);
-  const int64_t blocks = act.cols / block_size;
-  for (int t = t0; t < t1; t += 4) {
+  KernelSet k;
+  if (!KernelsFor(type, &k)) return;
+  const int64_t chunks = act.pairs;  // 64 values per chunk for every format
+  int t = t0;
+  for (; t + 8 <= t1; t += 8) {
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) k.tall(w, row_bytes, r, chunks, act, t, y, size_t(rows));
+    for (; r < r1; ++r) k.tall_narrow(w, row_bytes, r, chunks, act, t, y, size_t(rows));
+  }
+  for (; t < t1; t += 4) {
     const int nt = t1 - t < 4 ? t1 - t : 4;
-    const RowFn fn = fns[nt - 1];
-    for (int64_t r = r0; r < r1; ++r) {
-      fn(w + size_t(r) * row_bytes, blocks, act, t, y + size_t(t) * size_t(rows) + size_t(r),
-         size_t(rows));
+    int64_t r = r0;
+    for (; r + kRowTile <= r1; r += kRowTile) {
+      k.wide[nt - 1](w, row_bytes, r, chunks, act, t, y, size_t(rows));
     }
+    for (; r < r1; ++r) k.narrow[nt - 1](w, row_bytes, r, chunks, act, t, y, size_t(rows));
   }
 }
 
@@ -389,6 +458,9 @@ void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t row
 
 bool HaveVnniKernels() { return false; }
 bool VnniSupports(TensorType) { return false; }
+void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActQ8* out) {
+  QuantizeActivations(x, n_tokens, cols, out);
+}
 void VnniMatMul(TensorType, const uint8_t*, size_t, int64_t, int64_t, int64_t, const ActQ8&, int,
                 int, float*) {}
 

@@ -14,6 +14,7 @@ void QuantizeActivations(const float* x, int n_tokens, int64_t cols, ActQ8* out)
   out->q.assign(T * out->stride_q, 0);
   out->d_x.assign(T * P * 16, 0.0f);
   out->s_x.assign(T * P * 16, 0.0f);
+  out->s16_x.assign(T * P * 16, 0.0f);
   out->s32.assign(T * P * 2, 0.0f);
   out->s16.assign(T * P * 4, 0.0f);
   out->d.assign(T * P * 2, 0.0f);
@@ -22,6 +23,7 @@ void QuantizeActivations(const float* x, int n_tokens, int64_t cols, ActQ8* out)
     int8_t* q = out->q.data() + t * out->stride_q;
     float* dx = out->d_x.data() + t * P * 16;
     float* sx = out->s_x.data() + t * P * 16;
+    float* s16x = out->s16_x.data() + t * P * 16;
     float* s32 = out->s32.data() + t * P * 2;
     float* s16 = out->s16.data() + t * P * 4;
     float* dd = out->d.data() + t * P * 2;
@@ -46,6 +48,7 @@ void QuantizeActivations(const float* x, int n_tokens, int64_t cols, ActQ8* out)
       for (int l = 0; l < 8; ++l) {
         dx[b * 8 + l] = d;
         sx[b * 8 + l] = s32[b] / 8.0f;
+        s16x[b * 8 + l] = s16[2 * b + l / 4] / 4.0f;
       }
     }
   }

@@ -21,6 +21,8 @@ struct ActQ8 {
   // Per token, per pair of blocks: 16 floats, lanes 0-7 for the first block, 8-15 the second:
   // d_x = the block scale d; s_x = d * sum(q) / 8 (lanes of a pair add up to d*sum per block).
   std::vector<float> d_x, s_x;
+  // Per token, per pair: 16 floats, lanes 4g..4g+3 = d * sum(q of 16-value group g) / 4.
+  std::vector<float> s16_x;
   // Per token: d * sum(q) for each block of 32 (s32) and each half-block of 16 (s16).
   std::vector<float> s32, s16;
   // Per token: d per block (for scalar tails and references).
@@ -29,6 +31,7 @@ struct ActQ8 {
   const int8_t* q_at(int t) const { return q.data() + size_t(t) * stride_q; }
   const float* dx_at(int t) const { return d_x.data() + size_t(t) * size_t(pairs) * 16; }
   const float* sx_at(int t) const { return s_x.data() + size_t(t) * size_t(pairs) * 16; }
+  const float* s16x_at(int t) const { return s16_x.data() + size_t(t) * size_t(pairs) * 16; }
   const float* s32_at(int t) const { return s32.data() + size_t(t) * size_t(pairs) * 2; }
   const float* s16_at(int t) const { return s16.data() + size_t(t) * size_t(pairs) * 4; }
   const float* d_at(int t) const { return d.data() + size_t(t) * size_t(pairs) * 2; }
