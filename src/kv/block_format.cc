@@ -19,7 +19,7 @@ KvType RawTypeFor(const KvType& type) {
   return KvType::Parse(type.kind == KvType::Kind::kF32 ? "f32" : "f16");
 }
 
-std::unique_ptr<BlockFormat> MakeBlockFormat(const KvType& type, int head_dim) {
+std::unique_ptr<BlockFormat> MakeBlockFormat(const KvType& type, int head_dim, TensorRole role) {
   if (head_dim <= 0 || head_dim % 16 != 0)
     throw Error(fmt::format("KV cache: head dimension {} is not a multiple of 16", head_dim));
   switch (type.kind) {
@@ -33,7 +33,7 @@ std::unique_ptr<BlockFormat> MakeBlockFormat(const KvType& type, int head_dim) {
                                 type.Name(), head_dim));
       return MakeGgmlFormat(head_dim, type.kind == KvType::Kind::kQ8_0);
     case KvType::Kind::kTurbo: {
-      auto f = MakeTurboFormat(type, head_dim);
+      auto f = MakeTurboFormat(type, head_dim, role);
       if (!f) throw Error(fmt::format("KV cache type {} is not available yet", type.Name()));
       return f;
     }

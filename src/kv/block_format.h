@@ -9,10 +9,14 @@
 #include <vector>
 
 #include "kv/kv_cache.h"
+#include "tqlm/codec.h"
 
 namespace tqlm::kv {
 
 inline constexpr int kBlockTokens = 64;
+
+// K blocks are read by Scores, V blocks by Accumulate; some layouts differ between the two.
+enum class TensorRole { kKey, kValue };
 
 // Queries of one KV head (a tile of rows), prepared once for a K format.
 struct PreparedQueries {
@@ -23,7 +27,7 @@ struct PreparedQueries {
   std::vector<int8_t> i8;      // [nq][dim]
   std::vector<float> i8_scale; // [nq]: (row scale) x (codebook scale)
   std::vector<int32_t> i8_sum; // [nq]: sum of the row's int8 values
-  std::vector<float> aux;      // format-specific (e.g. codec-prepared queries flattened)
+  std::vector<codec::PreparedQuery> codec;  // codec per-vector formats: one per row
 };
 
 // Per-thread scratch the kernels may use (dequantized rows and the like).
@@ -68,9 +72,9 @@ class BlockFormat {
   bool partial_writes_ = false;
 };
 
-// The layout of `type` at head_dim; `raw` asks for the full-precision layout that type uses for
-// sinks and the recent buffer (f32 for f32, f16 for everything else).
-std::unique_ptr<BlockFormat> MakeBlockFormat(const KvType& type, int head_dim);
+// The layout of `type` at head_dim for K or V. RawTypeFor is the full-precision type a cache
+// of `type` uses for sinks and the recent buffer (f32 for f32, f16 for everything else).
+std::unique_ptr<BlockFormat> MakeBlockFormat(const KvType& type, int head_dim, TensorRole role);
 KvType RawTypeFor(const KvType& type);
 // Whether tokens of this type are encoded when they leave the recent buffer.
 inline bool IsCompressed(const KvType& t) {

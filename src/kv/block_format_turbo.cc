@@ -1,6 +1,250 @@
-// TurboQuant block layouts (placeholder until the codec lands).
+// TurboQuant block formats. MSE types of at most 4 bits per coordinate use the SIMD layout of
+// kernels/cpu/attention_tq.h (K and V laid out differently); tq8 and TurboQuant-prod keep the
+// codec's per-vector layout, token-major, and use the codec's own dot products.
+//
+// Fractional widths (2.5, 3.5) give hi_bits to the first n_hi rotated coordinates, with n_hi the
+// multiple of 16 nearest dim/2 (the kernels' unit granularity; after the random rotation every
+// coordinate has the same distribution, so which ones get the extra bit does not matter).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/attention_raw.h"
+#include "kernels/cpu/attention_tq.h"
+#include "kernels/tensor_format.h"
 #include "kv/block_format_internal.h"
+#include "tqlm/error.h"
 
 namespace tqlm::kv {
-std::unique_ptr<BlockFormat> MakeTurboFormat(const KvType&, int) { return nullptr; }
+namespace {
+
+using kernels::TqBlockLayout;
+
+codec::CodecConfig CodecConfigFor(const KvType& type, int dim) {
+  codec::CodecConfig c;
+  c.dim = dim;
+  c.bits = type.bits;
+  c.variant = type.prod ? codec::Variant::kProd : codec::Variant::kMse;
+  return c;
+}
+
+// Byte offset of the unit holding code (t, j) and the code's position in it.
+struct UnitPos {
+  size_t offset;
+  int p;
+  int bits;
+};
+
+int GetCode(const uint8_t* u, int bits, int p) {
+  switch (bits) {
+    case 4: return (u[p % 32] >> (4 * (p / 32))) & 15;
+    case 2: return (u[p % 16] >> (2 * (p / 16))) & 3;
+    case 3: return ((u[p % 16] >> (2 * (p / 16))) & 3) | (((u[16 + p / 8] >> (p % 8)) & 1) << 2);
+    default: return (u[p / 8] >> (p % 8)) & 1;
+  }
+}
+
+void SetCode(uint8_t* u, int bits, int p, int c) {
+  switch (bits) {
+    case 4: u[p % 32] |= uint8_t(c << (4 * (p / 32))); break;
+    case 3:
+      u[16 + p / 8] |= uint8_t(((c >> 2) & 1) << (p % 8));
+      [[fallthrough]];
+    case 2: u[p % 16] |= uint8_t((c & 3) << (2 * (p / 16))); break;
+    default: u[p / 8] |= uint8_t((c & 1) << (p % 8)); break;
+  }
+}
+
+class TurboBlockFormat final : public BlockFormat {
+ public:
+  TurboBlockFormat(const KvType& type, int dim, TensorRole role)
+      : role_(role), codec_(CodecConfigFor(type, dim)) {
+    dim_ = dim;
+    const int whole = int(std::floor(type.bits));
+    const int hi = type.bits == whole ? whole : whole + 1;
+    const int n_hi = type.bits == whole ? dim : std::clamp((dim / 2 + 8) / 16 * 16, 16, dim);
+    layout_ = TqBlockLayout::Make(dim, n_hi, hi, whole);
+    block_bytes_ = layout_.block_bytes;
+    rotated_ = role == TensorRole::kValue;
+    const auto& cb_hi = codec::LloydMaxCodebook::Get(dim, hi, codec::CodecConfig{}.codebook);
+    const auto& cb_lo = codec::LloydMaxCodebook::Get(dim, whole, codec::CodecConfig{}.codebook);
+    cb_hi_ = &cb_hi;
+    cb_lo_ = &cb_lo;
+    float amax = 0;
+    for (float v : cb_hi.levels) amax = std::max(amax, std::fabs(v));
+    for (float v : cb_lo.levels) amax = std::max(amax, std::fabs(v));
+    tables_.cb_scale = amax / 127.0f;
+    for (size_t c = 0; c < cb_hi.levels.size(); ++c)
+      tables_.hi[c] = int8_t(std::lrint(cb_hi.levels[c] / tables_.cb_scale));
+    for (size_t c = 0; c < cb_lo.levels.size(); ++c)
+      tables_.lo[c] = int8_t(std::lrint(cb_lo.levels[c] / tables_.cb_scale));
+    // Unit offsets of K dim groups within a 16-token row, and of V dim chunks.
+    size_t off = 0;
+    for (int g = 0; g < dim / 4; ++g) {
+      group_offset_.push_back(off);
+      off += TqBlockLayout::UnitBytes(layout_.bits_of_dim(4 * g));
+    }
+    k_row_bytes_ = off;
+    off = 0;
+    for (int c = 0; c < dim / 16; ++c) {
+      chunk_offset_.push_back(off);
+      off += 16 * TqBlockLayout::UnitBytes(layout_.bits_of_dim(16 * c));
+    }
+  }
+
+  const TqBlockLayout& layout() const { return layout_; }
+  const kernels::TqTables& tables() const { return tables_; }
+
+  void Encode(const float* rows, size_t stride, int first, int n, uint8_t* block) const override {
+    if (first != 0 || n != kBlockTokens)
+      throw Error("TurboQuant KV blocks are encoded whole");
+    std::memset(block, 0, block_bytes_);
+    std::vector<float> y(dim_);
+    for (int t = 0; t < n; ++t) {
+      const float* x = rows + t * stride;
+      double sq = 0;
+      for (int j = 0; j < dim_; ++j) sq += double(x[j]) * x[j];
+      const float norm = float(std::sqrt(sq));
+      const bool ok = norm > 0 && std::isfinite(norm);
+      const uint16_t h = kernels::F32ToF16(ok ? norm : 0.0f);
+      std::memcpy(block + layout_.norms_offset + 2 * t, &h, 2);
+      if (!ok) continue;  // codes 0 with a zero norm decode to 0
+      for (int j = 0; j < dim_; ++j) y[j] = float(x[j] / norm);
+      codec_.Rotate(y.data(), y.data());
+      for (int j = 0; j < dim_; ++j) {
+        const UnitPos u = Where(t, j);
+        const int code = (j < layout_.n_hi ? cb_hi_ : cb_lo_)->Quantize(y[j]);
+        SetCode(block + u.offset, u.bits, u.p, code);
+      }
+    }
+  }
+
+  void Decode(const uint8_t* block, int first, int n, float* rows) const override {
+    std::vector<float> y(dim_);
+    for (int t = first; t < first + n; ++t) {
+      for (int j = 0; j < dim_; ++j) {
+        const UnitPos u = Where(t, j);
+        const int code = GetCode(block + u.offset, u.bits, u.p);
+        y[j] = (j < layout_.n_hi ? cb_hi_ : cb_lo_)->levels[code];
+      }
+      float* x = rows + size_t(t - first) * dim_;
+      codec_.InverseRotate(y.data(), x);
+      uint16_t h;
+      std::memcpy(&h, block + layout_.norms_offset + 2 * t, 2);
+      const float norm = kernels::F16ToF32(h);
+      for (int j = 0; j < dim_; ++j) x[j] *= norm;
+    }
+  }
+
+  void PrepareQueries(const float* q, int nq, PreparedQueries* out) const override {
+    out->nq = nq;
+    out->dim = dim_;
+    out->f32.resize(size_t(nq) * dim_);
+    out->i8.resize(size_t(nq) * dim_);
+    out->i8_scale.resize(nq);
+    out->i8_sum.resize(nq);
+    for (int i = 0; i < nq; ++i) {
+      float* r = out->f32.data() + size_t(i) * dim_;
+      codec_.Rotate(q + size_t(i) * dim_, r);
+      float amax = 0;
+      for (int j = 0; j < dim_; ++j) amax = std::max(amax, std::fabs(r[j]));
+      const float s = amax / 127.0f;
+      const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+      int32_t sum = 0;
+      for (int j = 0; j < dim_; ++j) {
+        const int v = int(std::lrint(r[j] * inv));
+        out->i8[size_t(i) * dim_ + j] = int8_t(v);
+        sum += v;
+      }
+      out->i8_scale[i] = s * tables_.cb_scale;
+      out->i8_sum[i] = sum;
+    }
+  }
+
+  void Scores(const PreparedQueries& q, const uint8_t* block, int n_tok, float* scores,
+              int stride, KernelScratch&) const override {
+    (void)n_tok;  // compressed blocks are always full
+    kernels::TqScores(layout_, tables_, q.i8.data(), q.i8_scale.data(), q.i8_sum.data(), q.nq,
+                      block, scores, stride);
+  }
+
+  void Accumulate(const float* p, int nq, int stride, const uint8_t* block, int n_tok,
+                  float* acc, KernelScratch&) const override {
+    (void)n_tok;
+    kernels::TqAccumulate(layout_, tables_, p, nq, stride, block, acc);
+  }
+
+  void FinishAccumulator(float* acc, int nq) const override {
+    for (int i = 0; i < nq; ++i) codec_.InverseRotate(acc + size_t(i) * dim_, acc + size_t(i) * dim_);
+  }
+
+ private:
+  UnitPos Where(int t, int j) const {
+    if (role_ == TensorRole::kKey) {
+      const int s = t / 16, g = j / 4;
+      return {size_t(s) * k_row_bytes_ + group_offset_[g], 4 * (t % 16) + j % 4,
+              layout_.bits_of_dim(j)};
+    }
+    const int c = j / 16, bits = layout_.bits_of_dim(j);
+    return {chunk_offset_[c] + size_t(t / 4) * TqBlockLayout::UnitBytes(bits),
+            4 * (j % 16) + t % 4, bits};
+  }
+
+  TensorRole role_;
+  codec::TurboQuantCodec codec_;
+  TqBlockLayout layout_;
+  kernels::TqTables tables_;
+  const codec::LloydMaxCodebook* cb_hi_ = nullptr;
+  const codec::LloydMaxCodebook* cb_lo_ = nullptr;
+  std::vector<size_t> group_offset_, chunk_offset_;
+  size_t k_row_bytes_ = 0;
+};
+
+// tq8 and tqBp: the codec's per-vector bytes, one row per token.
+class TurboCodecFormat final : public BlockFormat {
+ public:
+  TurboCodecFormat(const KvType& type, int dim) : codec_(CodecConfigFor(type, dim)) {
+    dim_ = dim;
+    row_bytes_ = codec_.layout().bytes_per_vector;
+    block_bytes_ = size_t(kBlockTokens) * row_bytes_;
+  }
+  void Encode(const float* rows, size_t stride, int first, int n, uint8_t* block) const override {
+    for (int t = 0; t < n; ++t) codec_.Encode(rows + t * stride, block + size_t(first + t) * row_bytes_);
+  }
+  void Decode(const uint8_t* block, int first, int n, float* rows) const override {
+    for (int t = 0; t < n; ++t)
+      codec_.Decode(block + size_t(first + t) * row_bytes_, rows + size_t(t) * dim_);
+  }
+  void PrepareQueries(const float* q, int nq, PreparedQueries* out) const override {
+    out->nq = nq;
+    out->dim = dim_;
+    out->codec.resize(nq);
+    for (int i = 0; i < nq; ++i) codec_.PrepareQuery(q + size_t(i) * dim_, &out->codec[i]);
+  }
+  void Scores(const PreparedQueries& q, const uint8_t* block, int n_tok, float* scores,
+              int stride, KernelScratch&) const override {
+    for (int i = 0; i < q.nq; ++i)
+      codec_.DotBatch(q.codec[i], block, size_t(n_tok), scores + size_t(i) * stride);
+  }
+  void Accumulate(const float* p, int nq, int stride, const uint8_t* block, int n_tok,
+                  float* acc, KernelScratch& s) const override {
+    s.rows.resize(size_t(kBlockTokens) * dim_);
+    Decode(block, 0, n_tok, s.rows.data());
+    kernels::AttnAccumF32(p, nq, stride, s.rows.data(), n_tok, dim_, acc);
+  }
+
+ private:
+  codec::TurboQuantCodec codec_;
+  size_t row_bytes_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<BlockFormat> MakeTurboFormat(const KvType& type, int dim, TensorRole role) {
+  if (!type.prod && type.bits <= 4) return std::make_unique<TurboBlockFormat>(type, dim, role);
+  return std::make_unique<TurboCodecFormat>(type, dim);
+}
+
 }  // namespace tqlm::kv

@@ -38,9 +38,10 @@ PagedKvCache::PagedKvCache(const KvCacheConfig& config) : config_(config) {
     L.compress = IsCompressed(kt) || IsCompressed(vt);
     // Sliding-window layers drop old tokens anyway: no sinks there.
     L.sinks = L.compress && g.sliding_window == 0 ? config.sink_tokens : 0;
-    for (auto [t, type] : {std::pair{&L.k, kt}, std::pair{&L.v, vt}}) {
-      t->raw = FormatFor(RawTypeFor(type), g.head_dim);
-      t->comp = FormatFor(type, g.head_dim);
+    for (auto [t, type, role] : {std::tuple{&L.k, kt, TensorRole::kKey},
+                                 std::tuple{&L.v, vt, TensorRole::kValue}}) {
+      t->raw = FormatFor(RawTypeFor(type), g.head_dim, role);
+      t->comp = FormatFor(type, g.head_dim, role);
       t->raw_pool = PoolFor(t->raw->block_bytes());
       t->comp_pool = PoolFor(t->comp->block_bytes());
       t->sinks.resize(g.n_kv_heads);
@@ -61,8 +62,9 @@ PagedKvCache::PagedKvCache(const PagedKvCache& other)
     for (int x = 0; x < 2; ++x) {
       Tensor& t = *mine[x];
       const Tensor& o = *theirs[x];
-      t.raw = FormatFor(RawTypeFor(*types[x]), L.geom.head_dim);
-      t.comp = FormatFor(*types[x], L.geom.head_dim);
+      const TensorRole role = x == 0 ? TensorRole::kKey : TensorRole::kValue;
+      t.raw = FormatFor(RawTypeFor(*types[x]), L.geom.head_dim, role);
+      t.comp = FormatFor(*types[x], L.geom.head_dim, role);
       t.raw_pool = PoolFor(t.raw->block_bytes());
       t.comp_pool = PoolFor(t.comp->block_bytes());
       for (int h = 0; h < L.geom.n_kv_heads; ++h) {
@@ -92,9 +94,9 @@ std::unique_ptr<KvCache> PagedKvCache::Clone() const {
   return std::unique_ptr<KvCache>(new PagedKvCache(*this));
 }
 
-const BlockFormat* PagedKvCache::FormatFor(const KvType& type, int dim) {
-  auto& f = formats_[{dim, type.Name()}];
-  if (!f) f = MakeBlockFormat(type, dim);
+const BlockFormat* PagedKvCache::FormatFor(const KvType& type, int dim, TensorRole role) {
+  auto& f = formats_[{dim, type.Name(), role}];
+  if (!f) f = MakeBlockFormat(type, dim, role);
   return f.get();
 }
 

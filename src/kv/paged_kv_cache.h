@@ -11,6 +11,8 @@
 #pragma once
 
 #include <map>
+#include <string>
+#include <tuple>
 #include <memory>
 #include <vector>
 
@@ -59,7 +61,7 @@ class PagedKvCache final : public KvCache {
  private:
   PagedKvCache(const PagedKvCache& other);
   BlockPool* PoolFor(size_t block_bytes);
-  const BlockFormat* FormatFor(const KvType& type, int dim);
+  const BlockFormat* FormatFor(const KvType& type, int dim, TensorRole role);
   void CompressBlock(Layer& L, int b);
   void CompressBlock(Tensor& t, int head, int b);
   void FreeInvisible(Layer& L, int first_needed);
@@ -68,7 +70,7 @@ class PagedKvCache final : public KvCache {
 
   KvCacheConfig config_;
   int n_tokens_ = 0;
-  std::map<std::pair<int, std::string>, std::unique_ptr<BlockFormat>> formats_;
+  std::map<std::tuple<int, std::string, TensorRole>, std::unique_ptr<BlockFormat>> formats_;
   std::map<size_t, std::unique_ptr<BlockPool>> pools_;
   std::vector<Layer> layers_;
   std::vector<float> tmp_;  // decoded rows when a compressed block is cut by Truncate
