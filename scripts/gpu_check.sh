@@ -9,8 +9,8 @@ OUT=${OUT:-$PWD/gpu_out}
 mkdir -p "$OUT"
 BUILD=${BUILD:-/tmp/tqlm-cuda-build}
 ARCH=${TQLM_CUDA_ARCH:-90a}
-CONTEXTS=4096,8192,16384,32768,65536,131072
-BATCHES=1,8,32
+CONTEXTS=${CONTEXTS:-4096,8192,16384,32768,65536,131072}
+BATCHES=${BATCHES:-1,8,32}
 if [[ "${1:-}" == "--quick" ]]; then CONTEXTS=32768; BATCHES=1,8; fi
 exec > >(tee "$OUT/log.txt") 2>&1
 
@@ -36,9 +36,16 @@ echo "== correctness"
 test_rc=${PIPESTATUS[0]}
 echo "== tqlm benchmark"
 "$BUILD/cuda_attention_bench" --contexts "$CONTEXTS" --batches "$BATCHES" --json "$OUT/bench.json"
-echo "== PyTorch SDPA"
-PYTHONUNBUFFERED=1 python3 bench/cuda_attention/sdpa_bench.py --contexts "$CONTEXTS" \
-  --batches "$BATCHES" --json "$OUT/sdpa.json"
-python3 bench/cuda_attention/report.py "$OUT/bench.json" "$OUT/sdpa.json" | tee "$OUT/table.md"
+echo "== SASS instruction mix of the attention kernels (cuobjdump)"
+if command -v cuobjdump >/dev/null; then
+  cuobjdump -sass "$BUILD/libtqlm_cuda.a" | python3 bench/cuda_attention/sass_stats.py > "$OUT/sass.txt" || true
+  grep -E "AttendSplitKernel<128, (4, 3|16, 16)>" -A2 "$OUT/sass.txt" || true
+fi
+if [[ "${SKIP_SDPA:-0}" != 1 ]]; then
+  echo "== PyTorch SDPA"
+  PYTHONUNBUFFERED=1 python3 bench/cuda_attention/sdpa_bench.py --contexts "$CONTEXTS" \
+    --batches "$BATCHES" --json "$OUT/sdpa.json"
+  python3 bench/cuda_attention/report.py "$OUT/bench.json" "$OUT/sdpa.json" | tee "$OUT/table.md"
+fi
 echo "correctness test exit code: $test_rc"
 exit "$test_rc"

@@ -158,18 +158,20 @@ double AppendMicros(int batch, int sms) {
   DeviceBuffer f16(size_t(batch) * cv.F16Chunks() * kKvHeads * cv.F16PageBytes());
   TQLM_CUDA_CHECK(cudaMemset(pool.as<void>(), 0, pool.bytes()));
   cv.block_table = table_d.as<int32_t>(), cv.pages = pool.as<uint8_t>(), cv.f16_region = f16.as<uint8_t>();
-  std::vector<int32_t> seq(batch), pos(batch, 20);
+  std::vector<int32_t> seq(batch), pos(batch, 20), lens_after(batch, 21);
   for (int b = 0; b < batch; ++b) seq[b] = b;
   std::vector<float> kv(size_t(batch) * kKvHeads * kDim);
   for (size_t i = 0; i < kv.size(); ++i) kv[i] = std::cos(0.11f * float(i));
   DeviceBuffer seq_d = DeviceBuffer::From(seq), pos_d = DeviceBuffer::From(pos), kv_d = DeviceBuffer::From(kv);
+  DeviceBuffer lens_d = DeviceBuffer::From(lens_after);
   cudaEvent_t e0, e1;
   TQLM_CUDA_CHECK(cudaEventCreate(&e0));
   TQLM_CUDA_CHECK(cudaEventCreate(&e1));
   std::vector<float> ms;
   for (int i = 0; i < 23; ++i) {
     TQLM_CUDA_CHECK(cudaEventRecord(e0));
-    LaunchAppend(cv, dt, batch, seq_d.as<int32_t>(), pos_d.as<int32_t>(), kv_d.as<float>(), kv_d.as<float>(), nullptr);
+    LaunchAppend(cv, dt, batch, seq_d.as<int32_t>(), pos_d.as<int32_t>(), lens_d.as<int32_t>(),
+                 kv_d.as<float>(), kv_d.as<float>(), nullptr);
     TQLM_CUDA_CHECK(cudaEventRecord(e1));
     TQLM_CUDA_CHECK(cudaEventSynchronize(e1));
     float t = 0;

@@ -99,10 +99,13 @@ Result RunCase(const Case& c, uint64_t seed) {
         v.insert(v.end(), V[b].begin() + size_t(p) * nkv * d, V[b].begin() + size_t(p + 1) * nkv * d);
       }
     }
+    std::vector<int32_t> lens_after(B);
+    for (int b = 0; b < B; ++b) lens_after[b] = step == 0 ? c.lens[b] - 1 : c.lens[b];
     DeviceBuffer seq_d = DeviceBuffer::From(seq), pos_d = DeviceBuffer::From(pos);
+    DeviceBuffer lens_after_d = DeviceBuffer::From(lens_after);
     DeviceBuffer k_d = DeviceBuffer::From(k), v_d = DeviceBuffer::From(v);
-    LaunchAppend(cv, dt, int(seq.size()), seq_d.as<int32_t>(), pos_d.as<int32_t>(), k_d.as<float>(),
-                 v_d.as<float>(), nullptr);
+    LaunchAppend(cv, dt, int(seq.size()), seq_d.as<int32_t>(), pos_d.as<int32_t>(),
+                 lens_after_d.as<int32_t>(), k_d.as<float>(), v_d.as<float>(), nullptr);
     TQLM_CUDA_CHECK(cudaDeviceSynchronize());
   }
 

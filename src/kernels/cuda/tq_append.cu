@@ -22,6 +22,7 @@ struct AppendArgs {
   size_t f16_page_bytes;
   const int32_t* seq;
   const int32_t* pos;
+  const int32_t* seq_lens;  // lengths after this append
   const float* k;
   const float* v;
   const float* rot_k_t;
@@ -79,7 +80,9 @@ __global__ void AppendKernel(AppendArgs a) {
       StoreF16(is_k ? page : page + VCodesOffset(dim, kF16Bits), is_k, dim, p % kChunkTokens, t, y);
     } else {
       const int q = p - a.sink_tokens;
-      if (a.recent_tokens > 0) {
+      // Only the last `recent` tokens of the sequence go to the ring: a long prefill would
+      // otherwise write several tokens to one slot in the same launch.
+      if (a.recent_tokens > 0 && p >= a.seq_lens[b] - a.recent_tokens) {
         const int slot = q % a.recent_tokens;
         uint8_t* page = a.f16_region +
             ((size_t(b) * a.f16_chunks + a.sink_chunks + slot / kChunkTokens) * a.n_kv_heads + h) *
@@ -112,7 +115,8 @@ __global__ void AppendKernel(AppendArgs a) {
 }  // namespace
 
 void LaunchAppend(const CacheView& c, const DeviceTables& t, int n, const int32_t* seq,
-                  const int32_t* pos, const float* k, const float* v, void* stream) {
+                  const int32_t* pos, const int32_t* seq_lens, const float* k, const float* v,
+                  void* stream) {
   if (n <= 0) return;
   if (c.dim != t.dim || c.k_bits != t.k_bits || c.v_bits != t.v_bits) {
     throw Error("cuda: cache geometry does not match the codec tables");
@@ -124,7 +128,7 @@ void LaunchAppend(const CacheView& c, const DeviceTables& t, int n, const int32_
   a.sink_tokens = c.sink_tokens, a.recent_tokens = c.recent_tokens;
   a.sink_chunks = c.SinkChunks(), a.f16_chunks = c.F16Chunks();
   a.f16_region = c.f16_region, a.f16_page_bytes = c.F16PageBytes();
-  a.seq = seq, a.pos = pos, a.k = k, a.v = v;
+  a.seq = seq, a.pos = pos, a.seq_lens = seq_lens, a.k = k, a.v = v;
   a.rot_k_t = t.rot_k_t, a.rot_v_t = t.rot_v_t, a.thr_k = t.thr_k, a.thr_v = t.thr_v;
   const size_t smem = (c.dim + 32) * sizeof(float);
   AppendKernel<<<n * c.n_kv_heads, c.dim, smem, static_cast<cudaStream_t>(stream)>>>(a);

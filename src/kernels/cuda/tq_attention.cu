@@ -96,29 +96,47 @@ __device__ __forceinline__ uint32_t Field(const uint32_t (&w)[W], int f, const u
   }
 }
 
+// A chunk's words and norms for one lane, loaded ahead of their use.
+template <int D, int BK, int BV>
+struct ChunkRegs {
+  uint32_t kw[LaneWords(D, BK)];
+  uint32_t vw[LaneWords(D, BV)];
+  __half2 kn[2], vn[2];  // norms of keys 2 tig + {0, 1} and 8 + 2 tig + {0, 1}
+};
+
+template <int D, int BK, int BV>
+__device__ __forceinline__ void LoadChunk(const uint8_t* page, int lane, ChunkRegs<D, BK, BV>& r) {
+  LoadLaneWords<LaneWords(D, BK)>(reinterpret_cast<const uint32_t*>(page), lane, r.kw);
+  LoadLaneWords<LaneWords(D, BV)>(reinterpret_cast<const uint32_t*>(page + VCodesOffset(D, BK)),
+                                  lane, r.vw);
+  const int tig = lane & 3;
+  if constexpr (IsCompressed(BK)) {
+    const __half2* n = reinterpret_cast<const __half2*>(page + KNormOffset(D, BK, BV));
+    r.kn[0] = __ldg(n + tig), r.kn[1] = __ldg(n + 4 + tig);
+  }
+  if constexpr (IsCompressed(BV)) {
+    const __half2* n = reinterpret_cast<const __half2*>(page + VNormOffset(D, BK, BV));
+    r.vn[0] = __ldg(n + tig), r.vn[1] = __ldg(n + 4 + tig);
+  }
+}
+
 // One 16-token chunk of one KV head into the warp's running (m, l, o) for its query rows.
 template <int D, int BK, int BV>
-__device__ __forceinline__ void ProcessChunk(const uint8_t* page, int valid, int lane,
+__device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int valid, int lane,
                                              const uint32_t (&qa)[D / 16][2],
                                              const uint32_t* lutk_lane, const uint32_t* lutv_lane,
                                              float k_inv_alpha, float v_inv_alpha, float& m,
                                              float& l, float (&o)[D / 8][4]) {
-  constexpr int WK = LaneWords(D, BK), WV = LaneWords(D, BV);
-  uint32_t kw[WK], vw[WV];
-  LoadLaneWords<WK>(reinterpret_cast<const uint32_t*>(page), lane, kw);
-  LoadLaneWords<WV>(reinterpret_cast<const uint32_t*>(page + VCodesOffset(D, BK)), lane, vw);
   const int tig = lane & 3;
   // This lane's score columns are keys 2 tig + {0, 1} and 8 + 2 tig + {0, 1}.
   float kn[4] = {1, 1, 1, 1}, vn[4] = {1, 1, 1, 1};
   if constexpr (IsCompressed(BK)) {
-    const __half2* n = reinterpret_cast<const __half2*>(page + KNormOffset(D, BK, BV));
-    const float2 a = __half22float2(n[tig]), b = __half22float2(n[4 + tig]);
+    const float2 a = __half22float2(r.kn[0]), b = __half22float2(r.kn[1]);
     kn[0] = a.x * k_inv_alpha, kn[1] = a.y * k_inv_alpha;
     kn[2] = b.x * k_inv_alpha, kn[3] = b.y * k_inv_alpha;
   }
   if constexpr (IsCompressed(BV)) {
-    const __half2* n = reinterpret_cast<const __half2*>(page + VNormOffset(D, BK, BV));
-    const float2 a = __half22float2(n[tig]), b = __half22float2(n[4 + tig]);
+    const float2 a = __half22float2(r.vn[0]), b = __half22float2(r.vn[1]);
     vn[0] = a.x * v_inv_alpha, vn[1] = a.y * v_inv_alpha;
     vn[2] = b.x * v_inv_alpha, vn[3] = b.y * v_inv_alpha;
   }
@@ -129,8 +147,8 @@ __device__ __forceinline__ void ProcessChunk(const uint8_t* page, int valid, int
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt) {
       const int f = (nt * (D / 16) + ks) * 2;
-      Mma16816(s[nt], qa[ks][0], qa[ks][1], Field<BK>(kw, f, lutk_lane),
-               Field<BK>(kw, f + 1, lutk_lane));
+      Mma16816(s[nt], qa[ks][0], qa[ks][1], Field<BK>(r.kw, f, lutk_lane),
+               Field<BK>(r.kw, f + 1, lutk_lane));
     }
   }
   float mx = -INFINITY;
@@ -164,8 +182,38 @@ __device__ __forceinline__ void ProcessChunk(const uint8_t* page, int valid, int
   for (int nt = 0; nt < D / 8; ++nt) {
     o[nt][0] *= corr;
     o[nt][1] *= corr;
-    Mma16816(o[nt], pa[0], pa[1], Field<BV>(vw, 2 * nt, lutv_lane),
-             Field<BV>(vw, 2 * nt + 1, lutv_lane));
+    Mma16816(o[nt], pa[0], pa[1], Field<BV>(r.vw, 2 * nt, lutv_lane),
+             Field<BV>(r.vw, 2 * nt + 1, lutv_lane));
+  }
+}
+
+// Chunks first, first + kWarps, ... < end of one KV head; page_of(c) gives a chunk's page and
+// valid_of(c) its valid tokens (> 0). Small chunks (compressed) are prefetched one step ahead.
+template <int D, int BK, int BV, class PageOf, class ValidOf>
+__device__ __forceinline__ void ProcessChunks(int first, int end, PageOf page_of, ValidOf valid_of,
+                                              int lane, const uint32_t (&qa)[D / 16][2],
+                                              const uint32_t* lutk_lane,
+                                              const uint32_t* lutv_lane, float k_inv_alpha,
+                                              float v_inv_alpha, float& m, float& l,
+                                              float (&o)[D / 8][4]) {
+  constexpr bool kPrefetch = LaneWords(D, BK) + LaneWords(D, BV) <= 32;
+  if constexpr (kPrefetch) {
+    if (first >= end) return;
+    ChunkRegs<D, BK, BV> cur, next;
+    LoadChunk<D, BK, BV>(page_of(first), lane, cur);
+    for (int c = first; c < end; c += kWarps) {
+      if (c + kWarps < end) LoadChunk<D, BK, BV>(page_of(c + kWarps), lane, next);
+      ComputeChunk<D, BK, BV>(cur, valid_of(c), lane, qa, lutk_lane, lutv_lane, k_inv_alpha,
+                              v_inv_alpha, m, l, o);
+      cur = next;
+    }
+  } else {
+    for (int c = first; c < end; c += kWarps) {
+      ChunkRegs<D, BK, BV> cur;
+      LoadChunk<D, BK, BV>(page_of(c), lane, cur);
+      ComputeChunk<D, BK, BV>(cur, valid_of(c), lane, qa, lutk_lane, lutv_lane, k_inv_alpha,
+                              v_inv_alpha, m, l, o);
+    }
   }
 }
 
@@ -181,7 +229,7 @@ __host__ __device__ constexpr size_t AttnSmemBytes() {
 }
 
 template <int D, int BK, int BV>
-__global__ void __launch_bounds__(kThreads) AttendSplitKernel(AttnArgs a) {
+__global__ void __launch_bounds__(kThreads, D <= 128 ? 3 : 1) AttendSplitKernel(AttnArgs a) {
   extern __shared__ __align__(16) uint32_t smem[];
   constexpr int kLutK = IsCompressed(BK) ? (1 << (2 * BK)) * kWarpLanes : 0;
   constexpr int kLutWords = LutWords<D, BK, BV>();
@@ -223,23 +271,34 @@ __global__ void __launch_bounds__(kThreads) AttendSplitKernel(AttnArgs a) {
       const int n_comp = max(0, len - a.sink_tokens - a.recent_tokens);
       const int c_end = min((split + 1) * a.chunks_per_split, (n_comp + kChunkTokens - 1) / kChunkTokens);
       const int32_t* table = a.block_table + size_t(b) * a.max_chunks;
-      for (int c = split * a.chunks_per_split + warp; c < c_end; c += kWarps) {
-        const uint8_t* page = a.pages + (size_t(table[c]) * a.n_kv_heads + h) * a.page_bytes;
-        ProcessChunk<D, BK, BV>(page, n_comp - c * kChunkTokens, lane, qa, lutk_lane, lutv_lane,
-                                a.k_inv_alpha, a.v_inv_alpha, m, l, o);
-      }
+      const uint8_t* pages = a.pages;
+      const size_t page_bytes = a.page_bytes;
+      const int n_kv = a.n_kv_heads;
+      ProcessChunks<D, BK, BV>(
+          split * a.chunks_per_split + warp, c_end,
+          [=](int c) { return pages + (size_t(__ldg(table + c)) * n_kv + h) * page_bytes; },
+          [=](int c) { return n_comp - c * kChunkTokens; }, lane, qa, lutk_lane, lutv_lane,
+          a.k_inv_alpha, a.v_inv_alpha, m, l, o);
     } else {
       const int sink_valid = min(a.sink_tokens, len);
       const int ring_valid = min(a.recent_tokens, max(0, len - a.sink_tokens));
-      for (int c = warp; c < a.f16_chunks; c += kWarps) {
-        const int valid = c < a.sink_chunks ? sink_valid - c * kChunkTokens
-                                            : ring_valid - (c - a.sink_chunks) * kChunkTokens;
-        if (valid <= 0) continue;
-        const uint8_t* page =
-            a.f16_region + ((size_t(b) * a.f16_chunks + c) * a.n_kv_heads + h) * a.f16_page_bytes;
-        ProcessChunk<D, kF16Bits, kF16Bits>(page, valid, lane, qa, lutk_lane, lutv_lane, 1.0f,
-                                            1.0f, m, l, o);
-      }
+      const int sink_chunks = a.sink_chunks;
+      // Only chunks holding tokens: sinks [0, ceil(sink_valid / 16)), then the ring's.
+      const int sink_used = (sink_valid + kChunkTokens - 1) / kChunkTokens;
+      const int ring_used = (ring_valid + kChunkTokens - 1) / kChunkTokens;
+      const uint8_t* region = a.f16_region + size_t(b) * a.f16_chunks * a.n_kv_heads * a.f16_page_bytes;
+      const size_t page_bytes = a.f16_page_bytes;
+      const int n_kv = a.n_kv_heads;
+      // Index u over used chunks: u < sink_used are sink chunks, the rest ring chunks.
+      auto chunk_of = [=](int u) { return u < sink_used ? u : sink_chunks + (u - sink_used); };
+      ProcessChunks<D, kF16Bits, kF16Bits>(
+          warp, sink_used + ring_used,
+          [=](int u) { return region + (size_t(chunk_of(u)) * n_kv + h) * page_bytes; },
+          [=](int u) {
+            return u < sink_used ? sink_valid - u * kChunkTokens
+                                 : ring_valid - (u - sink_used) * kChunkTokens;
+          },
+          lane, qa, lutk_lane, lutv_lane, 1.0f, 1.0f, m, l, o);
     }
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
@@ -287,29 +346,66 @@ __global__ void RotateQueriesKernel(const float* q, const float* rot_t, float sc
   q_rot[size_t(blockIdx.x) * dim + t] = __float2half_rn(acc * scale);
 }
 
-// Combines the splits of one (sequence, head) and rotates back: out = R_v^T (O / L).
-__global__ void MergeKernel(const float* part_o, const float2* part_ml, int n_splits, int group,
-                            int n_heads, int n_kv_heads, int dim, const float* rot_v, float* out) {
-  extern __shared__ float orot[];
+// Combines the splits of one (sequence, head) and rotates back: out = R_v^T (O / L). 256 threads:
+// 8 slices of a warp each take every 8th split (lane: dim / 32 coordinates), then one sum.
+constexpr int kMergeThreads = 256;
+constexpr int kMergeSlices = kMergeThreads / kWarpLanes;
+__global__ void __launch_bounds__(kMergeThreads)
+MergeKernel(const float* part_o, const float2* part_ml, int n_splits, int group, int n_heads,
+            int n_kv_heads, int dim, const float* rot_v, float* out) {
+  extern __shared__ float sm[];  // [kMergeSlices][dim] partial sums, then orot[dim]
+  __shared__ float red[kMergeThreads / kWarpLanes];
+  __shared__ float mm_sh;
   const int b = blockIdx.x / n_heads, qh = blockIdx.x % n_heads;
   const int h = qh / group, g = qh % group, t = threadIdx.x;
+  const int lane = t % kWarpLanes, slice = t / kWarpLanes;
   const size_t first = (size_t(b) * n_kv_heads + h) * n_splits;
+  auto ml_of = [&](int s) { return part_ml[(first + s) * group + g]; };
   float mm = -INFINITY;
-  for (int s = 0; s < n_splits; ++s) mm = fmaxf(mm, part_ml[(first + s) * group + g].x);
-  float acc = 0, ll = 0;
-  for (int s = 0; s < n_splits; ++s) {
-    const size_t row = (first + s) * group + g;
-    const float2 ml = part_ml[row];
+  for (int s = t; s < n_splits; s += kMergeThreads) mm = fmaxf(mm, ml_of(s).x);
+  for (int o = 16; o > 0; o >>= 1) mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, o));
+  if (lane == 0) red[slice] = mm;
+  __syncthreads();
+  if (t == 0) {
+    float x = -INFINITY;
+    for (int i = 0; i < kMergeSlices; ++i) x = fmaxf(x, red[i]);
+    mm_sh = x;
+  }
+  __syncthreads();
+  mm = mm_sh;
+  float ll = 0;
+  float acc[8] = {};  // dim / 32 <= 8 coordinates per lane
+  const int per_lane = dim / kWarpLanes;
+  for (int s = slice; s < n_splits; s += kMergeSlices) {
+    const float2 ml = ml_of(s);
     if (ml.x == -INFINITY) continue;
     const float w = exp2f(ml.x - mm);
-    acc += w * part_o[row * dim + t];
-    ll += w * ml.y;
+    if (lane == 0) ll += w * ml.y;
+    const float* src = part_o + ((first + s) * group + g) * dim + lane * per_lane;
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      if (i < per_lane) acc[i] += w * src[i];
   }
-  orot[t] = ll > 0 ? acc / ll : 0.0f;
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+    if (i < per_lane) sm[slice * dim + lane * per_lane + i] = acc[i];
   __syncthreads();
-  float y = 0;
-  for (int j = 0; j < dim; ++j) y = fmaf(rot_v[size_t(j) * dim + t], orot[j], y);
-  out[size_t(blockIdx.x) * dim + t] = y;
+  if (lane == 0) red[slice] = ll;
+  __syncthreads();
+  float l_total = 0;
+  for (int i = 0; i < kMergeSlices; ++i) l_total += red[i];
+  float* orot = sm + kMergeSlices * dim;
+  for (int j = t; j < dim; j += kMergeThreads) {
+    float x = 0;
+    for (int i = 0; i < kMergeSlices; ++i) x += sm[i * dim + j];
+    orot[j] = l_total > 0 ? x / l_total : 0.0f;
+  }
+  __syncthreads();
+  for (int i = t; i < dim; i += kMergeThreads) {
+    float y = 0;
+    for (int j = 0; j < dim; ++j) y = fmaf(rot_v[size_t(j) * dim + i], orot[j], y);
+    out[size_t(blockIdx.x) * dim + i] = y;
+  }
 }
 
 using AttnKernel = void (*)(AttnArgs);
@@ -387,10 +483,11 @@ AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count) {
   const int resident = std::max(1, per_sm) * sm_count;
   const int max_comp = std::max(0, max_seq_len - c.sink_tokens - c.recent_tokens);
   const int chunks = (max_comp + kChunkTokens - 1) / kChunkTokens;
-  // About 8 work items per resident block keeps the static round-robin's tail short.
+  // About 4 work items per resident block keeps the static round-robin's tail short; at least
+  // 2 chunks per warp and item, so that the prefetch has something to overlap.
   const long long total = (long long)chunks * c.batch * c.n_kv_heads;
-  const long long target = 8LL * resident;
-  int cps = int(std::max<long long>(kWarps, (total + target - 1) / target));
+  const long long target = 4LL * resident;
+  int cps = int(std::max<long long>(2 * kWarps, (total + target - 1) / target));
   cps = (cps + kWarps - 1) / kWarps * kWarps;
   AttendPlan p;
   p.chunks_per_split = cps;
@@ -440,7 +537,8 @@ void LaunchAttend(const CacheView& c, const DeviceTables& t, const AttendPlan& p
   cached.fn<<<p.grid, kThreads, cached.smem, stream>>>(a);
   TQLM_CUDA_CHECK(cudaGetLastError());
 
-  MergeKernel<<<c.batch * c.n_heads, c.dim, c.dim * sizeof(float), stream>>>(
+  MergeKernel<<<c.batch * c.n_heads, kMergeThreads, (kMergeSlices + 1) * c.dim * sizeof(float),
+                stream>>>(
       part_o, part_ml, p.n_splits, group, c.n_heads, c.n_kv_heads, c.dim, t.rot_v, out);
   TQLM_CUDA_CHECK(cudaGetLastError());
 }

@@ -85,9 +85,13 @@ struct CacheView {
 };
 
 // Appends n tokens: token i of sequence seq[i] at position pos[i], k/v = [n][n_kv_heads][dim]
-// floats. Writes sinks / recent ring (fp16, rotated) and the compressed (or fp16) page.
+// floats; seq_lens[b] = length of sequence b after this append (decides which tokens are among
+// the last `recent_tokens`). Writes sinks / recent ring (fp16, rotated) and, for every non-sink
+// token, its compressed (or fp16) page; the pages of the chunks it touches must exist in the
+// block table and have been zero-filled when allocated.
 void LaunchAppend(const CacheView& cache, const DeviceTables& tables, int n, const int32_t* seq,
-                  const int32_t* pos, const float* k, const float* v, void* stream);
+                  const int32_t* pos, const int32_t* seq_lens, const float* k, const float* v,
+                  void* stream);
 
 // Workspace for LaunchAttend, sized by AttendWorkspaceBytes.
 struct AttendPlan {
