@@ -14,19 +14,30 @@ int DefaultThreads() { return int(std::max(1u, std::thread::hardware_concurrency
 
 Session::Session(model::Model& model, const SessionOptions& options)
     : model_(model),
+      policy_(options.kv),
       n_ctx_(options.n_ctx > 0 ? options.n_ctx : model.info().n_ctx_train),
       batch_(std::max(1, options.batch)),
       pool_(options.n_threads > 0 ? options.n_threads : DefaultThreads()) {
-  const model::ModelInfo& info = model.info();
+  ResolveKvPolicy(policy_, model.info().n_layer, 0);  // reject a bad policy up front
+}
+
+void Session::CreateCache(int prompt_tokens) {
+  const model::ModelInfo& info = model_.info();
+  const ResolvedKv kv = ResolveKvPolicy(policy_, info.n_layer, prompt_tokens);
   kv::KvCacheConfig config;
   config.layers = info.layers;
-  config.k_types.assign(info.n_layer, kv::KvType::Parse(options.kv.k_type));
-  config.v_types.assign(info.n_layer, kv::KvType::Parse(options.kv.v_type));
+  config.k_types = kv.k_types;
+  config.v_types = kv.v_types;
   config.attn_scale = info.attn_scale;
   config.max_tokens = n_ctx_;
-  config.sink_tokens = options.kv.sink_tokens;
-  config.recent_tokens = options.kv.recent_tokens;
+  config.sink_tokens = kv.sink_tokens;
+  config.recent_tokens = kv.recent_tokens;
   cache_ = kv::KvCache::Create(config);
+}
+
+kv::KvCache& Session::cache() {
+  if (!cache_) CreateCache(0);
+  return *cache_;
 }
 
 std::span<const float> Session::Feed(std::span<const int> tokens, bool all_logits,
@@ -38,6 +49,7 @@ std::span<const float> Session::Feed(std::span<const int> tokens, bool all_logit
     throw Error(fmt::format("context overflow: {} tokens in context + {} new > context size {} "
                             "({} over; raise -c or shorten the prompt)",
                             have, n, n_ctx_, have + n - n_ctx_));
+  if (!cache_) CreateCache(n);
   const int n_vocab = model_.info().n_vocab;
   logits_.resize(size_t(all_logits ? n : 1) * n_vocab);
   for (int done = 0; done < n;) {
@@ -53,7 +65,7 @@ std::span<const float> Session::Feed(std::span<const int> tokens, bool all_logit
 
 void Session::Rewind(int n) {
   n = std::clamp(n, 0, int(history_.size()));
-  cache_->Truncate(n);
+  if (cache_) cache_->Truncate(n);
   history_.resize(n);
 }
 

@@ -11,21 +11,15 @@
 #include "kernels/cpu/thread_pool.h"
 #include "kv/kv_cache.h"
 #include "model/model.h"
+#include "runtime/kv_policy.h"
 
 namespace tqlm::runtime {
-
-struct KvOptions {
-  std::string k_type = "f16";
-  std::string v_type = "f16";
-  int sink_tokens = 0;
-  int recent_tokens = 0;
-};
 
 struct SessionOptions {
   int n_ctx = 4096;     // 0: the model's training context
   int n_threads = 0;    // 0: all cores
   int batch = 256;      // prefill chunk, tokens
-  KvOptions kv;
+  KvPolicy kv;
 };
 
 class Session {
@@ -46,11 +40,16 @@ class Session {
   int n_ctx() const { return n_ctx_; }
   int n_vocab() const { return model_.info().n_vocab; }
   model::Model& model() { return model_; }
-  kv::KvCache& cache() { return *cache_; }
+  // The cache is created at the first Feed, when the prompt length (for a buffer given as a
+  // fraction of the prompt) is known.
+  kv::KvCache& cache();
   kernels::ThreadPool& pool() { return pool_; }
 
  private:
+  void CreateCache(int prompt_tokens);
+
   model::Model& model_;
+  KvPolicy policy_;
   int n_ctx_;
   int batch_;
   kernels::ThreadPool pool_;

@@ -1,0 +1,83 @@
+#include "cli/common_flags.h"
+
+#include <chrono>
+#include <cstdlib>
+
+#include "cli/progress.h"
+
+namespace tqlm::cli {
+
+std::string DefaultModelPath() {
+  std::string cache;
+  if (const char* c = std::getenv("TQLM_CACHE")) {
+    cache = c;
+  } else {
+    const char* home = std::getenv("HOME");
+    cache = std::string(home ? home : ".") + "/.cache/tqlm";
+  }
+  return cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+void AddModelFlags(CLI::App& app, ModelFlags& f) {
+  app.add_option("-m,--model", f.model, "GGUF model file (default: " + DefaultModelPath() + ")")
+      ->envname("TQLM_MODEL");
+  app.add_option("-c,--ctx-size", f.session.n_ctx, "context size in tokens (0: model's own)")
+      ->envname("TQLM_CTX_SIZE")->capture_default_str();
+  app.add_option("-t,--threads", f.session.n_threads, "threads (0: all cores)")
+      ->envname("TQLM_THREADS")->capture_default_str();
+  app.add_option("-b,--batch-size", f.session.batch, "prefill chunk in tokens")
+      ->envname("TQLM_BATCH_SIZE")->capture_default_str();
+  app.add_option("--ctk,--cache-type-k", f.session.kv.k_type,
+                 "K cache type: f32 f16 q8_0 q4_0 tq2 tq2.5 tq3 tq3.5 tq4 tq8 (tqBp: QJL variant)")
+      ->envname("TQLM_CACHE_TYPE_K")->capture_default_str();
+  app.add_option("--ctv,--cache-type-v", f.session.kv.v_type, "V cache type (as --ctk)")
+      ->envname("TQLM_CACHE_TYPE_V")->capture_default_str();
+  app.add_option("--kv-sink", f.session.kv.sink_tokens, "first N tokens kept full precision")
+      ->envname("TQLM_KV_SINK")->capture_default_str();
+  app.add_option("--kv-buffer", f.session.kv.recent_tokens,
+                 "most recent N tokens kept full precision")
+      ->envname("TQLM_KV_BUFFER")->capture_default_str();
+  app.add_option("--kv-buffer-ratio", f.session.kv.recent_ratio,
+                 "recent buffer as a fraction of the prompt (0: off), at least --kv-buffer-floor")
+      ->envname("TQLM_KV_BUFFER_RATIO")->capture_default_str();
+  app.add_option("--kv-buffer-floor", f.session.kv.recent_floor, "floor for --kv-buffer-ratio")
+      ->envname("TQLM_KV_BUFFER_FLOOR")->capture_default_str();
+  app.add_option("--kv-profile", f.session.kv.profile,
+                 "per-layer K/V types: rules LAYERS=K/V (LAYERS: *, N, A-B, first:N, last:N) "
+                 "or a preset (edges1, edges2, edges2-tq8)")
+      ->envname("TQLM_KV_PROFILE");
+}
+
+void AddSamplerFlags(CLI::App& app, runtime::SamplerParams& p) {
+  app.add_option("--temp", p.temperature, "temperature (0: greedy)")
+      ->envname("TQLM_TEMP")->capture_default_str();
+  app.add_option("--top-k", p.top_k, "top-k (0: off)")->envname("TQLM_TOP_K")->capture_default_str();
+  app.add_option("--top-p", p.top_p, "top-p (1: off)")->envname("TQLM_TOP_P")->capture_default_str();
+  app.add_option("--min-p", p.min_p, "min-p (0: off)")->envname("TQLM_MIN_P")->capture_default_str();
+  app.add_option("--repeat-penalty", p.repeat_penalty, "repetition penalty (1: off)")
+      ->envname("TQLM_REPEAT_PENALTY")->capture_default_str();
+  app.add_option("--repeat-last-n", p.penalty_last_n, "tokens the penalties look back")
+      ->envname("TQLM_REPEAT_LAST_N")->capture_default_str();
+  app.add_option("--presence-penalty", p.presence_penalty, "presence penalty")
+      ->envname("TQLM_PRESENCE_PENALTY")->capture_default_str();
+  app.add_option("--frequency-penalty", p.frequency_penalty, "frequency penalty")
+      ->envname("TQLM_FREQUENCY_PENALTY")->capture_default_str();
+  app.add_option("-s,--seed", p.seed, "random seed")->envname("TQLM_SEED")->capture_default_str();
+}
+
+LoadedModel LoadModel(const ModelFlags& flags) {
+  LoadedModel out;
+  const std::string path = flags.model.empty() ? DefaultModelPath() : flags.model;
+  const auto t0 = std::chrono::steady_clock::now();
+  ProgressBar bar("loading " + path.substr(path.find_last_of('/') + 1));
+  out.model = model::Model::Load(path, [&](size_t done, size_t total) {
+    bar.Update(double(done), double(total));
+  });
+  bar.Finish();
+  out.tokenizer = tokenizer::Tokenizer::FromGguf(out.model->file());
+  out.chat = tokenizer::MakeChatFormatter(out.tokenizer->vocab().chat_template);
+  out.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+}  // namespace tqlm::cli

@@ -1,0 +1,37 @@
+// Flags shared by the commands that run a model (run, chat, serve, eval): llama.cpp's names,
+// each with a TQLM_* environment-variable twin and its default shown in --help.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+
+#include "model/model.h"
+#include "runtime/sampler.h"
+#include "runtime/session.h"
+#include "tokenizer/chat_format.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tqlm::cli {
+
+struct ModelFlags {
+  std::string model;  // empty: the default model in the cache
+  runtime::SessionOptions session;
+};
+
+void AddModelFlags(CLI::App& app, ModelFlags& flags);
+void AddSamplerFlags(CLI::App& app, runtime::SamplerParams& params);
+
+// ~/.cache/tqlm/models/SmolLM2-135M-Instruct.Q4_1.gguf (or under $TQLM_CACHE).
+std::string DefaultModelPath();
+
+struct LoadedModel {
+  std::unique_ptr<model::Model> model;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
+  std::unique_ptr<tokenizer::ChatFormatter> chat;
+  double load_seconds = 0;
+};
+// Loads model + tokenizer with a progress bar on stderr.
+LoadedModel LoadModel(const ModelFlags& flags);
+
+}  // namespace tqlm::cli

@@ -1,0 +1,118 @@
+// `tqlm run`: one prompt in, generated text streamed to stdout, statistics to stderr (or one
+// JSON object at the end with --json).
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "cli/command.h"
+#include "cli/common_flags.h"
+#include "cli/progress.h"
+#include "runtime/generate.h"
+#include "tqlm/error.h"
+
+namespace tqlm::cli {
+namespace {
+
+struct RunFlags {
+  ModelFlags model;
+  runtime::GenerateParams gen;
+  std::string prompt;
+  std::string prompt_file;
+  bool chat = false;
+  bool json = false;
+};
+
+int Run(const RunFlags& f) {
+  std::string prompt = f.prompt;
+  if (!f.prompt_file.empty()) {
+    std::ifstream in(f.prompt_file, std::ios::binary);
+    if (!in) throw Error("cannot read prompt file " + f.prompt_file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    prompt = ss.str();
+  }
+  if (prompt.empty()) throw Error("no prompt: give -p TEXT or -f FILE");
+
+  LoadedModel lm = LoadModel(f.model);
+  const tokenizer::Tokenizer& tok = *lm.tokenizer;
+  std::vector<int> ids;
+  if (f.chat) {
+    const std::vector<tokenizer::ChatMessage> messages = {{"user", prompt}};
+    const std::string text = lm.chat->Format(messages, true);
+    ids = tok.Encode(text, /*add_special=*/true, /*parse_special=*/true);
+  } else {
+    ids = tok.Encode(prompt, /*add_special=*/true, /*parse_special=*/false);
+  }
+
+  runtime::Session session(*lm.model, f.model.session);
+  ProgressBar bar(fmt::format("prefill {} tokens", ids.size()));
+  runtime::GenerateCallbacks cb;
+  cb.on_prefill = [&](int done, int total) {
+    if (total >= 256) bar.Update(done, total);
+  };
+  bool prefill_done = false;
+  cb.on_text = [&](const std::string& piece) {
+    if (!prefill_done) bar.Finish(), prefill_done = true;
+    if (f.json) return;
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+  };
+  runtime::GenerateResult r = runtime::Generate(session, tok, ids, f.gen, cb);
+  if (!prefill_done) bar.Finish();
+  if (!f.json) std::printf("\n");
+
+  const kv::KvMemoryStats mem = session.cache().MemoryStats();
+  const double prefill_tps = r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0;
+  const double decode_tps = r.decode_seconds > 0 ? r.decode_forwards / r.decode_seconds : 0;
+  if (f.json) {
+    nlohmann::json j = {
+        {"model", lm.model->info().name},
+        {"prompt_tokens", r.prompt_tokens},
+        {"generated_tokens", r.generated_tokens},
+        {"load_seconds", lm.load_seconds},
+        {"prefill_seconds", r.prefill_seconds},
+        {"prefill_tokens_per_s", prefill_tps},
+        {"decode_seconds", r.decode_seconds},
+        {"decode_tokens_per_s", decode_tps},
+        {"kv_cache_bytes", mem.bytes_used},
+        {"kv_cache_bytes_allocated", mem.bytes_allocated},
+        {"kv_cache_bytes_f16", mem.bytes_f16},
+        {"cache_type_k", f.model.session.kv.k_type},
+        {"cache_type_v", f.model.session.kv.v_type},
+        {"finish_reason", r.finish_reason},
+        {"text", r.text},
+    };
+    std::cout << j.dump(2) << std::endl;
+  } else {
+    std::fprintf(stderr,
+                 "load: %.2f s | prompt: %d tokens, %.1f tokens/s | generated: %d tokens, "
+                 "%.1f tokens/s | KV cache: %.2f MiB (f16 would be %.2f MiB) | %s\n",
+                 lm.load_seconds, r.prompt_tokens, prefill_tps, r.generated_tokens, decode_tps,
+                 mem.bytes_used / 1048576.0, mem.bytes_f16 / 1048576.0, r.finish_reason.c_str());
+  }
+  return 0;
+}
+
+CommandRegistration reg("run", "generate text from a prompt", [](CLI::App& app) {
+  auto f = std::make_shared<RunFlags>();
+  f->gen.max_tokens = 128;
+  AddModelFlags(app, f->model);
+  AddSamplerFlags(app, f->gen.sampler);
+  app.add_option("-p,--prompt", f->prompt, "prompt text")->envname("TQLM_PROMPT");
+  app.add_option("-f,--file", f->prompt_file, "read the prompt from a file");
+  app.add_option("-n,--n-predict", f->gen.max_tokens, "tokens to generate (-1: until context full)")
+      ->envname("TQLM_N_PREDICT")->capture_default_str();
+  app.add_option("--min-tokens", f->gen.min_tokens, "generate at least N tokens")
+      ->capture_default_str();
+  app.add_option("--stop", f->gen.stop, "stop string (repeatable)");
+  app.add_flag("--chat", f->chat, "wrap the prompt in the model's chat template as a user turn");
+  app.add_flag("--json", f->json, "print one JSON object with text and statistics at the end");
+  return [f] { return Run(*f); };
+});
+
+}  // namespace
+}  // namespace tqlm::cli

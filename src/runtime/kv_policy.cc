@@ -1,0 +1,85 @@
+#include "runtime/kv_policy.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+
+#include "tqlm/error.h"
+
+namespace tqlm::runtime {
+namespace {
+
+int ParseInt(std::string_view s, const std::string& rule) {
+  int v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v < 0)
+    throw Error(fmt::format("kv profile: bad number '{}' in rule '{}'", s, rule));
+  return v;
+}
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return std::string(s);
+}
+
+}  // namespace
+
+std::string ExpandKvProfilePreset(const std::string& profile) {
+  static const std::map<std::string, std::string> presets = {
+      {"edges1", "first:1=q8_0/q8_0,last:1=q8_0/q8_0"},
+      {"edges2", "first:2=q8_0/q8_0,last:2=q8_0/q8_0"},
+      {"edges2-tq8", "first:2=tq8/tq8,last:2=tq8/tq8"},
+  };
+  auto it = presets.find(profile);
+  return it == presets.end() ? profile : it->second;
+}
+
+ResolvedKv ResolveKvPolicy(const KvPolicy& policy, int n_layers, int prompt_tokens) {
+  ResolvedKv r;
+  r.k_types.assign(n_layers, kv::KvType::Parse(policy.k_type));
+  r.v_types.assign(n_layers, kv::KvType::Parse(policy.v_type));
+  const std::string rules = ExpandKvProfilePreset(policy.profile);
+  size_t start = 0;
+  while (start < rules.size()) {
+    size_t end = rules.find(',', start);
+    if (end == std::string::npos) end = rules.size();
+    const std::string rule = Trim(std::string_view(rules).substr(start, end - start));
+    start = end + 1;
+    if (rule.empty()) continue;
+    const size_t eq = rule.find('='), slash = rule.find('/');
+    if (eq == std::string::npos || slash == std::string::npos || slash < eq)
+      throw Error(fmt::format("kv profile: rule '{}' is not LAYERS=K/V", rule));
+    const std::string layers = Trim(std::string_view(rule).substr(0, eq));
+    const kv::KvType k = kv::KvType::Parse(Trim(std::string_view(rule).substr(eq + 1, slash - eq - 1)));
+    const kv::KvType v = kv::KvType::Parse(Trim(std::string_view(rule).substr(slash + 1)));
+    int lo = 0, hi = n_layers - 1;
+    if (layers == "*") {
+    } else if (layers.rfind("first:", 0) == 0) {
+      hi = std::min(n_layers, ParseInt(std::string_view(layers).substr(6), rule)) - 1;
+    } else if (layers.rfind("last:", 0) == 0) {
+      lo = std::max(0, n_layers - ParseInt(std::string_view(layers).substr(5), rule));
+    } else if (const size_t dash = layers.find('-'); dash != std::string::npos) {
+      lo = ParseInt(std::string_view(layers).substr(0, dash), rule);
+      hi = ParseInt(std::string_view(layers).substr(dash + 1), rule);
+    } else {
+      lo = hi = ParseInt(layers, rule);
+    }
+    if (lo > hi + 1 || hi >= n_layers)
+      throw Error(fmt::format("kv profile: layers '{}' outside 0..{}", layers, n_layers - 1));
+    for (int l = lo; l <= hi; ++l) r.k_types[l] = k, r.v_types[l] = v;
+  }
+  if (policy.sink_tokens < 0 || policy.recent_tokens < 0 || policy.recent_ratio < 0)
+    throw Error("kv policy: sink and buffer sizes must be >= 0");
+  r.sink_tokens = policy.sink_tokens;
+  r.recent_tokens = policy.recent_tokens;
+  if (policy.recent_ratio > 0)
+    r.recent_tokens = std::max({r.recent_tokens, policy.recent_floor,
+                                int(std::ceil(policy.recent_ratio * prompt_tokens))});
+  return r;
+}
+
+}  // namespace tqlm::runtime

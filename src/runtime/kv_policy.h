@@ -1,0 +1,41 @@
+// Which KV storage each layer gets and how many tokens stay full precision: the user-facing
+// policy (--ctk/--ctv, --kv-profile, --kv-sink, --kv-buffer, --kv-buffer-ratio) resolved
+// into the per-layer KvCacheConfig fields for a given model and prompt length.
+//
+// Profile text: comma-separated rules LAYERS=K/V applied in order (later rules win), where
+// LAYERS is `*`, `N`, `A-B`, `first:N` or `last:N`, and K/V are cache type names
+// (e.g. "first:2=q8_0/q8_0,last:2=q8_0/q8_0"). Named presets expand to such rules:
+//   edges1 / edges2   the first and last 1 / 2 layers at q8_0 K and V
+//   edges2-tq8        the same with tq8
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kv/kv_cache.h"
+
+namespace tqlm::runtime {
+
+struct KvPolicy {
+  std::string k_type = "f16";
+  std::string v_type = "f16";
+  std::string profile;        // rules or a preset name; empty: every layer k_type/v_type
+  int sink_tokens = 0;
+  int recent_tokens = 0;      // fixed full-precision recent buffer
+  double recent_ratio = 0;    // > 0: buffer = max(recent_floor, ceil(ratio × prompt tokens))
+  int recent_floor = 128;
+};
+
+struct ResolvedKv {
+  std::vector<kv::KvType> k_types, v_types;  // per layer
+  int sink_tokens = 0;
+  int recent_tokens = 0;
+};
+
+// Throws tqlm::Error for unknown type names, malformed rules or out-of-range layers.
+ResolvedKv ResolveKvPolicy(const KvPolicy& policy, int n_layers, int prompt_tokens);
+
+// The rule text a preset name stands for, or the text itself when it is not a preset.
+std::string ExpandKvProfilePreset(const std::string& profile);
+
+}  // namespace tqlm::runtime
