@@ -14,6 +14,9 @@ namespace tqlm::codec::kernels {
 void ScaledFwht(const float* in, const float* scale, bool scale_after, float* out, size_t dim,
                 size_t block);
 
+// out = x / ‖x‖ and returns ‖x‖; out = 0 and returns 0 when ‖x‖ is 0 or not finite.
+float Normalize(const float* x, size_t n, float* out);
+
 // out[r] = Σ_c m[r * cols + c] x[c]. cols: multiple of 16.
 void MatVec(const float* m, const float* x, size_t rows, size_t cols, float* out);
 
@@ -37,7 +40,8 @@ struct DotPlan {
 // out[i] = <q, x̂_i> for n consecutive encoded vectors, straight from the packed bits.
 void DotBatch(const DotPlan& plan, const uint8_t* codes, size_t n, float* out);
 
-// Σ a[i] q[i] with a in IEEE fp16 (the uncompressed baseline the codec report compares with).
-float DotF16(const uint16_t* a, const float* q, size_t n);
+// out[i] = Σ_j a[i * dim + j] q[j] with a in IEEE fp16: the uncompressed baseline that the
+// codec report compares DotBatch with. dim: multiple of 16.
+void DotF16Batch(const uint16_t* a, const float* q, size_t n, size_t dim, float* out);
 
 }  // namespace tqlm::codec::kernels

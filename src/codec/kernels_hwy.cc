@@ -1,5 +1,6 @@
 // Encode-side (matrix-vector product, quantization) and query-side (compressed dot products)
 // SIMD kernels of the codec, for every Highway target, dispatched at runtime.
+#include <cmath>
 #include <cstring>
 
 #include "codec/half.h"
@@ -96,65 +97,110 @@ void QuantizeIndicesImpl(const float* y, size_t n, const float* thresholds, int 
   }
 }
 
-// Σ_j q[j] levels[idx_j] over `count` indices of `bits` bits packed from `packed` (byte
-// aligned). Reads up to 16 bytes from the start of each 16-index group: callers provide slack.
-float SectionDot(const float* q, const uint8_t* packed, int count, int bits, const float* levels) {
-  float sum = 0;
-  int full = 0;
-#if HWY_TARGET != HWY_SCALAR  // byte shuffles need 16-byte vectors; HWY_SCALAR uses the tail loop
-  const DF d;
-  const hn::RebindToSigned<DF> di;
-  const hn::RebindToUnsigned<DF> du;
-  const hn::Repartition<uint8_t, DF> du8;
-  const size_t N = hn::Lanes(d);
-  const UnpackTable& table = kUnpackTables[bits];
-  const auto mask = hn::Set(du, (1u << bits) - 1);
-  const bool in_register = (size_t(1) << bits) <= N;
-  const auto level_vec = hn::LoadU(d, levels);  // levels has >= 16 (zero-padded) entries
-  auto acc0 = hn::Zero(d), acc1 = hn::Zero(d);
-  full = count / 16 * 16;
-  for (int c = 0; c < full; c += 16) {
+// One section of a vector's codes (`count` indices of `bits` bits, byte aligned), with the
+// unpacking tables and the codebook held in registers across all vectors of a batch.
+// Each group of 16 indices (2*bits bytes) is broadcast to every 128-bit block, byte-shuffled
+// so that lane j holds the (up to) two bytes containing index j, shifted and masked; the
+// level is then looked up in a register (2^bits <= lanes) or gathered.
+template <class D>
+struct Section {
+  using DU = hn::RebindToUnsigned<D>;
+  using DI = hn::RebindToSigned<D>;
+  using DU8 = hn::Repartition<uint8_t, D>;
+  static constexpr size_t kMaxParts = 16 / 4;  // 16 indices over vectors of >= 4 lanes
+
+  const float* levels;  // zero-padded to 256 entries
+  int bits = 0, count = 0, full = 0;
+  size_t parts = 0;
+  bool in_register = false;
+#if HWY_TARGET != HWY_SCALAR
+  hn::Vec<DU8> byte_index[kMaxParts];
+  hn::Vec<DU> shift[kMaxParts];
+  hn::Vec<DU> mask;
+  hn::Vec<D> level_vec;
+#endif
+
+  Section(D d, const float* padded_levels, int b, int n) : levels(padded_levels), bits(b), count(n) {
+#if HWY_TARGET != HWY_SCALAR
+    const DU du;
+    const DU8 du8;
+    const size_t N = hn::Lanes(d);
+    full = count / 16 * 16;
+    parts = 16 / N;
+    in_register = (size_t(1) << bits) <= N;
+    const UnpackTable& table = kUnpackTables[bits];
+    for (size_t k = 0; k < parts; ++k) {
+      byte_index[k] = hn::LoadU(du8, table.bytes + 4 * k * N);
+      shift[k] = hn::LoadU(du, table.shifts + k * N);
+    }
+    mask = hn::Set(du, (1u << bits) - 1);
+    level_vec = hn::LoadU(d, levels);
+#else
+    (void)d;
+#endif
+  }
+
+#if HWY_TARGET != HWY_SCALAR
+  HWY_INLINE hn::Vec<D> Chunk(const float* q, const uint8_t* packed, int c, hn::Vec<D> acc) const {
+    const D d;
+    const DU8 du8;
+    const DU du;
+    const DI di;
+    const size_t N = hn::Lanes(d);
     const auto src = hn::LoadDup128(du8, packed + size_t(c / 16) * size_t(2 * bits));
-    for (size_t k = 0; k < 16; k += N) {
-      const auto raw = hn::BitCast(du, hn::TableLookupBytesOr0(src, hn::LoadU(du8, table.bytes + 4 * k)));
-      const auto index = hn::BitCast(di, hn::And(raw >> hn::LoadU(du, table.shifts + k), mask));
+    for (size_t k = 0; k < parts; ++k) {
+      const auto raw = hn::BitCast(du, hn::TableLookupBytesOr0(src, byte_index[k]));
+      const auto index = hn::BitCast(di, hn::And(raw >> shift[k], mask));
       const auto value = in_register ? hn::TableLookupLanes(level_vec, hn::IndicesFromVec(d, index))
                                      : hn::GatherIndex(d, levels, index);
-      if ((c / 16 + k / N) % 2 == 0) {
-        acc0 = hn::MulAdd(value, hn::LoadU(d, q + c + k), acc0);
-      } else {
-        acc1 = hn::MulAdd(value, hn::LoadU(d, q + c + k), acc1);
-      }
+      acc = hn::MulAdd(value, hn::LoadU(d, q + c + k * N), acc);
     }
+    return acc;
   }
-  sum = Sum(d, hn::Add(acc0, acc1));
 #endif
-  for (int j = full; j < count; ++j) {
-    const size_t bit = size_t(j) * size_t(bits);
-    unsigned word = packed[bit / 8];
-    if (bit % 8 + size_t(bits) > 8) word |= unsigned(packed[bit / 8 + 1]) << 8;
-    sum += q[j] * levels[(word >> (bit % 8)) & ((1u << bits) - 1)];
-  }
-  return sum;
-}
 
-// Σ_j s[j] (bit_j ? +1 : -1) over dim (multiple of 16) sign bits.
-float SignDot(const float* s, const uint8_t* signs, int dim) {
-  const DF d;
-  const hn::RebindToUnsigned<DF> du;
+  // acc += q[j] * level(j) for the 16-index groups; returns the scalar sum over the rest.
+  HWY_INLINE float Accumulate(const float* q, const uint8_t* packed, hn::Vec<D>& acc0,
+                              hn::Vec<D>& acc1) const {
+#if HWY_TARGET != HWY_SCALAR
+    int c = 0;
+    for (; c + 32 <= full; c += 32) {  // two independent accumulator chains
+      acc0 = Chunk(q, packed, c, acc0);
+      acc1 = Chunk(q, packed, c + 16, acc1);
+    }
+    if (c < full) acc0 = Chunk(q, packed, c, acc0);
+#else
+    (void)acc0;
+    (void)acc1;
+#endif
+    float sum = 0;
+    for (int j = full; j < count; ++j) {
+      const size_t bit = size_t(j) * size_t(bits);
+      unsigned word = packed[bit / 8];
+      if (bit % 8 + size_t(bits) > 8) word |= unsigned(packed[bit / 8 + 1]) << 8;
+      sum += q[j] * levels[(word >> (bit % 8)) & ((1u << bits) - 1)];
+    }
+    return sum;
+  }
+};
+
+// acc += s[j] * (bit_j ? kappa : -kappa) over dim (multiple of 16) sign bits.
+template <class D>
+HWY_INLINE hn::Vec<D> SignAccumulate(D d, const float* s, const uint8_t* signs, int dim, float kappa,
+                                     hn::Vec<D> acc) {
+  const hn::RebindToUnsigned<D> du;
   const size_t N = hn::Lanes(d);
-  auto acc = hn::Zero(d);
+  const auto plus = hn::Set(d, kappa), minus = hn::Set(d, -kappa);
   for (int c = 0; c < dim; c += 16) {
     const uint32_t word = uint32_t(signs[c / 8]) | (uint32_t(signs[c / 8 + 1]) << 8);
     const auto w = hn::Set(du, word);
     for (size_t k = 0; k < 16; k += N) {
       const auto positive =
           hn::RebindMask(d, hn::Ne(hn::And(w, hn::LoadU(du, kLaneBit + k)), hn::Zero(du)));
-      const auto v = hn::LoadU(d, s + c + k);
-      acc = hn::Add(acc, hn::IfThenElse(positive, v, hn::Neg(v)));
+      acc = hn::MulAdd(hn::IfThenElse(positive, plus, minus), hn::LoadU(d, s + c + k), acc);
     }
   }
-  return Sum(d, acc);
+  return acc;
 }
 
 float LoadNorm(const uint8_t* p, bool f16) {
@@ -169,13 +215,16 @@ float LoadNorm(const uint8_t* p, bool f16) {
 }
 
 void DotBatchImpl(const DotPlan& p, const uint8_t* codes, size_t n, float* out) {
+  const DF d;
   // Levels zero-padded to 256 so that a full vector load and every gather stay in bounds.
   alignas(64) float levels_hi[256] = {}, levels_lo[256] = {};
   std::memcpy(levels_hi, p.levels_hi, sizeof(float) << p.hi_bits);
   std::memcpy(levels_lo, p.levels_lo, sizeof(float) << p.lo_bits);
+  const int n_lo = p.dim - p.n_hi;
+  const Section<DF> hi(d, levels_hi, p.hi_bits, p.n_hi);
+  const Section<DF> lo(d, levels_lo, p.lo_bits, n_lo);
   const uint8_t* end = codes + n * p.stride;
   alignas(64) uint8_t padded[2 * kMaxDim + 64];
-  const int n_lo = p.dim - p.n_hi;
   for (size_t i = 0; i < n; ++i) {
     const uint8_t* v = codes + i * p.stride;
     if (size_t(end - v) < p.stride + 16) {  // near the end: read from a copy with slack
@@ -184,33 +233,65 @@ void DotBatchImpl(const DotPlan& p, const uint8_t* codes, size_t n, float* out) 
       v = padded;
     }
     const uint8_t* packed = v + p.codes_offset;
-    float dot = SectionDot(p.query, packed, p.n_hi, p.hi_bits, levels_hi);
-    if (n_lo > 0) dot += SectionDot(p.query + p.n_hi, packed + p.lo_offset, n_lo, p.lo_bits, levels_lo);
+    auto acc0 = hn::Zero(d), acc1 = hn::Zero(d);
+    float rest = hi.Accumulate(p.query, packed, acc0, acc1);
+    if (n_lo > 0) rest += lo.Accumulate(p.query + p.n_hi, packed + p.lo_offset, acc0, acc1);
     if (p.sketch != nullptr) {
-      const float rnorm = LoadNorm(v + p.rnorm_offset, p.norm_f16);
-      dot += p.qjl_scale * rnorm * SignDot(p.sketch, v + p.qjl_offset, p.dim);
+      const float kappa = p.qjl_scale * LoadNorm(v + p.rnorm_offset, p.norm_f16);
+      acc1 = SignAccumulate(d, p.sketch, v + p.qjl_offset, p.dim, kappa, acc1);
     }
-    out[i] = LoadNorm(v + p.norm_offset, p.norm_f16) * dot;
+    out[i] = LoadNorm(v + p.norm_offset, p.norm_f16) * (Sum(d, hn::Add(acc0, acc1)) + rest);
   }
 }
 
-float DotF16Impl(const uint16_t* a, const float* q, size_t n) {
+float NormalizeImpl(const float* x, size_t n, float* out) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  auto a0 = hn::Zero(d), a1 = hn::Zero(d);
+  size_t j = 0;
+  for (; j + 2 * N <= n; j += 2 * N) {
+    const auto v0 = hn::LoadU(d, x + j), v1 = hn::LoadU(d, x + j + N);
+    a0 = hn::MulAdd(v0, v0, a0);
+    a1 = hn::MulAdd(v1, v1, a1);
+  }
+  for (; j + N <= n; j += N) {
+    const auto v = hn::LoadU(d, x + j);
+    a0 = hn::MulAdd(v, v, a0);
+  }
+  double sq = Sum(d, hn::Add(a0, a1));
+  for (; j < n; ++j) sq += double(x[j]) * x[j];
+  if (!(sq < 1e36)) {  // float squares may have overflowed: redo in double
+    sq = 0;
+    for (size_t k = 0; k < n; ++k) sq += double(x[k]) * x[k];
+  }
+  const double norm = std::sqrt(sq);
+  if (!(norm > 0) || !std::isfinite(norm) || !(float(norm) > 0)) {
+    for (size_t k = 0; k < n; ++k) out[k] = 0;
+    return 0;
+  }
+  const auto inv = hn::Set(d, float(1.0 / norm));
+  for (j = 0; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::LoadU(d, x + j), inv), d, out + j);
+  for (; j < n; ++j) out[j] = float(x[j] / norm);
+  return float(norm);
+}
+
+void DotF16BatchImpl(const uint16_t* a, const float* q, size_t n, size_t dim, float* out) {
   const DF d;
   const hn::Rebind<hwy::float16_t, DF> dh;
   const size_t N = hn::Lanes(d);
-  auto acc0 = hn::Zero(d), acc1 = hn::Zero(d);
-  size_t i = 0;
-  const auto* h = reinterpret_cast<const hwy::float16_t*>(a);
-  for (; i + 2 * N <= n; i += 2 * N) {
-    acc0 = hn::MulAdd(hn::PromoteTo(d, hn::LoadU(dh, h + i)), hn::LoadU(d, q + i), acc0);
-    acc1 = hn::MulAdd(hn::PromoteTo(d, hn::LoadU(dh, h + i + N)), hn::LoadU(d, q + i + N), acc1);
+  for (size_t i = 0; i < n; ++i) {
+    const auto* h = reinterpret_cast<const hwy::float16_t*>(a + i * dim);
+    auto acc0 = hn::Zero(d), acc1 = hn::Zero(d);
+    size_t j = 0;
+    for (; j + 2 * N <= dim; j += 2 * N) {
+      acc0 = hn::MulAdd(hn::PromoteTo(d, hn::LoadU(dh, h + j)), hn::LoadU(d, q + j), acc0);
+      acc1 = hn::MulAdd(hn::PromoteTo(d, hn::LoadU(dh, h + j + N)), hn::LoadU(d, q + j + N), acc1);
+    }
+    for (; j < dim; j += N) {
+      acc0 = hn::MulAdd(hn::PromoteTo(d, hn::LoadU(dh, h + j)), hn::LoadU(d, q + j), acc0);
+    }
+    out[i] = Sum(d, hn::Add(acc0, acc1));
   }
-  for (; i + N <= n; i += N) {
-    acc0 = hn::MulAdd(hn::PromoteTo(d, hn::LoadU(dh, h + i)), hn::LoadU(d, q + i), acc0);
-  }
-  float sum = Sum(d, hn::Add(acc0, acc1));
-  for (; i < n; ++i) sum += F16ToF32(a[i]) * q[i];
-  return sum;
 }
 
 }  // namespace HWY_NAMESPACE
@@ -222,7 +303,8 @@ namespace tqlm::codec::kernels {
 HWY_EXPORT(MatVecImpl);
 HWY_EXPORT(QuantizeIndicesImpl);
 HWY_EXPORT(DotBatchImpl);
-HWY_EXPORT(DotF16Impl);
+HWY_EXPORT(DotF16BatchImpl);
+HWY_EXPORT(NormalizeImpl);
 
 void MatVec(const float* m, const float* x, size_t rows, size_t cols, float* out) {
   HWY_DYNAMIC_DISPATCH(MatVecImpl)(m, x, rows, cols, out);
@@ -233,8 +315,11 @@ void QuantizeIndices(const float* y, size_t n, const float* thresholds, int bits
 void DotBatch(const DotPlan& plan, const uint8_t* codes, size_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(DotBatchImpl)(plan, codes, n, out);
 }
-float DotF16(const uint16_t* a, const float* q, size_t n) {
-  return HWY_DYNAMIC_DISPATCH(DotF16Impl)(a, q, n);
+float Normalize(const float* x, size_t n, float* out) {
+  return HWY_DYNAMIC_DISPATCH(NormalizeImpl)(x, n, out);
+}
+void DotF16Batch(const uint16_t* a, const float* q, size_t n, size_t dim, float* out) {
+  HWY_DYNAMIC_DISPATCH(DotF16BatchImpl)(a, q, n, dim, out);
 }
 }  // namespace tqlm::codec::kernels
 #endif

@@ -29,7 +29,8 @@ struct TurboQuantCodec::Impl {
   const LloydMaxCodebook* hi = nullptr;
   const LloydMaxCodebook* lo = nullptr;
   Rotation rotation;
-  std::vector<float> qjl;  // S, dim x dim row-major, kProd only
+  std::vector<float> qjl;    // S, dim x dim row-major, kProd only
+  std::vector<float> qjl_t;  // Sᵀ, for Decode
   float qjl_scale = 0;     // √(π/2) / d
 
   explicit Impl(const CodecConfig& c)
@@ -40,6 +41,10 @@ struct TurboQuantCodec::Impl {
       Rng rng(c.seed ^ 0x514a4c5f536b6574ull);  // "QJL_Sket"
       qjl.resize(size_t(c.dim) * size_t(c.dim));
       for (float& v : qjl) v = float(rng.Normal());
+      qjl_t.resize(qjl.size());
+      for (int r = 0; r < c.dim; ++r) {
+        for (int k = 0; k < c.dim; ++k) qjl_t[size_t(k) * c.dim + r] = qjl[size_t(r) * c.dim + k];
+      }
       qjl_scale = float(std::sqrt(std::numbers::pi / 2) / c.dim);
     }
   }
@@ -77,11 +82,10 @@ struct TurboQuantCodec::Impl {
     if (config.variant != Variant::kProd) return;
     const float gamma = LoadNorm(in + layout.rnorm_offset) * qjl_scale;
     const uint8_t* signs = in + layout.qjl_offset;
-    for (int r = 0; r < d; ++r) {
-      const float s = (signs[r / 8] >> (r % 8)) & 1 ? gamma : -gamma;
-      const float* row = qjl.data() + size_t(r) * size_t(d);
-      for (int j = 0; j < d; ++j) y[j] += s * row[j];
-    }
+    alignas(64) float s[kMaxDim], back[kMaxDim];
+    for (int r = 0; r < d; ++r) s[r] = (signs[r / 8] >> (r % 8)) & 1 ? gamma : -gamma;
+    kernels::MatVec(qjl_t.data(), s, size_t(d), size_t(d), back);  // Sᵀ s
+    for (int j = 0; j < d; ++j) y[j] += back[j];
   }
 };
 
@@ -109,18 +113,11 @@ void TurboQuantCodec::Encode(const float* x, uint8_t* out) const {
   const Impl& m = *impl_;
   const VectorLayout& l = m.layout;
   const int d = l.dim;
-  double sq = 0;
-  for (int j = 0; j < d; ++j) sq += double(x[j]) * double(x[j]);
-  const float norm = float(std::sqrt(sq));
   alignas(64) float y[kMaxDim];
-  if (norm > 0 && std::isfinite(norm)) {
-    const float inv = float(1.0 / std::sqrt(sq));
-    for (int j = 0; j < d; ++j) y[j] = x[j] * inv;
-    m.rotation.Apply(y, y);
-  } else {
-    std::fill(y, y + d, 0.0f);  // x = 0 (or not finite): decodes to 0 through a zero norm
-  }
-  m.StoreNorm(norm > 0 && std::isfinite(norm) ? norm : 0.0f, out + l.norm_offset);
+  // x = 0 (or not finite) gives u = 0 and a zero norm, which decodes to 0.
+  const float norm = kernels::Normalize(x, size_t(d), y);
+  m.rotation.Apply(y, y);
+  m.StoreNorm(norm, out + l.norm_offset);
 
   alignas(64) uint8_t idx[kMaxDim];
   kernels::QuantizeIndices(y, size_t(l.n_hi), m.hi->thresholds.data(), l.hi_bits, idx);
