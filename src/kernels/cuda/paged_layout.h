@@ -4,8 +4,8 @@
 // chunk, K and V values are stored in the order the decode kernel's tensor-core fragments read
 // them (mma.m16n8k16), so that each lane loads its share with a few 16-byte loads and every
 // value it reads is one it needs:
-//   * values go in pairs ("fields"): a K field is 2 consecutive coordinates of one key, a V field
-//     is one coordinate of 2 consecutive tokens. A field of a b-bit side is 2b bits
+//   * values go in pairs ("fields"), one 32-bit mma operand register: a K field is 2 consecutive
+//     coordinates of one key, a V field is one coordinate of 2 consecutive tokens. A field of a b-bit side is 2b bits
 //     (idx0 | idx1 << b); an fp16 side (b = 16) stores the two halves of a 32-bit word.
 //   * lane L = 4 * gid + tig owns dim / 4 fields per chunk and side, packed LSB-first into
 //     LaneWords(dim, b) = dim * b / 64 words; word w of lane L sits at WordIndex(), so that one
@@ -62,17 +62,18 @@ TQLM_HD constexpr size_t VNormOffset(int dim, int k_bits, int v_bits) {
 struct FieldPos {
   int lane, field, elem;
 };
-// K: field f = (nt * dim/16 + ks) * 2 + hh holds key 8 nt + gid, coordinates 16 ks + 8 hh + 2 tig
-// + {0, 1}: the B operand of S = Q K^T (heads x keys) for n-tile nt and k-step ks.
+// K: field f = 4 ks + 2 half + hi is the A-operand register f % 4 of S^T = K Q^T (keys x heads)
+// for k-step ks: key gid + 8 hi, coordinates 16 ks + 8 half + 2 tig + {0, 1}.
 TQLM_HD FieldPos KFieldPos(int dim, int r, int j) {
-  const int nt = r / 8, gid = r % 8, ks = j / 16, hh = (j % 16) / 8, tig = (j % 8) / 2;
-  return {gid * 4 + tig, (nt * (dim / 16) + ks) * 2 + hh, j % 2};
+  (void)dim;
+  const int gid = r % 8, hi = r / 8, ks = j / 16, half = (j % 16) / 8, tig = (j % 8) / 2;
+  return {gid * 4 + tig, ks * 4 + half * 2 + hi, j % 2};
 }
-// V: field f = nt * 2 + hh holds coordinate 8 nt + gid of tokens 8 hh + 2 tig + {0, 1}: the B
-// operand of O = P V (heads x coordinates) for n-tile nt, over the chunk's 16 tokens.
+// V: field f = 4 mt + 2 half + hi is the A-operand register f % 4 of O^T = V^T P^T (coordinates x
+// heads) for m-tile mt: coordinate 16 mt + gid + 8 hi, tokens 8 half + 2 tig + {0, 1}.
 TQLM_HD FieldPos VFieldPos(int r, int j) {
-  const int nt = j / 8, gid = j % 8, hh = r / 8, tig = (r % 8) / 2;
-  return {gid * 4 + tig, nt * 2 + hh, r % 2};
+  const int mt = j / 16, gid = j % 8, hi = (j % 16) / 8, half = r / 8, tig = (r % 8) / 2;
+  return {gid * 4 + tig, mt * 4 + half * 2 + hi, r % 2};
 }
 
 }  // namespace tqlm::cuda

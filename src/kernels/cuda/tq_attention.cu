@@ -23,7 +23,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * kWarpLanes;
-constexpr int kMaxGroup = 8;  // query heads per KV head: rows 0..7 of the mma tile
+constexpr int kMaxGroup = 8;  // query heads per KV head: the 8 columns of the mma tile
 constexpr float kLog2e = 1.4426950408889634f;
 
 struct AttnArgs {
@@ -45,13 +45,20 @@ struct AttnArgs {
   float2* part_ml;
 };
 
-__device__ __forceinline__ void Mma16816(float (&c)[4], uint32_t a0, uint32_t a2, uint32_t b0,
-                                         uint32_t b1) {
+__device__ __forceinline__ void Mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
       "{%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// 8x8 fp16 transpose across the warp (mma fragment layout in and out).
+__device__ __forceinline__ uint32_t Transpose8x8(uint32_t x) {
+  uint32_t y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
 }
 
 __device__ __forceinline__ uint32_t PackHalf2(float lo, float hi) {
@@ -101,7 +108,7 @@ template <int D, int BK, int BV>
 struct ChunkRegs {
   uint32_t kw[LaneWords(D, BK)];
   uint32_t vw[LaneWords(D, BV)];
-  __half2 kn[2], vn[2];  // norms of keys 2 tig + {0, 1} and 8 + 2 tig + {0, 1}
+  __half kn[2], vn[2];  // norms of keys gid and gid + 8
 };
 
 template <int D, int BK, int BV>
@@ -109,81 +116,82 @@ __device__ __forceinline__ void LoadChunk(const uint8_t* page, int lane, ChunkRe
   LoadLaneWords<LaneWords(D, BK)>(reinterpret_cast<const uint32_t*>(page), lane, r.kw);
   LoadLaneWords<LaneWords(D, BV)>(reinterpret_cast<const uint32_t*>(page + VCodesOffset(D, BK)),
                                   lane, r.vw);
-  const int tig = lane & 3;
+  const int gid = lane >> 2;
   if constexpr (IsCompressed(BK)) {
-    const __half2* n = reinterpret_cast<const __half2*>(page + KNormOffset(D, BK, BV));
-    r.kn[0] = __ldg(n + tig), r.kn[1] = __ldg(n + 4 + tig);
+    const __half* n = reinterpret_cast<const __half*>(page + KNormOffset(D, BK, BV));
+    r.kn[0] = __ldg(n + gid), r.kn[1] = __ldg(n + 8 + gid);
   }
   if constexpr (IsCompressed(BV)) {
-    const __half2* n = reinterpret_cast<const __half2*>(page + VNormOffset(D, BK, BV));
-    r.vn[0] = __ldg(n + tig), r.vn[1] = __ldg(n + 4 + tig);
+    const __half* n = reinterpret_cast<const __half*>(page + VNormOffset(D, BK, BV));
+    r.vn[0] = __ldg(n + gid), r.vn[1] = __ldg(n + 8 + gid);
   }
 }
 
-// One 16-token chunk of one KV head into the warp's running (m, l, o) for its query rows.
+// Running softmax state of one lane: heads 2 tig + e (e = 0, 1), O^T accumulators for
+// coordinates 16 mt + gid (+ 8) of those heads.
+template <int D>
+struct WarpState {
+  float m[2], l[2];
+  float o[D / 16][4];
+};
+
+// One 16-token chunk of one KV head into the warp's state. S^T = K Q^T puts keys on the 16 rows
+// of mma.m16n8k16 and the group's query heads on its 8 columns; P^T reaches the B operand of
+// O^T += V^T P^T through two 8x8 transposes (movmatrix).
 template <int D, int BK, int BV>
 __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int valid, int lane,
                                              const uint32_t (&qa)[D / 16][2],
                                              const uint32_t* lutk_lane, const uint32_t* lutv_lane,
-                                             float k_inv_alpha, float v_inv_alpha, float& m,
-                                             float& l, float (&o)[D / 8][4]) {
-  const int tig = lane & 3;
-  // This lane's score columns are keys 2 tig + {0, 1} and 8 + 2 tig + {0, 1}.
-  float kn[4] = {1, 1, 1, 1}, vn[4] = {1, 1, 1, 1};
+                                             float k_inv_alpha, float v_inv_alpha,
+                                             WarpState<D>& st) {
+  const int gid = lane >> 2;
+  float kn[2] = {1, 1}, vn[2] = {1, 1};  // keys gid, gid + 8
   if constexpr (IsCompressed(BK)) {
-    const float2 a = __half22float2(r.kn[0]), b = __half22float2(r.kn[1]);
-    kn[0] = a.x * k_inv_alpha, kn[1] = a.y * k_inv_alpha;
-    kn[2] = b.x * k_inv_alpha, kn[3] = b.y * k_inv_alpha;
+    kn[0] = __half2float(r.kn[0]) * k_inv_alpha, kn[1] = __half2float(r.kn[1]) * k_inv_alpha;
   }
   if constexpr (IsCompressed(BV)) {
-    const float2 a = __half22float2(r.vn[0]), b = __half22float2(r.vn[1]);
-    vn[0] = a.x * v_inv_alpha, vn[1] = a.y * v_inv_alpha;
-    vn[2] = b.x * v_inv_alpha, vn[3] = b.y * v_inv_alpha;
+    vn[0] = __half2float(r.vn[0]) * v_inv_alpha, vn[1] = __half2float(r.vn[1]) * v_inv_alpha;
   }
-
-  float s[2][4] = {};
+  // Two accumulators (even / odd k-steps) halve the dependent mma chain.
+  float s2[2][4] = {};
 #pragma unroll
   for (int ks = 0; ks < D / 16; ++ks) {
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const int f = (nt * (D / 16) + ks) * 2;
-      Mma16816(s[nt], qa[ks][0], qa[ks][1], Field<BK>(r.kw, f, lutk_lane),
-               Field<BK>(r.kw, f + 1, lutk_lane));
-    }
+    const int f = ks * 4;
+    Mma16816(s2[ks & 1], Field<BK>(r.kw, f, lutk_lane), Field<BK>(r.kw, f + 1, lutk_lane),
+             Field<BK>(r.kw, f + 2, lutk_lane), Field<BK>(r.kw, f + 3, lutk_lane), qa[ks][0],
+             qa[ks][1]);
   }
-  float mx = -INFINITY;
+  // s[i]: i = 2 hi + e -> key gid + 8 hi, head 2 tig + e.
+  float s[4];
+  const bool ok[2] = {gid < valid, gid + 8 < valid};
 #pragma unroll
-  for (int nt = 0; nt < 2; ++nt) {
+  for (int i = 0; i < 4; ++i) s[i] = ok[i >> 1] ? (s2[0][i] + s2[1][i]) * kn[i >> 1] : -INFINITY;
+  float corr[2];
+  float p[4];
 #pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int key = 8 * nt + 2 * tig + e;
-      const float x = key < valid ? s[nt][e] * kn[2 * nt + e] : -INFINITY;
-      s[nt][e] = x;
-      mx = fmaxf(mx, x);
-    }
+  for (int e = 0; e < 2; ++e) {
+    float mx = fmaxf(s[e], s[2 + e]);
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
+    const float m_new = fmaxf(st.m[e], mx);  // finite: valid > 0
+    corr[e] = exp2f(st.m[e] - m_new);
+    st.m[e] = m_new;
+    p[e] = exp2f(s[e] - m_new);
+    p[2 + e] = exp2f(s[2 + e] - m_new);
+    st.l[e] = st.l[e] * corr[e] + p[e] + p[2 + e];
   }
-  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-  const float m_new = fmaxf(m, mx);  // finite: valid > 0
-  const float corr = exp2f(m - m_new);
-  m = m_new;
-  float psum = 0;
-  uint32_t pa[2];
+  // P'^T operand: rows = keys (gid, gid + 8), columns = heads, scaled by each token's V norm.
+  const uint32_t x0 = PackHalf2(ok[0] ? p[0] * vn[0] : 0.0f, ok[0] ? p[1] * vn[0] : 0.0f);
+  const uint32_t x1 = PackHalf2(ok[1] ? p[2] * vn[1] : 0.0f, ok[1] ? p[3] * vn[1] : 0.0f);
+  const uint32_t b0 = Transpose8x8(x0), b1 = Transpose8x8(x1);
 #pragma unroll
-  for (int nt = 0; nt < 2; ++nt) {
-    const float p0 = exp2f(s[nt][0] - m_new), p1 = exp2f(s[nt][1] - m_new);
-    psum += p0 + p1;
-    const int key = 8 * nt + 2 * tig;
-    pa[nt] = PackHalf2(key < valid ? p0 * vn[2 * nt] : 0.0f,
-                       key + 1 < valid ? p1 * vn[2 * nt + 1] : 0.0f);
-  }
-  l = l * corr + psum;
-#pragma unroll
-  for (int nt = 0; nt < D / 8; ++nt) {
-    o[nt][0] *= corr;
-    o[nt][1] *= corr;
-    Mma16816(o[nt], pa[0], pa[1], Field<BV>(r.vw, 2 * nt, lutv_lane),
-             Field<BV>(r.vw, 2 * nt + 1, lutv_lane));
+  for (int mt = 0; mt < D / 16; ++mt) {
+    st.o[mt][0] *= corr[0], st.o[mt][2] *= corr[0];
+    st.o[mt][1] *= corr[1], st.o[mt][3] *= corr[1];
+    const int f = mt * 4;
+    Mma16816(st.o[mt], Field<BV>(r.vw, f, lutv_lane), Field<BV>(r.vw, f + 1, lutv_lane),
+             Field<BV>(r.vw, f + 2, lutv_lane), Field<BV>(r.vw, f + 3, lutv_lane), b0, b1);
   }
 }
 
@@ -194,8 +202,7 @@ __device__ __forceinline__ void ProcessChunks(int first, int end, PageOf page_of
                                               int lane, const uint32_t (&qa)[D / 16][2],
                                               const uint32_t* lutk_lane,
                                               const uint32_t* lutv_lane, float k_inv_alpha,
-                                              float v_inv_alpha, float& m, float& l,
-                                              float (&o)[D / 8][4]) {
+                                              float v_inv_alpha, WarpState<D>& st) {
   constexpr bool kPrefetch = LaneWords(D, BK) + LaneWords(D, BV) <= 32;
   if constexpr (kPrefetch) {
     if (first >= end) return;
@@ -204,7 +211,7 @@ __device__ __forceinline__ void ProcessChunks(int first, int end, PageOf page_of
     for (int c = first; c < end; c += kWarps) {
       if (c + kWarps < end) LoadChunk<D, BK, BV>(page_of(c + kWarps), lane, next);
       ComputeChunk<D, BK, BV>(cur, valid_of(c), lane, qa, lutk_lane, lutv_lane, k_inv_alpha,
-                              v_inv_alpha, m, l, o);
+                              v_inv_alpha, st);
       cur = next;
     }
   } else {
@@ -212,7 +219,7 @@ __device__ __forceinline__ void ProcessChunks(int first, int end, PageOf page_of
       ChunkRegs<D, BK, BV> cur;
       LoadChunk<D, BK, BV>(page_of(c), lane, cur);
       ComputeChunk<D, BK, BV>(cur, valid_of(c), lane, qa, lutk_lane, lutv_lane, k_inv_alpha,
-                              v_inv_alpha, m, l, o);
+                              v_inv_alpha, st);
     }
   }
 }
@@ -222,21 +229,22 @@ __host__ __device__ constexpr int LutWords() {
   return (IsCompressed(BK) ? (1 << (2 * BK)) * kWarpLanes : 0) +
          (IsCompressed(BV) ? (1 << (2 * BV)) * kWarpLanes : 0);
 }
+// Pair tables, then the warps' partial results for the group's heads.
 template <int D, int BK, int BV>
-__host__ __device__ constexpr size_t AttnSmemBytes() {
-  return size_t(LutWords<D, BK, BV>()) * 4 + size_t(kWarps) * kMaxGroup * D * 4 +
-         size_t(kWarps) * kMaxGroup * sizeof(float2);
+size_t AttnSmemBytes(int group) {
+  return size_t(LutWords<D, BK, BV>()) * 4 + size_t(kWarps) * group * D * 4 +
+         size_t(kWarps) * group * sizeof(float2);
 }
 
 template <int D, int BK, int BV>
-__global__ void __launch_bounds__(kThreads, D <= 128 ? 3 : 1) AttendSplitKernel(AttnArgs a) {
+__global__ void __launch_bounds__(kThreads, D <= 128 ? 4 : 2) AttendSplitKernel(AttnArgs a) {
   extern __shared__ __align__(16) uint32_t smem[];
   constexpr int kLutK = IsCompressed(BK) ? (1 << (2 * BK)) * kWarpLanes : 0;
   constexpr int kLutWords = LutWords<D, BK, BV>();
   uint32_t* lutk = smem;
   uint32_t* lutv = smem + kLutK;
-  float* red_o = reinterpret_cast<float*>(smem + kLutWords);        // [warp][row][D]
-  float2* red_ml = reinterpret_cast<float2*>(red_o + kWarps * kMaxGroup * D);  // [warp][row]
+  float* red_o = reinterpret_cast<float*>(smem + kLutWords);             // [warp][head][D]
+  float2* red_ml = reinterpret_cast<float2*>(red_o + kWarps * a.group * D);  // [warp][head]
   if constexpr (IsCompressed(BK)) {
     for (int i = threadIdx.x; i < kLutK; i += kThreads) lutk[i] = a.lut_k[i / kWarpLanes];
   }
@@ -264,8 +272,11 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 3 : 1) AttendSplitKernel(
       qa[ks][0] = row_used ? *reinterpret_cast<const uint32_t*>(q + 16 * ks + 2 * tig) : 0u;
       qa[ks][1] = row_used ? *reinterpret_cast<const uint32_t*>(q + 16 * ks + 8 + 2 * tig) : 0u;
     }
-    float m = -INFINITY, l = 0;
-    float o[D / 8][4] = {};
+    WarpState<D> st;
+    st.m[0] = st.m[1] = -INFINITY;
+    st.l[0] = st.l[1] = 0;
+#pragma unroll
+    for (int mt = 0; mt < D / 16; ++mt) st.o[mt][0] = st.o[mt][1] = st.o[mt][2] = st.o[mt][3] = 0;
 
     if (split < a.n_splits - 1) {
       const int n_comp = max(0, len - a.sink_tokens - a.recent_tokens);
@@ -278,7 +289,7 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 3 : 1) AttendSplitKernel(
           split * a.chunks_per_split + warp, c_end,
           [=](int c) { return pages + (size_t(__ldg(table + c)) * n_kv + h) * page_bytes; },
           [=](int c) { return n_comp - c * kChunkTokens; }, lane, qa, lutk_lane, lutv_lane,
-          a.k_inv_alpha, a.v_inv_alpha, m, l, o);
+          a.k_inv_alpha, a.v_inv_alpha, st);
     } else {
       const int sink_valid = min(a.sink_tokens, len);
       const int ring_valid = min(a.recent_tokens, max(0, len - a.sink_tokens));
@@ -298,32 +309,40 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 3 : 1) AttendSplitKernel(
             return u < sink_used ? sink_valid - u * kChunkTokens
                                  : ring_valid - (u - sink_used) * kChunkTokens;
           },
-          lane, qa, lutk_lane, lutv_lane, 1.0f, 1.0f, m, l, o);
+          lane, qa, lutk_lane, lutv_lane, 1.0f, 1.0f, st);
     }
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    if (row_used) {
-      float* dst = red_o + (warp * kMaxGroup + gid) * D;
 #pragma unroll
-      for (int nt = 0; nt < D / 8; ++nt) {
-        dst[8 * nt + 2 * tig] = o[nt][0];
-        dst[8 * nt + 2 * tig + 1] = o[nt][1];
+    for (int e = 0; e < 2; ++e) {
+      st.l[e] += __shfl_xor_sync(0xffffffffu, st.l[e], 4);
+      st.l[e] += __shfl_xor_sync(0xffffffffu, st.l[e], 8);
+      st.l[e] += __shfl_xor_sync(0xffffffffu, st.l[e], 16);
+    }
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int head = 2 * tig + e;
+      if (head < a.group) {
+        float* dst = red_o + (warp * a.group + head) * D;
+#pragma unroll
+        for (int mt = 0; mt < D / 16; ++mt) {
+          dst[16 * mt + gid] = st.o[mt][e];
+          dst[16 * mt + gid + 8] = st.o[mt][2 + e];
+        }
+        if (gid == 0) red_ml[warp * a.group + head] = make_float2(st.m[e], st.l[e]);
       }
-      if (tig == 0) red_ml[warp * kMaxGroup + gid] = make_float2(m, l);
     }
     __syncthreads();
     for (int idx = threadIdx.x; idx < a.group * D; idx += kThreads) {
       const int g = idx / D, j = idx % D;
       float mm = -INFINITY;
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) mm = fmaxf(mm, red_ml[w * kMaxGroup + g].x);
+      for (int w = 0; w < kWarps; ++w) mm = fmaxf(mm, red_ml[w * a.group + g].x);
       float acc = 0, ll = 0;
 #pragma unroll
       for (int w = 0; w < kWarps; ++w) {
-        const float2 ml = red_ml[w * kMaxGroup + g];
+        const float2 ml = red_ml[w * a.group + g];
         if (ml.x == -INFINITY) continue;
         const float wgt = exp2f(ml.x - mm);
-        acc += wgt * red_o[(w * kMaxGroup + g) * D + j];
+        acc += wgt * red_o[(w * a.group + g) * D + j];
         ll += wgt * ml.y;
       }
       const size_t row = size_t(item) * a.group + g;
@@ -415,34 +434,34 @@ struct KernelInfo {
 };
 
 template <int D, int BK, int BV>
-KernelInfo Info() {
-  return {AttendSplitKernel<D, BK, BV>, AttnSmemBytes<D, BK, BV>()};
+KernelInfo Info(int group) {
+  return {AttendSplitKernel<D, BK, BV>, AttnSmemBytes<D, BK, BV>(group)};
 }
 
 template <int D>
-KernelInfo SelectForDim(int bk, int bv) {
+KernelInfo SelectForDim(int bk, int bv, int group) {
   const int key = bk * 100 + bv;
   switch (key) {
-    case 1616: return Info<D, 16, 16>();
-    case 101: return Info<D, 1, 1>();
-    case 202: return Info<D, 2, 2>();
-    case 303: return Info<D, 3, 3>();
-    case 404: return Info<D, 4, 4>();
-    case 403: return Info<D, 4, 3>();
-    case 402: return Info<D, 4, 2>();
-    case 302: return Info<D, 3, 2>();
+    case 1616: return Info<D, 16, 16>(group);
+    case 101: return Info<D, 1, 1>(group);
+    case 202: return Info<D, 2, 2>(group);
+    case 303: return Info<D, 3, 3>(group);
+    case 404: return Info<D, 4, 4>(group);
+    case 403: return Info<D, 4, 3>(group);
+    case 402: return Info<D, 4, 2>(group);
+    case 302: return Info<D, 3, 2>(group);
     default: break;
   }
   throw Error("cuda: unsupported K/V bit widths " + std::to_string(bk) + "/" + std::to_string(bv) +
               " (supported: f16/f16, b/b for b = 1..4, 4/3, 4/2, 3/2)");
 }
 
-KernelInfo SelectKernel(int dim, int bk, int bv) {
+KernelInfo SelectKernel(int dim, int bk, int bv, int group) {
   KernelInfo k;
   switch (dim) {
-    case 64: k = SelectForDim<64>(bk, bv); break;
-    case 128: k = SelectForDim<128>(bk, bv); break;
-    case 256: k = SelectForDim<256>(bk, bv); break;
+    case 64: k = SelectForDim<64>(bk, bv, group); break;
+    case 128: k = SelectForDim<128>(bk, bv, group); break;
+    case 256: k = SelectForDim<256>(bk, bv, group); break;
     default: throw Error("cuda: head dim must be 64, 128 or 256");
   }
   TQLM_CUDA_CHECK(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(k.smem)));
@@ -477,7 +496,7 @@ void CheckGeometry(const CacheView& c, const DeviceTables& t) {
 }  // namespace
 
 AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count) {
-  const KernelInfo k = SelectKernel(c.dim, c.k_bits, c.v_bits);
+  const KernelInfo k = SelectKernel(c.dim, c.k_bits, c.v_bits, c.n_heads / c.n_kv_heads);
   int per_sm = 0;
   TQLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.fn, kThreads, k.smem));
   const int resident = std::max(1, per_sm) * sm_count;
@@ -515,11 +534,12 @@ void LaunchAttend(const CacheView& c, const DeviceTables& t, const AttendPlan& p
       q, t.rot_k_t, attn_scale * kLog2e, c.dim, q_rot);
   TQLM_CUDA_CHECK(cudaGetLastError());
 
-  static thread_local int cached_dim = -1, cached_bk = -1, cached_bv = -1;
+  static thread_local int cached_key = -1;
   static thread_local KernelInfo cached;
-  if (cached_dim != c.dim || cached_bk != c.k_bits || cached_bv != c.v_bits) {
-    cached = SelectKernel(c.dim, c.k_bits, c.v_bits);
-    cached_dim = c.dim, cached_bk = c.k_bits, cached_bv = c.v_bits;
+  const int key = ((c.dim * 32 + c.k_bits) * 32 + c.v_bits) * 16 + group;
+  if (cached_key != key) {
+    cached = SelectKernel(c.dim, c.k_bits, c.v_bits, group);
+    cached_key = key;
   }
   AttnArgs a{};
   a.batch = c.batch, a.n_heads = c.n_heads, a.n_kv_heads = c.n_kv_heads, a.group = group;
