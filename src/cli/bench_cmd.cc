@@ -62,6 +62,31 @@ double CopyGbps(kernels::ThreadPool& pool) {
   return 2.0 * double(bytes) / best / 1e9;
 }
 
+// Bytes read per second by a parallel sum over a buffer far larger than the LLC.
+double ReadGbps(kernels::ThreadPool& pool) {
+  const size_t n = std::max<size_t>(size_t(256) << 20, 4 * LastLevelCacheBytes()) / 4;
+  std::vector<float> src(n, 1.0f);
+  std::vector<double> sums(pool.num_threads());
+  auto once = [&] {
+    pool.ParallelFor(n, size_t(1) << 18, [&](size_t b, size_t e, int t) {
+      float acc[16] = {};
+      for (size_t i = b; i + 16 <= e; i += 16)
+        for (int k = 0; k < 16; ++k) acc[k] += src[i + k];
+      double s = 0;
+      for (float a : acc) s += a;
+      sums[t] += s;
+    });
+  };
+  once();
+  double best = 1e30;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    once();
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return 4.0 * double(n) / best / 1e9;
+}
+
 struct AttnResult {
   double us_per_step = 0;
   double bytes_per_token = 0;
@@ -132,7 +157,7 @@ AttnResult TimeAttention(const AttnFlags& f, int ctx, const std::string& kt,
 
 nlohmann::json ResultJson(const AttnFlags& f, int ctx, const std::string& kt,
                           const std::string& vt, const AttnResult& r, const AttnResult& r16,
-                          double copy_gbps) {
+                          double copy_gbps, double read_gbps) {
   nlohmann::json j;
   j["ctx"] = ctx;
   j["heads"] = f.heads;
@@ -150,6 +175,7 @@ nlohmann::json ResultJson(const AttnFlags& f, int ctx, const std::string& kt,
   j["gbps"] = r.bytes_per_token * ctx / r.us_per_step / 1e3;
   j["gbps_f16"] = r16.bytes_per_token * ctx / r16.us_per_step / 1e3;
   j["copy_gbps"] = copy_gbps;
+  j["read_gbps"] = read_gbps;
   j["f16_fraction_of_copy"] = double(j["gbps_f16"]) / copy_gbps;
   return j;
 }
@@ -163,10 +189,12 @@ int RunAttn(const AttnFlags& f) {
     if (c < 64) throw Error("bench attn: --ctx must be at least 64");
   kernels::ThreadPool pool(f.threads);
   const double copy_gbps = CopyGbps(pool);
+  const double read_gbps = ReadGbps(pool);
   nlohmann::json all = nlohmann::json::array();
   if (!f.json) {
-    fmt::print("copy {:.1f} GB/s (read+write, {} threads); H={} G={} D={}; LLC {} MiB\n",
-               copy_gbps, f.threads, f.heads, f.kv_heads, f.dim, LastLevelCacheBytes() >> 20);
+    fmt::print("copy {:.1f} GB/s (read+write), read {:.1f} GB/s, {} threads; H={} G={} D={}; "
+               "LLC {} MiB\n",
+               copy_gbps, read_gbps, f.threads, f.heads, f.kv_heads, f.dim, LastLevelCacheBytes() >> 20);
     fmt::print("{:>6} {:>11} {:>10} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6}\n", "ctx",
                "ctk/ctv", "us/step", "f16 us", "speedup", "B/tok", "f16B/tok", "GB/s",
                "f16GB/s", "f16/cp");
@@ -177,7 +205,7 @@ int RunAttn(const AttnFlags& f) {
       const AttnResult r = (f.ctk[p] == "f16" && f.ctv[p] == "f16")
                                ? r16
                                : TimeAttention(f, ctx, f.ctk[p], f.ctv[p], pool);
-      const nlohmann::json j = ResultJson(f, ctx, f.ctk[p], f.ctv[p], r, r16, copy_gbps);
+      const nlohmann::json j = ResultJson(f, ctx, f.ctk[p], f.ctv[p], r, r16, copy_gbps, read_gbps);
       all.push_back(j);
       if (!f.json) {
         fmt::print("{:>6} {:>11} {:>10.1f} {:>10.1f} {:>7.2f}x {:>8.1f} {:>8.1f} {:>7.1f} {:>7.1f} "

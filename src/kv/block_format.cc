@@ -23,8 +23,8 @@ std::unique_ptr<BlockFormat> MakeBlockFormat(const KvType& type, int head_dim, T
   if (head_dim <= 0 || head_dim % 16 != 0)
     throw Error(fmt::format("KV cache: head dimension {} is not a multiple of 16", head_dim));
   switch (type.kind) {
-    case KvType::Kind::kF32: return MakeF32Format(head_dim);
-    case KvType::Kind::kF16: return MakeF16Format(head_dim);
+    case KvType::Kind::kF32: return MakeF32Format(head_dim, role);
+    case KvType::Kind::kF16: return MakeF16Format(head_dim, role);
     case KvType::Kind::kQ8_0:
     case KvType::Kind::kQ4_0:
       if (head_dim % 32 != 0)

@@ -1,8 +1,8 @@
-// Full-precision (f32, f16) and llama.cpp affine (q8_0, q4_0) block layouts. All are
-// token-major: a block is kBlockTokens rows, each row one token's head vector in that format.
+// Full-precision (f32, f16) and llama.cpp affine (q8_0, q4_0) block layouts.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cpu/attention_raw.h"
 #include "kernels/cpu/dequant.h"
@@ -12,58 +12,71 @@
 namespace tqlm::kv {
 namespace {
 
-class F32Format final : public BlockFormat {
+// Full precision, element type T (float or f16 bits). K blocks are stored transposed
+// ([dim][64]: lanes across tokens for the scores), V blocks row-major ([64][dim]).
+template <typename T>
+class PlainFormat final : public BlockFormat {
  public:
-  explicit F32Format(int dim) {
+  PlainFormat(int dim, TensorRole role) : transposed_(role == TensorRole::kKey) {
     dim_ = dim;
-    block_bytes_ = size_t(kBlockTokens) * dim * sizeof(float);
+    block_bytes_ = size_t(kBlockTokens) * dim * sizeof(T);
     partial_writes_ = true;
   }
   void Encode(const float* rows, size_t stride, int first, int n, uint8_t* block) const override {
-    float* out = reinterpret_cast<float*>(block) + size_t(first) * dim_;
-    for (int i = 0; i < n; ++i) std::memcpy(out + size_t(i) * dim_, rows + i * stride, dim_ * 4);
-  }
-  void Decode(const uint8_t* block, int first, int n, float* rows) const override {
-    std::memcpy(rows, block + size_t(first) * dim_ * 4, size_t(n) * dim_ * 4);
-  }
-  void Scores(const PreparedQueries& q, const uint8_t* block, int n_tok, float* scores,
-              int stride, KernelScratch&) const override {
-    kernels::AttnScoresF32(q.f32.data(), q.nq, reinterpret_cast<const float*>(block), n_tok,
-                           dim_, scores, stride);
-  }
-  void Accumulate(const float* p, int nq, int stride, const uint8_t* block, int n_tok,
-                  float* acc, KernelScratch&) const override {
-    kernels::AttnAccumF32(p, nq, stride, reinterpret_cast<const float*>(block), n_tok, dim_, acc);
-  }
-};
-
-class F16Format final : public BlockFormat {
- public:
-  explicit F16Format(int dim) {
-    dim_ = dim;
-    block_bytes_ = size_t(kBlockTokens) * dim * sizeof(uint16_t);
-    partial_writes_ = true;
-  }
-  void Encode(const float* rows, size_t stride, int first, int n, uint8_t* block) const override {
-    uint16_t* out = reinterpret_cast<uint16_t*>(block) + size_t(first) * dim_;
+    T* out = reinterpret_cast<T*>(block);
     for (int i = 0; i < n; ++i)
-      for (int j = 0; j < dim_; ++j)
-        out[size_t(i) * dim_ + j] = kernels::F32ToF16(rows[i * stride + j]);
+      for (int j = 0; j < dim_; ++j) out[Index(first + i, j)] = To(rows[i * stride + j]);
   }
   void Decode(const uint8_t* block, int first, int n, float* rows) const override {
-    const uint16_t* in = reinterpret_cast<const uint16_t*>(block) + size_t(first) * dim_;
-    for (size_t i = 0; i < size_t(n) * dim_; ++i) rows[i] = kernels::F16ToF32(in[i]);
+    const T* in = reinterpret_cast<const T*>(block);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < dim_; ++j) rows[size_t(i) * dim_ + j] = From(in[Index(first + i, j)]);
   }
   void Scores(const PreparedQueries& q, const uint8_t* block, int n_tok, float* scores,
               int stride, KernelScratch&) const override {
-    kernels::AttnScoresF16(q.f32.data(), q.nq, reinterpret_cast<const uint16_t*>(block), n_tok,
-                           dim_, scores, stride);
+    const T* k = reinterpret_cast<const T*>(block);
+    if constexpr (std::is_same_v<T, float>) {
+      if (transposed_) return kernels::AttnScoresF32T(q.f32.data(), q.nq, k, dim_, scores, stride);
+      kernels::AttnScoresF32(q.f32.data(), q.nq, k, n_tok, dim_, scores, stride);
+    } else {
+      if (transposed_) return kernels::AttnScoresF16T(q.f32.data(), q.nq, k, dim_, scores, stride);
+      kernels::AttnScoresF16(q.f32.data(), q.nq, k, n_tok, dim_, scores, stride);
+    }
   }
   void Accumulate(const float* p, int nq, int stride, const uint8_t* block, int n_tok,
-                  float* acc, KernelScratch&) const override {
-    kernels::AttnAccumF16(p, nq, stride, reinterpret_cast<const uint16_t*>(block), n_tok, dim_,
-                          acc);
+                  float* acc, KernelScratch& s) const override {
+    const T* v = reinterpret_cast<const T*>(block);
+    if (transposed_) {  // not the V layout; only reached if a K block is used as V
+      s.rows.resize(size_t(kBlockTokens) * dim_);
+      Decode(block, 0, n_tok, s.rows.data());
+      return kernels::AttnAccumF32(p, nq, stride, s.rows.data(), n_tok, dim_, acc);
+    }
+    if constexpr (std::is_same_v<T, float>) {
+      kernels::AttnAccumF32(p, nq, stride, v, n_tok, dim_, acc);
+    } else {
+      kernels::AttnAccumF16(p, nq, stride, v, n_tok, dim_, acc);
+    }
   }
+
+ private:
+  size_t Index(int t, int j) const {
+    return transposed_ ? size_t(j) * kBlockTokens + t : size_t(t) * dim_ + j;
+  }
+  static T To(float x) {
+    if constexpr (std::is_same_v<T, float>) {
+      return x;
+    } else {
+      return kernels::F32ToF16(x);
+    }
+  }
+  static float From(T x) {
+    if constexpr (std::is_same_v<T, float>) {
+      return x;
+    } else {
+      return kernels::F16ToF32(x);
+    }
+  }
+  bool transposed_;
 };
 
 // q8_0 / q4_0: ggml's blocks of 32 values along the head dimension. Attention dequantizes the
@@ -144,8 +157,12 @@ class GgmlFormat final : public BlockFormat {
 
 }  // namespace
 
-std::unique_ptr<BlockFormat> MakeF32Format(int dim) { return std::make_unique<F32Format>(dim); }
-std::unique_ptr<BlockFormat> MakeF16Format(int dim) { return std::make_unique<F16Format>(dim); }
+std::unique_ptr<BlockFormat> MakeF32Format(int dim, TensorRole role) {
+  return std::make_unique<PlainFormat<float>>(dim, role);
+}
+std::unique_ptr<BlockFormat> MakeF16Format(int dim, TensorRole role) {
+  return std::make_unique<PlainFormat<uint16_t>>(dim, role);
+}
 std::unique_ptr<BlockFormat> MakeGgmlFormat(int dim, bool q8) {
   return std::make_unique<GgmlFormat>(dim, q8);
 }

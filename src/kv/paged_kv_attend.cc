@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include "kernels/cpu/attention_raw.h"
@@ -18,6 +19,15 @@ namespace tqlm::kv {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Segments to software-prefetch ahead: off by default (no measurable gain on the test
+// machines, see docs/PERF_NOTES.md); TQLM_KV_PREFETCH=N turns it on for experiments.
+size_t PrefetchAhead() {
+  static const size_t n = [] {
+    const char* e = std::getenv("TQLM_KV_PREFETCH");
+    return e ? size_t(std::atoi(e)) : size_t(0);
+  }();
+  return n;
+}
 
 struct Segment {
   int pos0 = 0, n_tok = 0;
@@ -39,7 +49,7 @@ struct RowStates {
   }
 };
 
-// (m, l, acc) of a row merged into (m0, l0, acc0).
+// (m, l, acc) of a row merged into (m0, l0, acc0); maxima are in base-2 logit units.
 void MergeRow(float m, float l, const float* acc, int d, float* m0, float* l0, float* acc0) {
   if (l == 0 || m == kNegInf) return;
   if (*m0 == kNegInf || *l0 == 0) {
@@ -49,7 +59,7 @@ void MergeRow(float m, float l, const float* acc, int d, float* m0, float* l0, f
     return;
   }
   const float mm = std::max(m, *m0);
-  const float a = std::exp(*m0 - mm), b = std::exp(m - mm);
+  const float a = std::exp2(*m0 - mm), b = std::exp2(m - mm);
   for (int j = 0; j < d; ++j) acc0[j] = acc0[j] * a + acc[j] * b;
   *l0 = *l0 * a + l * b;
   *m0 = mm;
@@ -70,7 +80,9 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
   const LayerGeometry& g = L.geom;
   const int d = g.head_dim, G = g.n_kv_heads, H = g.n_heads, n_rep = H / G;
   const int W = g.sliding_window;
-  const float scale = config_.attn_scale > 0 ? config_.attn_scale : 1.0f / std::sqrt(float(d));
+  // Scores are kept in base 2 (softmax with exp2): the scale carries log2(e).
+  const float scale = (config_.attn_scale > 0 ? config_.attn_scale : 1.0f / std::sqrt(float(d))) *
+                      1.4426950408889634f;
   const int end = T + n;  // positions [0, end) are stored
 
   // The block structure is the same for every KV head.
@@ -103,6 +115,21 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
   for (auto& s : scratch_) {
     if (!s) s = std::make_unique<AttendScratch>();
   }
+
+  auto block_of = [&](const Tensor& t, const Segment& seg, int head) -> const uint8_t* {
+    if (seg.sink) return t.raw_pool->data(t.sinks[head][seg.block]);
+    return (seg.comp ? t.comp_pool : t.raw_pool)->data(t.main[head][seg.block]);
+  };
+  auto KeyBlock = [&](const Segment& seg, int head) { return block_of(L.k, seg, head); };
+  auto ValueBlock = [&](const Segment& seg, int head) { return block_of(L.v, seg, head); };
+  auto PrefetchSegment = [&](const Segment& seg, int head) {
+    const uint8_t* kb = KeyBlock(seg, head);
+    const uint8_t* vb = ValueBlock(seg, head);
+    const size_t kn = (seg.comp ? L.k.comp : L.k.raw)->block_bytes();
+    const size_t vn = (seg.comp ? L.v.comp : L.v.raw)->block_bytes();
+    for (size_t o = 0; o < kn; o += 64) __builtin_prefetch(kb + o, 0, 2);
+    for (size_t o = 0; o < vn; o += 64) __builtin_prefetch(vb + o, 0, 2);
+  };
 
   auto states_of = [&](int task, int basis, int nr) {
     float* base = task_states_.data() + (size_t(task) * 2 + basis) * state_floats;
@@ -144,15 +171,16 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
       if (last < min_lo || seg.pos0 > max_hi) continue;
       const BlockFormat* kf = seg.comp ? L.k.comp : L.k.raw;
       const BlockFormat* vf = seg.comp ? L.v.comp : L.v.raw;
-      const uint8_t* kb;
-      const uint8_t* vb;
-      if (seg.sink) {
-        kb = L.k.raw_pool->data(L.k.sinks[head][seg.block]);
-        vb = L.v.raw_pool->data(L.v.sinks[head][seg.block]);
-      } else {
-        kb = (seg.comp ? L.k.comp_pool : L.k.raw_pool)->data(L.k.main[head][seg.block]);
-        vb = (seg.comp ? L.v.comp_pool : L.v.raw_pool)->data(L.v.main[head][seg.block]);
+      const uint8_t* kb = KeyBlock(seg, head);
+      const uint8_t* vb = ValueBlock(seg, head);
+      // Optionally stream the blocks `ahead` segments ahead into L2 (more lines in flight than
+      // demand misses keep).
+      const size_t ahead = PrefetchAhead();
+      if (ahead > 0 && si == seg_begin) {
+        for (size_t a = si + 1; a < std::min(seg_end, si + ahead); ++a)
+          PrefetchSegment(segs[a], head);
       }
+      if (ahead > 0 && si + ahead < seg_end) PrefetchSegment(segs[si + ahead], head);
       const PreparedQueries& pq = (seg.comp && L.k.comp != L.k.raw) ? s.q_comp : s.q_raw;
       kf->Scores(pq, kb, seg.n_tok, s.scores.data(), kBlockTokens, s.kernel);
       if (seg.pos0 < max_lo || last > min_hi) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "tqlm/error.h"
 
@@ -139,6 +140,12 @@ void PagedKvCache::FreeInvisible(Layer& L, int first_needed) {
   }
 }
 
+uint32_t PagedKvCache::NewRawBlock(Tensor& t) {
+  const uint32_t id = t.raw_pool->Allocate();
+  std::memset(t.raw_pool->data(id), 0, t.raw_pool->block_bytes());
+  return id;
+}
+
 void PagedKvCache::WriteTokens(Layer& L, Tensor& t, const float* x, int pos, int n) {
   const LayerGeometry& g = L.geom;
   const size_t stride = size_t(g.n_kv_heads) * g.head_dim;
@@ -151,8 +158,9 @@ void PagedKvCache::WriteTokens(Layer& L, Tensor& t, const float* x, int pos, int
     const int run = std::min({n - i, limit, kBlockTokens - off});
     for (int h = 0; h < g.n_kv_heads; ++h) {
       auto& blocks = sink ? t.sinks[h] : t.main[h];
-      while (int(blocks.size()) <= b) blocks.push_back(t.raw_pool->Allocate());
-      if (blocks[b] == kNoBlock) blocks[b] = t.raw_pool->Allocate();
+      // New raw blocks start zeroed: kernels may read a partly filled block's empty slots.
+      while (int(blocks.size()) <= b) blocks.push_back(NewRawBlock(t));
+      if (blocks[b] == kNoBlock) blocks[b] = NewRawBlock(t);
       t.raw->Encode(x + size_t(i) * stride + size_t(h) * g.head_dim, stride, off, run,
                     t.raw_pool->data(blocks[b]));
     }

@@ -65,6 +65,7 @@ class PagedKvCache final : public KvCache {
   void CompressBlock(Layer& L, int b);
   void CompressBlock(Tensor& t, int head, int b);
   void FreeInvisible(Layer& L, int first_needed);
+  uint32_t NewRawBlock(Tensor& t);
   void WriteTokens(Layer& L, Tensor& t, const float* x, int pos, int n);
   void TruncateLayer(Layer& L, int n);
 

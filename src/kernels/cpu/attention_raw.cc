@@ -14,7 +14,6 @@
 #define HWY_TARGET_INCLUDE "kernels/cpu/attention_raw.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
-#include <hwy/contrib/math/math-inl.h>
 
 HWY_BEFORE_NAMESPACE();
 namespace tqlm::kernels {
@@ -64,6 +63,50 @@ HWY_INLINE void ScoresTile(const float* q, const T* k, int n_tok, int d, float* 
     }
     for (int i = 0; i < NQ; ++i) scores[size_t(i) * stride + t] = hn::GetLane(hn::SumOfLanes(df, a0[i]));
   }
+}
+
+// Transposed K: 4 groups of N tokens x NQ queries in registers, one coordinate at a time.
+template <int NQ, typename T>
+HWY_INLINE void ScoresTileT(const float* q, const T* k, int d, float* scores, int stride) {
+  const DF df;
+  const int N = int(hn::Lanes(df));
+  for (int t0 = 0; t0 < 64; t0 += 4 * N) {
+    VF a[NQ][4];
+    for (int i = 0; i < NQ; ++i)
+      for (int g = 0; g < 4; ++g) a[i][g] = hn::Zero(df);
+    for (int j = 0; j < d; ++j) {
+      const T* kj = k + size_t(j) * 64 + t0;
+      VF x[4];
+      for (int g = 0; g < 4; ++g) x[g] = LoadRow(df, kj + g * N);
+      for (int i = 0; i < NQ; ++i) {
+        const VF qv = hn::Set(df, q[size_t(i) * d + j]);
+        for (int g = 0; g < 4; ++g) a[i][g] = hn::MulAdd(qv, x[g], a[i][g]);
+      }
+    }
+    for (int i = 0; i < NQ; ++i)
+      for (int g = 0; g < 4; ++g) hn::StoreU(a[i][g], df, scores + size_t(i) * stride + t0 + g * N);
+  }
+}
+
+template <typename T>
+void ScoresT(const float* q, int nq, const T* k, int d, float* scores, int stride) {
+  for (int i = 0; i < nq; i += 4) {
+    const float* qi = q + size_t(i) * d;
+    float* si = scores + size_t(i) * stride;
+    switch (std::min(4, nq - i)) {
+      case 4: ScoresTileT<4>(qi, k, d, si, stride); break;
+      case 3: ScoresTileT<3>(qi, k, d, si, stride); break;
+      case 2: ScoresTileT<2>(qi, k, d, si, stride); break;
+      default: ScoresTileT<1>(qi, k, d, si, stride); break;
+    }
+  }
+}
+
+void ScoresF32T(const float* q, int nq, const float* k, int d, float* scores, int stride) {
+  ScoresT(q, nq, k, d, scores, stride);
+}
+void ScoresF16T(const float* q, int nq, const uint16_t* k, int d, float* scores, int stride) {
+  ScoresT(q, nq, k, d, scores, stride);
 }
 
 template <typename T>
@@ -142,6 +185,25 @@ void AccumF16(const float* p, int nq, int stride, const uint16_t* v, int n_tok, 
   Accum(p, nq, stride, v, n_tok, d, acc);
 }
 
+// 2^x for x <= 0: 2^round(x) from the exponent bits times a degree-7 Taylor polynomial of
+// 2^f on [-0.5, 0.5] (truncation error (0.5 ln 2)^8 / 8! < 1e-8); 0 below -126.
+HWY_INLINE VF Exp2(DF df, VF x) {
+  const hn::RebindToSigned<DF> di;
+  const VF xi = hn::Round(hn::Max(x, hn::Set(df, -127.0f)));
+  const VF f = hn::Sub(x, xi);
+  VF p = hn::Set(df, 1.5252733804059840e-5f);  // ln2^6 / 720
+  p = hn::MulAdd(p, f, hn::Set(df, 1.5403530393381606e-4f));
+  p = hn::MulAdd(p, f, hn::Set(df, 1.3333558146428443e-3f));
+  p = hn::MulAdd(p, f, hn::Set(df, 9.6181291076284772e-3f));
+  p = hn::MulAdd(p, f, hn::Set(df, 5.5504108664821580e-2f));
+  p = hn::MulAdd(p, f, hn::Set(df, 2.4022650695910071e-1f));
+  p = hn::MulAdd(p, f, hn::Set(df, 6.9314718055994531e-1f));
+  p = hn::MulAdd(p, f, hn::Set(df, 1.0f));
+  const auto e = hn::ShiftLeft<23>(hn::Add(hn::ConvertTo(di, xi), hn::Set(di, 127)));
+  const VF r = hn::Mul(p, hn::BitCast(df, e));
+  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(df, -126.0f)), r);
+}
+
 void SoftmaxUpdate(float* scores, int nq, int stride, int n_tok, float* m, float* l, float* acc,
                    int d) {
   const DF df;
@@ -162,7 +224,7 @@ void SoftmaxUpdate(float* scores, int nq, int stride, int n_tok, float* m, float
       continue;
     }
     const float m_new = std::max(m[i], bmax);
-    const float corr = m[i] == kNegInf ? 0.0f : std::exp(m[i] - m_new);
+    const float corr = m[i] == kNegInf ? 0.0f : m[i] == m_new ? 1.0f : std::exp2(m[i] - m_new);
     m[i] = m_new;
     float* a = acc + size_t(i) * d;
     if (corr != 1.0f) {
@@ -173,15 +235,14 @@ void SoftmaxUpdate(float* scores, int nq, int stride, int n_tok, float* m, float
     VF vsum = hn::Zero(df);
     t = 0;
     for (; t + N <= n_tok; t += N) {
-      // exp(-inf) = 0 for masked entries.
-      const VF x = hn::Sub(hn::LoadU(df, s + t), vm);
-      const VF e = hn::IfThenZeroElse(hn::Eq(x, hn::Set(df, kNegInf)), hn::Exp(df, x));
+      // Masked entries (-inf) give 0.
+      const VF e = Exp2(df, hn::Sub(hn::LoadU(df, s + t), vm));
       hn::StoreU(e, df, s + t);
       vsum = hn::Add(vsum, e);
     }
     float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
     for (; t < n_tok; ++t) {
-      s[t] = std::exp(s[t] - m_new);
+      s[t] = std::exp2(s[t] - m_new);
       sum += s[t];
     }
     l[i] = l[i] * corr + sum;
@@ -195,12 +256,20 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace tqlm::kernels {
 
+HWY_EXPORT(ScoresF32T);
+HWY_EXPORT(ScoresF16T);
 HWY_EXPORT(ScoresF32);
 HWY_EXPORT(ScoresF16);
 HWY_EXPORT(AccumF32);
 HWY_EXPORT(AccumF16);
 HWY_EXPORT(SoftmaxUpdate);
 
+void AttnScoresF32T(const float* q, int nq, const float* k, int d, float* scores, int stride) {
+  HWY_DYNAMIC_DISPATCH(ScoresF32T)(q, nq, k, d, scores, stride);
+}
+void AttnScoresF16T(const float* q, int nq, const uint16_t* k, int d, float* scores, int stride) {
+  HWY_DYNAMIC_DISPATCH(ScoresF16T)(q, nq, k, d, scores, stride);
+}
 void AttnScoresF32(const float* q, int nq, const float* k, int n_tok, int d, float* scores,
                    int stride) {
   HWY_DYNAMIC_DISPATCH(ScoresF32)(q, nq, k, n_tok, d, scores, stride);

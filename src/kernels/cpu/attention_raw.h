@@ -11,7 +11,13 @@
 
 namespace tqlm::kernels {
 
-// scores[i * stride + t] = <q_i, k_t>
+// scores[i * stride + t] = <q_i, k_t> for K stored transposed: k[j * 64 + t] is coordinate j
+// of token t (blocks of 64 tokens; lanes run across tokens, so no horizontal sums). All 64
+// token slots are read; scores past n_tok are meaningless.
+void AttnScoresF32T(const float* q, int nq, const float* k, int d, float* scores, int stride);
+void AttnScoresF16T(const float* q, int nq, const uint16_t* k, int d, float* scores, int stride);
+
+// scores[i * stride + t] = <q_i, k_t> for row-major K ([n_tok][d]).
 void AttnScoresF32(const float* q, int nq, const float* k, int n_tok, int d, float* scores,
                    int stride);
 void AttnScoresF16(const float* q, int nq, const uint16_t* k, int n_tok, int d, float* scores,
@@ -23,10 +29,11 @@ void AttnAccumF32(const float* p, int nq, int stride, const float* v, int n_tok,
 void AttnAccumF16(const float* p, int nq, int stride, const uint16_t* v, int n_tok, int d,
                   float* acc);
 
-// Online softmax over one block of scores (masked entries are -inf). For each row i: the
-// running max m[i] and denominator l[i] absorb the block, acc row i (d floats) is rescaled to
-// the new max, and the scores are replaced by exp(score - new max). A row whose block is all
-// masked leaves m, l, acc unchanged and gets zeros.
+// Online softmax over one block of scores in base 2 (scores are logits times log2(e); masked
+// entries are -inf). For each row i: the running max m[i] and denominator l[i] absorb the
+// block, acc row i (d floats) is rescaled to the new max, and the scores are replaced by
+// 2^(score - new max). A row whose block is all masked leaves m, l, acc unchanged and gets
+// zeros. 2^x comes from a degree-7 polynomial (relative error ~1e-7, float rounding).
 void AttnSoftmaxUpdate(float* scores, int nq, int stride, int n_tok, float* m, float* l,
                        float* acc, int d);
 
