@@ -1,6 +1,7 @@
 // A small deterministic random generator (xoshiro256**, seeded through SplitMix64) and
-// Box–Muller normals. The codec's random signs and QJL matrix must be identical on every
-// platform and standard library, which std::normal_distribution does not promise.
+// Box–Muller normals. The codec's random signs and QJL matrix must not depend on the standard
+// library (std::normal_distribution's output differs between implementations); the signs are
+// bit-exact everywhere, the normals up to the last ulp of libm's log/sin/cos.
 #pragma once
 
 #include <cmath>
