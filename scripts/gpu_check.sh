@@ -18,18 +18,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 nvcc --version | tail -2
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 
-with_codec=OFF
-if ls src/codec/*.cc >/dev/null 2>&1 && [[ "${TQLM_CUDA_WITH_CODEC:-ON}" == ON ]]; then with_codec=ON; fi
-configure() {
-  cmake -S src/kernels/cuda -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DTQLM_CUDA_WITH_CODEC="$1" >/dev/null &&
-    cmake --build "$BUILD" -j 16
-}
-if ! configure "$with_codec"; then
-  echo "build with TQLM_CUDA_WITH_CODEC=$with_codec failed; retrying with the host stand-in tables"
-  rm -rf "$BUILD"
-  configure OFF || { echo "BUILD FAILED"; exit 1; }
-fi
+cmake -S src/kernels/cuda -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >/dev/null && cmake --build "$BUILD" -j 16 ||
+  { echo "BUILD FAILED"; exit 1; }
 
 echo "== correctness"
 "$BUILD/cuda_attention_test" | tee "$OUT/test.txt"

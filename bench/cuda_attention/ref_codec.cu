@@ -3,11 +3,12 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
 #include <random>
-
-#ifdef TQLM_CUDA_WITH_CODEC
-#include "kernels/cuda/codec_bridge.h"
-#endif
+#include <utility>
 
 namespace tqlm::cuda::ref {
 namespace {
@@ -68,18 +69,64 @@ void InverseRotate(const std::vector<float>& r, int d, const std::vector<double>
     for (int j = 0; j < d; ++j) x[j] += double(r[size_t(i) * d + j]) * y[i];
 }
 
+// The codec's tables, exported by export_codec_tables.cc: key (dim, 0) = rotation, (dim, bits) =
+// levels then thresholds.
+using ExportedTables = std::map<std::pair<int, int>, std::vector<float>>;
+
+const ExportedTables* LoadExported() {
+  static ExportedTables tables;
+  static bool tried = false, ok = false;
+  if (tried) return ok ? &tables : nullptr;
+  tried = true;
+  const char* path = std::getenv("TQLM_CODEC_TABLES");
+#ifdef TQLM_CUDA_CODEC_TABLES
+  if (!path) path = TQLM_CUDA_CODEC_TABLES;
+#endif
+  if (!path) return nullptr;
+  std::FILE* f = std::fopen(path, "rb");
+  if (!f) return nullptr;
+  char magic[6];
+  if (std::fread(magic, 1, 6, f) != 6 || std::memcmp(magic, "TQCT1\n", 6) != 0) {
+    std::fclose(f);
+    return nullptr;
+  }
+  int32_t head[3];
+  while (std::fread(head, 4, 3, f) == 3) {
+    std::vector<float> v(static_cast<size_t>(head[2]));
+    if (std::fread(v.data(), 4, v.size(), f) != v.size()) break;
+    tables[{head[0], head[1]}] = std::move(v);
+  }
+  std::fclose(f);
+  ok = !tables.empty();
+  return ok ? &tables : nullptr;
+}
+
+SideTables ExportedSide(const ExportedTables& t, int dim, int bits) {
+  SideTables s;
+  s.bits = bits;
+  if (bits == kF16Bits) return s;
+  const std::vector<float>& v = t.at({dim, bits});
+  const size_t n = size_t(1) << bits;
+  s.levels.assign(v.begin(), v.begin() + n);
+  s.thresholds.assign(v.begin() + n, v.end());
+  return s;
+}
+
 }  // namespace
 
 float RoundF16(float x) { return __half2float(__float2half_rn(x)); }
 
 CodecTables MakeTables(int dim, int k_bits, int v_bits, bool identity_rotation) {
-#ifdef TQLM_CUDA_WITH_CODEC
-  if (!identity_rotation) {
-    CodecTables t = TablesFromCodecConfigs(dim, k_bits, v_bits);
+  const ExportedTables* ex = LoadExported();
+  if (ex && !identity_rotation && ex->count({dim, 0})) {
+    CodecTables t;
+    t.dim = dim;
+    t.rot_k = t.rot_v = ex->at({dim, 0});
+    t.k = ExportedSide(*ex, dim, k_bits);
+    t.v = ExportedSide(*ex, dim, v_bits);
     FinishTables(&t);
     return t;
   }
-#endif
   CodecTables t;
   t.dim = dim;
   t.rot_k = RandomRotation(dim, 0x7451'4d5f'726f'7431ull, identity_rotation);
@@ -91,11 +138,9 @@ CodecTables MakeTables(int dim, int k_bits, int v_bits, bool identity_rotation) 
 }
 
 const char* TablesSource() {
-#ifdef TQLM_CUDA_WITH_CODEC
-  return "tqlm::codec::TurboQuantCodec";
-#else
-  return "host stand-in (randomized Walsh-Hadamard, Gaussian Lloyd-Max)";
-#endif
+  return LoadExported() ? "tqlm::codec::TurboQuantCodec (rotation and sphere Lloyd-Max codebooks "
+                          "exported to codec_tables.bin)"
+                        : "host stand-in (randomized Walsh-Hadamard, Gaussian Lloyd-Max)";
 }
 
 void DecodeCompressed(const CodecTables& t, bool is_k, const float* x, double* out,

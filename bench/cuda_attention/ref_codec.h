@@ -1,6 +1,8 @@
-// Host reference for the GPU kernels: codec tables (the real codec's when it is built in, else a
-// minimal stand-in with the same math: randomized Walsh–Hadamard rotation, Gaussian Lloyd–Max
-// codebook) and the K/V values a decoder of those tables sees, in float64.
+// Host reference for the GPU kernels: codec tables (the real codec's, read from codec_tables.bin
+// that export_codec_tables.cc writes on a machine where the codec builds; else a stand-in with
+// the same math: randomized Walsh–Hadamard rotation, Gaussian Lloyd–Max codebook) and the K/V
+// values a decoder of those tables sees, in float64. export_codec_tables.cc checks on the CPU
+// that this decode equals TurboQuantCodec::Decode(Encode(x)).
 #pragma once
 
 #include <cstdint>
@@ -10,8 +12,8 @@
 
 namespace tqlm::cuda::ref {
 
-// Tables for one (dim, K bits, V bits); bits = 16 gives an fp16 side. With the real codec
-// (TQLM_CUDA_WITH_CODEC) these come from tqlm::codec::TurboQuantCodec.
+// Tables for one (dim, K bits, V bits); bits = 16 gives an fp16 side. The codec's when
+// $TQLM_CODEC_TABLES or the built-in path names a readable codec_tables.bin.
 CodecTables MakeTables(int dim, int k_bits, int v_bits, bool identity_rotation = false);
 const char* TablesSource();
 

@@ -10,19 +10,22 @@ import torch
 import torch.nn.functional as F
 
 
-def median_ms(fn, reps=40, warmup=3):
+def median_ms(fn, runs=7, steps=20, warmup=3):
+    """Median per-call time over `runs` runs of `steps` calls issued back to back."""
     for i in range(warmup):
         fn(i)
     torch.cuda.synchronize()
-    times = []
-    for i in range(reps):
+    times, i = [], 0
+    for _ in range(runs):
         e0 = torch.cuda.Event(enable_timing=True)
         e1 = torch.cuda.Event(enable_timing=True)
         e0.record()
-        fn(i)
+        for _ in range(steps):
+            fn(i)
+            i += 1
         e1.record()
         e1.synchronize()
-        times.append(e0.elapsed_time(e1))
+        times.append(e0.elapsed_time(e1) / steps)
     times.sort()
     return times[len(times) // 2]
 
@@ -38,7 +41,7 @@ def main():
     n = 1 << 30
     a = torch.empty(n, dtype=torch.uint8, device=dev).random_(0, 255)
     b = torch.empty_like(a)
-    copy_ms = median_ms(lambda i: b.copy_(a), reps=20)
+    copy_ms = median_ms(lambda i: b.copy_(a), runs=5, steps=4)
     copy_bw = 2 * n / (copy_ms * 1e-3)
     del a, b
     info = {"kind": "device", "name": torch.cuda.get_device_name(), "torch": torch.__version__,

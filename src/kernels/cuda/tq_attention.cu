@@ -278,19 +278,8 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 4 : 2) AttendSplitKernel(
 #pragma unroll
     for (int mt = 0; mt < D / 16; ++mt) st.o[mt][0] = st.o[mt][1] = st.o[mt][2] = st.o[mt][3] = 0;
 
-    if (split < a.n_splits - 1) {
-      const int n_comp = max(0, len - a.sink_tokens - a.recent_tokens);
-      const int c_end = min((split + 1) * a.chunks_per_split, (n_comp + kChunkTokens - 1) / kChunkTokens);
-      const int32_t* table = a.block_table + size_t(b) * a.max_chunks;
-      const uint8_t* pages = a.pages;
-      const size_t page_bytes = a.page_bytes;
-      const int n_kv = a.n_kv_heads;
-      ProcessChunks<D, BK, BV>(
-          split * a.chunks_per_split + warp, c_end,
-          [=](int c) { return pages + (size_t(__ldg(table + c)) * n_kv + h) * page_bytes; },
-          [=](int c) { return n_comp - c * kChunkTokens; }, lane, qa, lutk_lane, lutv_lane,
-          a.k_inv_alpha, a.v_inv_alpha, st);
-    } else {
+    // Split 0 also takes the fp16 sinks and recent ring (a few chunks at most).
+    if (split == 0) {
       const int sink_valid = min(a.sink_tokens, len);
       const int ring_valid = min(a.recent_tokens, max(0, len - a.sink_tokens));
       const int sink_chunks = a.sink_chunks;
@@ -310,6 +299,19 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 4 : 2) AttendSplitKernel(
                                  : ring_valid - (u - sink_used) * kChunkTokens;
           },
           lane, qa, lutk_lane, lutv_lane, 1.0f, 1.0f, st);
+    }
+    {
+      const int n_comp = max(0, len - a.sink_tokens - a.recent_tokens);
+      const int c_end = min((split + 1) * a.chunks_per_split, (n_comp + kChunkTokens - 1) / kChunkTokens);
+      const int32_t* table = a.block_table + size_t(b) * a.max_chunks;
+      const uint8_t* pages = a.pages;
+      const size_t page_bytes = a.page_bytes;
+      const int n_kv = a.n_kv_heads;
+      ProcessChunks<D, BK, BV>(
+          split * a.chunks_per_split + warp, c_end,
+          [=](int c) { return pages + (size_t(__ldg(table + c)) * n_kv + h) * page_bytes; },
+          [=](int c) { return n_comp - c * kChunkTokens; }, lane, qa, lutk_lane, lutv_lane,
+          a.k_inv_alpha, a.v_inv_alpha, st);
     }
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
@@ -501,19 +503,29 @@ AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count) {
   TQLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.fn, kThreads, k.smem));
   const int resident = std::max(1, per_sm) * sm_count;
   const int max_comp = std::max(0, max_seq_len - c.sink_tokens - c.recent_tokens);
-  const int chunks = (max_comp + kChunkTokens - 1) / kChunkTokens;
-  // About 4 work items per resident block keeps the static round-robin's tail short; at least
-  // 2 chunks per warp and item, so that the prefetch has something to overlap.
-  const long long total = (long long)chunks * c.batch * c.n_kv_heads;
-  const long long target = 4LL * resident;
-  int cps = int(std::max<long long>(2 * kWarps, (total + target - 1) / target));
-  cps = (cps + kWarps - 1) / kWarps * kWarps;
-  AttendPlan p;
-  p.chunks_per_split = cps;
-  p.n_splits = (chunks + cps - 1) / cps + 1;
-  const long long items = (long long)c.batch * c.n_kv_heads * p.n_splits;
-  p.grid = int(std::min<long long>(resident, items));
-  return p;
+  const int chunks = std::max(1, (max_comp + kChunkTokens - 1) / kChunkTokens);
+  const long long heads = (long long)c.batch * c.n_kv_heads;
+  // Items of equal size go round-robin to the persistent blocks: pick the split size with the
+  // shortest makespan, counting each item's fixed cost (query load, block merge, first load
+  // latency) as about 8 chunk steps of a warp.
+  AttendPlan best;
+  double best_cost = 1e300;
+  for (int waves = 1; waves <= 16; ++waves) {
+    const long long target = (long long)waves * resident;
+    int cps = int(std::max<long long>(2 * kWarps, (chunks * heads + target - 1) / target));
+    cps = (cps + kWarps - 1) / kWarps * kWarps;
+    const int splits = (chunks + cps - 1) / cps;
+    const long long items = heads * splits;
+    const long long rounds = (items + resident - 1) / resident;
+    const double cost = double(rounds) * (double(cps) / kWarps + 8.0);
+    if (cost < best_cost) {
+      best_cost = cost;
+      best.chunks_per_split = cps;
+      best.n_splits = splits;
+      best.grid = int(std::min<long long>(resident, items));
+    }
+  }
+  return best;
 }
 
 size_t AttendWorkspaceBytes(const CacheView& c, const AttendPlan& p) { return Parts(c, p).total; }
