@@ -196,15 +196,29 @@ __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int 
 }
 
 // Chunks first, first + kWarps, ... < end of one KV head; page_of(c) gives a chunk's page and
-// valid_of(c) its valid tokens (> 0). Small chunks (compressed) are prefetched one step ahead.
+// valid_of(c) its valid tokens (> 0). Compressed chunks are loaded two steps ahead (one for
+// wider codes), so that each warp keeps several KB of loads in flight.
 template <int D, int BK, int BV, class PageOf, class ValidOf>
 __device__ __forceinline__ void ProcessChunks(int first, int end, PageOf page_of, ValidOf valid_of,
                                               int lane, const uint32_t (&qa)[D / 16][2],
                                               const uint32_t* lutk_lane,
                                               const uint32_t* lutv_lane, float k_inv_alpha,
                                               float v_inv_alpha, WarpState<D>& st) {
-  constexpr bool kPrefetch = LaneWords(D, BK) + LaneWords(D, BV) <= 32;
-  if constexpr (kPrefetch) {
+  constexpr int kWords = LaneWords(D, BK) + LaneWords(D, BV);
+  constexpr int kDepth = kWords <= 16 ? 2 : (kWords <= 32 ? 1 : 0);  // chunks loaded ahead
+  if constexpr (kDepth == 2) {
+    if (first >= end) return;
+    ChunkRegs<D, BK, BV> cur, next, later;
+    LoadChunk<D, BK, BV>(page_of(first), lane, cur);
+    if (first + kWarps < end) LoadChunk<D, BK, BV>(page_of(first + kWarps), lane, next);
+    for (int c = first; c < end; c += kWarps) {
+      if (c + 2 * kWarps < end) LoadChunk<D, BK, BV>(page_of(c + 2 * kWarps), lane, later);
+      ComputeChunk<D, BK, BV>(cur, valid_of(c), lane, qa, lutk_lane, lutv_lane, k_inv_alpha,
+                              v_inv_alpha, st);
+      cur = next;
+      next = later;
+    }
+  } else if constexpr (kDepth == 1) {
     if (first >= end) return;
     ChunkRegs<D, BK, BV> cur, next;
     LoadChunk<D, BK, BV>(page_of(first), lane, cur);
