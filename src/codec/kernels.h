@@ -20,6 +20,11 @@ float Normalize(const float* x, size_t n, float* out);
 // out[r] = Σ_c m[r * cols + c] x[c]. cols: multiple of 16.
 void MatVec(const float* m, const float* x, size_t rows, size_t cols, float* out);
 
+// out[v * rows + r] = Σ_c mt[c * rows + r] x[v * cols + c] for v < n: n products with a matrix
+// given transposed (mt is cols x rows), register-blocked over 8 vectors so that the matrix is
+// read once per 8 vectors. rows: multiple of 16.
+void MatVecBatchT(const float* mt, const float* x, size_t n, size_t rows, size_t cols, float* out);
+
 // idx[j] = number of thresholds (2^bits - 1, ascending) below y[j]. n: multiple of 8.
 void QuantizeIndices(const float* y, size_t n, const float* thresholds, int bits, uint8_t* idx);
 

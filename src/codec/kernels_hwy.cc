@@ -55,37 +55,90 @@ void MatVecImpl(const float* m, const float* x, size_t rows, size_t cols, float*
   }
 }
 
+template <size_t K>
+HWY_INLINE void MatVecBatchTBlock(const float* mt, const float* x, size_t rows, size_t cols,
+                                  float* out) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  for (size_t r0 = 0; r0 < rows; r0 += N) {
+    hn::Vec<DF> acc[K];
+#pragma GCC unroll 8
+    for (size_t v = 0; v < K; ++v) acc[v] = hn::Zero(d);
+    for (size_t c = 0; c < cols; ++c) {
+      const auto column = hn::LoadU(d, mt + c * rows + r0);
+#pragma GCC unroll 8
+      for (size_t v = 0; v < K; ++v) acc[v] = hn::MulAdd(column, hn::Set(d, x[v * cols + c]), acc[v]);
+    }
+#pragma GCC unroll 8
+    for (size_t v = 0; v < K; ++v) hn::StoreU(acc[v], d, out + v * rows + r0);
+  }
+}
+
+void MatVecBatchTImpl(const float* mt, const float* x, size_t n, size_t rows, size_t cols,
+                      float* out) {
+  size_t v = 0;
+  for (; v + 8 <= n; v += 8) MatVecBatchTBlock<8>(mt, x + v * cols, rows, cols, out + v * rows);
+  if (v + 4 <= n) {
+    MatVecBatchTBlock<4>(mt, x + v * cols, rows, cols, out + v * rows);
+    v += 4;
+  }
+  if (v + 2 <= n) {
+    MatVecBatchTBlock<2>(mt, x + v * cols, rows, cols, out + v * rows);
+    v += 2;
+  }
+  if (v < n) MatVecBatchTBlock<1>(mt, x + v * cols, rows, cols, out + v * rows);
+}
+
+// Index = number of thresholds below y, counted with 2^kBits - 1 compares per vector (b <= 4).
+template <int kBits>
+HWY_INLINE size_t QuantizeByCounting(const float* y, size_t n, const float* thresholds,
+                                     uint8_t* idx) {
+  const DF d;
+  const hn::RebindToUnsigned<DF> du;
+  const hn::Rebind<uint8_t, decltype(du)> du8;
+  const size_t N = hn::Lanes(d);
+  constexpr int kThresholds = (1 << kBits) - 1;
+  hn::Vec<DF> thr[kThresholds];
+  for (int k = 0; k < kThresholds; ++k) thr[k] = hn::Set(d, thresholds[k]);
+  size_t j = 0;
+  for (; j + N <= n; j += N) {
+    const auto v = hn::LoadU(d, y + j);
+    auto count = hn::Zero(du);
+#pragma GCC unroll 15
+    for (int k = 0; k < kThresholds; ++k) {
+      count = hn::Sub(count, hn::VecFromMask(du, hn::RebindMask(du, hn::Gt(v, thr[k]))));
+    }
+    hn::StoreU(hn::TruncateTo(du8, count), du8, idx + j);
+  }
+  return j;
+}
+
 void QuantizeIndicesImpl(const float* y, size_t n, const float* thresholds, int bits,
                          uint8_t* idx) {
-  const DF d;
-  const hn::RebindToSigned<DF> di;
-  const hn::Rebind<uint8_t, decltype(di)> du8;
-  const size_t N = hn::Lanes(d);
   const int levels = 1 << bits;
   size_t j = 0;
-  if (bits <= 4) {
-    // Count the thresholds below y: at most 15 compares per vector.
-    hn::Vec<DF> thr[15];
-    for (int k = 0; k + 1 < levels; ++k) thr[k] = hn::Set(d, thresholds[k]);
-    for (; j + N <= n; j += N) {
-      const auto v = hn::LoadU(d, y + j);
-      auto count = hn::Zero(di);
-      for (int k = 0; k + 1 < levels; ++k) {
-        count = hn::Sub(count, hn::VecFromMask(di, hn::RebindMask(di, hn::Gt(v, thr[k]))));
+  switch (bits) {
+    case 1: j = QuantizeByCounting<1>(y, n, thresholds, idx); break;
+    case 2: j = QuantizeByCounting<2>(y, n, thresholds, idx); break;
+    case 3: j = QuantizeByCounting<3>(y, n, thresholds, idx); break;
+    case 4: j = QuantizeByCounting<4>(y, n, thresholds, idx); break;
+    default: {
+      // Branchless binary search, thresholds gathered per lane.
+      const DF d;
+      const hn::RebindToSigned<DF> di;
+      const hn::RebindToUnsigned<DF> du;
+      const hn::Rebind<uint8_t, decltype(du)> du8;
+      const size_t N = hn::Lanes(d);
+      for (; j + N <= n; j += N) {
+        const auto v = hn::LoadU(d, y + j);
+        auto at = hn::Zero(di);
+        for (int step = levels / 2; step >= 1; step /= 2) {
+          const auto probe = hn::Add(at, hn::Set(di, step - 1));
+          const auto t = hn::GatherIndex(d, thresholds, probe);
+          at = hn::IfThenElse(hn::RebindMask(di, hn::Gt(v, t)), hn::Add(at, hn::Set(di, step)), at);
+        }
+        hn::StoreU(hn::TruncateTo(du8, hn::BitCast(du, at)), du8, idx + j);
       }
-      hn::StoreU(hn::DemoteTo(du8, count), du8, idx + j);
-    }
-  } else {
-    // Branchless binary search, thresholds gathered per lane.
-    for (; j + N <= n; j += N) {
-      const auto v = hn::LoadU(d, y + j);
-      auto at = hn::Zero(di);
-      for (int step = levels / 2; step >= 1; step /= 2) {
-        const auto probe = hn::Add(at, hn::Set(di, step - 1));
-        const auto t = hn::GatherIndex(d, thresholds, probe);
-        at = hn::IfThenElse(hn::RebindMask(di, hn::Gt(v, t)), hn::Add(at, hn::Set(di, step)), at);
-      }
-      hn::StoreU(hn::DemoteTo(du8, at), du8, idx + j);
     }
   }
   for (; j < n; ++j) {  // tail (n % lanes), same search in scalar
@@ -301,6 +354,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace tqlm::codec::kernels {
 HWY_EXPORT(MatVecImpl);
+HWY_EXPORT(MatVecBatchTImpl);
 HWY_EXPORT(QuantizeIndicesImpl);
 HWY_EXPORT(DotBatchImpl);
 HWY_EXPORT(DotF16BatchImpl);
@@ -308,6 +362,9 @@ HWY_EXPORT(NormalizeImpl);
 
 void MatVec(const float* m, const float* x, size_t rows, size_t cols, float* out) {
   HWY_DYNAMIC_DISPATCH(MatVecImpl)(m, x, rows, cols, out);
+}
+void MatVecBatchT(const float* mt, const float* x, size_t n, size_t rows, size_t cols, float* out) {
+  HWY_DYNAMIC_DISPATCH(MatVecBatchTImpl)(mt, x, n, rows, cols, out);
 }
 void QuantizeIndices(const float* y, size_t n, const float* thresholds, int bits, uint8_t* idx) {
   HWY_DYNAMIC_DISPATCH(QuantizeIndicesImpl)(y, n, thresholds, bits, idx);

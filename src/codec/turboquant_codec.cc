@@ -30,7 +30,7 @@ struct TurboQuantCodec::Impl {
   const LloydMaxCodebook* lo = nullptr;
   Rotation rotation;
   std::vector<float> qjl;    // S, dim x dim row-major, kProd only
-  std::vector<float> qjl_t;  // Sᵀ, for Decode
+  std::vector<float> qjl_t;  // Sᵀ: for Decode, and for projecting blocks of residuals
   float qjl_scale = 0;     // √(π/2) / d
 
   explicit Impl(const CodecConfig& c)
@@ -109,42 +109,57 @@ void TurboQuantCodec::InverseRotate(const float* in, float* out) const {
   impl_->rotation.ApplyInverse(in, out);
 }
 
-void TurboQuantCodec::Encode(const float* x, uint8_t* out) const {
+void TurboQuantCodec::Encode(const float* x, uint8_t* out) const { EncodeBatch(x, 1, out); }
+
+void TurboQuantCodec::EncodeBatch(const float* x, size_t n, uint8_t* out) const {
   const Impl& m = *impl_;
   const VectorLayout& l = m.layout;
   const int d = l.dim;
-  alignas(64) float y[kMaxDim];
-  // x = 0 (or not finite) gives u = 0 and a zero norm, which decodes to 0.
-  const float norm = kernels::Normalize(x, size_t(d), y);
-  m.rotation.Apply(y, y);
-  m.StoreNorm(norm, out + l.norm_offset);
-
-  alignas(64) uint8_t idx[kMaxDim];
-  kernels::QuantizeIndices(y, size_t(l.n_hi), m.hi->thresholds.data(), l.hi_bits, idx);
-  kernels::QuantizeIndices(y + l.n_hi, size_t(d - l.n_hi), m.lo->thresholds.data(), l.lo_bits,
-                           idx + l.n_hi);
-  uint8_t* codes = out + l.codes_offset;
-  PackIndices(idx, size_t(l.n_hi), l.hi_bits, codes);
-  PackIndices(idx + l.n_hi, size_t(d - l.n_hi), l.lo_bits, codes + LoSectionByte(l));
-  if (m.config.variant != Variant::kProd) return;
-
-  // Residual of the MSE stage, its norm and the signs of its Gaussian projection.
-  alignas(64) float r[kMaxDim], proj[kMaxDim];
-  double rsq = 0;
-  for (int j = 0; j < d; ++j) {
-    r[j] = y[j] - (j < l.n_hi ? m.hi->levels[idx[j]] : m.lo->levels[idx[j]]);
-    rsq += double(r[j]) * double(r[j]);
+  const size_t stride = l.bytes_per_vector;
+  const bool prod = m.config.variant == Variant::kProd;
+  // kProd projects the residuals of up to kBlock vectors at once (S is read once per block).
+  constexpr size_t kBlock = 8;
+  alignas(64) float residual[kBlock * kMaxDim], proj[kBlock * kMaxDim];
+  for (size_t i0 = 0; i0 < n; i0 += kBlock) {
+    const size_t count = std::min(kBlock, n - i0);
+    for (size_t v = 0; v < count; ++v) {
+      const float* xi = x + (i0 + v) * size_t(d);
+      uint8_t* o = out + (i0 + v) * stride;
+      alignas(64) float y[kMaxDim];
+      // x = 0 (or not finite) gives u = 0 and a zero norm, which decodes to 0.
+      const float norm = kernels::Normalize(xi, size_t(d), y);
+      m.rotation.Apply(y, y);
+      m.StoreNorm(norm, o + l.norm_offset);
+      alignas(64) uint8_t idx[kMaxDim];
+      kernels::QuantizeIndices(y, size_t(l.n_hi), m.hi->thresholds.data(), l.hi_bits, idx);
+      kernels::QuantizeIndices(y + l.n_hi, size_t(d - l.n_hi), m.lo->thresholds.data(),
+                               l.lo_bits, idx + l.n_hi);
+      uint8_t* codes = o + l.codes_offset;
+      PackIndices(idx, size_t(l.n_hi), l.hi_bits, codes);
+      PackIndices(idx + l.n_hi, size_t(d - l.n_hi), l.lo_bits, codes + LoSectionByte(l));
+      if (!prod) continue;
+      // Residual of the MSE stage (rotated domain) and its norm.
+      float* r = residual + v * size_t(d);
+      double rsq = 0;
+      for (int j = 0; j < d; ++j) {
+        r[j] = y[j] - (j < l.n_hi ? m.hi->levels[idx[j]] : m.lo->levels[idx[j]]);
+        rsq += double(r[j]) * double(r[j]);
+      }
+      m.StoreNorm(float(std::sqrt(rsq)), o + l.rnorm_offset);
+    }
+    if (!prod) continue;
+    // QJL: the signs of S·r.
+    kernels::MatVecBatchT(m.qjl_t.data(), residual, count, size_t(d), size_t(d), proj);
+    for (size_t v = 0; v < count; ++v) {
+      uint8_t* signs = out + (i0 + v) * stride + l.qjl_offset;
+      const float* p = proj + v * size_t(d);
+      for (int j = 0; j < d; j += 8) {
+        unsigned byte = 0;
+        for (int k = 0; k < 8; ++k) byte |= unsigned(p[j + k] >= 0) << k;
+        signs[j / 8] = uint8_t(byte);
+      }
+    }
   }
-  m.StoreNorm(float(std::sqrt(rsq)), out + l.rnorm_offset);
-  kernels::MatVec(m.qjl.data(), r, size_t(d), size_t(d), proj);
-  uint8_t* signs = out + l.qjl_offset;
-  std::memset(signs, 0, l.qjl_bytes);
-  for (int j = 0; j < d; ++j) signs[j / 8] |= uint8_t((proj[j] >= 0 ? 1 : 0) << (j % 8));
-}
-
-void TurboQuantCodec::EncodeBatch(const float* x, size_t n, uint8_t* out) const {
-  const size_t d = size_t(impl_->layout.dim), stride = impl_->layout.bytes_per_vector;
-  for (size_t i = 0; i < n; ++i) Encode(x + i * d, out + i * stride);
 }
 
 void TurboQuantCodec::Decode(const uint8_t* in, float* x) const {
