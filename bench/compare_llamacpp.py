@@ -107,6 +107,11 @@ def main():
         theirs = llm(p, max_tokens=64, temperature=0.0, top_k=1, repeat_penalty=1.0)["choices"][0]["text"]
         ok = ours == theirs
         same += ok
+        if not ok:
+            k = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b),
+                     min(len(ours), len(theirs)))
+            print(f"[compare] differs after {k} chars: {p!r} ...{ours[max(0, k - 30):k]!r} "
+                  f"| tqlm {ours[k:k + 25]!r} | llama.cpp {theirs[k:k + 25]!r}", flush=True)
         greedy.append({"prompt": p, "identical": ok, "tqlm": ours, "llama_cpp": theirs})
     report["greedy_identical"] = same
     report["greedy_total"] = len(PROMPTS)
@@ -123,6 +128,9 @@ def main():
     speed["tqlm"] = {"prompt_tokens": runs["prompt_tokens"],
                      "prefill_tokens_per_s": runs["prefill_tokens_per_s"],
                      "decode_tokens_per_s": runs["decode_tokens_per_s"]}
+    del llm
+    llm = Llama(model_path=args.model, n_ctx=2048, n_batch=2048, n_threads=args.threads,
+                n_threads_batch=args.threads, verbose=False)
     ids = llm.tokenize(prompt_text.encode(), add_bos=True)
     llm.reset()
     t0 = time.perf_counter()

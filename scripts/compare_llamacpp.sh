@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${TQLM_CACHE:-$HOME/.cache/tqlm}"
 VENV="$CACHE/venv-llamacpp"
-if ! "$VENV/bin/python" -c "import llama_cpp, quantcpp, numpy" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import llama_cpp, quantcpp, numpy, gguf" 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet numpy==2.3.5 quantcpp==0.13.0
+  "$VENV/bin/pip" install --quiet numpy==2.4.6 quantcpp==0.13.0 gguf==0.19.0
   echo "[compare] building llama-cpp-python 0.3.36 from source (once)"
   CMAKE_ARGS="-DGGML_NATIVE=ON" "$VENV/bin/pip" install --quiet --no-binary llama-cpp-python \
     llama-cpp-python==0.3.36
