@@ -117,8 +117,8 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
   }
 
   auto block_of = [&](const Tensor& t, const Segment& seg, int head) -> const uint8_t* {
-    if (seg.sink) return t.raw_pool->data(t.sinks[head][seg.block]);
-    return (seg.comp ? t.comp_pool : t.raw_pool)->data(t.main[head][seg.block]);
+    if (seg.sink) return t.raw_pool[head]->data(t.sinks[head][seg.block]);
+    return (seg.comp ? t.comp_pool : t.raw_pool)[head]->data(t.main[head][seg.block]);
   };
   auto KeyBlock = [&](const Segment& seg, int head) { return block_of(L.k, seg, head); };
   auto ValueBlock = [&](const Segment& seg, int head) { return block_of(L.v, seg, head); };

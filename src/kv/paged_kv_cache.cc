@@ -43,8 +43,7 @@ PagedKvCache::PagedKvCache(const KvCacheConfig& config) : config_(config) {
                                  std::tuple{&L.v, vt, TensorRole::kValue}}) {
       t->raw = FormatFor(RawTypeFor(type), g.head_dim, role);
       t->comp = FormatFor(type, g.head_dim, role);
-      t->raw_pool = PoolFor(t->raw->block_bytes());
-      t->comp_pool = PoolFor(t->comp->block_bytes());
+      MakePools(*t, g.n_kv_heads);
       t->sinks.resize(g.n_kv_heads);
       t->main.resize(g.n_kv_heads);
     }
@@ -66,21 +65,20 @@ PagedKvCache::PagedKvCache(const PagedKvCache& other)
       const TensorRole role = x == 0 ? TensorRole::kKey : TensorRole::kValue;
       t.raw = FormatFor(RawTypeFor(*types[x]), L.geom.head_dim, role);
       t.comp = FormatFor(*types[x], L.geom.head_dim, role);
-      t.raw_pool = PoolFor(t.raw->block_bytes());
-      t.comp_pool = PoolFor(t.comp->block_bytes());
+      MakePools(t, L.geom.n_kv_heads);
       for (int h = 0; h < L.geom.n_kv_heads; ++h) {
         for (auto& id : t.sinks[h]) {
           const uint32_t src = id;
-          id = t.raw_pool->Allocate();
-          std::copy_n(o.raw_pool->data(src), t.raw->block_bytes(), t.raw_pool->data(id));
+          id = t.raw_pool[h]->Allocate();
+          std::copy_n(o.raw_pool[h]->data(src), t.raw->block_bytes(), t.raw_pool[h]->data(id));
         }
         for (size_t b = 0; b < t.main[h].size(); ++b) {
           uint32_t& id = t.main[h][b];
           if (id == kNoBlock) continue;
           const uint32_t src = id;
           const bool comp = int(b) < L.n_comp;
-          BlockPool* pool = comp ? t.comp_pool : t.raw_pool;
-          const BlockPool* opool = comp ? o.comp_pool : o.raw_pool;
+          BlockPool* pool = (comp ? t.comp_pool : t.raw_pool)[h].get();
+          const BlockPool* opool = (comp ? o.comp_pool : o.raw_pool)[h].get();
           id = pool->Allocate();
           std::copy_n(opool->data(src), pool->block_bytes(), pool->data(id));
         }
@@ -101,10 +99,14 @@ const BlockFormat* PagedKvCache::FormatFor(const KvType& type, int dim, TensorRo
   return f.get();
 }
 
-BlockPool* PagedKvCache::PoolFor(size_t block_bytes) {
-  auto& p = pools_[block_bytes];
-  if (!p) p = std::make_unique<BlockPool>(block_bytes);
-  return p.get();
+void PagedKvCache::MakePools(Tensor& t, int n_heads) {
+  t.raw_pool.clear();
+  t.comp_pool.clear();
+  for (int h = 0; h < n_heads; ++h) {
+    t.raw_pool.push_back(std::make_shared<BlockPool>(t.raw->block_bytes()));
+    t.comp_pool.push_back(t.comp == t.raw ? t.raw_pool.back()
+                                          : std::make_shared<BlockPool>(t.comp->block_bytes()));
+  }
 }
 
 void PagedKvCache::CompressBlock(Tensor& t, int head, int b) {
@@ -112,10 +114,10 @@ void PagedKvCache::CompressBlock(Tensor& t, int head, int b) {
   if (id == kNoBlock || t.comp == t.raw) return;
   const int d = t.raw->dim();
   tmp_.resize(size_t(kBlockTokens) * d);
-  t.raw->Decode(t.raw_pool->data(id), 0, kBlockTokens, tmp_.data());
-  const uint32_t cid = t.comp_pool->Allocate();
-  t.comp->Encode(tmp_.data(), d, 0, kBlockTokens, t.comp_pool->data(cid));
-  t.raw_pool->Free(id);
+  t.raw->Decode(t.raw_pool[head]->data(id), 0, kBlockTokens, tmp_.data());
+  const uint32_t cid = t.comp_pool[head]->Allocate();
+  t.comp->Encode(tmp_.data(), d, 0, kBlockTokens, t.comp_pool[head]->data(cid));
+  t.raw_pool[head]->Free(id);
   id = cid;
 }
 
@@ -129,20 +131,21 @@ void PagedKvCache::CompressBlock(Layer& L, int b) {
 void PagedKvCache::FreeInvisible(Layer& L, int first_needed) {
   // Main block b's last position is S + 64 b + 63 (S = 0 on window layers).
   for (Tensor* t : {&L.k, &L.v}) {
-    for (auto& blocks : t->main) {
+    for (size_t h = 0; h < t->main.size(); ++h) {
+      auto& blocks = t->main[h];
       for (size_t b = 0; b < blocks.size(); ++b) {
         if (L.sinks + int(b + 1) * kBlockTokens > first_needed) break;
         if (blocks[b] == kNoBlock) continue;
-        (int(b) < L.n_comp ? t->comp_pool : t->raw_pool)->Free(blocks[b]);
+        (int(b) < L.n_comp ? t->comp_pool : t->raw_pool)[h]->Free(blocks[b]);
         blocks[b] = kNoBlock;
       }
     }
   }
 }
 
-uint32_t PagedKvCache::NewRawBlock(Tensor& t) {
-  const uint32_t id = t.raw_pool->Allocate();
-  std::memset(t.raw_pool->data(id), 0, t.raw_pool->block_bytes());
+uint32_t PagedKvCache::NewRawBlock(Tensor& t, int head) {
+  const uint32_t id = t.raw_pool[head]->Allocate();
+  std::memset(t.raw_pool[head]->data(id), 0, t.raw_pool[head]->block_bytes());
   return id;
 }
 
@@ -159,10 +162,10 @@ void PagedKvCache::WriteTokens(Layer& L, Tensor& t, const float* x, int pos, int
     for (int h = 0; h < g.n_kv_heads; ++h) {
       auto& blocks = sink ? t.sinks[h] : t.main[h];
       // New raw blocks start zeroed: kernels may read a partly filled block's empty slots.
-      while (int(blocks.size()) <= b) blocks.push_back(NewRawBlock(t));
-      if (blocks[b] == kNoBlock) blocks[b] = NewRawBlock(t);
+      while (int(blocks.size()) <= b) blocks.push_back(NewRawBlock(t, h));
+      if (blocks[b] == kNoBlock) blocks[b] = NewRawBlock(t, h);
       t.raw->Encode(x + size_t(i) * stride + size_t(h) * g.head_dim, stride, off, run,
-                    t.raw_pool->data(blocks[b]));
+                    t.raw_pool[h]->data(blocks[b]));
     }
     i += run;
   }
@@ -211,23 +214,24 @@ void PagedKvCache::TruncateLayer(Layer& L, int n) {
     for (int h = 0; h < L.geom.n_kv_heads; ++h) {
       auto& sinks = t->sinks[h];
       while (int(sinks.size()) > keep_sink_blocks) {
-        t->raw_pool->Free(sinks.back());
+        t->raw_pool[h]->Free(sinks.back());
         sinks.pop_back();
       }
       auto& main = t->main[h];
       while (int(main.size()) > keep_main) {
         const int b = int(main.size()) - 1;
-        if (main.back() != kNoBlock) (b < L.n_comp ? t->comp_pool : t->raw_pool)->Free(main.back());
+        if (main.back() != kNoBlock)
+          (b < L.n_comp ? t->comp_pool : t->raw_pool)[h]->Free(main.back());
         main.pop_back();
       }
       // A compressed block cut in the middle goes back to raw storage (its decoded values).
       if (cut_compressed && t->comp != t->raw && main.back() != kNoBlock) {
         const int d = L.geom.head_dim;
         tmp_.resize(size_t(kBlockTokens) * d);
-        t->comp->Decode(t->comp_pool->data(main.back()), 0, kBlockTokens, tmp_.data());
-        t->comp_pool->Free(main.back());
-        main.back() = t->raw_pool->Allocate();
-        t->raw->Encode(tmp_.data(), d, 0, kBlockTokens, t->raw_pool->data(main.back()));
+        t->comp->Decode(t->comp_pool[h]->data(main.back()), 0, kBlockTokens, tmp_.data());
+        t->comp_pool[h]->Free(main.back());
+        main.back() = t->raw_pool[h]->Allocate();
+        t->raw->Encode(tmp_.data(), d, 0, kBlockTokens, t->raw_pool[h]->data(main.back()));
       }
     }
   }
@@ -257,7 +261,14 @@ void PagedKvCache::Truncate(int n) {
 
 KvMemoryStats PagedKvCache::MemoryStats() const {
   KvMemoryStats s;
-  for (const auto& [bytes, pool] : pools_) s.bytes_allocated += pool->bytes_allocated();
+  for (const Layer& L : layers_) {
+    for (const Tensor* t : {&L.k, &L.v}) {
+      for (size_t h = 0; h < t->raw_pool.size(); ++h) {
+        s.bytes_allocated += t->raw_pool[h]->bytes_allocated();
+        if (t->comp_pool[h] != t->raw_pool[h]) s.bytes_allocated += t->comp_pool[h]->bytes_allocated();
+      }
+    }
+  }
   for (const Layer& L : layers_) {
     const LayerGeometry& g = L.geom;
     const int T = n_tokens_;

@@ -41,8 +41,8 @@ class PagedKvCache final : public KvCache {
   struct Tensor {
     const BlockFormat* comp = nullptr;  // format of compressed blocks (== raw if uncompressed)
     const BlockFormat* raw = nullptr;
-    BlockPool* comp_pool = nullptr;
-    BlockPool* raw_pool = nullptr;
+    // One pool per KV head (per stream), so each head's blocks lie contiguously in slabs.
+    std::vector<std::shared_ptr<BlockPool>> comp_pool, raw_pool;
     std::vector<std::vector<uint32_t>> sinks;  // [kv head] raw blocks of [0, S)
     std::vector<std::vector<uint32_t>> main;   // [kv head] blocks of [S, ...)
   };
@@ -60,19 +60,18 @@ class PagedKvCache final : public KvCache {
 
  private:
   PagedKvCache(const PagedKvCache& other);
-  BlockPool* PoolFor(size_t block_bytes);
+  static void MakePools(Tensor& t, int n_heads);
   const BlockFormat* FormatFor(const KvType& type, int dim, TensorRole role);
   void CompressBlock(Layer& L, int b);
   void CompressBlock(Tensor& t, int head, int b);
   void FreeInvisible(Layer& L, int first_needed);
-  uint32_t NewRawBlock(Tensor& t);
+  uint32_t NewRawBlock(Tensor& t, int head);
   void WriteTokens(Layer& L, Tensor& t, const float* x, int pos, int n);
   void TruncateLayer(Layer& L, int n);
 
   KvCacheConfig config_;
   int n_tokens_ = 0;
   std::map<std::tuple<int, std::string, TensorRole>, std::unique_ptr<BlockFormat>> formats_;
-  std::map<size_t, std::unique_ptr<BlockPool>> pools_;
   std::vector<Layer> layers_;
   std::vector<float> tmp_;  // decoded rows when a compressed block is cut by Truncate
   struct AttendScratch {
