@@ -32,6 +32,8 @@ void QuantizeIndices(const float* y, size_t n, const float* thresholds, int bits
 struct DotPlan {
   const float* query = nullptr;   // rotated query, dim floats
   const float* sketch = nullptr;  // S · rotated query (prod), else nullptr
+  // Codebook levels, zero-padded to 256 entries so that full-vector loads and gathers of any
+  // index stay in bounds.
   const float* levels_hi = nullptr;
   const float* levels_lo = nullptr;
   int dim = 0, n_hi = 0, hi_bits = 0, lo_bits = 0;

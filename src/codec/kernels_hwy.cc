@@ -269,13 +269,9 @@ float LoadNorm(const uint8_t* p, bool f16) {
 
 void DotBatchImpl(const DotPlan& p, const uint8_t* codes, size_t n, float* out) {
   const DF d;
-  // Levels zero-padded to 256 so that a full vector load and every gather stay in bounds.
-  alignas(64) float levels_hi[256] = {}, levels_lo[256] = {};
-  std::memcpy(levels_hi, p.levels_hi, sizeof(float) << p.hi_bits);
-  std::memcpy(levels_lo, p.levels_lo, sizeof(float) << p.lo_bits);
   const int n_lo = p.dim - p.n_hi;
-  const Section<DF> hi(d, levels_hi, p.hi_bits, p.n_hi);
-  const Section<DF> lo(d, levels_lo, p.lo_bits, n_lo);
+  const Section<DF> hi(d, p.levels_hi, p.hi_bits, p.n_hi);
+  const Section<DF> lo(d, p.levels_lo, p.lo_bits, n_lo);
   const uint8_t* end = codes + n * p.stride;
   alignas(64) uint8_t padded[2 * kMaxDim + 64];
   for (size_t i = 0; i < n; ++i) {

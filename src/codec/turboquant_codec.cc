@@ -32,11 +32,16 @@ struct TurboQuantCodec::Impl {
   std::vector<float> qjl;    // S, dim x dim row-major, kProd only
   std::vector<float> qjl_t;  // Sᵀ: for Decode, and for projecting blocks of residuals
   float qjl_scale = 0;     // √(π/2) / d
+  // The codebooks' levels zero-padded to 256 entries, as the dot kernel reads them.
+  std::vector<float> padded_hi = std::vector<float>(256, 0.0f);
+  std::vector<float> padded_lo = std::vector<float>(256, 0.0f);
 
   explicit Impl(const CodecConfig& c)
       : config(c), layout(ComputeLayout(c)), rotation(c.dim, c.seed) {
     hi = &LloydMaxCodebook::Get(c.dim, layout.hi_bits, c.codebook);
     lo = &LloydMaxCodebook::Get(c.dim, layout.lo_bits, c.codebook);
+    std::copy(hi->levels.begin(), hi->levels.end(), padded_hi.begin());
+    std::copy(lo->levels.begin(), lo->levels.end(), padded_lo.begin());
     if (c.variant == Variant::kProd) {
       Rng rng(c.seed ^ 0x514a4c5f536b6574ull);  // "QJL_Sket"
       qjl.resize(size_t(c.dim) * size_t(c.dim));
@@ -201,8 +206,8 @@ void TurboQuantCodec::DotBatch(const PreparedQuery& q, const uint8_t* codes, siz
   kernels::DotPlan p;
   p.query = q.rotated.data();
   p.sketch = prod ? q.sketch.data() : nullptr;
-  p.levels_hi = m.hi->levels.data();
-  p.levels_lo = m.lo->levels.data();
+  p.levels_hi = m.padded_hi.data();
+  p.levels_lo = m.padded_lo.data();
   p.dim = l.dim;
   p.n_hi = l.n_hi;
   p.hi_bits = l.hi_bits;
