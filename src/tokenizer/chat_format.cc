@@ -1,5 +1,6 @@
 #include "tokenizer/chat_format.h"
 
+#include "tokenizer/jinja_template.h"
 #include "tqlm/error.h"
 
 namespace tqlm::tokenizer {
@@ -46,11 +47,97 @@ std::string ChatMlDefaultSystem(std::string_view tmpl) {
   return "";
 }
 
-std::unique_ptr<ChatFormatter> MakeChatFormatter(std::string_view chat_template) {
-  if (chat_template.empty() || chat_template.find("<|im_start|>") != std::string_view::npos) {
-    return std::make_unique<ChatMlFormatter>(ChatMlDefaultSystem(chat_template));
+nlohmann::ordered_json ChatMessagesToJson(std::span<const ChatMessage> messages) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const ChatMessage& m : messages) {
+    nlohmann::ordered_json j;
+    j["role"] = m.role;
+    j["content"] = m.content;
+    if (!m.tool_calls.empty()) {
+      nlohmann::ordered_json calls = nlohmann::ordered_json::array();
+      for (const ChatToolCall& c : m.tool_calls) {
+        nlohmann::ordered_json call;
+        if (!c.id.empty()) call["id"] = c.id;
+        call["type"] = "function";
+        nlohmann::ordered_json args =
+            nlohmann::ordered_json::parse(c.arguments, nullptr, /*allow_exceptions=*/false);
+        if (!args.is_object()) args = c.arguments;  // not an object: the text as it is
+        call["function"] = {{"name", c.name}, {"arguments", std::move(args)}};
+        calls.push_back(std::move(call));
+      }
+      j["tool_calls"] = std::move(calls);
+    }
+    if (!m.tool_call_id.empty()) j["tool_call_id"] = m.tool_call_id;
+    if (!m.name.empty()) j["name"] = m.name;
+    list.push_back(std::move(j));
   }
-  throw Error("unsupported chat template (only ChatML templates are supported so far)");
+  return list;
+}
+
+namespace {
+
+// The end-of-turn marker a template uses, found by the well-known ones it contains.
+std::string DetectEndOfTurn(std::string_view tmpl, const ChatTemplateTokens& tokens) {
+  for (const char* marker : {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>",
+                             "<|END_OF_TURN_TOKEN|>"}) {
+    if (tmpl.find(marker) != std::string_view::npos) return marker;
+  }
+  return tokens.eos;
+}
+
+}  // namespace
+
+JinjaChatFormatter::JinjaChatFormatter(std::string_view chat_template, ChatTemplateTokens tokens,
+                                       nlohmann::ordered_json extra_context)
+    : template_(std::make_unique<jinja::Template>(chat_template)),
+      tokens_(std::move(tokens)),
+      extra_(std::move(extra_context)),
+      end_of_turn_(DetectEndOfTurn(chat_template, tokens_)) {
+  if (!extra_.is_object()) throw Error("chat template: extra context must be a JSON object");
+}
+
+JinjaChatFormatter::~JinjaChatFormatter() = default;
+
+std::string JinjaChatFormatter::Format(std::span<const ChatMessage> messages,
+                                       bool add_generation_prompt) const {
+  return FormatWithTools(messages, nullptr, add_generation_prompt);
+}
+
+std::string JinjaChatFormatter::FormatWithTools(std::span<const ChatMessage> messages,
+                                                const nlohmann::ordered_json& tools,
+                                                bool add_generation_prompt) const {
+  // The variables HF transformers' apply_chat_template passes, in its order.
+  nlohmann::ordered_json ctx;
+  ctx["messages"] = ChatMessagesToJson(messages);
+  ctx["tools"] = tools.is_array() && !tools.empty() ? tools : nlohmann::ordered_json(nullptr);
+  ctx["documents"] = nullptr;
+  ctx["add_generation_prompt"] = add_generation_prompt;
+  ctx["bos_token"] = tokens_.bos;
+  ctx["eos_token"] = tokens_.eos;
+  for (const auto& [k, v] : extra_.items()) ctx[k] = v;
+  return Render(ctx);
+}
+
+std::string JinjaChatFormatter::Render(const nlohmann::ordered_json& context) const {
+  jinja::RenderOptions options;
+  options.now = now_;
+  return template_->Render(context, options);
+}
+
+std::unique_ptr<ChatFormatter> MakeChatFormatter(std::string_view chat_template,
+                                                 const ChatTemplateTokens& tokens) {
+  if (chat_template.empty()) return std::make_unique<ChatMlFormatter>();
+  return std::make_unique<JinjaChatFormatter>(chat_template, tokens);
+}
+
+std::unique_ptr<ChatFormatter> MakeChatFormatter(const VocabData& vocab) {
+  ChatTemplateTokens tokens;
+  auto text = [&](TokenId id) {
+    return id >= 0 && size_t(id) < vocab.tokens.size() ? vocab.tokens[size_t(id)] : std::string();
+  };
+  tokens.bos = text(vocab.bos_id);
+  tokens.eos = text(vocab.eos_id);
+  return MakeChatFormatter(vocab.chat_template, tokens);
 }
 
 }  // namespace tqlm::tokenizer

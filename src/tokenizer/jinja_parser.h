@@ -1,0 +1,19 @@
+// Jinja parser: tokens -> syntax tree, following jinja2's grammar and operator precedence
+// (or < and < not < comparisons < + - < ~ < * / // % < ** < unary < filters/tests < postfix).
+// Nesting of expressions and blocks is bounded so that hostile input cannot exhaust the stack.
+#pragma once
+
+#include <vector>
+
+#include "tokenizer/jinja_ast.h"
+#include "tokenizer/jinja_lexer.h"
+
+namespace tqlm::tokenizer::jinja {
+
+inline constexpr int kMaxParseDepth = 100;
+
+// Throws tqlm::Error with the line on syntax errors and unsupported tags (include, extends,
+// import, call, ...: a chat template gets no I/O).
+Body Parse(const std::vector<Token>& tokens);
+
+}  // namespace tqlm::tokenizer::jinja
