@@ -94,7 +94,9 @@ __device__ __forceinline__ uint32_t Field(const uint32_t (&w)[W], int f, const u
     constexpr uint32_t kMask = (1u << kFieldBits) - 1;
     const int off = f * kFieldBits, wi = off / 32, sh = off % 32;
     uint32_t code;
-    if (sh + kFieldBits <= 32) {
+    if constexpr (kFieldBits == 8) {
+      code = __byte_perm(w[wi], 0u, 0x4440u | uint32_t(sh / 8));  // one PRMT
+    } else if (sh + kFieldBits <= 32) {
       code = (w[wi] >> sh) & kMask;
     } else {
       code = __funnelshift_r(w[wi], w[wi + 1], sh) & kMask;
@@ -185,10 +187,16 @@ __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int 
   const uint32_t x0 = PackHalf2(ok[0] ? p[0] * vn[0] : 0.0f, ok[0] ? p[1] * vn[0] : 0.0f);
   const uint32_t x1 = PackHalf2(ok[1] ? p[2] * vn[1] : 0.0f, ok[1] ? p[3] * vn[1] : 0.0f);
   const uint32_t b0 = Transpose8x8(x0), b1 = Transpose8x8(x1);
+  // Once the running maxima settle, most chunks leave them unchanged: skip the rescale then.
+  if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
+#pragma unroll
+    for (int mt = 0; mt < D / 16; ++mt) {
+      st.o[mt][0] *= corr[0], st.o[mt][2] *= corr[0];
+      st.o[mt][1] *= corr[1], st.o[mt][3] *= corr[1];
+    }
+  }
 #pragma unroll
   for (int mt = 0; mt < D / 16; ++mt) {
-    st.o[mt][0] *= corr[0], st.o[mt][2] *= corr[0];
-    st.o[mt][1] *= corr[1], st.o[mt][3] *= corr[1];
     const int f = mt * 4;
     Mma16816(st.o[mt], Field<BV>(r.vw, f, lutv_lane), Field<BV>(r.vw, f + 1, lutv_lane),
              Field<BV>(r.vw, f + 2, lutv_lane), Field<BV>(r.vw, f + 3, lutv_lane), b0, b1);
@@ -196,29 +204,16 @@ __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int 
 }
 
 // Chunks first, first + kWarps, ... < end of one KV head; page_of(c) gives a chunk's page and
-// valid_of(c) its valid tokens (> 0). Compressed chunks are loaded two steps ahead (one for
-// wider codes), so that each warp keeps several KB of loads in flight.
+// valid_of(c) its valid tokens (> 0). Compressed chunks are loaded one step ahead (fp16 chunks,
+// 64 words a lane, are not: the registers would cost occupancy).
 template <int D, int BK, int BV, class PageOf, class ValidOf>
 __device__ __forceinline__ void ProcessChunks(int first, int end, PageOf page_of, ValidOf valid_of,
                                               int lane, const uint32_t (&qa)[D / 16][2],
                                               const uint32_t* lutk_lane,
                                               const uint32_t* lutv_lane, float k_inv_alpha,
                                               float v_inv_alpha, WarpState<D>& st) {
-  constexpr int kWords = LaneWords(D, BK) + LaneWords(D, BV);
-  constexpr int kDepth = kWords <= 16 ? 2 : (kWords <= 32 ? 1 : 0);  // chunks loaded ahead
-  if constexpr (kDepth == 2) {
-    if (first >= end) return;
-    ChunkRegs<D, BK, BV> cur, next, later;
-    LoadChunk<D, BK, BV>(page_of(first), lane, cur);
-    if (first + kWarps < end) LoadChunk<D, BK, BV>(page_of(first + kWarps), lane, next);
-    for (int c = first; c < end; c += kWarps) {
-      if (c + 2 * kWarps < end) LoadChunk<D, BK, BV>(page_of(c + 2 * kWarps), lane, later);
-      ComputeChunk<D, BK, BV>(cur, valid_of(c), lane, qa, lutk_lane, lutv_lane, k_inv_alpha,
-                              v_inv_alpha, st);
-      cur = next;
-      next = later;
-    }
-  } else if constexpr (kDepth == 1) {
+  constexpr bool kPrefetch = LaneWords(D, BK) + LaneWords(D, BV) <= 32;
+  if constexpr (kPrefetch) {
     if (first >= end) return;
     ChunkRegs<D, BK, BV> cur, next;
     LoadChunk<D, BK, BV>(page_of(first), lane, cur);
