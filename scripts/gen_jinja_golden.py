@@ -29,7 +29,7 @@ assert jinja2.__version__ == "3.1.6", jinja2.__version__
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "jinja"
 MODELS = Path.home() / ".cache" / "tqlm" / "models"
-# Fixed clock for strftime_now: 2026-11-22 12:34:56 UTC.
+# Fixed clock for strftime_now: 2026-11-23 12:34:56 UTC.
 NOW = 1795437296
 GGUF_MODELS = {
     "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
