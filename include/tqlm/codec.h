@@ -21,6 +21,8 @@ enum class NormFormat { kF16, kF32 };
 enum class CodebookKind { kSphere, kGaussian };
 
 struct CodecConfig {
+  // Head dimension: every power of two 16..1024, and B·nb with B the largest power of two
+  // dividing it and nb <= B (48, 80, 96, 112, 160, 192, 224, 320, 384, ...). See docs/CODEC.md.
   int dim = 128;
   // Bits per coordinate: 1..8, or b + 0.5 (1.5 .. 7.5) where half of the rotated coordinates
   // get b + 1 bits. For kProd, `bits` is the total: (bits - 1) MSE bits + 1 QJL bit.
@@ -68,6 +70,7 @@ struct PreparedQuery {
   std::vector<float> sketch;   // S·(H·D·q) (dim floats, kProd only)
 };
 
+// All methods are const and thread-safe. Unsupported configs throw tqlm::Error.
 class TurboQuantCodec {
  public:
   explicit TurboQuantCodec(const CodecConfig& config);

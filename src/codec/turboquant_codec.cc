@@ -124,7 +124,11 @@ void TurboQuantCodec::EncodeBatch(const float* x, size_t n, uint8_t* out) const 
   const bool prod = m.config.variant == Variant::kProd;
   // kProd projects the residuals of up to kBlock vectors at once (S is read once per block).
   constexpr size_t kBlock = 8;
-  alignas(64) float residual[kBlock * kMaxDim], proj[kBlock * kMaxDim];
+  std::vector<float> residual, proj;  // kBlock residuals and their projections (prod only)
+  if (prod) {
+    residual.resize(kBlock * size_t(d));
+    proj.resize(kBlock * size_t(d));
+  }
   for (size_t i0 = 0; i0 < n; i0 += kBlock) {
     const size_t count = std::min(kBlock, n - i0);
     for (size_t v = 0; v < count; ++v) {
@@ -144,7 +148,7 @@ void TurboQuantCodec::EncodeBatch(const float* x, size_t n, uint8_t* out) const 
       PackIndices(idx + l.n_hi, size_t(d - l.n_hi), l.lo_bits, codes + LoSectionByte(l));
       if (!prod) continue;
       // Residual of the MSE stage (rotated domain) and its norm.
-      float* r = residual + v * size_t(d);
+      float* r = residual.data() + v * size_t(d);
       double rsq = 0;
       for (int j = 0; j < d; ++j) {
         r[j] = y[j] - (j < l.n_hi ? m.hi->levels[idx[j]] : m.lo->levels[idx[j]]);
@@ -154,10 +158,10 @@ void TurboQuantCodec::EncodeBatch(const float* x, size_t n, uint8_t* out) const 
     }
     if (!prod) continue;
     // QJL: the signs of S·r.
-    kernels::MatVecBatchT(m.qjl_t.data(), residual, count, size_t(d), size_t(d), proj);
+    kernels::MatVecBatchT(m.qjl_t.data(), residual.data(), count, size_t(d), size_t(d), proj.data());
     for (size_t v = 0; v < count; ++v) {
       uint8_t* signs = out + (i0 + v) * stride + l.qjl_offset;
-      const float* p = proj + v * size_t(d);
+      const float* p = proj.data() + v * size_t(d);
       for (int j = 0; j < d; j += 8) {
         unsigned byte = 0;
         for (int k = 0; k < 8; ++k) byte |= unsigned(p[j + k] >= 0) << k;
