@@ -86,7 +86,8 @@ __device__ __forceinline__ void LoadLaneWords(const uint32_t* side, int lane, ui
 
 // fp16x2 operand for field f of a lane (f is a compile-time constant after unrolling).
 template <int B, int W>
-__device__ __forceinline__ uint32_t Field(const uint32_t (&w)[W], int f, const uint32_t* lut_lane) {
+// lut_lane: shared-memory byte address of this lane's entry 0 (entry c is 128 c bytes further).
+__device__ __forceinline__ uint32_t Field(const uint32_t (&w)[W], int f, uint32_t lut_lane) {
   if constexpr (B == kF16Bits) {
     return w[f];
   } else {
@@ -101,7 +102,10 @@ __device__ __forceinline__ uint32_t Field(const uint32_t (&w)[W], int f, const u
     } else {
       code = __funnelshift_r(w[wi], w[wi + 1], sh) & kMask;
     }
-    return lut_lane[code << 5];
+    // Explicit shared address: code -> LEA -> LDS, three instructions per pair with the PRMT.
+    uint32_t v;
+    asm("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(lut_lane + (code << 7)));
+    return v;
   }
 }
 
@@ -143,7 +147,7 @@ struct WarpState {
 template <int D, int BK, int BV>
 __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int valid, int lane,
                                              const uint32_t (&qa)[D / 16][2],
-                                             const uint32_t* lutk_lane, const uint32_t* lutv_lane,
+                                             uint32_t lutk_lane, uint32_t lutv_lane,
                                              float k_inv_alpha, float v_inv_alpha,
                                              WarpState<D>& st) {
   const int gid = lane >> 2;
@@ -209,8 +213,8 @@ __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int 
 template <int D, int BK, int BV, class PageOf, class ValidOf>
 __device__ __forceinline__ void ProcessChunks(int first, int end, PageOf page_of, ValidOf valid_of,
                                               int lane, const uint32_t (&qa)[D / 16][2],
-                                              const uint32_t* lutk_lane,
-                                              const uint32_t* lutv_lane, float k_inv_alpha,
+                                              uint32_t lutk_lane,
+                                              uint32_t lutv_lane, float k_inv_alpha,
                                               float v_inv_alpha, WarpState<D>& st) {
   constexpr bool kPrefetch = LaneWords(D, BK) + LaneWords(D, BV) <= 32;
   if constexpr (kPrefetch) {
@@ -264,8 +268,8 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 4 : 2) AttendSplitKernel(
 
   const int lane = threadIdx.x % kWarpLanes, warp = threadIdx.x / kWarpLanes;
   const int gid = lane / 4, tig = lane % 4;
-  const uint32_t* lutk_lane = lutk + lane;
-  const uint32_t* lutv_lane = lutv + lane;
+  const uint32_t lutk_lane = uint32_t(__cvta_generic_to_shared(lutk)) + 4 * lane;
+  const uint32_t lutv_lane = uint32_t(__cvta_generic_to_shared(lutv)) + 4 * lane;
   const int n_items = a.batch * a.n_kv_heads * a.n_splits;
   for (int item = blockIdx.x; item < n_items; item += gridDim.x) {
     const int split = item % a.n_splits;
