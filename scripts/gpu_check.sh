@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # On the GPU machine: builds the CUDA kernels standalone (src/kernels/cuda, nothing else of the
 # tree), runs the correctness test, the tqlm benchmark and PyTorch's SDPA on the same shapes, and
-# writes log.txt, test.txt, bench.json, sdpa.json and table.md to $OUT (default ./gpu_out).
-#   scripts/gpu_check.sh [--quick]      --quick: test + 32K only
+# writes log.txt, test.txt, bench.json, sdpa.json, sass.txt and table.md to $OUT (default
+# /tmp/tqlm-gpu-out).
+#   scripts/gpu_check.sh [--quick]      --quick: test + 32K, batch 1 and 8 only
+#   CONTEXTS=4096,32768 BATCHES=8 SKIP_SDPA=1 scripts/gpu_check.sh     a subset, no PyTorch
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu_out}
+OUT=${OUT:-/tmp/tqlm-gpu-out}
 mkdir -p "$OUT"
 BUILD=${BUILD:-/tmp/tqlm-cuda-build}
 ARCH=${TQLM_CUDA_ARCH:-90a}

@@ -2,12 +2,13 @@
 // fp16 sink/recent tokens in the same launch; query rotation before and merge + inverse rotation
 // after. See tq_attention.h for the math and paged_layout.h for the layout.
 //
-// Each block of 4 warps takes work items (sequence b, KV head h, split s) from a persistent loop.
-// A warp processes whole 16-token chunks: S = Q K^T with the group's query heads as the 16 rows
-// of mma.m16n8k16 (rows >= group are zero), keys as 2 n-tiles of 8; online softmax in fp32 per
-// head; then O += P V with P (fp16, scaled by each token's V norm) as the A operand straight from
-// the score accumulators (no shuffles). Codes become fp16 operands through pair tables in shared
-// memory, replicated per lane (entry c of lane L at c * 32 + L) so table reads never conflict.
+// Each block of 4 warps takes work items (sequence b, KV head h, split s) from a persistent loop;
+// split 0 also takes the fp16 sinks and recent ring. A warp processes whole 16-token chunks with
+// mma.m16n8k16 (fp16 operands, fp32 accumulators): S^T = K Q^T with the chunk's 16 keys as rows
+// and the group's query heads as the 8 columns; an online softmax in fp32 per head; P^T (fp16,
+// scaled by each token's V norm) moved into the B operand by two 8x8 movmatrix transposes; then
+// O^T += V^T P^T. Codes become fp16 operand pairs through pair tables in shared memory,
+// replicated per lane (entry c of lane L at c * 32 + L) so that table reads never conflict.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
