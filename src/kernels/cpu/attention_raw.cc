@@ -216,7 +216,12 @@ void SoftmaxUpdate(float* scores, int nq, int stride, int n_tok, float* m, float
     if (n_tok >= N) {
       VF vmax = hn::Set(df, kNegInf);
       for (; t + N <= n_tok; t += N) vmax = hn::Max(vmax, hn::LoadU(df, s + t));
-      bmax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+      // Usually no score beats the running max: skip the horizontal reduction then.
+      if (t == n_tok && m[i] != kNegInf && hn::AllFalse(df, hn::Gt(vmax, hn::Set(df, m[i])))) {
+        bmax = m[i];
+      } else {
+        bmax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+      }
     }
     for (; t < n_tok; ++t) bmax = std::max(bmax, s[t]);
     if (bmax == kNegInf) {

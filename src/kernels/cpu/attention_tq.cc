@@ -229,15 +229,12 @@ TQ_TARGET void ScoresVnni(const TqBlockLayout& l, const TqTables& tb, const int8
 }
 
 // Row weights p * norm as uint8 (64 bytes) and their scale; false if the row is all zero.
-TQ_TARGET inline bool QuantizeWeightsVnni(const TqBlockLayout& l, const TqTables& tb,
-                                          const float* p, const uint8_t* block, uint8_t* wq,
-                                          float* scale) {
+TQ_TARGET inline bool QuantizeWeightsVnni(const TqTables& tb, const __m512* norm,
+                                          const float* p, uint8_t* wq, float* scale) {
   __m512 w[4];
   __m512 vmax = _mm512_setzero_ps();
   for (int s = 0; s < 4; ++s) {
-    const __m512 norm = _mm512_cvtph_ps(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + l.norms_offset + 32 * s)));
-    w[s] = _mm512_mul_ps(_mm512_loadu_ps(p + 16 * s), norm);
+    w[s] = _mm512_mul_ps(_mm512_loadu_ps(p + 16 * s), norm[s]);
     vmax = _mm512_max_ps(vmax, w[s]);
   }
   const float wmax = _mm512_reduce_max_ps(vmax);
@@ -283,13 +280,17 @@ template <int HB, int LB>
 TQ_TARGET void AccumVnni(const TqBlockLayout& l, const TqTables& tb, const float* p, int nq,
                          int stride, const uint8_t* block, float* acc) {
   const __m512i lut_hi = Lut(tb.hi, 0), lut_lo = Lut(tb.lo, 0);
+  __m512 norm[4];
+  for (int s = 0; s < 4; ++s)
+    norm[s] = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + l.norms_offset + 32 * s)));
   alignas(64) uint8_t wq[4][64];
   float scale[4];
   float* rows[4];
   int n = 0;
   for (int i = 0; i < nq; ++i) {
     // Rows with no weight in this block (masked, or underflowed) are left out of the tile.
-    if (QuantizeWeightsVnni(l, tb, p + size_t(i) * stride, block, wq[n], &scale[n])) {
+    if (QuantizeWeightsVnni(tb, norm, p + size_t(i) * stride, wq[n], &scale[n])) {
       rows[n] = acc + size_t(i) * l.dim;
       ++n;
     }
