@@ -163,6 +163,16 @@ TEST(JinjaSandbox, LimitsStopHostileTemplates) {
   std::string deep_ifs;
   for (int i = 0; i < 2000; ++i) deep_ifs += "{% if 1 %}";
   EXPECT_NE(ErrorOf(deep_ifs).find("nested too deeply"), std::string::npos);
+  // Long chains cannot build a tree deep enough to exhaust the stack.
+  std::string chain = "{{ 1";
+  for (int i = 0; i < 100000; ++i) chain += " + 1";
+  EXPECT_NE(ErrorOf(chain + " }}").find("nested too deeply"), std::string::npos);
+  EXPECT_NE(ErrorOf("{{ x" + std::string(50000, '|') + " }}").find("syntax error"),
+            std::string::npos);
+  // Shared sub-values are charged by their full size when walked.
+  EXPECT_NE(ErrorOf("{% set big = range(5000)|list %}{% set huge = [big] * 5000 %}"
+                    "{{ huge|length }}{{ huge == huge }}", json::object(), small).find("step limit"),
+            std::string::npos);
   // Steps bound work even without output or loops over big ranges.
   EXPECT_NE(ErrorOf("{% for i in range(10000) %}{% set x = [1,2,3,4,5,6,7,8]|sort|unique|list %}"
                     "{% endfor %}", json::object(), small).find("step limit"),

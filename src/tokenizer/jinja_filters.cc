@@ -261,7 +261,7 @@ Value Indent(Interpreter& in, const Value& v, CallArgs& a) {
 }  // namespace
 
 Value ApplyFilter(Interpreter& in, std::string_view f, const Value& v, CallArgs& a) {
-  in.Step();
+  in.Step(v.weight());  // filters may walk their whole input
   Args args(in, a, f);
   if (f == "tojson") return ToJson(in, v, a);
   if (f == "trim") return Value::String(PyStrip(Str(v), args.Get(0, "chars"), true, true));
@@ -346,7 +346,8 @@ Value ApplyFilter(Interpreter& in, std::string_view f, const Value& v, CallArgs&
     const Value attr = args.Get(f == "sort" ? 2 : 99, "attribute", Value::None());
     auto key = [&](const Value& x) { return attr.is_none() ? x : Attribute(in, x, attr.ToStr()); };
     std::vector<Value> items = in.Iterate(v);
-    in.Step(int64_t(items.size()) * 4);
+    const int64_t n = int64_t(items.size());
+    in.Step(f == "unique" ? std::min<int64_t>(n * n, int64_t(1) << 50) : n * 4);
     if (f == "sum") {
       Value acc = args.Get(99, "start", Value::Int(0));
       for (const Value& x : items) acc = in.Binary("+", acc, key(x));

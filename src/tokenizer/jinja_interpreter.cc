@@ -64,7 +64,12 @@ Interpreter::Flow Interpreter::Exec(const Body& body, std::string& out) {
     Step();
     switch (s.kind) {
       case StmtKind::kText: Append(out, s.text); break;
-      case StmtKind::kOutput: Append(out, Eval(*s.expr).ToStr()); break;
+      case StmtKind::kOutput: {
+        const Value v = Eval(*s.expr);
+        Step(v.weight());
+        Append(out, v.ToStr());
+        break;
+      }
       case StmtKind::kIf: {
         const Body* chosen = &s.else_body;
         for (const auto& [cond, b] : s.branches) {
@@ -281,6 +286,7 @@ Value Interpreter::Call(const Value& callee, CallArgs& args) {
 }
 
 Value Interpreter::GetAttr(const Value& obj, std::string_view name) {
+  Step(1 + int64_t(obj.entries().size() / 32));
   switch (obj.kind()) {
     case Kind::kUndefined:
       Fail("'" + obj.str() + "' is undefined (getting attribute '" + std::string(name) + "')");
@@ -302,6 +308,7 @@ Value Interpreter::GetAttr(const Value& obj, std::string_view name) {
 
 Value Interpreter::GetItem(const Value& obj, const Value& key) {
   if (obj.is_undefined()) Fail("'" + obj.str() + "' is undefined (subscripted)");
+  Step(1 + int64_t(obj.entries().size() / 32) + (obj.is_string() ? obj.weight() : 0));
   if ((obj.is_list() || obj.is_string()) && key.is_integral()) {
     int64_t i = key.as_int();
     if (obj.is_list()) {
@@ -332,8 +339,9 @@ Value Interpreter::GetItem(const Value& obj, const Value& key) {
 std::vector<Value> Interpreter::Iterate(const Value& v) {
   switch (v.kind()) {
     case Kind::kUndefined: return {};
-    case Kind::kList: return v.items();
+    case Kind::kList: Step(int64_t(v.items().size())); return v.items();
     case Kind::kDict: {
+      Step(int64_t(v.entries().size()));
       std::vector<Value> keys;
       for (const auto& [k, x] : v.entries()) keys.push_back(Value::String(k));
       return keys;
@@ -407,6 +415,7 @@ Value Interpreter::Eval(const Expr& e) {
     explicit DepthGuard(int& d) : d(++d) {}
     ~DepthGuard() { --d; }
   } guard(eval_depth_);
+  if (eval_depth_ > kMaxEvalDepth) Fail("expressions nested too deeply (through macro calls)");
   switch (e.kind) {
     case ExprKind::kLiteral: return e.literal;
     case ExprKind::kName: return Lookup(e.name);

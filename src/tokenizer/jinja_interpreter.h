@@ -24,6 +24,10 @@ struct Frame {
   void Set(const std::string& name, Value v);
 };
 
+// Deepest evaluation recursion of one render (expressions inside macro calls inside
+// expressions...), so that the native stack stays small.
+inline constexpr int kMaxEvalDepth = 1000;
+
 class Interpreter {
  public:
   Interpreter(const RenderOptions& options, Value context);

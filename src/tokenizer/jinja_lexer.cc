@@ -104,8 +104,16 @@ class Lexer {
     throw Error("chat template syntax error at line " + std::to_string(Line(at)) + ": " + what);
   }
 
+  // Line of byte `at`; tokens come in order, so counting resumes where it stopped.
   int Line(size_t at) const {
-    return 1 + int(std::count(src_.begin(), src_.begin() + std::min(at, src_.size()), '\n'));
+    at = std::min(at, src_.size());
+    if (at < line_pos_) {
+      line_pos_ = 0;
+      line_no_ = 1;
+    }
+    line_no_ += int(std::count(src_.begin() + long(line_pos_), src_.begin() + long(at), '\n'));
+    line_pos_ = at;
+    return line_no_;
   }
 
   void Emit(TokenKind k, std::string text, size_t at) {
@@ -342,6 +350,8 @@ class Lexer {
 
   std::string src_;
   LexOptions opt_;
+  mutable size_t line_pos_ = 0;
+  mutable int line_no_ = 1;
   std::vector<Token> tokens_;
 };
 

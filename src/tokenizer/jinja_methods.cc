@@ -353,7 +353,7 @@ Value BoundMethod(const Value& obj, std::string_view name) {
   }
   if (obj.is_list() && (name == "count" || name == "index")) {
     return Value::Function("list." + m, [obj, m](Interpreter& in, CallArgs& a) {
-      in.Step(1 + int64_t(obj.items().size()));
+      in.Step(obj.weight());
       return ListMethod(in, obj, m, a);
     });
   }

@@ -33,6 +33,7 @@ Value CheckedInt(Interpreter& in, bool overflow, const int64_t& v) {
 }  // namespace
 
 Value Interpreter::Binary(std::string_view op, const Value& a, const Value& b) {
+  Step(a.weight() + b.weight());  // comparisons, 'in' and '~' may walk both operands
   if (op == "==") return Value::Bool(Equals(a, b));
   if (op == "!=") return Value::Bool(!Equals(a, b));
   if (op == "<") return Value::Bool(Less(a, b));

@@ -27,6 +27,18 @@ class Parser {
     ~Depth() { --p.depth_; }
     Parser& p;
   };
+  // Counts the links of a left-nested chain (a + b + c, x.y.z, x|f|g): each one deepens the
+  // tree by a level.
+  struct Chain {
+    explicit Chain(Parser& p) : p(p) {}
+    void Add() {
+      ++n;
+      if (++p.depth_ > kMaxParseDepth) p.Fail("template nested too deeply");
+    }
+    ~Chain() { p.depth_ -= n; }
+    Parser& p;
+    int n = 0;
+  };
 
   const Token& Cur() const { return t_[pos_]; }
   const Token& Peek(size_t k = 1) const { return t_[std::min(pos_ + k, t_.size() - 1)]; }
@@ -252,7 +264,9 @@ class Parser {
     Depth d(*this);
     ExprPtr e = ParseOr();
     if (!with_condexpr) return e;
+    Chain chain(*this);
     while (IsName("if")) {
+      chain.Add();
       const int line = Cur().line;
       Next();
       auto c = Make(ExprKind::kCondition, line);
@@ -280,7 +294,9 @@ class Parser {
 
   ExprPtr ParseOr() {
     ExprPtr e = ParseAnd();
-    while (IsName("or")) {
+    Chain chain(*this);
+  while (IsName("or")) {
+      chain.Add();
       const int line = Cur().line;
       Next();
       e = Binary(ExprKind::kOr, "or", std::move(e), ParseAnd(), line);
@@ -290,7 +306,9 @@ class Parser {
 
   ExprPtr ParseAnd() {
     ExprPtr e = ParseNot();
-    while (IsName("and")) {
+    Chain chain(*this);
+  while (IsName("and")) {
+      chain.Add();
       const int line = Cur().line;
       Next();
       e = Binary(ExprKind::kAnd, "and", std::move(e), ParseNot(), line);
@@ -341,7 +359,9 @@ class Parser {
 
   ExprPtr ParseMath1() {
     ExprPtr e = ParseConcat();
-    while (IsOp("+") || IsOp("-")) {
+    Chain chain(*this);
+  while (IsOp("+") || IsOp("-")) {
+      chain.Add();
       const std::string op = Cur().text;
       const int line = Cur().line;
       Next();
@@ -352,7 +372,9 @@ class Parser {
 
   ExprPtr ParseConcat() {
     ExprPtr e = ParseMath2();
-    while (IsOp("~")) {
+    Chain chain(*this);
+  while (IsOp("~")) {
+      chain.Add();
       const int line = Cur().line;
       Next();
       e = Binary(ExprKind::kBinary, "~", std::move(e), ParseMath2(), line);
@@ -362,7 +384,9 @@ class Parser {
 
   ExprPtr ParseMath2() {
     ExprPtr e = ParsePow();
-    while (IsOp("*") || IsOp("/") || IsOp("//") || IsOp("%")) {
+    Chain chain(*this);
+  while (IsOp("*") || IsOp("/") || IsOp("//") || IsOp("%")) {
+      chain.Add();
       const std::string op = Cur().text;
       const int line = Cur().line;
       Next();
@@ -373,7 +397,9 @@ class Parser {
 
   ExprPtr ParsePow() {
     ExprPtr e = ParseUnary(true);
-    while (IsOp("**")) {
+    Chain chain(*this);
+  while (IsOp("**")) {
+      chain.Add();
       const int line = Cur().line;
       Next();
       e = Binary(ExprKind::kBinary, "**", std::move(e), ParseUnary(true), line);
@@ -503,7 +529,9 @@ class Parser {
   }
 
   ExprPtr ParsePostfix(ExprPtr e) {
+    Chain chain(*this);
     for (;;) {
+      chain.Add();
       const int line = Cur().line;
       if (IsOp(".")) {
         Next();
@@ -588,7 +616,9 @@ class Parser {
   ExprPtr ParseFilters(ExprPtr input, bool leading_pipe = true) {
     bool need_pipe = leading_pipe;
     ExprPtr e = std::move(input);
+    Chain chain(*this);
     for (;;) {
+      chain.Add();
       if (need_pipe) {
         if (!IsOp("|")) return e;
         Next();
@@ -607,7 +637,9 @@ class Parser {
   }
 
   ExprPtr ParseFilterExpr(ExprPtr e) {
+    Chain chain(*this);
     for (;;) {
+      chain.Add();
       if (IsOp("|")) {
         e = ParseFilters(std::move(e));
       } else if (IsName("is")) {

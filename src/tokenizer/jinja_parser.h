@@ -10,7 +10,10 @@
 
 namespace tqlm::tokenizer::jinja {
 
-inline constexpr int kMaxParseDepth = 100;
+// Bounds the syntax tree's depth (and so the recursion of evaluating and destroying it):
+// every nested expression or block and every link of an operator/filter/attribute chain
+// counts one level.
+inline constexpr int kMaxParseDepth = 256;
 
 // Throws tqlm::Error with the line on syntax errors and unsupported tags (include, extends,
 // import, call, ...: a chat template gets no I/O).

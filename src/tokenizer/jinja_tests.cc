@@ -23,7 +23,8 @@ bool HasTest(std::string_view name) {
 }
 
 bool ApplyTest(Interpreter& in, std::string_view t, const Value& v, CallArgs& a) {
-  in.Step();
+  in.Step(v.weight());
+  for (const Value& x : a.positional) in.Step(x.weight());
   Args args(in, a, t);
   const Kind k = v.kind();
   if (t == "defined") return k != Kind::kUndefined;

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <unordered_map>
 
 #include "tqlm/error.h"
 
@@ -19,6 +20,10 @@ int CheckedDepth(int child_depth) {
   }
   return child_depth + 1;
 }
+
+constexpr int64_t kMaxWeight = int64_t(1) << 50;
+
+int64_t AddWeight(int64_t a, int64_t b) { return std::min(kMaxWeight, a + b); }
 
 void CheckNotNamespace(const Value& v) {
   if (v.kind() == Kind::kNamespace) {
@@ -172,14 +177,17 @@ void JsonDumpsTo(std::string& out, const Value& v, const JsonDumpOptions& o, int
 
 Value Value::List(std::vector<Value> items, bool is_tuple) {
   int child = 0;
+  int64_t weight = 1;
   for (const Value& i : items) {
     CheckNotNamespace(i);
     child = std::max(child, i.depth());
+    weight = AddWeight(weight, i.weight());
   }
   Value v;
   v.kind_ = Kind::kList;
   v.list_ = std::make_shared<ListObject>();
   v.list_->depth = CheckedDepth(child);
+  v.list_->weight = weight;
   v.list_->items = std::move(items);
   v.list_->is_tuple = is_tuple;
   return v;
@@ -187,22 +195,29 @@ Value Value::List(std::vector<Value> items, bool is_tuple) {
 
 Value Value::Dict(std::vector<std::pair<std::string, Value>> items) {
   int child = 0;
+  int64_t weight = 1;
   for (const auto& [k, i] : items) {
     CheckNotNamespace(i);
     child = std::max(child, i.depth());
+    weight = AddWeight(weight, AddWeight(1 + int64_t(k.size() / 64), i.weight()));
   }
   // Later duplicates replace earlier ones in place, as in a Python dict literal.
   std::vector<std::pair<std::string, Value>> unique;
+  std::unordered_map<std::string, size_t> index;
+  unique.reserve(items.size());
   for (auto& e : items) {
-    auto it = std::find_if(unique.begin(), unique.end(),
-                           [&](const auto& u) { return u.first == e.first; });
-    if (it != unique.end()) it->second = std::move(e.second);
-    else unique.push_back(std::move(e));
+    auto [it, fresh] = index.emplace(e.first, unique.size());
+    if (fresh) {
+      unique.push_back(std::move(e));
+    } else {
+      unique[it->second].second = std::move(e.second);
+    }
   }
   Value v;
   v.kind_ = Kind::kDict;
   v.dict_ = std::make_shared<DictObject>();
   v.dict_->depth = CheckedDepth(child);
+  v.dict_->weight = weight;
   v.dict_->entries = std::move(unique);
   return v;
 }
@@ -272,6 +287,7 @@ void Value::SetAttribute(const std::string& key, Value v) {
   if (kind_ != Kind::kNamespace) throw Error("chat template: can only set attributes of a namespace");
   CheckNotNamespace(v);
   const int d = CheckedDepth(v.depth());
+  dict_->weight = AddWeight(dict_->weight, v.weight());  // an upper bound after replacements
   for (auto& [k, old] : dict_->entries) {
     if (k == key) {
       old = std::move(v);
@@ -282,6 +298,13 @@ void Value::SetAttribute(const std::string& key, Value v) {
   dict_->entries.emplace_back(key, std::move(v));
   dict_->depth = std::max(dict_->depth, d);
 }
+int64_t Value::weight() const {
+  if (list_) return list_->weight;
+  if (dict_) return dict_->weight;
+  if (kind_ == Kind::kString) return 1 + int64_t(str_.size() / 64);
+  return 1;
+}
+
 int Value::depth() const {
   if (list_) return list_->depth;
   if (dict_) return dict_->depth;

@@ -88,6 +88,10 @@ class Value {
   void SetAttribute(const std::string& key, Value v);  // namespaces only
   const FunctionObject& function() const { return *fn_; }
   int depth() const;
+  // Work to traverse this value (print, compare, serialize): its node count, strings counted
+  // by size; saturates. The interpreter charges it to the step limit before any traversal,
+  // so shared sub-values ([big] * 1000) cannot make a cheap-looking value expensive to walk.
+  int64_t weight() const;
 
   // Python's bool(), str(), repr().
   bool Truthy() const;
@@ -110,11 +114,13 @@ struct ListObject {
   std::vector<Value> items;
   bool is_tuple = false;
   int depth = 1;
+  int64_t weight = 1;
 };
 
 struct DictObject {
   std::vector<std::pair<std::string, Value>> entries;
   int depth = 1;
+  int64_t weight = 1;
 };
 
 // Python ==, and < (throws tqlm::Error for unorderable types).
