@@ -65,6 +65,18 @@ double RunSteps(KvCache& cache, KvCache& ref, const KvCacheConfig& c,
   return worst;
 }
 
+// Appends n random tokens to every layer and commits them (no attention).
+void Fill(KvCache& cache, const KvCacheConfig& c, int n, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (size_t l = 0; l < c.layers.size(); ++l) {
+    std::vector<float> k(size_t(n) * c.layers[l].n_kv_heads * c.layers[l].head_dim), v(k.size());
+    for (auto& x : k) x = nd(rng);
+    for (auto& x : v) x = nd(rng);
+    cache.Append(int(l), k.data(), v.data(), n);
+  }
+  cache.Commit(n);
+}
+
 TEST(KvType, ParseAndName) {
   for (const char* name : {"f32", "f16", "q8_0", "q4_0", "tq2", "tq2.5", "tq3", "tq3.5", "tq4",
                            "tq8", "tq3p", "tq4p", "tq2.5p"}) {
@@ -115,9 +127,9 @@ TEST_P(KvCachePlain, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(
     Types, KvCachePlain,
     ::testing::Values(PlainCase{"f32", "f32", 64, 1e-5}, PlainCase{"f32", "f32", 80, 1e-5},
-                      PlainCase{"f32", "f32", 96, 1e-5}, PlainCase{"f32", "f32", 128, 1e-5},
-                      PlainCase{"f32", "f32", 256, 1e-5}, PlainCase{"f16", "f16", 128, 2e-3},
-                      PlainCase{"f16", "f32", 64, 2e-3}, PlainCase{"q8_0", "q8_0", 128, 4e-2},
+                      PlainCase{"f32", "f32", 96, 1e-5}, PlainCase{"f16", "f32", 256, 2e-3},
+                      PlainCase{"f16", "f16", 128, 2e-3},
+                      PlainCase{"f16", "f32", 64, 2e-3}, PlainCase{"q8_0", "q8_0", 64, 4e-2},
                       PlainCase{"q4_0", "q8_0", 64, 0.4}, PlainCase{"q8_0", "f16", 96, 4e-2}),
     [](const auto& info) {
       std::string s = std::string(info.param.kt) + "_" + info.param.vt + "_d" +
@@ -149,10 +161,8 @@ TEST(KvCache, MemoryMatchesLayout) {
   // f16: 2 layers x 2 KV heads x (K + V) x d x 2 bytes per token.
   const KvCacheConfig c = MakeConfig("f16", "f16", 128, 0, 0);
   auto cache = KvCache::Create(c);
-  testing::ReferenceKvCache ref(c);
-  kernels::ThreadPool pool(1);
   std::mt19937 rng(3);
-  RunSteps(*cache, ref, c, {1000}, rng, pool);
+  Fill(*cache, c, 1000, rng);
   const KvMemoryStats s = cache->MemoryStats();
   EXPECT_EQ(s.bytes_used, size_t(1000) * 2 * 2 * 2 * 128 * 2);
   EXPECT_EQ(s.bytes_f16, s.bytes_used);
@@ -161,9 +171,8 @@ TEST(KvCache, MemoryMatchesLayout) {
   // q8_0 K and V beyond sinks/buffer: 34 bytes per 32 values.
   const KvCacheConfig c8 = MakeConfig("q8_0", "q8_0", 128, 0, 0);
   auto cache8 = KvCache::Create(c8);
-  testing::ReferenceKvCache ref8(c8);
-  RunSteps(*cache8, ref8, c8, {64 * 20}, rng, pool);
-  RunSteps(*cache8, ref8, c8, {1}, rng, pool);  // compresses the committed full blocks
+  Fill(*cache8, c8, 64 * 20, rng);
+  Fill(*cache8, c8, 1, rng);  // its Append compresses the committed full blocks
   const KvMemoryStats s8 = cache8->MemoryStats();
   const double per_tok_q8 = 2 * 2 * 2 * 128 / 32 * 34.0;
   const double per_tok_f16 = 2 * 2 * 2 * 128 * 2.0;
