@@ -68,6 +68,7 @@ void LlamaModel::LoadWeights() {
     throw Error(fmt::format("{}: bad head counts {} / {}", f.name(), n_head_, n_head_kv_));
   head_dim_ = int(f.GetU32(key("attention.key_length"), uint32_t(info_.n_embd / n_head_)));
   n_ff_ = int(f.GetU32(key("feed_forward_length")));
+  info_.n_ff = n_ff_;
   eps_ = f.GetF32(key("attention.layer_norm_rms_epsilon"), 1e-5f);
   rot_dim_ = int(f.GetU32(key("rope.dimension_count"), uint32_t(head_dim_)));
   if (rot_dim_ <= 0 || rot_dim_ > head_dim_ || rot_dim_ % 2 != 0)

@@ -22,6 +22,7 @@ struct ModelInfo {
   int n_vocab = 0;
   int n_embd = 0;
   int n_layer = 0;
+  int n_ff = 0;              // feed-forward width
   int n_ctx_train = 0;
   std::vector<kv::LayerGeometry> layers;  // attention geometry per layer (for the KV cache)
   float attn_scale = 0;      // q·k multiplier

@@ -1,0 +1,78 @@
+#include "runtime/memory_plan.h"
+
+#include <algorithm>
+
+#include "kv/block_format.h"
+
+namespace tqlm::runtime {
+namespace {
+
+// Bytes of `tokens` tokens of one KV head in `type` for one tensor role (the per-token share
+// of its block layout, as the cache accounts used bytes).
+size_t TensorBytes(const kv::KvType& type, int head_dim, kv::TensorRole role, int tokens) {
+  const size_t block = kv::MakeBlockFormat(type, head_dim, role)->block_bytes();
+  return size_t(tokens) * block / kv::kBlockTokens;
+}
+
+}  // namespace
+
+MemoryEstimate EstimateMemory(const model::ModelInfo& info, const KvPolicy& policy, int ctx,
+                              int batch) {
+  MemoryEstimate m;
+  m.weights = info.weight_bytes;
+  const ResolvedKv kv = ResolveKvPolicy(policy, info.n_layer, ctx);
+  for (int l = 0; l < info.n_layer; ++l) {
+    const kv::LayerGeometry& g = info.layers[l];
+    const int held = g.sliding_window > 0 ? std::min(ctx, g.sliding_window) : ctx;
+    // The cache compresses whole blocks of 64 tokens once `recent_tokens` newer tokens follow
+    // them, so between recent and recent + 63 tokens after the sinks stay full precision.
+    const int sinks = std::min(held, kv.sink_tokens);
+    const int main = held - sinks;
+    const int comp = std::max(0, main - kv.recent_tokens) / kv::kBlockTokens * kv::kBlockTokens;
+    for (auto [type, role] : {std::pair{kv.k_types[l], kv::TensorRole::kKey},
+                              std::pair{kv.v_types[l], kv::TensorRole::kValue}}) {
+      const bool compressed = kv::IsCompressed(type);
+      const kv::KvType raw = kv::RawTypeFor(type);
+      const int comp_tokens = compressed ? comp : 0;
+      m.kv_compressed += g.n_kv_heads * TensorBytes(type, g.head_dim, role, comp_tokens);
+      m.kv_full += g.n_kv_heads * TensorBytes(raw, g.head_dim, role, held - comp_tokens);
+    }
+    m.kv_f16 += size_t(held) * g.n_kv_heads * g.head_dim * 2 * 2;
+  }
+  // Prefill scratch of one chunk: residual, normed input, q/k/v, attention output, FFN gate/up
+  // (floats), plus the 8-bit copy of the widest activation and one row of logits.
+  const auto& g0 = info.layers.empty() ? kv::LayerGeometry{} : info.layers[0];
+  const size_t qd = size_t(g0.n_heads) * g0.head_dim, kvd = size_t(g0.n_kv_heads) * g0.head_dim;
+  const size_t ff = size_t(info.n_ff);
+  m.activations = size_t(batch) * 4 * (2 * info.n_embd + 2 * qd + 2 * kvd + 2 * ff) +
+                  size_t(batch) * ff + size_t(info.n_vocab) * 4;
+  return m;
+}
+
+std::vector<KvPolicy> PlanCandidates(const KvPolicy& base) {
+  const char* pairs[][2] = {{"f16", "f16"},   {"q8_0", "q8_0"}, {"tq8", "tq8"},
+                            {"tq4", "tq4"},   {"tq4", "tq3.5"}, {"tq4", "tq3"},
+                            {"tq3.5", "tq3"}, {"tq3", "tq3"},   {"tq3", "tq2.5"},
+                            {"tq2.5", "tq2"}, {"tq2", "tq2"}};
+  std::vector<KvPolicy> out;
+  for (const auto& p : pairs) {
+    KvPolicy c = base;
+    c.k_type = p[0];
+    c.v_type = p[1];
+    out.push_back(c);
+  }
+  return out;
+}
+
+int MaxContextThatFits(const model::ModelInfo& info, const KvPolicy& policy, size_t budget,
+                       int batch, int limit) {
+  int lo = 0, hi = limit;
+  while (lo < hi) {  // largest ctx with total() <= budget (monotone in ctx)
+    const int mid = lo + (hi - lo + 1) / 2;
+    if (EstimateMemory(info, policy, mid, batch).total() <= budget) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+}  // namespace tqlm::runtime
