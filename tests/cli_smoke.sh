@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# End-to-end checks of the tqlm command on the default model: JSON statistics, compressed KV
+# accounting, and clear errors (non-zero exit, one line) for bad input. Skips (exit 77) when
+# the model is not installed.
+set -uo pipefail
+TQLM=$1
+CACHE="${TQLM_CACHE:-$HOME/.cache/tqlm}"
+MODEL="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+[ -f "$MODEL" ] || { echo "model not installed: skip"; exit 77; }
+fail=0
+check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+"$TQLM" run -p "The capital of France is" -n 8 --temp 0 --json > "$tmp/run.json" 2> "$tmp/run.err"
+check "run --json exits 0" '[ $? -eq 0 ]'
+check "run --json has the statistics" "python3 - '$tmp/run.json' <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+need = ['prompt_tokens', 'generated_tokens', 'prefill_tokens_per_s', 'decode_tokens_per_s',
+        'kv_cache_bytes', 'kv_cache_bytes_f16', 'text']
+assert all(k in j for k in need), j
+assert j['generated_tokens'] == 8 and 'Paris' in j['text'], j
+PY"
+
+# A long prompt on a compressed cache: KV bytes well below f16's for the same tokens.
+head -c 6000 "$CACHE/corpus/emma.txt" > "$tmp/long.txt"
+"$TQLM" run -f "$tmp/long.txt" -n 4 --temp 0 --ctk tq4 --ctv tq3 --kv-buffer 64 --json > "$tmp/tq.json" 2>/dev/null
+check "tq4/tq3 KV bytes <= 0.30 x f16" "python3 -c \"import json; j=json.load(open('$tmp/tq.json')); r=j['kv_cache_bytes']/j['kv_cache_bytes_f16']; print('  ratio', round(r,3)); assert r <= 0.30\""
+
+"$TQLM" run -f "$tmp/long.txt" -c 256 > /dev/null 2> "$tmp/over.err"
+check "prompt longer than context: exit 1" '[ $? -eq 1 ]'
+check "  ... says how many tokens over" 'grep -q "over" "$tmp/over.err"'
+"$TQLM" run --no-such-flag > /dev/null 2>&1
+check "unknown flag: non-zero exit" '[ $? -ne 0 ]'
+head -c 5000 "$MODEL" > "$tmp/trunc.gguf"
+"$TQLM" run -m "$tmp/trunc.gguf" -p hi > /dev/null 2> "$tmp/trunc.err"
+check "truncated GGUF: exit 1 with a gguf error" '[ $? -eq 1 ] && grep -q "gguf" "$tmp/trunc.err"'
+"$TQLM" run -p hi --ctk tq7 > /dev/null 2> "$tmp/type.err"
+check "unknown cache type: exit 1" '[ $? -eq 1 ] && grep -q "tq7" "$tmp/type.err"'
+printf 'Hi\n/exit\n' | "$TQLM" chat -n 4 --temp 0 > /dev/null 2>&1
+check "chat on piped stdin exits 0" '[ $? -eq 0 ]'
+exit $fail
