@@ -6,13 +6,18 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-60}"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTQLM_FUZZ=ON \
   -DTQLM_TESTS=OFF -DTQLM_BENCH=OFF -DTQLM_CUDA=OFF > /dev/null
-cmake --build build-fuzz -j"$(nproc)"
-shopt -s nullglob
-for target in build-fuzz/fuzz_*; do
+targets=$(cd fuzz && ls *.cc | sed 's/^/fuzz_/; s/\.cc$//')
+# shellcheck disable=SC2086
+cmake --build build-fuzz -j"$(nproc)" --target $targets
+for target in $targets; do
+  target="build-fuzz/$target"
   name=$(basename "$target"); name=${name#fuzz_}
   corpus="fuzz/corpus/$name"; mkdir -p "$corpus"
   work=$(mktemp -d)
   echo "[fuzz] $name for ${SECONDS_EACH}s"
-  "$target" -max_total_time="$SECONDS_EACH" -print_final_stats=1 "$work" "$corpus" 2>&1 | tail -n 3
+  dict=()
+  for d in "fuzz/$name.dict" "fuzz/${name%%_*}.dict"; do [ -f "$d" ] && { dict=(-dict="$d"); break; }; done
+  "$target" -max_total_time="$SECONDS_EACH" -print_final_stats=1 "${dict[@]}" "$work" "$corpus" \
+    2>&1 | tail -n 3
   rm -rf "$work"
 done
