@@ -58,8 +58,8 @@ TEST(ChatMl, DefaultSystemFromTemplates) {
             "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
   EXPECT_EQ(ChatMlDefaultSystem("<|im_start|>{{ role }}"), "");
   auto f = MakeChatFormatter(smol);
-  EXPECT_EQ(f->name(), "chatml");
-  EXPECT_THROW(MakeChatFormatter("[INST] {{ content }} [/INST]"), Error);
+  EXPECT_EQ(f->name(), "jinja");  // a model's own template is rendered, not imitated
+  EXPECT_THROW(MakeChatFormatter("{% if %}"), Error);
 }
 
 }  // namespace

@@ -75,7 +75,7 @@ LoadedModel LoadModel(const ModelFlags& flags) {
   });
   bar.Finish();
   out.tokenizer = tokenizer::Tokenizer::FromGguf(out.model->file());
-  out.chat = tokenizer::MakeChatFormatter(out.tokenizer->vocab().chat_template);
+  out.chat = tokenizer::MakeChatFormatter(out.tokenizer->vocab());
   out.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
