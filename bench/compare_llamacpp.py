@@ -55,7 +55,12 @@ def main():
     ap.add_argument("--speed-prompt-tokens", type=int, default=512)
     ap.add_argument("--decode-tokens", type=int, default=64)
     ap.add_argument("--json-out", default="")
+    ap.add_argument("--quantcpp-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.quantcpp_child:
+        print(json.dumps(quantcpp_speed(args.model, sys.stdin.read(), args.threads,
+                                        args.decode_tokens)))
+        return 0
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from llamacpp_env import Llama, __version__ as llama_version
@@ -144,11 +149,15 @@ def main():
     t3 = time.perf_counter()
     speed["llama_cpp"] = {"prompt_tokens": len(ids), "prefill_tokens_per_s": len(ids) / (t1 - t0),
                           "decode_tokens_per_s": (args.decode_tokens - 1) / (t3 - t2)}
-    try:
-        speed["quant_cpp"] = quantcpp_speed(args.model, prompt_text, args.threads,
-                                            args.decode_tokens)
-    except Exception as e:  # report, don't hide
-        speed["quant_cpp"] = {"error": str(e)}
+    # quant.cpp runs in a child process: it has crashed (SIGSEGV) on this machine.
+    child = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--quantcpp-child", "--model", args.model,
+         "--threads", str(args.threads), "--decode-tokens", str(args.decode_tokens)],
+        input=prompt_text, capture_output=True, text=True)
+    if child.returncode == 0:
+        speed["quant_cpp"] = json.loads(child.stdout.strip().splitlines()[-1])
+    else:
+        speed["quant_cpp"] = {"error": f"quant.cpp exited with status {child.returncode}"}
     report["speed"] = speed
     for name, s in speed.items():
         if "error" in s:
