@@ -27,15 +27,7 @@ void ExpectPlanMatchesCache(const KvPolicy& policy, int ctx) {
   const model::ModelInfo info = TinyInfo();
   const MemoryEstimate m = EstimateMemory(info, policy, ctx, 64);
   const ResolvedKv r = ResolveKvPolicy(policy, info.n_layer, ctx);
-  kv::KvCacheConfig c;
-  c.layers = info.layers;
-  c.k_types = r.k_types;
-  c.v_types = r.v_types;
-  c.attn_scale = info.attn_scale;
-  c.max_tokens = ctx;
-  c.sink_tokens = r.sink_tokens;
-  c.recent_tokens = r.recent_tokens;
-  auto cache = kv::KvCache::Create(c);
+  auto cache = kv::KvCache::Create(MakeKvCacheConfig(info, r, ctx));
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
   const int chunk = 64, width = 2 * 128;

@@ -28,6 +28,19 @@ std::string Trim(std::string_view s) {
 
 }  // namespace
 
+kv::KvCacheConfig MakeKvCacheConfig(const model::ModelInfo& info, const ResolvedKv& kv,
+                                    int max_tokens) {
+  kv::KvCacheConfig config;
+  config.layers = info.layers;
+  config.k_types = kv.k_types;
+  config.v_types = kv.v_types;
+  config.attn_scale = info.attn_scale;
+  config.max_tokens = max_tokens;
+  config.sink_tokens = kv.sink_tokens;
+  config.recent_tokens = kv.recent_tokens;
+  return config;
+}
+
 std::string ExpandKvProfilePreset(const std::string& profile) {
   static const std::map<std::string, std::string> presets = {
       {"edges1", "first:1=q8_0/q8_0,last:1=q8_0/q8_0"},

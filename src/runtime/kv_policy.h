@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kv/kv_cache.h"
+#include "model/model.h"
 
 namespace tqlm::runtime {
 
@@ -34,6 +35,10 @@ struct ResolvedKv {
 
 // Throws tqlm::Error for unknown type names, malformed rules or out-of-range layers.
 ResolvedKv ResolveKvPolicy(const KvPolicy& policy, int n_layers, int prompt_tokens);
+
+// The cache configuration for `info`'s layers with the resolved types and buffers.
+kv::KvCacheConfig MakeKvCacheConfig(const model::ModelInfo& info, const ResolvedKv& kv,
+                                    int max_tokens);
 
 // The rule text a preset name stands for, or the text itself when it is not a preset.
 std::string ExpandKvProfilePreset(const std::string& profile);

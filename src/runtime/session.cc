@@ -22,17 +22,8 @@ Session::Session(model::Model& model, const SessionOptions& options)
 }
 
 void Session::CreateCache(int prompt_tokens) {
-  const model::ModelInfo& info = model_.info();
-  const ResolvedKv kv = ResolveKvPolicy(policy_, info.n_layer, prompt_tokens);
-  kv::KvCacheConfig config;
-  config.layers = info.layers;
-  config.k_types = kv.k_types;
-  config.v_types = kv.v_types;
-  config.attn_scale = info.attn_scale;
-  config.max_tokens = n_ctx_;
-  config.sink_tokens = kv.sink_tokens;
-  config.recent_tokens = kv.recent_tokens;
-  cache_ = kv::KvCache::Create(config);
+  const ResolvedKv kv = ResolveKvPolicy(policy_, model_.info().n_layer, prompt_tokens);
+  cache_ = kv::KvCache::Create(MakeKvCacheConfig(model_.info(), kv, n_ctx_));
 }
 
 kv::KvCache& Session::cache() {
