@@ -12,7 +12,9 @@ cmake --build build-fuzz -j"$(nproc)" --target $targets
 for target in $targets; do
   target="build-fuzz/$target"
   name=$(basename "$target"); name=${name#fuzz_}
-  corpus="fuzz/corpus/$name"; mkdir -p "$corpus"
+  corpus="fuzz/corpus/$name"
+  [ -d "$corpus" ] || corpus="fuzz/corpus/${name%%_*}"  # e.g. gguf_reader -> corpus/gguf
+  mkdir -p "$corpus"
   work=$(mktemp -d)
   echo "[fuzz] $name for ${SECONDS_EACH}s"
   dict=()
