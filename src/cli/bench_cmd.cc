@@ -43,6 +43,19 @@ size_t LastLevelCacheBytes() {
   return size_t(32) << 20;
 }
 
+// Fastest of five timed calls after one warm-up call, in seconds.
+template <typename Fn>
+double BestOfFiveSeconds(const Fn& fn) {
+  fn();
+  double best = 1e30;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    fn();
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return best;
+}
+
 // Bytes read + written per second by a parallel memcpy of a buffer far larger than the LLC.
 double CopyGbps(kernels::ThreadPool& pool) {
   const size_t bytes = std::max<size_t>(size_t(256) << 20, 4 * LastLevelCacheBytes());
@@ -52,13 +65,7 @@ double CopyGbps(kernels::ThreadPool& pool) {
       std::memcpy(dst.data() + b, src.data() + b, e - b);
     });
   };
-  once();
-  double best = 1e30;
-  for (int r = 0; r < 5; ++r) {
-    const auto t0 = Clock::now();
-    once();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
-  }
+  const double best = BestOfFiveSeconds(once);
   return 2.0 * double(bytes) / best / 1e9;
 }
 
@@ -77,13 +84,7 @@ double ReadGbps(kernels::ThreadPool& pool) {
       sums[t] += s;
     });
   };
-  once();
-  double best = 1e30;
-  for (int r = 0; r < 5; ++r) {
-    const auto t0 = Clock::now();
-    once();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
-  }
+  const double best = BestOfFiveSeconds(once);
   return 4.0 * double(n) / best / 1e9;
 }
 
