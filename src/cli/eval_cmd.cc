@@ -1,97 +1,51 @@
-// `tqlm eval ppl`: perplexity over a text file (default: the installed Austen corpus), with
-// per-token top-1 predictions and log-probabilities optionally dumped as JSON so that other
-// engines can be compared on exactly the same token ids.
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
-
-#include <cstdlib>
-#include <fstream>
-#include <iostream>
-#include <sstream>
-
+// `tqlm eval`: the evaluation commands (ppl, niah), their flags; the work is in eval_ppl.cc
+// and eval_niah.cc.
 #include "cli/command.h"
-#include "cli/common_flags.h"
-#include "cli/progress.h"
-#include "eval/perplexity.h"
-#include "tqlm/error.h"
+#include "cli/eval_cmds.h"
 
 namespace tqlm::cli {
 namespace {
 
-std::string DefaultCorpus() {
-  const std::string model = DefaultModelPath();  // <cache>/models/<file>
-  const std::string cache = model.substr(0, model.rfind("/models/"));
-  return cache + "/corpus/prideprejudice.txt";
-}
-
-struct PplFlags {
-  ModelFlags model;
-  std::string file;
-  int chunks = 8;
-  std::string dump;
-  bool json = false;
-};
-
-int RunPerplexity(const PplFlags& f) {
-  const std::string path = f.file.empty() ? DefaultCorpus() : f.file;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  LoadedModel lm = LoadModel(f.model);
-  const std::vector<int> tokens = lm.tokenizer->Encode(ss.str(), false, false);
-  ProgressBar bar(fmt::format("perplexity ctx {}", f.model.session.n_ctx));
-  const eval::PerplexityResult r = eval::Perplexity(
-      *lm.model, tokens, f.model.session.n_ctx, f.chunks, f.model.session,
-      [&](int done, int total) { bar.Update(done, total); });
-  bar.Finish();
-  int agree_with_text = 0;
-  for (const auto& s : r.scores) agree_with_text += s.argmax == s.token;
-  nlohmann::json summary = {
-      {"file", path},
-      {"ctx", f.model.session.n_ctx},
-      {"windows", r.windows},
-      {"scored_tokens", r.scores.size()},
-      {"perplexity", r.perplexity},
-      {"mean_nll", r.mean_nll},
-      {"top1_accuracy", double(agree_with_text) / double(r.scores.size())},
-      {"cache_type_k", f.model.session.kv.k_type},
-      {"cache_type_v", f.model.session.kv.v_type},
-  };
-  if (!f.dump.empty()) {
-    nlohmann::json d = summary;
-    std::vector<int> ids(tokens.begin(), tokens.begin() + size_t(r.windows) * f.model.session.n_ctx);
-    d["tokens"] = ids;
-    nlohmann::json scores = nlohmann::json::array();
-    for (const auto& s : r.scores) scores.push_back({s.position, s.token, s.argmax, s.logprob});
-    d["scores"] = scores;  // [position, actual token, argmax, logprob]
-    std::ofstream out(f.dump);
-    if (!out) throw Error("cannot write " + f.dump);
-    out << d.dump();
-  }
-  if (f.json) {
-    std::cout << summary.dump(2) << std::endl;
-  } else {
-    std::printf("perplexity %.4f over %zu tokens (%d windows of %d, ctx second halves), "
-                "top-1 accuracy %.2f%%\n",
-                r.perplexity, r.scores.size(), r.windows, f.model.session.n_ctx,
-                100.0 * agree_with_text / double(r.scores.size()));
-  }
-  return 0;
-}
-
-CommandRegistration reg("eval", "evaluations: ppl (perplexity)", [](CLI::App& app) {
+CommandRegistration reg("eval", "evaluations: ppl (perplexity, KL vs f16), niah (needle in a haystack)",
+                        [](CLI::App& app) {
   app.require_subcommand(1);
   auto f = std::make_shared<PplFlags>();
   f->model.session.n_ctx = 512;  // -c is the window size, as in llama.cpp's perplexity
-  CLI::App* ppl = app.add_subcommand("ppl", "perplexity over a text file");
+  CLI::App* ppl = app.add_subcommand("ppl", "perplexity over a text file; --kv: sweep KV configurations");
   AddModelFlags(*ppl, f->model);
   ppl->add_option("-f,--file", f->file, "text file (default: the installed Austen corpus)");
   ppl->add_option("--chunks", f->chunks, "max windows (0: all)")->capture_default_str();
   ppl->add_option("--dump", f->dump, "write token ids and per-token scores as JSON");
   ppl->add_flag("--json", f->json, "print the summary as JSON");
-  return [f, ppl]() -> int {
+  ppl->add_option("--kv", f->kv_list,
+                  "sweep these KV configurations, comma-separated K/V[+s=SINK][+b=BUFFER]"
+                  "[+r=RATIO][+floor=N][+p=PROFILE] (profile rules separated by ';'), e.g. "
+                  "f16/f16,q8_0/q8_0,q4_0/q4_0,tq4/tq3,tq3/tq3,tq3/tq2,tq3/tq3+s=4+b=128");
+  ppl->add_option("-o,--results", f->results, "results JSONL (sweep; resumed)")->capture_default_str();
+  ppl->add_option("--table-md", f->table_md, "also write the Pareto table (Markdown) here");
+  ppl->add_option("--summary", f->summary, "also write the Pareto table as JSONL here");
+  ppl->add_option("--dump-tokens", f->dump_tokens,
+                  "write the windows' token ids and the sweep's config keys as JSON, then exit "
+                  "(for bench/eval_llamacpp.py)");
+
+  auto n = std::make_shared<NiahFlags>();
+  CLI::App* niah = app.add_subcommand("niah", "needle-in-a-haystack retrieval per KV configuration");
+  AddModelFlags(*niah, n->model);
+  niah->add_option("-f,--file", n->file, "filler text (default: the installed Emma)");
+  niah->add_option("--kv", n->kv_list, "KV configurations (as for eval ppl --kv)")->capture_default_str();
+  niah->add_option("--lengths", n->lengths, "prompt lengths in tokens ('max': the model's context)")
+      ->delimiter(',')->capture_default_str();
+  niah->add_option("--depths", n->depths, "needle depths in [0, 1]")->delimiter(',')->capture_default_str();
+  niah->add_option("--trials", n->trials, "trials per cell (trial t: seed+t, needle phrasing t mod 3)")
+      ->capture_default_str();
+  niah->add_option("--seed", n->seed, "first seed")->capture_default_str();
+  niah->add_option("--max-answer", n->max_answer, "answer tokens generated (greedy)")->capture_default_str();
+  niah->add_option("-o,--results", n->results, "results JSONL (resumed)")->capture_default_str();
+  niah->add_option("--table-md", n->table_md, "also write the grids (Markdown) here");
+  niah->add_option("--summary", n->summary, "also write the grids as JSONL here");
+  return [f, ppl, n, niah]() -> int {
     if (ppl->parsed()) return RunPerplexity(*f);
+    if (niah->parsed()) return RunNiah(*n);
     return 1;
   };
 });

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
 #include "tqlm/error.h"
 
 namespace tqlm::eval {
@@ -44,6 +46,71 @@ PerplexityResult Perplexity(model::Model& model, std::span<const int> tokens, in
   result.mean_nll = nll / double(result.scores.size());
   result.perplexity = std::exp(result.mean_nll);
   return result;
+}
+
+namespace {
+
+// log-softmax of one row into out (may be null); returns the row's argmax.
+int LogSoftmax(const float* row, int n, float* out, double* log_z_out) {
+  float max_logit = row[0];
+  int argmax = 0;
+  for (int v = 1; v < n; ++v)
+    if (row[v] > max_logit) max_logit = row[v], argmax = v;
+  double sum = 0;
+  for (int v = 0; v < n; ++v) sum += std::exp(double(row[v] - max_logit));
+  const double log_z = double(max_logit) + std::log(sum);
+  if (out)
+    for (int v = 0; v < n; ++v) out[v] = float(double(row[v]) - log_z);
+  *log_z_out = log_z;
+  return argmax;
+}
+
+}  // namespace
+
+WindowScore ScoreWindow(runtime::Session& session, std::span<const int> tokens, int ctx, int w,
+                        const WindowReference* ref, WindowReference* make_ref) {
+  if (ctx < 4) throw Error("perplexity: context must be at least 4 tokens");
+  if (w < 0 || size_t(w + 1) * size_t(ctx) > tokens.size())
+    throw Error(fmt::format("perplexity: window {} of {} tokens is past the text's {} tokens", w,
+                            ctx, tokens.size()));
+  const int n_vocab = session.n_vocab();
+  const int first = ctx / 2, scored = ctx - 1 - first;
+  if (ref && (ref->window != w || ref->n_vocab != n_vocab ||
+              ref->logprobs.size() != size_t(scored) * n_vocab))
+    throw Error("perplexity: the reference run is for another window or model");
+  session.Rewind(0);
+  const std::span<const int> window = tokens.subspan(size_t(w) * ctx, size_t(ctx));
+  const std::span<const float> logits = session.Feed(window, /*all_logits=*/true);
+  WindowScore s;
+  s.window = w;
+  s.scored = scored;
+  if (make_ref) {
+    make_ref->window = w;
+    make_ref->n_vocab = n_vocab;
+    make_ref->logprobs.resize(size_t(scored) * n_vocab);
+    make_ref->argmax.resize(size_t(scored));
+  }
+  std::vector<float> lp(static_cast<size_t>(n_vocab));
+  for (int j = 0; j < scored; ++j) {
+    const int i = first + j;
+    const float* row = logits.data() + size_t(i) * n_vocab;
+    float* out = make_ref ? make_ref->logprobs.data() + size_t(j) * n_vocab : lp.data();
+    double log_z = 0;
+    const int argmax = LogSoftmax(row, n_vocab, out, &log_z);
+    s.nll_sum -= double(out[window[size_t(i) + 1]]);
+    s.top1_text += argmax == window[size_t(i) + 1];
+    if (make_ref) make_ref->argmax[size_t(j)] = argmax;
+    if (ref) {
+      const float* p = ref->logprobs.data() + size_t(j) * n_vocab;
+      double kl = 0;
+      for (int v = 0; v < n_vocab; ++v) kl += std::exp(double(p[v])) * (double(p[v]) - out[v]);
+      s.kl_sum += kl;
+      s.kl_max = std::max(s.kl_max, kl);
+      s.top1_ref += argmax == ref->argmax[size_t(j)];
+    }
+  }
+  s.kv = session.cache().MemoryStats();
+  return s;
 }
 
 }  // namespace tqlm::eval

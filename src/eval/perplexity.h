@@ -30,4 +30,31 @@ PerplexityResult Perplexity(model::Model& model, std::span<const int> tokens, in
                             int max_windows, const runtime::SessionOptions& session_options,
                             const std::function<void(int done, int total)>& progress = {});
 
+// --- One window against a reference run (KL divergence, top-1 agreement) -----------------
+// The reference (the f16-KV run of the same model and window) is kept as the log-softmax of
+// its scored positions only: [scored][n_vocab] floats for one window at a time.
+struct WindowReference {
+  int window = -1;
+  int n_vocab = 0;
+  std::vector<float> logprobs;  // [scored][n_vocab]
+  std::vector<int> argmax;      // [scored]
+};
+
+struct WindowScore {
+  int window = 0;
+  int scored = 0;           // positions scored (the second half of the window)
+  double nll_sum = 0;       // -sum log p(actual next token)
+  int top1_text = 0;        // argmax == actual next token
+  double kl_sum = 0;        // sum over positions of KL(reference || this run), nats
+  double kl_max = 0;
+  int top1_ref = 0;         // argmax == reference argmax
+  kv::KvMemoryStats kv;     // the cache after the window
+};
+
+// Evaluates window w (tokens [w*ctx, (w+1)*ctx)) from an empty cache in `session`. With `ref`
+// the KL and top-1 agreement against it are filled in; with `make_ref` this run's scored
+// log-softmax rows are stored there (to serve as the reference of other runs).
+WindowScore ScoreWindow(runtime::Session& session, std::span<const int> tokens, int ctx, int w,
+                        const WindowReference* ref, WindowReference* make_ref);
+
 }  // namespace tqlm::eval

@@ -1,0 +1,58 @@
+// `tqlm eval …` subcommands (eval_cmd.cc registers them): their flags and entry points, and
+// what they share (cache paths, the configuration fields every results row carries).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "cli/common_flags.h"
+#include "eval/sweep.h"
+
+namespace tqlm::cli {
+
+struct PplFlags {
+  ModelFlags model;
+  std::string file;
+  int chunks = 8;
+  std::string dump;         // single-configuration mode: token ids and per-token scores
+  bool json = false;
+  std::string kv_list;      // sweep mode: KV configurations (eval/kv_configs.h)
+  std::string results = "tqlm_eval_ppl.jsonl";
+  std::string table_md;     // also write the Markdown Pareto table here
+  std::string summary;      // also write the table as JSONL here
+  std::string dump_tokens;  // write the windows' token ids + config keys, then exit
+};
+
+struct NiahFlags {
+  ModelFlags model;
+  std::string file;  // filler corpus (default: the installed Emma)
+  std::string kv_list = "f16/f16,q4_0/q4_0,tq4/tq3,tq3/tq3";
+  std::vector<std::string> lengths = {"1024", "2048"};
+  std::vector<double> depths = {0.1, 0.3, 0.5, 0.7, 0.9};
+  int trials = 1;
+  uint64_t seed = 1;
+  int max_answer = 16;
+  std::string results = "tqlm_eval_niah.jsonl";
+  std::string table_md;
+  std::string summary;
+};
+
+int RunPerplexity(const PplFlags& f);      // eval_ppl.cc
+int RunNiah(const NiahFlags& f);           // eval_niah.cc
+
+// Shared by the eval commands (eval_common.cc).
+std::string CacheDir();                          // ~/.cache/tqlm or $TQLM_CACHE
+std::string ModelPathOf(const ModelFlags& f);    // -m or the default model
+std::string ReadTextFile(const std::string& path);
+std::string ModelSha256(const std::string& path);  // cached by size and mtime
+// Fields every cell's configuration starts with (engine, version, protocol, model hash).
+nlohmann::json BaseCellConfig(const std::string& task, const std::string& model_path);
+// A progress bar for a sweep, and the one-line report after it (returns the exit code).
+eval::SweepProgress SweepProgressBar(const std::string& label);
+eval::ResultsFile OpenResults(const std::string& path);  // reports a truncated last line
+int ReportSweep(const eval::SweepSummary& s, const eval::ResultsFile& results);
+void WriteTextFile(const std::string& path, const std::string& text);
+
+}  // namespace tqlm::cli

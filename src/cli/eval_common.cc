@@ -1,0 +1,77 @@
+#include <fmt/format.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "cli/eval_cmds.h"
+#include "cli/progress.h"
+#include "eval/sha256.h"
+#include "tqlm/error.h"
+
+namespace tqlm::cli {
+
+// Bump when the evaluation protocol changes in a way that makes old rows incomparable.
+constexpr int kEvalProtocol = 1;
+constexpr const char* kTqlmVersion = "0.1.0";  // as `tqlm --version`
+
+std::string CacheDir() {
+  const std::string model = DefaultModelPath();  // <cache>/models/<file>
+  return model.substr(0, model.rfind("/models/"));
+}
+
+std::string ModelPathOf(const ModelFlags& f) { return f.model.empty() ? DefaultModelPath() : f.model; }
+
+std::string ReadTextFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteTextFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  if (!out) throw Error("cannot write " + path);
+}
+
+std::string ModelSha256(const std::string& path) {
+  return eval::CachedFileSha256(path, CacheDir() + "/sha256-cache.json");
+}
+
+nlohmann::json BaseCellConfig(const std::string& task, const std::string& model_path) {
+  return {{"task", task},
+          {"engine", "tqlm"},
+          {"tqlm_version", kTqlmVersion},
+          {"protocol", kEvalProtocol},
+          {"model", model_path.substr(model_path.find_last_of('/') + 1)},
+          {"model_sha256", ModelSha256(model_path)}};
+}
+
+eval::SweepProgress SweepProgressBar(const std::string& label) {
+  auto bar = std::make_shared<ProgressBar>(label);
+  return [bar](double done, double total, const std::string&) {
+    bar->Update(done, total);
+    if (done >= total) bar->Finish();
+  };
+}
+
+eval::ResultsFile OpenResults(const std::string& path) {
+  eval::ResultsFile r(path);
+  if (r.truncated_bytes() > 0)
+    std::fprintf(stderr,
+                 "[eval] %s: ignoring a truncated last line (%zu bytes, a run killed mid-write); "
+                 "it is cut off at the next write\n",
+                 path.c_str(), r.truncated_bytes());
+  return r;
+}
+
+int ReportSweep(const eval::SweepSummary& s, const eval::ResultsFile& results) {
+  std::fprintf(stderr, "[eval] %d cells: %d already in %s, %d run now%s\n", s.total, s.skipped,
+               results.path().c_str(), s.ran,
+               s.interrupted ? "; interrupted, rerun the same command to resume" : "");
+  return s.interrupted ? 130 : 0;
+}
+
+}  // namespace tqlm::cli

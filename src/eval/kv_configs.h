@@ -1,0 +1,36 @@
+// KV configurations as evaluation sweeps name them: a comma-separated list of entries
+//   K/V[+s=SINKS][+b=BUFFER][+r=RATIO][+floor=N][+p=PROFILE]
+// e.g. "f16/f16,q4_0/q4_0,tq4/tq3,tq3/tq3+s=4+b=128,tq3/tq3+p=edges2". Each entry becomes a
+// runtime::KvPolicy (validated by runtime::ResolveKvPolicy, the same code `tqlm run` uses);
+// PROFILE is a preset name or rules separated by ';' (',' separates entries).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "runtime/kv_policy.h"
+
+namespace tqlm::eval {
+
+struct NamedKvConfig {
+  std::string name;  // canonical text of the entry (options in a fixed order)
+  runtime::KvPolicy policy;
+};
+
+// `base` supplies what an entry leaves out (the --kv-sink/--kv-buffer… flags). Throws
+// tqlm::Error for malformed entries, unknown types, bad profiles or duplicates.
+std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime::KvPolicy& base,
+                                          int n_layers);
+
+// The policy's fields as JSON (part of a cell's configuration hash).
+nlohmann::json KvPolicyJson(const runtime::KvPolicy& policy);
+
+// Bits per cached K/V value when every token is stored in the configuration's (compressed)
+// block layouts: whole blocks as allocated, averaged over layers, K and V (sinks and the
+// recent buffer excluded; those are the effective figure measured on a real cache).
+double FormatBitsPerValue(const model::ModelInfo& info, const runtime::KvPolicy& policy);
+
+}  // namespace tqlm::eval

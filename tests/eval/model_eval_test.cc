@@ -1,0 +1,118 @@
+// Evaluation pieces on the real default model (skipped when it is not installed): the KL
+// scoring of a window against the f16 run, and the needle-in-a-haystack prompt builder.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "eval/niah.h"
+#include "eval/perplexity.h"
+#include "model/model.h"
+#include "tokenizer/chat_format.h"
+#include "tokenizer/tokenizer.h"
+#include "tqlm/error.h"
+
+namespace tqlm::eval {
+namespace {
+
+std::string CachePath(const std::string& rel) {
+  const char* c = std::getenv("TQLM_CACHE");
+  const char* home = std::getenv("HOME");
+  return (c ? std::string(c) : std::string(home ? home : ".") + "/.cache/tqlm") + "/" + rel;
+}
+
+class EvalSmolLM2 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string path = CachePath("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!std::filesystem::exists(path)) GTEST_SKIP() << "model not installed: " << path;
+    model_ = model::Model::Load(path);
+    tok_ = tokenizer::Tokenizer::FromGguf(model_->file());
+    chat_ = tokenizer::MakeChatFormatter(tok_->vocab());
+  }
+  std::vector<int> Text(int n) {
+    std::string s;
+    while (int(tok_->Encode(s, false, false).size()) < n)
+      s += "It is a truth universally acknowledged, that a single man in possession of a good "
+           "fortune, must be in want of a wife. However little known the feelings or views of "
+           "such a man may be on his first entering a neighbourhood, this truth is so well fixed "
+           "in the minds of the surrounding families, that he is considered the rightful property "
+           "of some one or other of their daughters. ";
+    return tok_->Encode(s, false, false);
+  }
+  runtime::SessionOptions Options(const std::string& k, const std::string& v) {
+    runtime::SessionOptions o;
+    o.n_ctx = 128;
+    o.batch = 16;  // blocks of 64 get compressed between chunks, as during decoding
+    o.n_threads = 2;
+    o.kv.k_type = k;
+    o.kv.v_type = v;
+    return o;
+  }
+  std::unique_ptr<model::Model> model_;
+  std::unique_ptr<tokenizer::Tokenizer> tok_;
+  std::unique_ptr<tokenizer::ChatFormatter> chat_;
+};
+
+TEST_F(EvalSmolLM2, WindowKlAgainstTheF16Run) {
+  const std::vector<int> tokens = Text(2 * 128);
+  WindowReference ref;
+  runtime::Session f16(*model_, Options("f16", "f16"));
+  const WindowScore r = ScoreWindow(f16, tokens, 128, 1, nullptr, &ref);
+  EXPECT_EQ(r.scored, 63);
+  EXPECT_EQ(ref.window, 1);
+  EXPECT_EQ(ref.logprobs.size(), size_t(63) * model_->info().n_vocab);
+  // The same configuration again: the same distributions.
+  runtime::Session again(*model_, Options("f16", "f16"));
+  const WindowScore same = ScoreWindow(again, tokens, 128, 1, &ref, nullptr);
+  EXPECT_NEAR(same.kl_sum, 0, 1e-6);
+  EXPECT_EQ(same.top1_ref, 63);
+  EXPECT_DOUBLE_EQ(same.nll_sum, r.nll_sum);
+  // Compressed caches move the distributions; fewer bits move them more.
+  runtime::Session tq4(*model_, Options("tq4", "tq4"));
+  const WindowScore s4 = ScoreWindow(tq4, tokens, 128, 1, &ref, nullptr);
+  runtime::Session tq2(*model_, Options("tq2", "tq2"));
+  const WindowScore s2 = ScoreWindow(tq2, tokens, 128, 1, &ref, nullptr);
+  EXPECT_GT(s4.kl_sum, 0);
+  EXPECT_GT(s2.kl_sum, s4.kl_sum);
+  EXPECT_GE(s2.kl_max, s2.kl_sum / 63);
+  EXPECT_LE(s2.top1_ref, 63);
+  EXPECT_LT(s2.kv.bytes_used, s4.kv.bytes_used);
+  EXPECT_EQ(s2.kv.bytes_f16, r.kv.bytes_f16);
+  // The window's perplexity agrees with the single-configuration Perplexity().
+  const PerplexityResult p = Perplexity(*model_, std::span<const int>(tokens).subspan(128), 128, 1,
+                                        Options("tq2", "tq2"));
+  EXPECT_NEAR(p.mean_nll * 63, s2.nll_sum, 1e-3 * s2.nll_sum);
+  // A reference for another window is refused, as is a window past the text.
+  EXPECT_THROW(ScoreWindow(tq2, tokens, 128, 0, &ref, nullptr), Error);
+  EXPECT_THROW(ScoreWindow(tq2, tokens, 128, 2, nullptr, nullptr), Error);
+}
+
+TEST_F(EvalSmolLM2, NiahPromptHasTheNeedleAtTheDepth) {
+  const std::vector<int> corpus = Text(3000);
+  const Needle n = MakeNeedle(7, 1);
+  EXPECT_EQ(n.number.size(), 5u);
+  EXPECT_NE(n.sentence.find(n.number), std::string::npos);
+  EXPECT_NE(n.question.find(n.name), std::string::npos);
+  EXPECT_EQ(MakeNeedle(7, 1).sentence, n.sentence);  // deterministic
+  EXPECT_NE(MakeNeedle(8, 1).number, n.number);
+  EXPECT_NE(MakeNeedle(7, 2).sentence, n.sentence);  // another phrasing
+  for (double depth : {0.1, 0.5, 0.9}) {
+    const NiahPrompt p = BuildNiahPrompt(*tok_, *chat_, corpus, 600, depth, n, 3);
+    EXPECT_NEAR(double(p.tokens.size()), 600, 12) << depth;
+    EXPECT_GE(p.depth, depth - 0.01);
+    EXPECT_LE(p.depth, depth + 0.15);
+    const std::string text = tok_->Decode(p.tokens);
+    const size_t at = text.find(n.sentence);
+    ASSERT_NE(at, std::string::npos);
+    EXPECT_LT(at, text.rfind(n.question));
+  }
+  EXPECT_THROW(BuildNiahPrompt(*tok_, *chat_, corpus, 40, 0.5, n, 3), Error);    // no room
+  EXPECT_THROW(BuildNiahPrompt(*tok_, *chat_, corpus, 9000, 0.5, n, 3), Error);  // corpus short
+  EXPECT_THROW(BuildNiahPrompt(*tok_, *chat_, corpus, 600, 1.5, n, 3), Error);
+  EXPECT_TRUE(NiahCorrect("The number is " + n.number + ".", n));
+  EXPECT_FALSE(NiahCorrect("I do not know.", n));
+}
+
+}  // namespace
+}  // namespace tqlm::eval
