@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstring>
+#include <unordered_set>
 #include <vector>
 
 #include "kernels/cpu/matmul.h"
@@ -34,6 +36,7 @@ class LlamaModel final : public Model {
 
   void Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits, float* logits,
                kernels::ThreadPool& pool) override;
+  void ForwardBatch(std::span<const BatchItem> items, kernels::ThreadPool& pool) override;
 
  private:
   void LoadWeights();
@@ -50,6 +53,7 @@ class LlamaModel final : public Model {
   int scratch_tokens_ = 0;
   std::vector<float> x_, h_, q_, k_, v_, att_, gate_, up_;
   std::vector<int> pos_;
+  std::vector<float> batch_logits_;  // ForwardBatch: all items' logits before scattering
 };
 
 void LlamaModel::LoadWeights() {
@@ -183,6 +187,62 @@ void LlamaModel::Forward(const int* tokens, int n, kv::KvCache& cache, bool all_
   const int rows = n - first;
   RmsNorm(&x_[size_t(first) * d], output_norm_, 0.0f, eps_, rows, d, h_.data());
   MatMul(output_, h_.data(), rows, logits, pool);
+}
+
+// The same block as Forward with one token per sequence: every matmul runs once over the n
+// sequences' tokens (a matrix-matrix product that reads each weight block once), and only RoPE
+// positions and attention differ per sequence (each against its own cache).
+void LlamaModel::ForwardBatch(std::span<const BatchItem> items, kernels::ThreadPool& pool) {
+  using namespace kernels;
+  const int n = int(items.size());
+  if (n == 0) return;
+  std::unordered_set<const kv::KvCache*> seen;
+  for (const BatchItem& it : items) {
+    if (!seen.insert(&it.cache).second)
+      throw Error("ForwardBatch: the same KV cache appears twice in one batch");
+    if (it.token < 0 || it.token >= info_.n_vocab)
+      throw Error(fmt::format("token id {} out of range [0, {})", it.token, info_.n_vocab));
+  }
+  EnsureScratch(n);
+  const int d = info_.n_embd, qd = n_head_ * head_dim_, kvd = n_head_kv_ * head_dim_;
+  for (int t = 0; t < n; ++t) {
+    DequantizeRow(tok_embd_, items[t].token, &x_[size_t(t) * d]);
+    pos_[t] = items[t].cache.n_tokens();
+  }
+
+  for (int l = 0; l < info_.n_layer; ++l) {
+    const LlamaLayer& L = layers_[l];
+    RmsNorm(x_.data(), L.attn_norm, 0.0f, eps_, n, d, h_.data());
+    MatMul(L.wq, h_.data(), n, q_.data(), pool);
+    MatMul(L.wk, h_.data(), n, k_.data(), pool);
+    MatMul(L.wv, h_.data(), n, v_.data(), pool);
+    if (L.bq) AddRows(q_.data(), L.bq, n, qd);
+    if (L.bk) AddRows(k_.data(), L.bk, n, kvd);
+    if (L.bv) AddRows(v_.data(), L.bv, n, kvd);
+    Rope(q_.data(), n, n_head_, head_dim_, rot_dim_, pos_.data(), inv_freq_.data(), neox_rope_);
+    Rope(k_.data(), n, n_head_kv_, head_dim_, rot_dim_, pos_.data(), inv_freq_.data(), neox_rope_);
+    for (int t = 0; t < n; ++t) {
+      kv::KvCache& cache = items[t].cache;
+      cache.Append(l, &k_[size_t(t) * kvd], &v_[size_t(t) * kvd], 1);
+      cache.Attend(l, &q_[size_t(t) * qd], 1, &att_[size_t(t) * qd], pool);
+    }
+    MatMul(L.wo, att_.data(), n, h_.data(), pool);
+    Add(x_.data(), h_.data(), size_t(n) * d);
+    RmsNorm(x_.data(), L.ffn_norm, 0.0f, eps_, n, d, h_.data());
+    MatMul(L.w_gate, h_.data(), n, gate_.data(), pool);
+    MatMul(L.w_up, h_.data(), n, up_.data(), pool);
+    SiluMul(gate_.data(), up_.data(), size_t(n) * n_ff_);
+    MatMul(L.w_down, gate_.data(), n, h_.data(), pool);
+    Add(x_.data(), h_.data(), size_t(n) * d);
+  }
+  for (const BatchItem& it : items) it.cache.Commit(1);
+
+  const size_t nv = size_t(info_.n_vocab);
+  batch_logits_.resize(size_t(n) * nv);
+  RmsNorm(x_.data(), output_norm_, 0.0f, eps_, n, d, h_.data());
+  MatMul(output_, h_.data(), n, batch_logits_.data(), pool);
+  for (int t = 0; t < n; ++t)
+    std::memcpy(items[t].logits, &batch_logits_[size_t(t) * nv], nv * sizeof(float));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@ namespace {
 using Factory = std::unique_ptr<Model> (*)(std::unique_ptr<GgufFile>);
 const std::map<std::string, Factory>& Registry() {
   static const std::map<std::string, Factory> registry = {
+      {"gemma3", CreateGemma3},
       {"llama", CreateLlamaFamily},
       {"mistral", CreateLlamaFamily},
       {"qwen2", CreateLlamaFamily},
@@ -40,6 +41,10 @@ std::unique_ptr<Model> Model::Load(const std::string& path, const ProgressFn& pr
     if (progress) progress(done, total);
   }
   return it->second(std::move(file));
+}
+
+void Model::ForwardBatch(std::span<const BatchItem> items, kernels::ThreadPool& pool) {
+  for (const BatchItem& item : items) Forward(&item.token, 1, item.cache, false, item.logits, pool);
 }
 
 }  // namespace tqlm::model

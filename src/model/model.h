@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,13 @@ struct ModelInfo {
   size_t weight_bytes = 0;   // bytes of tensor data the forward pass reads
 };
 
+// One sequence's next token in a batched decode step (see Model::ForwardBatch).
+struct BatchItem {
+  int token = 0;
+  kv::KvCache& cache;   // the sequence's cache; the token goes at position cache.n_tokens()
+  float* logits;        // out: [n_vocab]
+};
+
 // Called with (done, total) while loading.
 using ProgressFn = std::function<void(size_t done, size_t total)>;
 
@@ -48,6 +56,12 @@ class Model {
   virtual void Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits,
                        float* logits, kernels::ThreadPool& pool) = 0;
 
+  // One decode step for several independent sequences at once (continuous batching): each
+  // item's token is run at the end of its own cache, which is committed, and its logits
+  // written. Every item must have a distinct cache. The default runs Forward per item;
+  // families override it so the weight matrices are read once for all sequences.
+  virtual void ForwardBatch(std::span<const BatchItem> items, kernels::ThreadPool& pool);
+
  protected:
   explicit Model(std::unique_ptr<GgufFile> file) : file_(std::move(file)) {}
   std::unique_ptr<GgufFile> file_;
@@ -57,5 +71,6 @@ class Model {
 // One factory per architecture family (each in its own file); Model::Load dispatches on
 // general.architecture through the table in model.cc.
 std::unique_ptr<Model> CreateLlamaFamily(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> CreateGemma3(std::unique_ptr<GgufFile> file);
 
 }  // namespace tqlm::model

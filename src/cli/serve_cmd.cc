@@ -1,0 +1,164 @@
+// `tqlm serve`: an OpenAI-compatible HTTP server (src/server) over the continuous-batching
+// scheduler (src/runtime/scheduler.h), with the same model, KV-cache and sampling flags as
+// `tqlm run`. SIGINT/SIGTERM stop it gracefully: new requests get 503, running ones may finish
+// for --shutdown-grace seconds, then are cancelled.
+#include <fmt/format.h>
+#include <pthread.h>
+
+#include <cctype>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "cli/command.h"
+#include "cli/common_flags.h"
+#include "runtime/scheduler.h"
+#include "server/http_server.h"
+#include "tqlm/error.h"
+
+namespace tqlm::cli {
+namespace {
+
+struct ServeFlags {
+  ModelFlags model;
+  runtime::SamplerParams sampler;
+  server::ServerOptions server;
+  int parallel = 4;
+  int max_queue = 64;
+  std::string prompt_cache = "256MiB";
+  std::string max_body = "1MiB";
+  std::string alias;
+  double shutdown_grace = 10;
+};
+
+size_t ParseSize(const std::string& flag, const std::string& s) {
+  size_t i = 0;
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+  double v = 0;
+  try {
+    v = i ? std::stod(s.substr(0, i)) : -1;
+  } catch (const std::exception&) {
+    v = -1;
+  }
+  const std::string unit = s.substr(i);
+  double mult = -1;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KiB" || unit == "K") mult = 1024.0;
+  else if (unit == "MiB" || unit == "M") mult = 1024.0 * 1024;
+  else if (unit == "GiB" || unit == "G") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "KB") mult = 1e3;
+  else if (unit == "MB") mult = 1e6;
+  else if (unit == "GB") mult = 1e9;
+  if (v < 0 || mult < 0 || v * mult > 1e15)
+    throw Error(fmt::format("{}: expected a size like 256MiB, 1GiB or 1000000, got '{}'", flag, s));
+  return size_t(v * mult);
+}
+
+std::string ModelId(const std::string& path) {
+  std::string name = path.substr(path.find_last_of('/') + 1);
+  if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
+  return name;
+}
+
+int Serve(ServeFlags& f) {
+  // Every thread started from here on inherits the mask, so only the waiter below sees the
+  // signals and the shutdown runs in an ordinary thread, not in a signal handler.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is an error return, not a signal
+
+  LoadedModel lm = LoadModel(f.model);
+  runtime::SchedulerOptions so;
+  so.parallel = f.parallel;
+  so.n_ctx = f.model.session.n_ctx;
+  so.n_threads = f.model.session.n_threads;
+  so.batch = f.model.session.batch;
+  so.kv = f.model.session.kv;
+  so.prompt_cache_bytes = ParseSize("--prompt-cache-bytes", f.prompt_cache);
+  so.max_queue = f.max_queue;
+  runtime::Scheduler scheduler(*lm.model, *lm.tokenizer, so);
+
+  server::ServerOptions opt = f.server;
+  opt.model_id = f.alias.empty() ? ModelId(f.model.model.empty() ? DefaultModelPath() : f.model.model)
+                                 : f.alias;
+  opt.sampler = f.sampler;
+  opt.max_body_bytes = ParseSize("--max-body-bytes", f.max_body);
+  if (opt.limits.max_tokens < 1) throw Error("--max-tokens-limit must be at least 1");
+  if (opt.http_threads <= 0) opt.http_threads = f.parallel + f.max_queue + 4;
+  server::ChatSetup chat{lm.tokenizer.get(), lm.chat.get(), lm.tokenizer->vocab().chat_template,
+                         lm.model->info().arch};
+  server::HttpServer http(opt, scheduler, chat);
+  const int port = http.Bind();
+
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "tqlm serve: %s, stopping (in-flight requests get up to %.0f s)\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM", f.shutdown_grace);
+    http.BeginShutdown();
+    scheduler.Shutdown(std::chrono::milliseconds(int64_t(f.shutdown_grace * 1000)));
+    http.Stop();
+  });
+  const runtime::ResolvedKv kv = runtime::ResolveKvPolicy(so.kv, lm.model->info().n_layer, 0);
+  std::fprintf(stderr,
+               "tqlm serve: %s on http://%s:%d (model id '%s', %d slots x %d tokens, KV %s/%s, "
+               "prompt cache %s)\n",
+               lm.model->info().name.c_str(), opt.host.c_str(), port, opt.model_id.c_str(),
+               f.parallel, scheduler.n_ctx(), kv.k_types.empty() ? "?" : kv.k_types[0].Name().c_str(),
+               kv.v_types.empty() ? "?" : kv.v_types[0].Name().c_str(), f.prompt_cache.c_str());
+  http.Listen();
+  // Listen returned without a signal (it failed): wake the waiter so it can end.
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  const runtime::SchedulerStats st = scheduler.Stats();
+  std::fprintf(stderr, "tqlm serve: stopped after %llu requests, %llu tokens generated\n",
+               static_cast<unsigned long long>(st.requests_finished),
+               static_cast<unsigned long long>(st.generated_tokens));
+  return 0;
+}
+
+CommandRegistration reg("serve", "OpenAI-compatible HTTP server with continuous batching",
+                        [](CLI::App& app) {
+  auto f = std::make_shared<ServeFlags>();
+  f->sampler.temperature = 1.0f;  // OpenAI's defaults for unset fields
+  f->sampler.top_p = 1.0f;
+  f->sampler.top_k = 0;
+  f->sampler.min_p = 0.0f;
+  f->server.http_threads = 0;
+  AddModelFlags(app, f->model);
+  AddSamplerFlags(app, f->sampler);
+  app.add_option("--host", f->server.host, "address to listen on")
+      ->envname("TQLM_HOST")->capture_default_str();
+  app.add_option("--port", f->server.port, "port (0: any free port)")
+      ->envname("TQLM_PORT")->capture_default_str();
+  app.add_option("--api-key", f->server.api_key, "require 'Authorization: Bearer KEY' on /v1/*")
+      ->envname("TQLM_API_KEY");
+  app.add_option("--alias", f->alias, "model id to serve under (default: the file name)");
+  app.add_option("--parallel,--np", f->parallel, "sequences decoded together (slots)")
+      ->envname("TQLM_PARALLEL")->capture_default_str();
+  app.add_option("--max-queue", f->max_queue, "requests waiting for a slot before 429")
+      ->envname("TQLM_MAX_QUEUE")->capture_default_str();
+  app.add_option("--prompt-cache-bytes", f->prompt_cache, "prefix cache size cap (0: off)")
+      ->envname("TQLM_PROMPT_CACHE_BYTES")->capture_default_str();
+  app.add_option("--max-body-bytes", f->max_body, "largest request body")
+      ->envname("TQLM_MAX_BODY_BYTES")->capture_default_str();
+  app.add_option("--max-tokens-limit", f->server.limits.max_tokens,
+                 "largest max_tokens a request may ask for")
+      ->envname("TQLM_MAX_TOKENS_LIMIT")->capture_default_str();
+  app.add_option("-n,--n-predict", f->server.default_max_tokens,
+                 "max_tokens for requests that give none")
+      ->envname("TQLM_N_PREDICT")->capture_default_str();
+  app.add_option("--http-threads", f->server.http_threads,
+                 "HTTP worker threads (0: parallel + max-queue + 4)")
+      ->capture_default_str();
+  app.add_option("--shutdown-grace", f->shutdown_grace,
+                 "seconds in-flight requests may run after SIGINT/SIGTERM")
+      ->capture_default_str();
+  return [f] { return Serve(*f); };
+});
+
+}  // namespace
+}  // namespace tqlm::cli

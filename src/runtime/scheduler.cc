@@ -1,0 +1,396 @@
+#include "runtime/scheduler.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "runtime/stop_strings.h"
+#include "tokenizer/stream_decoder.h"
+
+namespace tqlm::runtime {
+namespace {
+using Clock = std::chrono::steady_clock;
+
+int DefaultThreads() { return int(std::max(1u, std::thread::hardware_concurrency())); }
+
+StreamEvent TextEvent(StreamEvent::Kind kind, std::string text) {
+  StreamEvent e;
+  e.kind = kind;
+  e.text = std::move(text);
+  return e;
+}
+
+StreamEvent ShutdownEvent() {
+  StreamEvent e;
+  e.kind = StreamEvent::Kind::kError;
+  e.text = "the server is shutting down";
+  e.unavailable = true;
+  return e;
+}
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+}  // namespace
+
+// ---- RequestStream ----
+
+std::optional<StreamEvent> RequestStream::Next(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [&] { return !events_.empty(); })) return std::nullopt;
+  StreamEvent e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
+void RequestStream::Cancel() {
+  std::lock_guard lock(mu_);
+  cancelled_ = true;
+}
+
+bool RequestStream::cancelled() const {
+  std::lock_guard lock(mu_);
+  return cancelled_;
+}
+
+void RequestStream::Push(StreamEvent event) {
+  {
+    std::lock_guard lock(mu_);
+    events_.push_back(std::move(event));
+  }
+  cv_.notify_all();
+}
+
+// ---- Scheduler ----
+
+struct Scheduler::Slot {
+  bool in_use = false;
+  uint64_t order = 0;  // admission order: prefill goes oldest first
+  std::shared_ptr<RequestStream> stream;
+  GenerationRequest req;
+  std::unique_ptr<kv::KvCache> cache;
+  std::vector<int> fed;     // the tokens in `cache`, in order
+  size_t prompt_done = 0;   // prompt tokens in `cache`
+  int cached_tokens = 0;    // of which came from the prompt cache
+  std::vector<float> logits;
+  bool has_logits = false;  // logits hold the distribution of the next token
+  int next_token = -1;      // sampled, to be run in the next decode step
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<tokenizer::StreamDecoder> decoder;
+  std::string text;         // decoded output so far
+  size_t emitted = 0;       // bytes of `text` already sent
+  int generated = 0;
+  int limit = 0;            // most tokens this request may generate
+  bool stop_hit = false;
+};
+
+Scheduler::Scheduler(model::Model& model, const tokenizer::Tokenizer& tokenizer,
+                     SchedulerOptions options)
+    : model_(model),
+      tok_(tokenizer),
+      options_(std::move(options)),
+      n_ctx_(options_.n_ctx > 0 ? options_.n_ctx : model.info().n_ctx_train),
+      pool_(options_.n_threads > 0 ? options_.n_threads : DefaultThreads()),
+      prompt_cache_(options_.prompt_cache_bytes) {
+  if (options_.parallel < 1) throw Error("--parallel must be at least 1");
+  if (options_.batch < 1) throw Error("the prefill batch must be at least 1 token");
+  if (options_.max_queue < 0) throw Error("the queue limit must not be negative");
+  if (n_ctx_ < 2) throw Error(fmt::format("context size {} is too small", n_ctx_));
+  ResolveKvPolicy(options_.kv, model.info().n_layer, 0);  // reject a bad policy up front
+  for (int i = 0; i < options_.parallel; ++i) {
+    slots_.push_back(std::make_unique<Slot>());
+    slots_.back()->logits.resize(model.info().n_vocab);
+  }
+  free_slots_ = options_.parallel;
+  stats_.slots = work_.slots = options_.parallel;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+Scheduler::~Scheduler() { Shutdown(std::chrono::milliseconds(0)); }
+
+std::shared_ptr<RequestStream> Scheduler::Submit(GenerationRequest request) {
+  const int n = int(request.prompt.size());
+  if (n == 0) throw Error("the prompt is empty");
+  if (n >= n_ctx_)
+    throw Error(fmt::format(
+        "the prompt is {} tokens but the context holds {} (including at least one generated "
+        "token): {} tokens over",
+        n, n_ctx_, n - n_ctx_ + 1));
+  auto stream = std::make_shared<RequestStream>();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) throw Overloaded("the server is shutting down", true);
+    if (queue_.size() >= size_t(options_.max_queue) + size_t(free_slots_))
+      throw Overloaded(fmt::format("all {} slots are busy and {} requests are queued; retry later",
+                                   options_.parallel, queue_.size()),
+                       false);
+    queue_.push_back({std::move(request), stream});
+    stats_.queued = int(queue_.size());
+  }
+  cv_.notify_all();
+  return stream;
+}
+
+SchedulerStats Scheduler::Stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+void Scheduler::Shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      stopping_ = true;
+      deadline_ = Clock::now() + grace;
+    } else {
+      deadline_ = std::min(deadline_, Clock::now() + grace);
+    }
+  }
+  cv_.notify_all();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+void Scheduler::Loop() {
+  std::vector<Pending> admitted;
+  for (;;) {
+    admitted.clear();
+    int active = 0;
+    for (const auto& s : slots_) active += s->in_use ? 1 : 0;
+    bool expired = false;
+    {
+      std::unique_lock lock(mu_);
+      auto ready = [&] { return active > 0 || (!queue_.empty() && free_slots_ > 0) || stopping_; };
+      cv_.wait(lock, ready);
+      expired = stopping_ && Clock::now() >= deadline_;
+      if (expired) {
+        for (Pending& p : queue_) p.stream->Push(ShutdownEvent());
+        work_.requests_failed += queue_.size();
+        queue_.clear();
+      }
+      if (stopping_ && active == 0 && queue_.empty()) break;
+      while (free_slots_ > 0 && !queue_.empty()) {
+        admitted.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+        --free_slots_;
+      }
+    }
+    if (expired)
+      for (auto& s : slots_)
+        if (s->in_use) {
+          s->stream->Push(ShutdownEvent());
+          ++work_.requests_failed;
+          Release(*s);
+        }
+    for (Pending& p : admitted) Admit(std::move(p));
+    Step();
+    PublishStats();
+    // With requests still running, a stopping scheduler wakes up often enough to meet its
+    // deadline; the steps themselves are short.
+  }
+  PublishStats();
+}
+
+void Scheduler::Admit(Pending pending) {
+  Slot* slot = nullptr;
+  for (auto& s : slots_)
+    if (!s->in_use) slot = s.get();
+  Slot& s = *slot;  // free_slots_ counted one for this request
+  s.in_use = true;
+  s.order = admit_counter_++;
+  s.stream = std::move(pending.stream);
+  s.req = std::move(pending.request);
+  if (s.stream->cancelled()) {
+    ++work_.requests_cancelled;
+    Release(s);
+    return;
+  }
+  try {
+    const std::vector<int>& prompt = s.req.prompt;
+    PromptCache::Hit hit = prompt_cache_.Lookup(prompt);
+    if (hit.cache) {
+      s.cache = std::move(hit.cache);
+    } else {
+      const ResolvedKv kv = ResolveKvPolicy(options_.kv, model_.info().n_layer, int(prompt.size()));
+      s.cache = kv::KvCache::Create(MakeKvCacheConfig(model_.info(), kv, n_ctx_));
+    }
+    s.fed.assign(prompt.begin(), prompt.begin() + hit.tokens);
+    s.prompt_done = size_t(hit.tokens);
+    s.cached_tokens = hit.tokens;
+    const int room = n_ctx_ - int(prompt.size());
+    const int max_tokens = s.req.params.max_tokens;
+    s.limit = max_tokens <= 0 ? room : std::min(max_tokens, room);
+    s.sampler = std::make_unique<Sampler>(s.req.params.sampler);
+    s.decoder = std::make_unique<tokenizer::StreamDecoder>(tok_);
+    work_.prompt_tokens += prompt.size();
+  } catch (const std::exception& e) {
+    Fail(s, e.what());
+  }
+}
+
+void Scheduler::Step() {
+  for (auto& s : slots_)
+    if (s->in_use && s->stream->cancelled()) {
+      ++work_.requests_cancelled;
+      Release(*s);
+    }
+  PrefillChunk();
+  std::vector<Slot*> continuing;
+  SampleAll(continuing);
+  DecodeBatch(continuing);
+}
+
+void Scheduler::PrefillChunk() {
+  Slot* slot = nullptr;
+  for (auto& s : slots_)
+    if (s->in_use && s->prompt_done < s->req.prompt.size() && (!slot || s->order < slot->order))
+      slot = s.get();
+  if (!slot) return;
+  Slot& s = *slot;
+  const std::vector<int>& prompt = s.req.prompt;
+  const int n = int(std::min(prompt.size() - s.prompt_done, size_t(options_.batch)));
+  const auto t0 = Clock::now();
+  try {
+    model_.Forward(prompt.data() + s.prompt_done, n, *s.cache, false, s.logits.data(), pool_);
+  } catch (const std::exception& e) {
+    Fail(s, e.what());
+    return;
+  }
+  work_.prefill_seconds += Seconds(t0);
+  work_.prefill_tokens += n;
+  s.fed.insert(s.fed.end(), prompt.begin() + s.prompt_done, prompt.begin() + s.prompt_done + n);
+  s.prompt_done += n;
+  if (s.prompt_done == prompt.size()) {
+    s.has_logits = true;
+    prompt_cache_.Insert(s.fed, *s.cache);  // shared prefixes (system prompt, tools) reuse it
+  }
+}
+
+void Scheduler::SampleAll(std::vector<Slot*>& continuing) {
+  const std::vector<int>& eog = tok_.end_of_generation_ids();
+  const auto t0 = Clock::now();
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    if (!s.in_use || !s.has_logits) continue;
+    s.has_logits = false;
+    const bool allow_end = s.generated >= s.req.params.min_tokens;
+    const int id = s.sampler->Sample(s.logits, s.fed, allow_end ? std::span<const int>() : eog);
+    ++s.generated;
+    ++work_.generated_tokens;
+    if (tok_.IsEndOfGeneration(id)) {
+      Emit(s, true);
+      Finish(s, "stop");
+      continue;
+    }
+    s.text += s.decoder->Push(id);
+    for (const std::string& stop : s.req.params.stop) {
+      if (stop.empty()) continue;
+      const size_t from = s.emitted > stop.size() ? s.emitted - stop.size() : 0;
+      const size_t at = s.text.find(stop, from);
+      if (at != std::string::npos) {
+        s.text.resize(at);
+        s.stop_hit = true;
+      }
+    }
+    if (s.stop_hit) {
+      Emit(s, true);
+      Finish(s, "stop");
+      continue;
+    }
+    if (s.generated >= s.limit) {
+      Emit(s, true);
+      Finish(s, "length");
+      continue;
+    }
+    Emit(s, false);
+    s.next_token = id;
+    continuing.push_back(&s);
+  }
+  work_.decode_seconds += Seconds(t0);
+}
+
+void Scheduler::DecodeBatch(const std::vector<Slot*>& continuing) {
+  if (continuing.empty()) return;
+  std::vector<model::BatchItem> items;
+  items.reserve(continuing.size());
+  for (Slot* s : continuing) items.push_back({s->next_token, *s->cache, s->logits.data()});
+  const auto t0 = Clock::now();
+  try {
+    model_.ForwardBatch(items, pool_);
+  } catch (const std::exception& e) {
+    for (Slot* s : continuing) Fail(*s, e.what());
+    return;
+  }
+  work_.decode_seconds += Seconds(t0);
+  ++work_.decode_steps;
+  work_.decode_batch_sum += continuing.size();
+  for (Slot* s : continuing) {
+    s->fed.push_back(s->next_token);
+    s->has_logits = true;
+  }
+}
+
+void Scheduler::Emit(Slot& s, bool final_piece) {
+  size_t safe;
+  if (final_piece) {
+    if (!s.stop_hit) s.text += s.decoder->Flush();
+    safe = s.text.size();
+  } else {
+    safe = StopSafePrefix(s.text, s.req.params.stop);
+  }
+  if (safe > s.emitted) {
+    s.stream->Push(TextEvent(StreamEvent::Kind::kText, s.text.substr(s.emitted, safe - s.emitted)));
+    s.emitted = safe;
+  }
+}
+
+void Scheduler::Finish(Slot& s, const std::string& reason) {
+  // The whole exchange is a prefix of the next turn of the same conversation.
+  if (s.cache && !s.fed.empty()) prompt_cache_.Insert(s.fed, *s.cache);
+  StreamEvent done;
+  done.kind = StreamEvent::Kind::kDone;
+  done.finish_reason = reason;
+  done.prompt_tokens = int(s.req.prompt.size());
+  done.cached_tokens = s.cached_tokens;
+  done.completion_tokens = s.generated;
+  s.stream->Push(std::move(done));
+  ++work_.requests_finished;
+  Release(s);
+}
+
+void Scheduler::Fail(Slot& s, const std::string& message) {
+  s.stream->Push(TextEvent(StreamEvent::Kind::kError, message));
+  ++work_.requests_failed;
+  Release(s);
+}
+
+void Scheduler::Release(Slot& s) {
+  std::vector<float> logits = std::move(s.logits);
+  s = Slot();
+  s.logits = std::move(logits);
+  {
+    std::lock_guard lock(mu_);
+    ++free_slots_;
+  }
+}
+
+void Scheduler::PublishStats() {
+  SchedulerStats st = work_;
+  st.active = 0;
+  st.kv = {};
+  for (const auto& s : slots_) {
+    if (!s->in_use) continue;
+    ++st.active;
+    if (!s->cache) continue;
+    const kv::KvMemoryStats m = s->cache->MemoryStats();
+    st.kv.bytes_allocated += m.bytes_allocated;
+    st.kv.bytes_used += m.bytes_used;
+    st.kv.bytes_f16 += m.bytes_f16;
+  }
+  st.prompt_cache = prompt_cache_.stats();
+  std::lock_guard lock(mu_);
+  st.queued = int(queue_.size());
+  stats_ = st;
+}
+
+}  // namespace tqlm::runtime

@@ -1,0 +1,313 @@
+#include "server/http_server.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <ctime>
+#include <random>
+
+#include "server/openai_json.h"
+
+namespace tqlm::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using runtime::StreamEvent;
+
+ApiError Unavailable(const std::string& message) {
+  return ApiError(503, "server_error", message, "", "service_unavailable");
+}
+
+// Relays one request's stream to a chunked response as server-sent events. The callbacks turn
+// scheduler events into SSE text in the endpoint's format.
+struct SseRelay {
+  std::shared_ptr<runtime::RequestStream> stream;
+  std::function<std::string()> on_start;                      // before the first piece
+  std::function<std::string(const std::string&)> on_text;     // a piece of output
+  std::function<std::string(const StreamEvent&)> on_done;     // kDone: last chunks
+  bool started = false;
+  bool finished = false;
+  Clock::time_point last_write = Clock::now();
+
+  // One call of httplib's content provider: waits briefly for events and writes them. A failed
+  // write means the client went away: the request is cancelled, its slot freed next step.
+  bool Pump(httplib::DataSink& sink) {
+    if (finished) {
+      sink.done();
+      return true;
+    }
+    std::string out;
+    if (!started) {
+      started = true;
+      if (on_start) out += on_start();
+    }
+    std::optional<StreamEvent> ev = stream->Next(std::chrono::milliseconds(250));
+    while (ev) {
+      if (ev->kind == StreamEvent::Kind::kText) {
+        out += on_text(ev->text);
+      } else if (ev->kind == StreamEvent::Kind::kDone) {
+        out += on_done(*ev) + SseDone();
+        finished = true;
+      } else {
+        const ApiError e = ev->unavailable ? Unavailable(ev->text)
+                                           : ApiError(500, "server_error", ev->text);
+        out += "data: " + ErrorBody(e) + "\n\n" + SseDone();
+        finished = true;
+      }
+      if (finished) break;
+      ev = stream->Next(std::chrono::milliseconds(0));  // drain what is already there
+    }
+    // A comment line now and then, so that a client that left during a long prefill is noticed.
+    if (out.empty() && Clock::now() - last_write > std::chrono::seconds(1)) out = ": keep-alive\n\n";
+    if (!out.empty()) {
+      if (!sink.write(out.data(), out.size())) {
+        stream->Cancel();
+        return false;
+      }
+      last_write = Clock::now();
+    }
+    if (finished) sink.done();
+    return true;
+  }
+};
+
+// Waits for the whole answer of a non-streaming request.
+struct Collected {
+  std::string text;
+  StreamEvent done;
+};
+Collected Collect(runtime::RequestStream& stream) {
+  Collected c;
+  for (;;) {
+    std::optional<StreamEvent> ev = stream.Next(std::chrono::seconds(1));
+    if (!ev) continue;
+    if (ev->kind == StreamEvent::Kind::kText) {
+      c.text += ev->text;
+    } else if (ev->kind == StreamEvent::Kind::kDone) {
+      c.done = std::move(*ev);
+      return c;
+    } else {
+      if (ev->unavailable) throw Unavailable(ev->text);
+      throw ApiError(500, "server_error", ev->text);
+    }
+  }
+}
+
+Usage UsageOf(const StreamEvent& done) {
+  return {done.prompt_tokens, done.completion_tokens, done.cached_tokens};
+}
+
+}  // namespace
+
+HttpServer::HttpServer(ServerOptions options, runtime::Scheduler& scheduler, ChatSetup chat)
+    : options_(std::move(options)),
+      scheduler_(scheduler),
+      chat_(std::move(chat)),
+      http_(std::make_unique<httplib::Server>()),
+      created_(int64_t(std::time(nullptr))) {
+  const int threads = std::max(2, options_.http_threads);
+  http_->new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
+  http_->set_payload_max_length(options_.max_body_bytes);
+  http_->set_keep_alive_max_count(1000);
+  Routes();
+}
+
+HttpServer::~HttpServer() = default;
+
+int HttpServer::Bind() {
+  int port = options_.port;
+  if (port == 0) {
+    port = http_->bind_to_any_port(options_.host);
+  } else if (!http_->bind_to_port(options_.host, port)) {
+    port = -1;
+  }
+  if (port <= 0)
+    throw Error(fmt::format("cannot listen on {}:{} (address in use or not available)",
+                            options_.host, options_.port));
+  return port;
+}
+
+void HttpServer::Listen() { http_->listen_after_bind(); }
+
+void HttpServer::Stop() { http_->stop(); }
+
+bool HttpServer::Authorized(const httplib::Request& req) const {
+  if (options_.api_key.empty()) return true;
+  const std::string want = "Bearer " + options_.api_key;
+  const std::string got = req.get_header_value("Authorization");
+  // Compare every byte, so the time taken does not tell how much of the key matched.
+  unsigned diff = got.size() != want.size() ? 1u : 0u;
+  for (size_t i = 0; i < got.size(); ++i) diff |= unsigned(uint8_t(got[i]) ^ uint8_t(want[i % want.size()]));
+  return diff == 0;
+}
+
+void HttpServer::SendError(httplib::Response& res, const ApiError& e, const std::string& endpoint) {
+  res.status = e.status();
+  res.set_content(ErrorBody(e), "application/json");
+  (void)endpoint;
+}
+
+void HttpServer::Handle(const std::string& endpoint, const httplib::Request& req,
+                        httplib::Response& res, const std::function<void()>& handler) {
+  try {
+    if (!Authorized(req))
+      throw ApiError(401, "invalid_request_error", "missing or wrong API key (Authorization: Bearer ...)",
+                     "", "invalid_api_key");
+    if (shutting_down_) throw Unavailable("the server is shutting down");
+    handler();
+  } catch (const ApiError& e) {
+    SendError(res, e, endpoint);
+  } catch (const runtime::Overloaded& e) {
+    if (e.shutting_down()) {
+      SendError(res, Unavailable(e.what()), endpoint);
+    } else {
+      SendError(res, ApiError(429, "rate_limit_error", e.what(), "", "overloaded"), endpoint);
+      res.set_header("Retry-After", "1");
+    }
+  } catch (const Error& e) {
+    SendError(res, BadRequest(e.what()), endpoint);
+  } catch (const std::exception& e) {
+    SendError(res, ApiError(500, "server_error", fmt::format("internal error: {}", e.what())), endpoint);
+  }
+  metrics_.CountRequest(endpoint, res.status);
+}
+
+void HttpServer::Routes() {
+  http_->Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    Handle("/v1/chat/completions", req, res, [&] { Chat(req, res); });
+  });
+  http_->Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    Handle("/v1/completions", req, res, [&] { Completion(req, res); });
+  });
+  http_->Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+    Handle("/v1/models", req, res, [&] {
+      res.set_content(Dump(ModelList({options_.model_id}, created_)), "application/json");
+    });
+  });
+  http_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    if (shutting_down_) {
+      res.status = 503;
+      res.set_content(R"({"status":"shutting down"})", "application/json");
+    } else {
+      res.set_content(R"({"status":"ok"})", "application/json");
+    }
+    metrics_.CountRequest("/health", res.status);
+  });
+  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_.Render(scheduler_.Stats()), "text/plain; version=0.0.4");
+    metrics_.CountRequest("/metrics", res.status);
+  });
+  // Anything else (an unknown path, a body over the limit): OpenAI's error format.
+  http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string message;
+    switch (res.status) {
+      case 404: message = fmt::format("no such endpoint: {} {}", req.method, req.path); break;
+      case 405: message = fmt::format("method {} not allowed on {}", req.method, req.path); break;
+      case 413: message = "the request body is larger than the server accepts"; break;
+      default: message = fmt::format("{} {}: HTTP status {}", req.method, req.path, res.status);
+    }
+    const char* type = res.status < 500 ? "invalid_request_error" : "server_error";
+    res.set_content(ErrorBody(ApiError(res.status, type, message)), "application/json");
+  });
+}
+
+std::string HttpServer::NewId(const char* prefix) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{}-{:x}{:012x}", prefix, counter_.fetch_add(1), rng() & 0xFFFFFFFFFFFFull);
+}
+
+std::shared_ptr<runtime::RequestStream> HttpServer::Submit(std::vector<int> prompt,
+                                                           const SamplingFields& sampling) {
+  runtime::GenerationRequest request;
+  request.prompt = std::move(prompt);
+  const uint64_t n = counter_.load();
+  request.params = ToGenerateParams(sampling, options_.sampler, options_.default_max_tokens,
+                                    options_.sampler.seed + n * 0x9E3779B97F4A7C15ull);
+  if (int(request.prompt.size()) >= scheduler_.n_ctx()) {
+    const int over = int(request.prompt.size()) - scheduler_.n_ctx() + 1;
+    throw ApiError(400, "invalid_request_error",
+                   fmt::format("the prompt is {} tokens but the context holds {} (including at "
+                               "least one generated token): {} tokens over",
+                               request.prompt.size(), scheduler_.n_ctx(), over),
+                   "messages", "context_length_exceeded");
+  }
+  return scheduler_.Submit(std::move(request));
+}
+
+namespace {
+void CheckModel(const std::string& requested, const std::string& served) {
+  if (!requested.empty() && requested != served)
+    throw ApiError(404, "invalid_request_error",
+                   fmt::format("the model '{}' does not exist; this server serves '{}'", requested, served),
+                   "model", "model_not_found");
+}
+}  // namespace
+
+void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
+  ChatRequest r = ParseChatRequest(req.body, options_.limits);
+  CheckModel(r.model, options_.model_id);
+  std::string text;
+  try {
+    text = r.tools.is_null() ? chat_.formatter->Format(r.messages, true)
+                             : chat_.formatter->FormatWithTools(r.messages, r.tools, true);
+  } catch (const Error& e) {
+    throw BadRequest(fmt::format("the chat template failed on these messages: {}", e.what()), "messages");
+  }
+  std::vector<int> prompt = chat_.tokenizer->Encode(text, true, true);
+  auto stream = Submit(std::move(prompt), r.sampling);
+  ResponseMeta meta{NewId("chatcmpl"), int64_t(std::time(nullptr)), options_.model_id};
+
+  if (!r.stream) {
+    Collected c = Collect(*stream);
+    res.set_content(Dump(ChatCompletion(meta, c.text, {}, c.done.finish_reason, UsageOf(c.done))),
+                    "application/json");
+    return;
+  }
+  auto relay = std::make_shared<SseRelay>();
+  relay->stream = stream;
+  relay->on_start = [meta] { return SseData(ChatChunk(meta, {{"role", "assistant"}, {"content", ""}})); };
+  relay->on_text = [meta](const std::string& piece) {
+    return SseData(ChatChunk(meta, {{"content", piece}}));
+  };
+  relay->on_done = [meta, usage = r.include_usage](const StreamEvent& done) {
+    std::string out = SseData(ChatChunk(meta, Json::object(), done.finish_reason));
+    if (usage) out += SseData(ChatUsageChunk(meta, UsageOf(done)));
+    return out;
+  };
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [relay](size_t, httplib::DataSink& sink) { return relay->Pump(sink); },
+      [relay](bool) { relay->stream->Cancel(); });
+}
+
+void HttpServer::Completion(const httplib::Request& req, httplib::Response& res) {
+  CompletionRequest r = ParseCompletionRequest(req.body, options_.limits);
+  CheckModel(r.model, options_.model_id);
+  std::vector<int> prompt = chat_.tokenizer->Encode(r.prompt, true, false);
+  auto stream = Submit(std::move(prompt), r.sampling);
+  ResponseMeta meta{NewId("cmpl"), int64_t(std::time(nullptr)), options_.model_id};
+  if (!r.stream) {
+    Collected c = Collect(*stream);
+    res.set_content(Dump(TextCompletion(meta, c.text, c.done.finish_reason, UsageOf(c.done))),
+                    "application/json");
+    return;
+  }
+  auto relay = std::make_shared<SseRelay>();
+  relay->stream = stream;
+  relay->on_text = [meta](const std::string& piece) { return SseData(TextChunk(meta, piece)); };
+  relay->on_done = [meta, usage = r.include_usage](const StreamEvent& done) {
+    std::string out = SseData(TextChunk(meta, "", done.finish_reason));
+    if (usage) out += SseData(TextUsageChunk(meta, UsageOf(done)));
+    return out;
+  };
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [relay](size_t, httplib::DataSink& sink) { return relay->Pump(sink); },
+      [relay](bool) { relay->stream->Cancel(); });
+}
+
+}  // namespace tqlm::server

@@ -1,0 +1,112 @@
+#include "server/openai_json.h"
+
+namespace tqlm::server {
+
+std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+std::string ErrorBody(const ApiError& e) {
+  Json err = {{"message", e.what()}, {"type", e.type()}};
+  err["param"] = e.param().empty() ? Json(nullptr) : Json(e.param());
+  err["code"] = e.code().empty() ? Json(nullptr) : Json(e.code());
+  return Dump(Json{{"error", err}});
+}
+
+Json UsageJson(const Usage& u) {
+  return {{"prompt_tokens", u.prompt_tokens},
+          {"completion_tokens", u.completion_tokens},
+          {"total_tokens", u.prompt_tokens + u.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
+}
+
+namespace {
+Json Header(const ResponseMeta& meta, const char* object) {
+  return {{"id", meta.id}, {"object", object}, {"created", meta.created}, {"model", meta.model}};
+}
+}  // namespace
+
+Json ChatCompletion(const ResponseMeta& meta, const std::string& content,
+                    const std::vector<tokenizer::ChatToolCall>& tool_calls,
+                    const std::string& finish_reason, const Usage& usage) {
+  Json message = {{"role", "assistant"}};
+  message["content"] = tool_calls.empty() || !content.empty() ? Json(content) : Json(nullptr);
+  if (!tool_calls.empty()) {
+    Json calls = Json::array();
+    for (const auto& c : tool_calls)
+      calls.push_back({{"id", c.id},
+                       {"type", "function"},
+                       {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+    message["tool_calls"] = std::move(calls);
+  }
+  Json j = Header(meta, "chat.completion");
+  j["choices"] = Json::array(
+      {{{"index", 0}, {"message", std::move(message)}, {"logprobs", nullptr},
+        {"finish_reason", finish_reason}}});
+  j["usage"] = UsageJson(usage);
+  return j;
+}
+
+Json ChatChunk(const ResponseMeta& meta, const Json& delta,
+               const std::optional<std::string>& finish_reason) {
+  Json j = Header(meta, "chat.completion.chunk");
+  j["choices"] = Json::array({{{"index", 0},
+                               {"delta", delta},
+                               {"logprobs", nullptr},
+                               {"finish_reason", finish_reason ? Json(*finish_reason) : Json(nullptr)}}});
+  return j;
+}
+
+Json ToolCallDelta(int index, const std::string& id, const std::string& name,
+                   const std::string& arguments) {
+  Json call = {{"index", index}};
+  if (!id.empty()) call["id"] = id;
+  if (!name.empty()) {
+    call["type"] = "function";
+    call["function"] = {{"name", name}, {"arguments", arguments}};
+  } else {
+    call["function"] = {{"arguments", arguments}};
+  }
+  return {{"tool_calls", Json::array({call})}};
+}
+
+Json ChatUsageChunk(const ResponseMeta& meta, const Usage& usage) {
+  Json j = Header(meta, "chat.completion.chunk");
+  j["choices"] = Json::array();
+  j["usage"] = UsageJson(usage);
+  return j;
+}
+
+Json TextCompletion(const ResponseMeta& meta, const std::string& text,
+                    const std::string& finish_reason, const Usage& usage) {
+  Json j = Header(meta, "text_completion");
+  j["choices"] = Json::array({{{"index", 0}, {"text", text}, {"logprobs", nullptr},
+                               {"finish_reason", finish_reason}}});
+  j["usage"] = UsageJson(usage);
+  return j;
+}
+
+Json TextChunk(const ResponseMeta& meta, const std::string& text,
+               const std::optional<std::string>& finish_reason) {
+  Json j = Header(meta, "text_completion");
+  j["choices"] = Json::array({{{"index", 0}, {"text", text}, {"logprobs", nullptr},
+                               {"finish_reason", finish_reason ? Json(*finish_reason) : Json(nullptr)}}});
+  return j;
+}
+
+Json TextUsageChunk(const ResponseMeta& meta, const Usage& usage) {
+  Json j = Header(meta, "text_completion");
+  j["choices"] = Json::array();
+  j["usage"] = UsageJson(usage);
+  return j;
+}
+
+Json ModelList(const std::vector<std::string>& ids, int64_t created) {
+  Json data = Json::array();
+  for (const auto& id : ids)
+    data.push_back({{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "tqlm"}});
+  return {{"object", "list"}, {"data", std::move(data)}};
+}
+
+std::string SseData(const Json& j) { return "data: " + Dump(j) + "\n\n"; }
+std::string SseDone() { return "data: [DONE]\n\n"; }
+
+}  // namespace tqlm::server

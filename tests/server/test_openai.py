@@ -1,0 +1,203 @@
+"""The official `openai` client against a running `tqlm serve` (started by openai_test.sh):
+chat, streamed chat with a usage chunk, completions, stop strings, the prompt cache, errors
+(malformed JSON, wrong types, too-long prompt, 401, 404), a client leaving mid-stream, /metrics.
+Environment: TQLM_SERVER_URL, TQLM_API_KEY."""
+import json
+import os
+import re
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import openai
+
+URL = os.environ["TQLM_SERVER_URL"]
+KEY = os.environ.get("TQLM_API_KEY", "none")
+
+
+def client(key=KEY):
+    return openai.OpenAI(base_url=URL + "/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def raw(method, path, body=None, key=KEY):
+    """(status, parsed JSON or text) of a plain HTTP request."""
+    req = urllib.request.Request(URL + path, data=body, method=method,
+                                 headers={"Authorization": "Bearer " + key,
+                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            status, text = r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def metric(name):
+    status, text = raw("GET", "/metrics")
+    assert status == 200
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    assert m, name + " missing from /metrics"
+    return float(m.group(1))
+
+
+class OpenAiClient(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = client()
+        cls.model = cls.c.models.list().data[0].id
+
+    def chat(self, content, **kw):
+        kw.setdefault("max_tokens", 12)
+        kw.setdefault("temperature", 0)
+        return self.c.chat.completions.create(
+            model=self.model, messages=[{"role": "user", "content": content}], **kw)
+
+    def test_models(self):
+        ids = [m.id for m in self.c.models.list().data]
+        self.assertEqual(ids, [self.model])
+        self.assertIn("SmolLM2", self.model)
+
+    def test_chat(self):
+        r = self.chat("What is the capital of France?")
+        self.assertEqual(r.object, "chat.completion")
+        msg = r.choices[0].message
+        self.assertEqual(msg.role, "assistant")
+        # Greedy: the same text as `tqlm run --chat` with the same flags (openai_test.sh).
+        self.assertEqual(msg.content, os.environ["TQLM_EXPECT_CHAT"])
+        self.assertIn(r.choices[0].finish_reason, ("stop", "length"))
+        self.assertGreater(r.usage.prompt_tokens, 5)
+        self.assertTrue(1 <= r.usage.completion_tokens <= 12)
+        self.assertEqual(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens)
+
+    def test_greedy_repeat_hits_prompt_cache(self):
+        a = self.chat("Name a primary colour.", max_tokens=8)
+        hits = metric("tqlm_prompt_cache_hits_total")
+        b = self.chat("Name a primary colour.", max_tokens=8)
+        self.assertEqual(a.choices[0].message.content, b.choices[0].message.content)
+        self.assertGreater(metric("tqlm_prompt_cache_hits_total"), hits)
+        self.assertGreater(b.usage.prompt_tokens_details.cached_tokens, 0)
+
+    def test_streamed_chat_with_usage(self):
+        want = self.chat("Say hello.", max_tokens=10).choices[0].message.content
+        chunks = list(self.chat("Say hello.", max_tokens=10, stream=True,
+                                stream_options={"include_usage": True}))
+        self.assertEqual(chunks[0].choices[0].delta.role, "assistant")
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        self.assertEqual(text, want)
+        finals = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+        self.assertEqual(len(finals), 1)
+        self.assertEqual(chunks[-1].choices, [])
+        self.assertTrue(1 <= chunks[-1].usage.completion_tokens <= 10)
+        self.assertEqual(len({ch.id for ch in chunks}), 1)
+
+    def test_completion_and_stop(self):
+        r = self.c.completions.create(model=self.model, prompt="The capital of France is",
+                                      max_tokens=6, temperature=0)
+        self.assertIn("Paris", r.choices[0].text)
+        s = self.c.completions.create(model=self.model, prompt="The capital of France is",
+                                      max_tokens=6, temperature=0, stop=["Paris"])
+        self.assertNotIn("Paris", s.choices[0].text)
+        self.assertEqual(s.choices[0].finish_reason, "stop")
+        chunks = list(self.c.completions.create(model=self.model, prompt="The capital of France is",
+                                                max_tokens=6, temperature=0, stream=True))
+        self.assertEqual("".join(c.choices[0].text for c in chunks), r.choices[0].text)
+
+    def test_concurrent_requests_more_than_slots(self):
+        results, errors = [], []
+
+        def one(i):
+            try:
+                r = self.chat("Count to %d." % (i + 3), max_tokens=8, stream=True)
+                results.append("".join(ch.choices[0].delta.content or "" for ch in r if ch.choices))
+            except Exception as e:  # noqa: BLE001 - collected and reported below
+                errors.append(repr(e))
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(len(results), 4)
+        self.assertTrue(all(results))
+
+    def test_disconnect_frees_the_slot(self):
+        cancelled = metric("tqlm_requests_cancelled_total")
+        stream = self.chat("Write a long story about a dragon.", max_tokens=200, stream=True)
+        for i, _ in enumerate(stream):
+            if i == 2:
+                break
+        stream.close()
+        deadline = time.time() + 20
+        while time.time() < deadline and metric("tqlm_requests_cancelled_total") <= cancelled:
+            time.sleep(0.1)
+        self.assertGreater(metric("tqlm_requests_cancelled_total"), cancelled)
+        while time.time() < deadline and metric("tqlm_slots_active") > 0:
+            time.sleep(0.1)
+        self.assertEqual(metric("tqlm_slots_active"), 0)
+
+    def test_metrics(self):
+        self.chat("Hi", max_tokens=2)
+        self.assertGreater(metric("tqlm_generated_tokens_total"), 0)
+        self.assertGreater(metric("tqlm_decode_tokens_per_second"), 0)
+        self.assertEqual(metric("tqlm_slots"), 2)
+        # tq4/tq3 cache: a prompt of a few 64-token blocks is stored compressed, so the prompt
+        # cache holds fewer bytes than the same tokens in f16.
+        self.chat("Repeat after me: " + "the quick brown fox jumps over the lazy dog. " * 25,
+                  max_tokens=1)
+        used = metric("tqlm_prompt_cache_bytes_used")
+        self.assertGreater(used, 0)
+        self.assertLess(used, metric("tqlm_prompt_cache_bytes_f16_equivalent"))
+
+    # ---- errors ----
+
+    def test_malformed_json(self):
+        status, body = raw("POST", "/v1/chat/completions", b'{"messages": [')
+        self.assertEqual(status, 400)
+        self.assertEqual(body["error"]["type"], "invalid_request_error")
+        self.assertIn("JSON", body["error"]["message"])
+
+    def test_wrong_types(self):
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.chat("Hi", temperature="hot")
+        self.assertIn("temperature", str(e.exception))
+        status, body = raw("POST", "/v1/chat/completions",
+                           json.dumps({"model": self.model, "messages": "hi"}).encode())
+        self.assertEqual(status, 400)
+        self.assertEqual(body["error"]["param"], "messages")
+        status, body = raw("POST", "/v1/chat/completions",
+                           json.dumps({"messages": [{"role": "user", "content": 5}]}).encode())
+        self.assertEqual(status, 400)
+
+    def test_max_tokens_over_limit(self):
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.chat("Hi", max_tokens=100000)
+        self.assertIn("max_tokens", str(e.exception))
+
+    def test_prompt_too_long(self):
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.chat("word " * 2000)
+        self.assertIn("tokens over", str(e.exception))
+        self.assertEqual(e.exception.code, "context_length_exceeded")
+
+    def test_unauthorized(self):
+        with self.assertRaises(openai.AuthenticationError):
+            client("wrong-key").models.list()
+        status, _ = raw("GET", "/health", key="wrong")
+        self.assertEqual(status, 200)  # health needs no key
+
+    def test_unknown_model_and_path(self):
+        with self.assertRaises(openai.NotFoundError) as e:
+            self.c.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+        self.assertEqual(e.exception.code, "model_not_found")
+        status, body = raw("GET", "/v1/nothing")
+        self.assertEqual(status, 404)
+        self.assertIn("error", body)
+
+
+if __name__ == "__main__":
+    unittest.main()
