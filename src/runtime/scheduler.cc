@@ -178,9 +178,8 @@ void Scheduler::Loop() {
     if (expired)
       for (auto& s : slots_)
         if (s->in_use) {
-          s->stream->Push(ShutdownEvent());
           ++work_.requests_failed;
-          Release(*s);
+          End(*s, ShutdownEvent());
         }
     for (Pending& p : admitted) Admit(std::move(p));
     Step();
@@ -353,15 +352,22 @@ void Scheduler::Finish(Slot& s, const std::string& reason) {
   done.prompt_tokens = int(s.req.prompt.size());
   done.cached_tokens = s.cached_tokens;
   done.completion_tokens = s.generated;
-  s.stream->Push(std::move(done));
   ++work_.requests_finished;
-  Release(s);
+  End(s, std::move(done));
 }
 
 void Scheduler::Fail(Slot& s, const std::string& message) {
-  s.stream->Push(TextEvent(StreamEvent::Kind::kError, message));
   ++work_.requests_failed;
+  End(s, TextEvent(StreamEvent::Kind::kError, message));
+}
+
+// The slot is freed and the statistics published before the final event is delivered, so a
+// caller that has its answer also sees it counted.
+void Scheduler::End(Slot& s, StreamEvent last) {
+  std::shared_ptr<RequestStream> stream = s.stream;
   Release(s);
+  PublishStats();
+  stream->Push(std::move(last));
 }
 
 void Scheduler::Release(Slot& s) {

@@ -144,6 +144,7 @@ class Scheduler {
   void DecodeBatch(const std::vector<Slot*>& continuing);
   void Finish(Slot& slot, const std::string& reason);
   void Fail(Slot& slot, const std::string& message);
+  void End(Slot& slot, StreamEvent last);
   void Emit(Slot& slot, bool final_piece);
   void PublishStats();
 

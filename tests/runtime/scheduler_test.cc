@@ -1,0 +1,182 @@
+// Continuous batching (src/runtime/scheduler.h) on the real default model: greedy outputs of
+// requests decoded together equal runtime::Generate one at a time; the prompt cache reuses a
+// prompt; cancellation frees the slot; too-long prompts, a full queue and shutdown are reported.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "runtime/scheduler.h"
+#include "runtime/session.h"
+
+namespace tqlm::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Outcome {
+  std::string text;
+  StreamEvent last;
+};
+
+// Everything a stream delivers, up to its final event.
+Outcome Drain(RequestStream& s) {
+  Outcome o;
+  for (int waited = 0; waited < 600; ++waited) {
+    auto ev = s.Next(100ms);
+    if (!ev) continue;
+    if (ev->kind == StreamEvent::Kind::kText) {
+      o.text += ev->text;
+      continue;
+    }
+    o.last = *ev;
+    return o;
+  }
+  ADD_FAILURE() << "stream did not finish";
+  return o;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const char* c = std::getenv("TQLM_CACHE");
+    const char* home = std::getenv("HOME");
+    const std::string path = (c ? std::string(c) : std::string(home ? home : ".") + "/.cache/tqlm") +
+                             "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!std::filesystem::exists(path)) return;
+    model_ = model::Model::Load(path).release();
+    tok_ = tokenizer::Tokenizer::FromGguf(model_->file()).release();
+  }
+  static void TearDownTestSuite() {
+    delete tok_;
+    delete model_;
+    tok_ = nullptr;
+    model_ = nullptr;
+  }
+  void SetUp() override {
+    if (!model_) GTEST_SKIP() << "default model not installed";
+  }
+
+  static SchedulerOptions Options(int parallel) {
+    SchedulerOptions o;
+    o.parallel = parallel;
+    o.n_ctx = 256;
+    o.n_threads = 2;
+    o.batch = 16;  // several prefill chunks per prompt: chunks interleave with decoding
+    return o;
+  }
+  static GenerationRequest Greedy(const std::string& text, int max_tokens) {
+    GenerationRequest r;
+    r.prompt = tok_->Encode(text, true, false);
+    r.params.max_tokens = max_tokens;
+    r.params.sampler.temperature = 0;
+    return r;
+  }
+
+  static model::Model* model_;
+  static tokenizer::Tokenizer* tok_;
+};
+model::Model* SchedulerTest::model_ = nullptr;
+tokenizer::Tokenizer* SchedulerTest::tok_ = nullptr;
+
+TEST_F(SchedulerTest, BatchedGreedyEqualsOneAtATime) {
+  const std::vector<std::string> prompts = {
+      "The capital of France is", "Once upon a time, in a small village by the sea, there lived",
+      "1, 2, 3, 4,"};
+  std::vector<std::string> want;
+  for (const auto& p : prompts) {
+    SessionOptions so;
+    so.n_ctx = 256;
+    so.n_threads = 2;
+    Session session(*model_, so);
+    const GenerationRequest r = Greedy(p, 8);
+    want.push_back(Generate(session, *tok_, r.prompt, r.params).text);
+  }
+  Scheduler sched(*model_, *tok_, Options(2));  // 3 requests on 2 slots: one waits its turn
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const auto& p : prompts) streams.push_back(sched.Submit(Greedy(p, 8)));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const Outcome o = Drain(*streams[i]);
+    ASSERT_EQ(o.last.kind, StreamEvent::Kind::kDone) << o.last.text;
+    EXPECT_EQ(o.text, want[i]) << prompts[i];
+    EXPECT_EQ(o.last.prompt_tokens, int(Greedy(prompts[i], 1).prompt.size()));
+    EXPECT_GE(o.last.completion_tokens, 1);
+  }
+  const SchedulerStats st = sched.Stats();
+  EXPECT_EQ(st.requests_finished, prompts.size());
+  EXPECT_GT(st.decode_batch_sum, st.decode_steps);  // some steps decoded several sequences
+}
+
+TEST_F(SchedulerTest, PromptCacheReusesAPrefix) {
+  Scheduler sched(*model_, *tok_, Options(1));
+  const Outcome a = Drain(*sched.Submit(Greedy("The history of Rome begins with", 6)));
+  const Outcome b = Drain(*sched.Submit(Greedy("The history of Rome begins with", 6)));
+  ASSERT_EQ(b.last.kind, StreamEvent::Kind::kDone);
+  EXPECT_EQ(a.text, b.text);
+  EXPECT_EQ(a.last.cached_tokens, 0);
+  EXPECT_EQ(b.last.cached_tokens, b.last.prompt_tokens - 1);  // all but the last prompt token
+  const SchedulerStats st = sched.Stats();
+  EXPECT_EQ(st.prompt_cache.hits, 1u);
+  EXPECT_EQ(st.prompt_cache.tokens_reused, uint64_t(b.last.cached_tokens));
+}
+
+TEST_F(SchedulerTest, StopStringEndsAndIsNotEmitted) {
+  Scheduler sched(*model_, *tok_, Options(1));
+  const Outcome full = Drain(*sched.Submit(Greedy("The capital of France is", 8)));
+  ASSERT_NE(full.text.find("Paris"), std::string::npos) << full.text;
+  GenerationRequest r = Greedy("The capital of France is", 8);
+  r.params.stop = {"Paris"};
+  const Outcome cut = Drain(*sched.Submit(r));
+  EXPECT_EQ(cut.last.finish_reason, "stop");
+  EXPECT_EQ(cut.text, full.text.substr(0, full.text.find("Paris")));
+}
+
+TEST_F(SchedulerTest, CancelFreesTheSlot) {
+  Scheduler sched(*model_, *tok_, Options(1));
+  GenerationRequest r = Greedy("Tell me a very long story about dragons.", 200);
+  r.params.min_tokens = 200;  // no early end: only the cancel can stop it
+  auto s = sched.Submit(r);
+  while (!s->Next(100ms)) {
+  }
+  s->Cancel();
+  for (int i = 0; i < 100 && sched.Stats().requests_cancelled == 0; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(sched.Stats().requests_cancelled, 1u);
+  // The only slot is free again: the next request runs.
+  EXPECT_EQ(Drain(*sched.Submit(Greedy("Hello", 2))).last.kind, StreamEvent::Kind::kDone);
+  EXPECT_EQ(sched.Stats().active, 0);
+}
+
+TEST_F(SchedulerTest, RefusesWhatCannotRun) {
+  SchedulerOptions o = Options(1);
+  o.max_queue = 0;
+  Scheduler sched(*model_, *tok_, o);
+  GenerationRequest too_long;
+  too_long.prompt.assign(300, 42);
+  try {
+    sched.Submit(too_long);
+    ADD_FAILURE() << "accepted a prompt longer than the context";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("45 tokens over"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(sched.Submit(GenerationRequest{}), Error);
+  auto busy = sched.Submit(Greedy("Count from one to a hundred:", 100));
+  EXPECT_THROW(sched.Submit(Greedy("Hi", 2)), Overloaded);  // one slot, no queue
+  busy->Cancel();
+}
+
+TEST_F(SchedulerTest, ShutdownEndsEveryStream) {
+  auto sched = std::make_unique<Scheduler>(*model_, *tok_, Options(1));
+  auto running = sched->Submit(Greedy("Write a long poem about the sea.", 200));
+  auto queued = sched->Submit(Greedy("Write a long poem about the sky.", 200));
+  sched->Shutdown(0ms);
+  EXPECT_THROW(sched->Submit(Greedy("Hi", 2)), Overloaded);
+  for (auto* s : {running.get(), queued.get()}) {
+    const Outcome o = Drain(*s);
+    if (o.last.kind == StreamEvent::Kind::kError) EXPECT_TRUE(o.last.unavailable);
+    else EXPECT_EQ(o.last.kind, StreamEvent::Kind::kDone);
+  }
+  EXPECT_FALSE(queued->Next(0ms).has_value());  // nothing after the final event
+}
+
+}  // namespace
+}  // namespace tqlm::runtime
