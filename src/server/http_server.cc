@@ -8,6 +8,7 @@
 #include <random>
 
 #include "server/openai_json.h"
+#include "tokenizer/tool_calls.h"
 
 namespace tqlm::server {
 namespace {
@@ -259,23 +260,60 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   auto stream = Submit(std::move(prompt), r.sampling);
   ResponseMeta meta{NewId("chatcmpl"), int64_t(std::time(nullptr)), options_.model_id};
 
+  // With tools, the answer is parsed for calls in the model family's own convention.
+  const bool tools = !r.tools.is_null();
+  const tokenizer::ToolCallFormat format =
+      tokenizer::DetectToolCallFormat(chat_.chat_template, chat_.arch);
+
   if (!r.stream) {
     Collected c = Collect(*stream);
-    res.set_content(Dump(ChatCompletion(meta, c.text, {}, c.done.finish_reason, UsageOf(c.done))),
+    std::string content = std::move(c.text);
+    std::vector<tokenizer::ChatToolCall> calls;
+    if (tools) {
+      tokenizer::ToolCallParseResult parsed = tokenizer::ParseToolCalls(format, content);
+      content = std::move(parsed.content);
+      calls = std::move(parsed.calls);
+    }
+    const std::string finish = calls.empty() ? c.done.finish_reason : "tool_calls";
+    res.set_content(Dump(ChatCompletion(meta, content, calls, finish, UsageOf(c.done))),
                     "application/json");
     return;
   }
   auto relay = std::make_shared<SseRelay>();
   relay->stream = stream;
   relay->on_start = [meta] { return SseData(ChatChunk(meta, {{"role", "assistant"}, {"content", ""}})); };
-  relay->on_text = [meta](const std::string& piece) {
-    return SseData(ChatChunk(meta, {{"content", piece}}));
-  };
-  relay->on_done = [meta, usage = r.include_usage](const StreamEvent& done) {
-    std::string out = SseData(ChatChunk(meta, Json::object(), done.finish_reason));
-    if (usage) out += SseData(ChatUsageChunk(meta, UsageOf(done)));
-    return out;
-  };
+  if (!tools) {
+    relay->on_text = [meta](const std::string& piece) {
+      return SseData(ChatChunk(meta, {{"content", piece}}));
+    };
+    relay->on_done = [meta, usage = r.include_usage](const StreamEvent& done) {
+      std::string out = SseData(ChatChunk(meta, Json::object(), done.finish_reason));
+      if (usage) out += SseData(ChatUsageChunk(meta, UsageOf(done)));
+      return out;
+    };
+  } else {
+    // Called on the connection's thread only, one call at a time: the parser needs no lock.
+    auto parser = std::make_shared<tokenizer::ToolCallStreamParser>(format);
+    auto encode = [meta](const std::vector<tokenizer::ToolCallDelta>& deltas) {
+      std::string out;
+      for (const auto& d : deltas) {
+        if (d.index < 0) {
+          if (!d.content.empty()) out += SseData(ChatChunk(meta, {{"content", d.content}}));
+        } else {
+          out += SseData(ChatChunk(meta, ToolCallDelta(d.index, d.id, d.name, d.arguments)));
+        }
+      }
+      return out;
+    };
+    relay->on_text = [parser, encode](const std::string& piece) { return encode(parser->Push(piece)); };
+    relay->on_done = [meta, parser, encode, usage = r.include_usage](const StreamEvent& done) {
+      std::string out = encode(parser->Finish());
+      const std::string finish = parser->result().calls.empty() ? done.finish_reason : "tool_calls";
+      out += SseData(ChatChunk(meta, Json::object(), finish));
+      if (usage) out += SseData(ChatUsageChunk(meta, UsageOf(done)));
+      return out;
+    };
+  }
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",

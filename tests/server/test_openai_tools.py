@@ -1,0 +1,88 @@
+"""Tool-call round trip with the official `openai` client against `tqlm serve` on a model that
+calls tools (Qwen2.5-Coder-1.5B-Instruct): the call comes back structured (non-streamed and as
+streamed deltas), the tool's result goes back in, and the model answers with it.
+Environment: TQLM_SERVER_URL."""
+import json
+import os
+import unittest
+
+import openai
+
+URL = os.environ["TQLM_SERVER_URL"]
+TOOLS = [{
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object",
+                       "properties": {"city": {"type": "string", "description": "city name"}},
+                       "required": ["city"]},
+    },
+}]
+QUESTION = [{"role": "user", "content": "What is the weather like in Paris right now?"}]
+
+
+class ToolCalls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = openai.OpenAI(base_url=URL + "/v1", api_key="none", max_retries=0, timeout=300)
+        cls.model = cls.c.models.list().data[0].id
+
+    def ask(self, messages, **kw):
+        return self.c.chat.completions.create(model=self.model, messages=messages, tools=TOOLS,
+                                              temperature=0, max_tokens=kw.pop("max_tokens", 48), **kw)
+
+    def test_round_trip(self):
+        r = self.ask(QUESTION)
+        choice = r.choices[0]
+        self.assertEqual(choice.finish_reason, "tool_calls")
+        calls = choice.message.tool_calls
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(calls[0].type, "function")
+        self.assertEqual(calls[0].function.name, "get_weather")
+        self.assertIn("Paris", json.loads(calls[0].function.arguments)["city"])
+        self.assertTrue(calls[0].id)
+
+        follow = QUESTION + [
+            {"role": "assistant", "content": None,
+             "tool_calls": [{"id": calls[0].id, "type": "function",
+                             "function": {"name": "get_weather",
+                                          "arguments": calls[0].function.arguments}}]},
+            {"role": "tool", "tool_call_id": calls[0].id,
+             "content": json.dumps({"temperature_c": 22, "sky": "sunny"})},
+        ]
+        answer = self.ask(follow, max_tokens=32)
+        self.assertEqual(answer.choices[0].finish_reason, "stop")
+        self.assertFalse(answer.choices[0].message.tool_calls)
+        self.assertIn("22", answer.choices[0].message.content)
+
+    def test_streamed_call_matches(self):
+        whole = self.ask(QUESTION).choices[0].message.tool_calls[0]
+        name, args, ids, finish = "", "", set(), None
+        for chunk in self.ask(QUESTION, stream=True):
+            if not chunk.choices:
+                continue
+            delta = chunk.choices[0].delta
+            for tc in delta.tool_calls or []:
+                self.assertEqual(tc.index, 0)
+                if tc.id:
+                    ids.add(tc.id)
+                if tc.function and tc.function.name:
+                    name += tc.function.name
+                if tc.function and tc.function.arguments:
+                    args += tc.function.arguments
+            finish = chunk.choices[0].finish_reason or finish
+        self.assertEqual(finish, "tool_calls")
+        self.assertEqual(name, whole.function.name)
+        self.assertEqual(json.loads(args), json.loads(whole.function.arguments))
+        self.assertEqual(ids, {whole.id})
+
+    def test_tool_choice_none_answers_in_text(self):
+        r = self.c.chat.completions.create(model=self.model, messages=QUESTION, tools=TOOLS,
+                                           tool_choice="none", temperature=0, max_tokens=16)
+        self.assertFalse(r.choices[0].message.tool_calls)
+        self.assertTrue(r.choices[0].message.content)
+
+
+if __name__ == "__main__":
+    unittest.main()
