@@ -33,7 +33,7 @@ struct NiahFlags {
   std::vector<double> depths = {0.1, 0.3, 0.5, 0.7, 0.9};
   int trials = 1;
   uint64_t seed = 1;
-  int max_answer = 16;
+  int max_answer = 24;
   std::string results = "tqlm_eval_niah.jsonl";
   std::string table_md;
   std::string summary;

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Regenerates the evaluation figures of docs/RESULTS.md ("Evaluation") into docs/eval/:
+# per model, the Pareto table of KV configurations (tqlm and llama.cpp's quantized KV on the
+# same token ids), its plot, and the needle-in-a-haystack grids and heatmaps. Every step
+# appends to resumable JSONL files, so an interrupted run (Ctrl-C) continues where it stopped.
+#
+#   scripts/eval_results.sh                 SmolLM2 (and Qwen2.5-Coder if installed), full grids
+#   QUICK=1 scripts/eval_results.sh         small grids (minutes): 2 windows, NIAH 1K/2K
+#   MODELS="path.gguf ..." / NIAH_LENGTHS=1024,2048,4096,max / NIAH_TRIALS=3 / SKIP_LLAMACPP=1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${TQLM_CACHE:-$HOME/.cache/tqlm}"
+BUILD_DIR="${BUILD_DIR:-build}"
+OUT="${OUT:-docs/eval}"
+THREADS="${THREADS:-2}"
+TQLM="$BUILD_DIR/tqlm"
+[ -x "$TQLM" ] || BUILD_DIR="$BUILD_DIR" scripts/build.sh
+mkdir -p "$OUT"
+
+KV_PPL="${KV_PPL:-f16/f16,q8_0/q8_0,q4_0/q4_0,tq8/tq8,tq4/tq4,tq4/tq3,tq3/tq3,tq3/tq2,tq2/tq2,tq4/tq3+s=4+b=128,tq3/tq3+s=4+b=128,tq3/tq3+p=edges2}"
+KV_NIAH="${KV_NIAH:-f16/f16,q4_0/q4_0,tq4/tq3,tq3/tq3,tq4/tq3+s=4+b=128}"
+if [ -n "${QUICK:-}" ]; then
+  CHUNKS=${CHUNKS:-2}; NIAH_LENGTHS=${NIAH_LENGTHS:-1024,2048}; NIAH_TRIALS=${NIAH_TRIALS:-1}
+else
+  CHUNKS=${CHUNKS:-8}; NIAH_LENGTHS=${NIAH_LENGTHS:-1024,2048,4096,max}; NIAH_TRIALS=${NIAH_TRIALS:-3}
+fi
+if [ -z "${MODELS:-}" ]; then
+  MODELS="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+  QWEN="$CACHE/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+  [ -f "$QWEN" ] && MODELS="$MODELS $QWEN"
+fi
+
+PY_PLOT=$(scripts/plot_env.sh)
+LLAMA_PY="$CACHE/venv-llamacpp/bin/python"
+for model in $MODELS; do
+  tag=$(basename "$model" .gguf)
+  echo "== $tag: perplexity / KL sweep"
+  common=(-m "$model" -t "$THREADS" -c 512 --chunks "$CHUNKS")
+  "$TQLM" eval ppl "${common[@]}" --kv "$KV_PPL" -o "$OUT/ppl.jsonl" > /dev/null
+  if [ -z "${SKIP_LLAMACPP:-}" ] && [ -x "$LLAMA_PY" ]; then
+    echo "== $tag: llama.cpp quantized KV on the same token ids"
+    "$LLAMA_PY" bench/eval_llamacpp.py --tqlm "$TQLM" --model "$model" --ctx 512 \
+      --chunks "$CHUNKS" --threads "$THREADS" --results "$OUT/ppl.jsonl" --quantcpp
+  fi
+  # Every cell is in the file now: this only prints and writes the table with both engines.
+  "$TQLM" eval ppl "${common[@]}" --kv "$KV_PPL" -o "$OUT/ppl.jsonl" \
+    --table-md "$OUT/ppl_$tag.md" --summary "$OUT/ppl_$tag.summary.jsonl"
+
+  echo "== $tag: needle in a haystack"
+  lengths=$NIAH_LENGTHS
+  case "$tag" in qwen*) lengths=${QWEN_NIAH_LENGTHS:-1024,2048,4096,8192} ;; esac
+  "$TQLM" eval niah -m "$model" -t "$THREADS" --kv "$KV_NIAH" --lengths "$lengths" \
+    --trials "$NIAH_TRIALS" -o "$OUT/niah.jsonl" --table-md "$OUT/niah_$tag.md" \
+    --summary "$OUT/niah_$tag.summary.jsonl"
+  "$PY_PLOT" scripts/plots/niah.py "$OUT/niah_$tag" "$OUT/niah_$tag.summary.jsonl"
+done
+"$PY_PLOT" scripts/plots/pareto.py "$OUT/pareto" "$OUT"/ppl_*.summary.jsonl
+echo "== done: $OUT"
