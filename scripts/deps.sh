@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config git
+  ccache                # 4.7.5  rebuilds in other build folders / fresh clones
   libhwy-dev            # 1.0.3  SIMD with runtime dispatch
   libfmt-dev            # 9.1.0
   libcli11-dev          # 2.1.2

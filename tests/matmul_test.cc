@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -13,6 +14,7 @@
 #include "kernels/cpu/dequant.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_internal.h"
+#include "codec/half.h"
 #include "kernels/cpu/quant_act.h"
 #include "model/gguf.h"
 #include "quant_reference.h"
@@ -166,14 +168,31 @@ TEST(MatMul, IntegerPathIsExactOnQuantizedActivations) {
     const auto w = RandomMatrix(type, rows, cols, &rng);
     auto x = RandomActivations(size_t(n_tokens) * size_t(cols), &rng);
     ActQ8 act;
-    QuantizeActivations(x.data(), n_tokens, cols, &act);
+    QuantizeActivations(x.data(), n_tokens, cols, ActScaleFor(type), &act);
     for (int t = 0; t < n_tokens; ++t) {
       for (int64_t c = 0; c < cols; ++c) {
         x[size_t(t) * size_t(cols) + size_t(c)] =
             float(act.q_at(t)[c]) * act.d_at(t)[c / 32];
       }
     }
-    const Expected e = Reference(type, w, rows, cols, x, n_tokens, false);
+    Expected e = Reference(type, w, rows, cols, x, n_tokens, false);
+    if (ActScaleFor(type) == ActScale::kBlock32F16Sum) {
+      // Q8_1 rounds d·sum(q) to fp16 (half an ulp: 2^-11 relative); the weights' minimum
+      // (the second fp16 of each Q4_1/Q5_1 block) multiplies it.
+      const size_t row_bytes = RowBytes(type, cols);
+      const size_t block_bytes = row_bytes / size_t(cols / 32);
+      for (int t = 0; t < n_tokens; ++t) {
+        for (int64_t r = 0; r < rows; ++r) {
+          double bound = 0;
+          for (int64_t b = 0; b < cols / 32; ++b) {
+            uint16_t m;
+            std::memcpy(&m, w.data() + size_t(r) * row_bytes + size_t(b) * block_bytes + 2, 2);
+            bound += std::fabs(codec::F16ToF32(m)) * std::fabs(act.s32_at(t)[b]) * 0x1p-11;
+          }
+          e.tol[size_t(t) * size_t(rows) + size_t(r)] += bound;
+        }
+      }
+    }
     std::vector<float> y(size_t(rows) * n_tokens);
     MatMul(MakeWeightView(type, w.data(), rows, cols), x.data(), n_tokens, y.data(), pool);
     ExpectClose(y, e, std::string(TypeName(type)) + " exact");
@@ -187,20 +206,32 @@ TEST(MatMul, QuantizeActivationsLayout) {
   x[5] = 10.0f;
   x[40] = std::nanf("");
   ActQ8 a;
-  QuantizeActivations(x.data(), 1, 96, &a);
+  QuantizeActivations(x.data(), 1, 96, ActScale::kBlock32F16Sum, &a);
   EXPECT_EQ(a.blocks, 3);
   EXPECT_EQ(a.pairs, 2);
-  EXPECT_FLOAT_EQ(a.d_at(0)[0], 10.0f / 127.0f);
+  // ggml's Q8_0/Q8_1: the scale of block 0 is 10/127, stored as fp16.
+  const float d0 = codec::F16ToF32(codec::F32ToF16(10.0f / 127.0f));
+  EXPECT_EQ(a.d_at(0)[0], d0);
+  EXPECT_NE(d0, 10.0f / 127.0f);  // (so the rounding is really exercised)
   EXPECT_EQ(a.q_at(0)[5], 127);
   EXPECT_EQ(a.q_at(0)[40], 0);  // NaN quantizes to 0 instead of undefined behaviour
   for (int j = 96; j < 128; ++j) EXPECT_EQ(a.q_at(0)[j], 0);  // padding of the odd pair
   int sum = 0;
   for (int j = 0; j < 32; ++j) sum += a.q_at(0)[j];
-  EXPECT_FLOAT_EQ(a.s32_at(0)[0], a.d_at(0)[0] * float(sum));
+  // d·sum is rounded from the unrounded d, as ggml's Q8_1 does.
+  EXPECT_EQ(a.s32_at(0)[0], codec::F16ToF32(codec::F32ToF16(10.0f / 127.0f * float(sum))));
   float lanes = 0;
   for (int l = 0; l < 8; ++l) lanes += a.sx_at(0)[l];
   EXPECT_NEAR(lanes, a.s32_at(0)[0], 1e-5);
   EXPECT_EQ(a.dx_at(0)[8], a.d_at(0)[1]);
+
+  // ggml's Q8_K: one fp32 scale for all 96 values (a group shorter than 256 at the end).
+  ActQ8 k;
+  QuantizeActivations(x.data(), 1, 96, ActScale::kBlock256, &k);
+  const float dk = 1.0f / (127.0f / 10.0f);
+  for (int b = 0; b < 3; ++b) EXPECT_EQ(k.d_at(0)[b], dk);
+  EXPECT_EQ(k.q_at(0)[5], 127);
+  EXPECT_EQ(k.q_at(0)[0], int(std::nearbyint(-1.5f * (127.0f / 10.0f))));
 }
 
 TEST(MatMul, VectorQuantizerMatchesScalar) {
@@ -211,24 +242,26 @@ TEST(MatMul, VectorQuantizerMatchesScalar) {
   x[3] = std::nanf("");
   for (int j = 32; j < 64; ++j) x[size_t(cols) + size_t(j)] = 0.0f;  // an all-zero block
   x[size_t(2 * cols) + 70] = INFINITY;
-  ActQ8 a, b;
-  QuantizeActivations(x.data(), 3, cols, &a);
-  b.q.assign(1000, 5);  // stale contents must be overwritten
-  internal::VnniQuantize(x.data(), 3, cols, &b);
-  EXPECT_EQ(a.q, b.q);
-  auto same = [](const std::vector<float>& u, const std::vector<float>& v) {
-    if (u.size() != v.size()) return false;
-    for (size_t i = 0; i < u.size(); ++i) {
-      if (!(u[i] == v[i] || (std::isnan(u[i]) && std::isnan(v[i])))) return false;
-    }
-    return true;
-  };
-  EXPECT_TRUE(same(a.d_x, b.d_x));
-  EXPECT_TRUE(same(a.s_x, b.s_x));
-  EXPECT_TRUE(same(a.s16_x, b.s16_x));
-  EXPECT_TRUE(same(a.s32, b.s32));
-  EXPECT_TRUE(same(a.s16, b.s16));
-  EXPECT_TRUE(same(a.d, b.d));
+  for (ActScale scale : {ActScale::kBlock32F16, ActScale::kBlock32F16Sum, ActScale::kBlock256}) {
+    ActQ8 a, b;
+    QuantizeActivations(x.data(), 3, cols, scale, &a);
+    b.q.assign(1000, 5);  // stale contents must be overwritten
+    internal::VnniQuantize(x.data(), 3, cols, scale, &b);
+    EXPECT_EQ(a.q, b.q);
+    auto same = [](const std::vector<float>& u, const std::vector<float>& v) {
+      if (u.size() != v.size()) return false;
+      for (size_t i = 0; i < u.size(); ++i) {
+        if (!(u[i] == v[i] || (std::isnan(u[i]) && std::isnan(v[i])))) return false;
+      }
+      return true;
+    };
+    EXPECT_TRUE(same(a.d_x, b.d_x));
+    EXPECT_TRUE(same(a.s_x, b.s_x));
+    EXPECT_TRUE(same(a.s16_x, b.s16_x));
+    EXPECT_TRUE(same(a.s32, b.s32));
+    EXPECT_TRUE(same(a.s16, b.s16));
+    EXPECT_TRUE(same(a.d, b.d));
+  }
 }
 
 TEST(MatMul, RejectsBadViews) {

@@ -113,7 +113,7 @@ void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadP
     // (A lambda does not capture a thread_local: workers must get it through a pointer.)
     thread_local ActQ8 act_storage;
     const ActQ8* act = &act_storage;
-    internal::VnniQuantize(x, n_tokens, w.cols, &act_storage);
+    internal::VnniQuantize(x, n_tokens, w.cols, ActScaleFor(w.type), &act_storage);
     const auto* base = static_cast<const uint8_t*>(w.data);
     pool.ParallelTasks(n_chunks, [&](size_t c, int) {
       const int64_t r0 = int64_t(c) * chunk, r1 = std::min(w.rows, r0 + chunk);

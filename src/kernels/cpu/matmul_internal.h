@@ -30,7 +30,7 @@ void MatMulPortable(TensorType type, const void* data, int64_t rows, int64_t col
 bool HaveVnniKernels();
 bool VnniSupports(TensorType type);
 // QuantizeActivations, vectorized (bit-identical results); call only if HaveVnniKernels().
-void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActQ8* out);
+void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActScale scale, ActQ8* out);
 void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
                 int64_t r1, const ActQ8& act, int t0, int t1, float* y);
 

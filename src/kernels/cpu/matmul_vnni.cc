@@ -24,6 +24,7 @@
 #endif
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #else
@@ -340,10 +341,19 @@ bool KernelsFor(TensorType type, KernelSet* k) {
   }
 }
 
-// QuantizeActivations with AVX-512: same arithmetic (amax / 127, x * (1 / d), round to
-// nearest even, NaN -> 0), so results are bit-identical to the scalar version.
+// QuantizeActivations with AVX-512: same arithmetic (the scale rule of act_scale, x · inv,
+// round to nearest even, NaN -> 0), so results are bit-identical to the scalar version.
+TQLM_VNNI float BlockAmaxAvx512(const float* xb) {
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  const __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+  const __m512 m = _mm512_max_ps(_mm512_andnot_ps(sign, v0),
+                                 _mm512_max_ps(_mm512_andnot_ps(sign, v1),
+                                               _mm512_setzero_ps()));
+  return _mm512_reduce_max_ps(m);
+}
+
 TQLM_VNNI void QuantizeActivationsAvx512(const float* x, int n_tokens, int64_t cols,
-                                         ActQ8* out) {
+                                         ActScale scale, ActQ8* out) {
   out->n_tokens = n_tokens;
   out->cols = cols;
   out->blocks = cols / 32;
@@ -357,50 +367,38 @@ TQLM_VNNI void QuantizeActivationsAvx512(const float* x, int n_tokens, int64_t c
   out->s32.resize(T * P * 2);
   out->s16.resize(T * P * 4);
   out->d.resize(T * P * 2);
-  const __m512 sign = _mm512_set1_ps(-0.0f);
+  const int64_t group = act_scale::GroupBlocks(scale);
   for (size_t t = 0; t < T; ++t) {
     const float* xt = x + t * size_t(cols);
     int8_t* q = out->q.data() + t * out->stride_q;
-    float* dx = out->d_x.data() + t * P * 16;
-    float* sx = out->s_x.data() + t * P * 16;
-    float* s16x = out->s16_x.data() + t * P * 16;
-    float* s32 = out->s32.data() + t * P * 2;
-    float* s16 = out->s16.data() + t * P * 4;
-    float* dd = out->d.data() + t * P * 2;
-    for (int64_t b = 0; b < 2 * int64_t(P); ++b) {
-      if (b == out->blocks) {  // zero padding of an odd last pair
-        std::memset(q + 32 * b, 0, 32);
-        dd[b] = s32[b] = s16[2 * b] = s16[2 * b + 1] = 0;
-        _mm256_storeu_ps(dx + 8 * b, _mm256_setzero_ps());
-        _mm256_storeu_ps(sx + 8 * b, _mm256_setzero_ps());
-        _mm256_storeu_ps(s16x + 8 * b, _mm256_setzero_ps());
-        continue;
+    if (out->blocks % 2 != 0) {  // zero padding of an odd last pair
+      const int64_t b = out->blocks;
+      std::memset(q + 32 * b, 0, 32);
+      out->d[t * P * 2 + size_t(b)] = out->s32[t * P * 2 + size_t(b)] = 0;
+      out->s16[t * P * 4 + 2 * size_t(b)] = out->s16[t * P * 4 + 2 * size_t(b) + 1] = 0;
+      for (float* f : {out->d_x.data(), out->s_x.data(), out->s16_x.data()}) {
+        _mm256_storeu_ps(f + t * P * 16 + 8 * size_t(b), _mm256_setzero_ps());
       }
-      __m512 v0 = _mm512_loadu_ps(xt + 32 * b);
-      __m512 v1 = _mm512_loadu_ps(xt + 32 * b + 16);
-      const __m512 m = _mm512_max_ps(_mm512_andnot_ps(sign, v0),
-                                     _mm512_max_ps(_mm512_andnot_ps(sign, v1),
-                                                   _mm512_setzero_ps()));
-      const float amax = _mm512_reduce_max_ps(m);
-      const float d = amax / 127.0f;
-      const float inv = d != 0 ? 1.0f / d : 0.0f;
+    }
+    for (int64_t g0 = 0; g0 < out->blocks; g0 += group) {
+      const int64_t g1 = std::min(out->blocks, g0 + group);
+      float amax = 0;
+      for (int64_t b = g0; b < g1; ++b) amax = std::max(amax, BlockAmaxAvx512(xt + 32 * b));
+      float inv = 0, d = 0;
+      act_scale::FromAmax(scale, amax, &inv, &d);
       const __m512 vinv = _mm512_set1_ps(inv);
-      v0 = _mm512_mul_ps(v0, vinv);
-      v1 = _mm512_mul_ps(v1, vinv);
-      v0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v0, v0, _CMP_ORD_Q), v0);
-      v1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v1, v1, _CMP_ORD_Q), v1);
-      const __m512i i0 = _mm512_cvtps_epi32(v0), i1 = _mm512_cvtps_epi32(v1);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * b), _mm512_cvtsepi32_epi8(i0));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * b + 16), _mm512_cvtsepi32_epi8(i1));
-      const int sum_lo = _mm512_reduce_add_epi32(i0), sum_hi = _mm512_reduce_add_epi32(i1);
-      dd[b] = d;
-      s32[b] = d * float(sum_lo + sum_hi);
-      s16[2 * b] = d * float(sum_lo);
-      s16[2 * b + 1] = d * float(sum_hi);
-      _mm256_storeu_ps(dx + 8 * b, _mm256_set1_ps(d));
-      _mm256_storeu_ps(sx + 8 * b, _mm256_set1_ps(s32[b] / 8.0f));
-      _mm256_storeu_ps(s16x + 8 * b, _mm256_insertf128_ps(_mm256_set1_ps(s16[2 * b] / 4.0f),
-                                                          _mm_set1_ps(s16[2 * b + 1] / 4.0f), 1));
+      for (int64_t b = g0; b < g1; ++b) {
+        __m512 v0 = _mm512_mul_ps(_mm512_loadu_ps(xt + 32 * b), vinv);
+        __m512 v1 = _mm512_mul_ps(_mm512_loadu_ps(xt + 32 * b + 16), vinv);
+        v0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v0, v0, _CMP_ORD_Q), v0);
+        v1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v1, v1, _CMP_ORD_Q), v1);
+        const __m512i i0 = _mm512_cvtps_epi32(v0), i1 = _mm512_cvtps_epi32(v1);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * b), _mm512_cvtsepi32_epi8(i0));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * b + 16),
+                         _mm512_cvtsepi32_epi8(i1));
+        StoreBlockScales(scale, out, t, b, d, _mm512_reduce_add_epi32(i0),
+                         _mm512_reduce_add_epi32(i1));
+      }
     }
   }
 }
@@ -429,8 +427,8 @@ bool VnniSupports(TensorType type) {
   return HaveVnniKernels() && KernelsFor(type, &k);
 }
 
-void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActQ8* out) {
-  QuantizeActivationsAvx512(x, n_tokens, cols, out);
+void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActScale scale, ActQ8* out) {
+  QuantizeActivationsAvx512(x, n_tokens, cols, scale, out);
 }
 
 void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
@@ -458,8 +456,8 @@ void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t row
 
 bool HaveVnniKernels() { return false; }
 bool VnniSupports(TensorType) { return false; }
-void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActQ8* out) {
-  QuantizeActivations(x, n_tokens, cols, out);
+void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActScale scale, ActQ8* out) {
+  QuantizeActivations(x, n_tokens, cols, scale, out);
 }
 void VnniMatMul(TensorType, const uint8_t*, size_t, int64_t, int64_t, int64_t, const ActQ8&, int,
                 int, float*) {}

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/tensor_format.h"
+
 namespace tqlm::kernels {
 
 struct ActQ8 {
@@ -37,8 +39,47 @@ struct ActQ8 {
   const float* d_at(int t) const { return d.data() + size_t(t) * size_t(pairs) * 2; }
 };
 
-// Quantizes x[t * cols + c] (cols a multiple of 32): per block d = max|x| / 127 and
-// q = round-to-nearest-even(x / d), as ggml's Q8_0 does.
-void QuantizeActivations(const float* x, int n_tokens, int64_t cols, ActQ8* out);
+// How the int8 scales are chosen. tqlm rounds exactly as llama.cpp's CPU backend does for
+// the same weight format, so the two engines' outputs differ only by summation order (the
+// engine test compares them token for token; with a different scale rule the int8 rounding
+// noise of the two engines is independent, and on a small model that alone flips a few
+// percent of greedy next-token choices).
+enum class ActScale {
+  kBlock32F16,  // ggml Q8_0 (for Q4_0, Q5_0, Q8_0 weights): d = max|x| / 127 per 32
+                // values, q = round(x · (1 / d)), d then rounded to fp16
+  kBlock32F16Sum,  // ggml Q8_1 (for Q4_1, Q5_1): as Q8_0, plus d·sum(q) kept as fp16 (the
+                   // weights' minimum multiplies it)
+  kBlock256,    // ggml Q8_K (for k-quant weights): one fp32 scale per 256 values,
+                // s = 127 / max|x|, q = round(x · s), d = 1 / s
+};
+
+// The activation format ggml pairs with each weight format.
+ActScale ActScaleFor(TensorType weights);
+
+// Quantizes x[t * cols + c] (cols a multiple of 32; of 256 for kBlock256 unless the last
+// group is shorter). Rounding is to nearest even; NaN becomes 0.
+void QuantizeActivations(const float* x, int n_tokens, int64_t cols, ActScale scale,
+                         ActQ8* out);
+
+namespace act_scale {
+// The multiplier applied to x and the scale d the int8 values stand for, from max|x| over
+// the scale's group.
+inline void FromAmax(ActScale scale, float amax, float* inv, float* d) {
+  if (scale == ActScale::kBlock256) {
+    *inv = amax != 0 ? 127.0f / amax : 0.0f;
+    *d = *inv != 0 ? 1.0f / *inv : 0.0f;
+  } else {
+    *d = amax / 127.0f;
+    *inv = *d != 0 ? 1.0f / *d : 0.0f;
+  }
+}
+// Values of 32 per scale group.
+inline int64_t GroupBlocks(ActScale scale) { return scale == ActScale::kBlock256 ? 8 : 1; }
+}  // namespace act_scale
+
+// Fills the per-block scale fields of `out` for token t, block b, from the unrounded scale d
+// and the int8 sums of the block's two halves.
+void StoreBlockScales(ActScale scale, ActQ8* out, size_t t, int64_t b, float d, int sum_lo,
+                      int sum_hi);
 
 }  // namespace tqlm::kernels
