@@ -147,11 +147,13 @@ def main():
             ttft = [r[1] for r in results]
             toks = sum(r[2] for r in results)
             rss = rss_kib(proc.pid)
+            pc = metrics(port)["tqlm_prompt_cache_bytes"] / 1048576
             print(f"round {rnd}: {len(results)} ok, {len(failures)} failed in {wall:.1f} s | "
                   f"latency p50 {percentile(lat, 50):.2f} s p99 {percentile(lat, 99):.2f} s | "
                   f"first token p50 {percentile(ttft, 50):.2f} s p99 {percentile(ttft, 99):.2f} s | "
                   f"{toks} tokens, {toks / wall:.1f} tokens/s aggregate | "
-                  f"RSS {rss / 1024:.1f} MiB ({(rss - baseline) / 1024:+.1f} MiB vs warm-up)"
+                  f"RSS {rss / 1024:.1f} MiB ({(rss - baseline) / 1024:+.1f} MiB vs warm-up; "
+                  f"prompt cache holds {pc:.1f} MiB)"
                   if results else f"round {rnd}: all {len(failures)} failed")
         m = metrics(port)
         print(f"server metrics: decode {m['tqlm_decode_tokens_per_second']:.1f} tokens/s over "
