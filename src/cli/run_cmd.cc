@@ -45,7 +45,7 @@ int Run(const RunFlags& f) {
   if (f.chat) {
     const std::vector<tokenizer::ChatMessage> messages = {{"user", prompt}};
     const std::string text = lm.chat->Format(messages, true);
-    ids = tok.Encode(text, /*add_special=*/true, /*parse_special=*/true);
+    ids = tok.EncodeChat(text);
   } else {
     ids = tok.Encode(prompt, /*add_special=*/true, /*parse_special=*/false);
   }

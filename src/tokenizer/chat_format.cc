@@ -1,5 +1,6 @@
 #include "tokenizer/chat_format.h"
 
+#include "tokenizer/chat_builtin.h"
 #include "tokenizer/jinja_template.h"
 #include "tqlm/error.h"
 
@@ -137,6 +138,8 @@ std::unique_ptr<ChatFormatter> MakeChatFormatter(const VocabData& vocab) {
   };
   tokens.bos = text(vocab.bos_id);
   tokens.eos = text(vocab.eos_id);
+  // No template in the file: the family's built-in one if the vocabulary has its tokens.
+  if (vocab.chat_template.empty()) return MakeChatFormatter(BuiltinChatTemplate(vocab), tokens);
   return MakeChatFormatter(vocab.chat_template, tokens);
 }
 

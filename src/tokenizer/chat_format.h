@@ -135,7 +135,8 @@ class JinjaChatFormatter : public ChatFormatter {
 // not parse (callers may then fall back to ChatMlFormatter).
 std::unique_ptr<ChatFormatter> MakeChatFormatter(std::string_view chat_template,
                                                  const ChatTemplateTokens& tokens = {});
-// Same, with bos/eos texts taken from the vocabulary.
+// Same, with bos/eos texts taken from the vocabulary; a vocabulary without a template gets its
+// family's built-in one (tokenizer/chat_builtin.h) before ChatML.
 std::unique_ptr<ChatFormatter> MakeChatFormatter(const VocabData& vocab);
 
 }  // namespace tqlm::tokenizer

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "tokenizer/byte_unicode.h"
+#include "tokenizer/spm_encoder.h"
 #include "tokenizer/utf8.h"
 #include "tqlm/error.h"
 
@@ -46,12 +47,16 @@ int ParseByteToken(std::string_view text) {
 }  // namespace
 
 Tokenizer::Tokenizer(VocabData vocab) : vocab_(std::move(vocab)) {
-  if (vocab_.model == "llama") {
-    throw Error("SentencePiece tokenizers (tokenizer.ggml.model = llama) are not supported yet");
-  }
-  if (vocab_.model != "gpt2") {
+  spm_ = vocab_.model == "llama";
+  if (vocab_.model != "gpt2" && !spm_) {
     throw Error("unsupported tokenizer model '" + vocab_.model +
-                "' (tokenizer.ggml.model); supported: gpt2 (byte-level BPE)");
+                "' (tokenizer.ggml.model); supported: gpt2 (byte-level BPE), llama (SentencePiece)");
+  }
+  // A SentencePiece vocabulary without scores merges leftmost first (llama.cpp's default 0).
+  if (spm_ && vocab_.scores.empty()) vocab_.scores.assign(vocab_.tokens.size(), 0.0f);
+  if (spm_ && vocab_.scores.size() != vocab_.tokens.size()) {
+    throw Error("tokenizer: " + std::to_string(vocab_.scores.size()) + " scores for " +
+                std::to_string(vocab_.tokens.size()) + " tokens");
   }
   const size_t n = vocab_.tokens.size();
   if (n == 0) throw Error("tokenizer: the vocabulary is empty");
@@ -78,7 +83,9 @@ Tokenizer::Tokenizer(VocabData vocab) : vocab_(std::move(vocab)) {
   }
 
   pre_ = std::make_unique<PreTokenizer>(PreTokenizerSpecFor(vocab_.pre));
-  add_bos_ = vocab_.add_bos.value_or(pre_->spec().add_bos);
+  // SentencePiece models default to a BOS and a space prefix, as in llama.cpp.
+  add_bos_ = vocab_.add_bos.value_or(spm_ || pre_->spec().add_bos);
+  add_space_prefix_ = spm_ && vocab_.add_space_prefix.value_or(true);
   add_eos_ = vocab_.add_eos.value_or(false);
   if (add_bos_ && vocab_.bos_id == kNoToken) {
     throw Error("tokenizer: add_bos is set but the model has no BOS token");
@@ -91,12 +98,14 @@ Tokenizer::Tokenizer(VocabData vocab) : vocab_(std::move(vocab)) {
   InitMerges();
 
   for (int b = 0; b < 256; ++b) {
-    auto it = token_ids_.find(ByteToUtf8(static_cast<uint8_t>(b)));
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "<0x%02X>", b);
+    auto it = token_ids_.find(spm_ ? std::string_view(hex) : ByteToUtf8(static_cast<uint8_t>(b)));
     if (it == token_ids_.end()) {
-      // Byte fallback: a vocabulary may carry raw bytes as <0xXX> tokens instead.
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "<0x%02X>", b);
-      it = token_ids_.find(std::string_view(hex));
+      // Byte-level BPE may carry raw bytes as <0xXX> tokens instead; SentencePiece falls back
+      // to a token whose text is the byte itself.
+      const std::string raw(1, static_cast<char>(b));
+      it = token_ids_.find(spm_ ? std::string_view(raw) : std::string_view(hex));
     }
     byte_tokens_[b] = it == token_ids_.end() ? kNoToken : it->second;
   }
@@ -106,7 +115,7 @@ Tokenizer::Tokenizer(VocabData vocab) : vocab_(std::move(vocab)) {
     const std::string& text = vocab_.tokens[i];
     switch (vocab_.token_types[i]) {
       case TokenType::kNormal:
-        pieces_[i] = DecodeByteLevel(text);
+        pieces_[i] = spm_ ? UnescapeSpmSpaces(text) : DecodeByteLevel(text);
         break;
       case TokenType::kControl:
       case TokenType::kUnknown:
@@ -247,15 +256,39 @@ std::vector<TokenId> Tokenizer::Encode(std::string_view text, bool add_special,
   std::vector<TokenId> out;
   out.reserve(text.size() / 3 + 4);
   if (add_special && add_bos_) out.push_back(vocab_.bos_id);
+  std::optional<SpmVocab> spm;
+  if (spm_) {
+    spm = SpmVocab{[this](std::string_view s) {
+                     auto it = token_ids_.find(s);
+                     return it == token_ids_.end() ? kNoToken : it->second;
+                   },
+                   vocab_.scores, &byte_tokens_, vocab_.unk_id};
+  }
+  // SentencePiece: a text fragment at the start or after a special token gets the space prefix.
+  bool after_special = true;
   for (const Fragment& fragment : specials_.Split(text, parse_special)) {
     if (fragment.token != kNoToken) {
       out.push_back(fragment.token);
+      after_special = true;
+    } else if (spm) {
+      SpmEncode(fragment.text, add_space_prefix_ && after_special, *spm, &out);
+      after_special = false;
     } else {
       EncodeText(fragment.text, &out);
     }
   }
   if (add_special && add_eos_) out.push_back(vocab_.eos_id);
   return out;
+}
+
+std::vector<TokenId> Tokenizer::EncodeChat(std::string_view text) const {
+  const bool has_bos = add_bos_ && vocab_.bos_id != kNoToken &&
+                       text.starts_with(vocab_.tokens[static_cast<size_t>(vocab_.bos_id)]);
+  std::vector<TokenId> ids = Encode(text, /*add_special=*/true, /*parse_special=*/true);
+  if (has_bos && ids.size() >= 2 && ids[0] == vocab_.bos_id && ids[1] == vocab_.bos_id) {
+    ids.erase(ids.begin());
+  }
+  return ids;
 }
 
 std::string_view Tokenizer::Piece(TokenId id, bool render_special) const {

@@ -5,8 +5,8 @@
 //      pieces by the pre-tokenizer regexes chosen by `tokenizer.ggml.pre` (PreTokenizer);
 //   3. each piece's bytes become their byte-level symbols, which BPE merges by rank
 //      (BpeMerger); a byte with no symbol token falls back to a <0xXX> token if there is one.
-// SentencePiece ("llama") vocabularies are rejected for now; they slot in as another model kind
-// behind the same interface.
+// SentencePiece ("llama") vocabularies (Llama 2, Gemma) share steps 1 and the byte fallback but
+// merge by token score over UTF-8 characters instead (tokenizer/spm_encoder.h).
 #pragma once
 
 #include <array>
@@ -42,6 +42,10 @@ class Tokenizer {
   // otherwise they are tokenized as plain text. Any bytes are accepted. Thread-safe.
   std::vector<TokenId> Encode(std::string_view text, bool add_special = true,
                               bool parse_special = false) const;
+  // A rendered chat prompt: specials parsed, BOS/EOS as the model asks, except that no second
+  // BOS is added when the text already starts with it (templates such as Gemma's write
+  // bos_token themselves; llama.cpp's chat code drops the duplicate the same way).
+  std::vector<TokenId> EncodeChat(std::string_view text) const;
 
   // Ids -> bytes (normally UTF-8, but a token may hold part of a character). Control tokens
   // render as their text only when render_special is set; otherwise as nothing. Throws
@@ -89,6 +93,8 @@ class Tokenizer {
   std::vector<TokenId> eog_ids_;
   bool add_bos_ = false;
   bool add_eos_ = false;
+  bool spm_ = false;               // SentencePiece ("llama") vocabulary
+  bool add_space_prefix_ = false;  // SentencePiece: "▁" before text at the start / after specials
 };
 
 }  // namespace tqlm::tokenizer

@@ -1,0 +1,238 @@
+// Gemma 3 (GGUF architecture "gemma3"), text decoder.
+//
+// One block, as the model card draws it (every norm is RMSNorm):
+//   q, k, v = Wq·norm(x), Wk·norm(x), Wv·norm(x)
+//   q, k    = RoPE(qnorm(q)), RoPE(knorm(k))          per-head QK-norm, NeoX pairs
+//   h       = x + postnorm(Wo · Attention(q, k, v))   scale 1/sqrt(query_pre_attn_scalar)
+//   x'      = h + postnorm(Wdown · (gelu_tanh(Wgate·norm(h)) ⊙ Wup·norm(h)))
+// with the embedding scaled by sqrt(n_embd) and tied output embeddings.
+//
+// Layers alternate between local sliding-window attention (RoPE base 10000) and global
+// attention (RoPE base rope.freq_base): every `pattern`-th layer is global (6 in Gemma 3).
+// The window goes into ModelInfo.layers so the KV cache keeps only what a local layer can see.
+//
+// Gemma's checkpoints store RMSNorm weights as (w - 1); llama.cpp's GGUF converter adds the 1
+// back, so the GGUF holds w itself and every norm here uses offset 0.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/thread_pool.h"
+#include "model/model.h"
+#include "model/weights.h"
+#include "tqlm/error.h"
+
+namespace tqlm::model {
+namespace {
+
+// Gemma 3's fixed hyper-parameters that its GGUF files do not carry (llama.cpp hard-codes the
+// same values): the local layers' RoPE base and the local/global layer pattern.
+constexpr float kLocalRopeBase = 10000.0f;
+constexpr uint32_t kDefaultSwaPattern = 6;
+
+struct Gemma3Layer {
+  bool global = false;
+  const float* attn_norm = nullptr;
+  kernels::WeightView wq, wk, wv, wo;
+  const float *q_norm = nullptr, *k_norm = nullptr;
+  const float* post_attn_norm = nullptr;
+  const float* ffn_norm = nullptr;
+  kernels::WeightView w_gate, w_up, w_down;
+  const float* post_ffn_norm = nullptr;
+};
+
+class Gemma3Model final : public Model {
+ public:
+  explicit Gemma3Model(std::unique_ptr<GgufFile> file) : Model(std::move(file)) { LoadWeights(); }
+
+  void Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits, float* logits,
+               kernels::ThreadPool& pool) override;
+
+ private:
+  void LoadWeights();
+  void EnsureScratch(int n);
+
+  int n_head_ = 0, n_head_kv_ = 0, head_dim_ = 0, n_ff_ = 0;
+  float eps_ = 1e-6f;
+  float embd_scale_ = 1.0f;
+  float final_softcap_ = 0.0f;  // 0: none (Gemma 3); tanh capping of logits otherwise
+  std::vector<float> inv_freq_local_, inv_freq_global_;
+  kernels::WeightView tok_embd_, output_;
+  const float* output_norm_ = nullptr;
+  std::vector<Gemma3Layer> layers_;
+
+  int scratch_tokens_ = 0;
+  std::vector<float> x_, h_, q_, k_, v_, att_, gate_, up_;
+  std::vector<int> pos_;
+};
+
+std::vector<float> InverseFrequencies(float base, float scale, int dims) {
+  std::vector<float> f(dims / 2);
+  for (int i = 0; i < dims / 2; ++i) f[i] = float(std::pow(double(base), -2.0 * i / dims)) * scale;
+  return f;
+}
+
+void Gemma3Model::LoadWeights() {
+  const GgufFile& f = *file_;
+  auto key = [](const char* suffix) { return fmt::format("gemma3.{}", suffix); };
+
+  info_.arch = "gemma3";
+  info_.name = f.GetString("general.name", "gemma3");
+  info_.n_embd = int(f.GetU32(key("embedding_length")));
+  info_.n_layer = int(f.GetU32(key("block_count")));
+  info_.n_ctx_train = int(f.GetU32(key("context_length"), 32768));
+  n_head_ = int(f.GetU32(key("attention.head_count")));
+  n_head_kv_ = int(f.GetU32(key("attention.head_count_kv"), uint32_t(n_head_)));
+  if (info_.n_embd <= 0 || info_.n_layer <= 0)
+    throw Error(fmt::format("{}: bad embedding length or block count", f.name()));
+  if (n_head_ <= 0 || n_head_kv_ <= 0 || n_head_ % n_head_kv_ != 0)
+    throw Error(fmt::format("{}: bad head counts {} / {}", f.name(), n_head_, n_head_kv_));
+  head_dim_ = int(f.GetU32(key("attention.key_length"), 256));
+  if (int(f.GetU32(key("attention.value_length"), uint32_t(head_dim_))) != head_dim_)
+    throw Error(fmt::format("{}: key and value head sizes differ", f.name()));
+  if (head_dim_ <= 0 || head_dim_ % 2 != 0)
+    throw Error(fmt::format("{}: bad head size {}", f.name(), head_dim_));
+  n_ff_ = int(f.GetU32(key("feed_forward_length")));
+  info_.n_ff = n_ff_;
+  eps_ = f.GetF32(key("attention.layer_norm_rms_epsilon"), 1e-6f);
+  final_softcap_ = f.GetF32(key("final_logit_softcapping"), 0.0f);
+  // Embeddings are multiplied by sqrt(n_embd) (in f32, as llama.cpp does).
+  embd_scale_ = std::sqrt(float(info_.n_embd));
+
+  const int window = int(f.GetU32(key("attention.sliding_window"), 0));
+  const uint32_t pattern = f.GetU32(key("attention.sliding_window_pattern"), kDefaultSwaPattern);
+  if (window < 0 || pattern == 0)
+    throw Error(fmt::format("{}: bad sliding window {} / pattern {}", f.name(), window, pattern));
+
+  // Global layers use the file's base and, for the long-context models, linear rope scaling;
+  // local layers always use base 10000 unscaled.
+  float global_scale = 1.0f;
+  if (f.GetString(key("rope.scaling.type"), "none") == "linear") {
+    const float factor = f.GetF32(key("rope.scaling.factor"), 1.0f);
+    if (!(factor > 0)) throw Error(fmt::format("{}: bad rope scaling factor", f.name()));
+    global_scale = 1.0f / factor;
+  }
+  inv_freq_global_ =
+      InverseFrequencies(f.GetF32(key("rope.freq_base"), 1000000.0f), global_scale, head_dim_);
+  inv_freq_local_ = InverseFrequencies(kLocalRopeBase, 1.0f, head_dim_);
+
+  const int d = info_.n_embd, q_dim = n_head_ * head_dim_, kv_dim = n_head_kv_ * head_dim_;
+  tok_embd_ = Matrix(f.GetTensor("token_embd.weight"), d, -1);
+  info_.n_vocab = int(tok_embd_.rows);
+  output_norm_ = F32Vector(f.GetTensor("output_norm.weight"), d);
+  const GgufTensor* out = f.FindTensor("output.weight");
+  output_ = out ? Matrix(*out, d, info_.n_vocab) : tok_embd_;  // tied embeddings
+
+  layers_.resize(info_.n_layer);
+  info_.layers.clear();
+  for (int l = 0; l < info_.n_layer; ++l) {
+    auto t = [&](const char* name) -> const GgufTensor& {
+      return f.GetTensor(fmt::format("blk.{}.{}", l, name));
+    };
+    Gemma3Layer& L = layers_[l];
+    L.global = window == 0 || uint32_t(l) % pattern == pattern - 1;
+    L.attn_norm = F32Vector(t("attn_norm.weight"), d);
+    L.wq = Matrix(t("attn_q.weight"), d, q_dim);
+    L.wk = Matrix(t("attn_k.weight"), d, kv_dim);
+    L.wv = Matrix(t("attn_v.weight"), d, kv_dim);
+    L.wo = Matrix(t("attn_output.weight"), q_dim, d);
+    L.q_norm = F32Vector(t("attn_q_norm.weight"), head_dim_);
+    L.k_norm = F32Vector(t("attn_k_norm.weight"), head_dim_);
+    L.post_attn_norm = F32Vector(t("post_attention_norm.weight"), d);
+    L.ffn_norm = F32Vector(t("ffn_norm.weight"), d);
+    L.w_gate = Matrix(t("ffn_gate.weight"), d, n_ff_);
+    L.w_up = Matrix(t("ffn_up.weight"), d, n_ff_);
+    L.w_down = Matrix(t("ffn_down.weight"), n_ff_, d);
+    L.post_ffn_norm = F32Vector(t("post_ffw_norm.weight"), d);
+    info_.layers.push_back(kv::LayerGeometry{n_head_, n_head_kv_, head_dim_, L.global ? 0 : window});
+  }
+
+  // Gemma 3 scales queries by 1/sqrt(query_pre_attn_scalar), which equals the head size for
+  // every released size but 27B (n_embd / n_head there); the GGUF does not store it.
+  const float pre_attn = f.GetF32(key("attention.query_pre_attn_scalar"), float(head_dim_));
+  if (!(pre_attn > 0)) throw Error(fmt::format("{}: bad query_pre_attn_scalar", f.name()));
+  info_.attn_scale = 1.0f / std::sqrt(pre_attn);
+  info_.weight_bytes = 0;
+  for (const auto& tensor : f.tensors()) info_.weight_bytes += tensor.nbytes;
+}
+
+void Gemma3Model::EnsureScratch(int n) {
+  if (n <= scratch_tokens_) return;
+  scratch_tokens_ = n;
+  const size_t d = info_.n_embd, qd = size_t(n_head_) * head_dim_,
+               kvd = size_t(n_head_kv_) * head_dim_;
+  x_.resize(n * d);
+  h_.resize(n * d);
+  q_.resize(n * qd);
+  att_.resize(n * qd);
+  k_.resize(n * kvd);
+  v_.resize(n * kvd);
+  gate_.resize(size_t(n) * n_ff_);
+  up_.resize(size_t(n) * n_ff_);
+  pos_.resize(n);
+}
+
+void Gemma3Model::Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits,
+                          float* logits, kernels::ThreadPool& pool) {
+  using namespace kernels;
+  if (n <= 0) return;
+  EnsureScratch(n);
+  const int d = info_.n_embd;
+  const int pos0 = cache.n_tokens();
+  for (int t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= info_.n_vocab)
+      throw Error(fmt::format("token id {} out of range [0, {})", tokens[t], info_.n_vocab));
+    DequantizeRow(tok_embd_, tokens[t], &x_[size_t(t) * d]);
+    pos_[t] = pos0 + t;
+  }
+  Scale(x_.data(), embd_scale_, size_t(n) * d);
+
+  for (int l = 0; l < info_.n_layer; ++l) {
+    const Gemma3Layer& L = layers_[l];
+    const float* inv_freq = L.global ? inv_freq_global_.data() : inv_freq_local_.data();
+    // Attention.
+    RmsNorm(x_.data(), L.attn_norm, 0.0f, eps_, n, d, h_.data());
+    MatMul(L.wq, h_.data(), n, q_.data(), pool);
+    MatMul(L.wk, h_.data(), n, k_.data(), pool);
+    MatMul(L.wv, h_.data(), n, v_.data(), pool);
+    RmsNorm(q_.data(), L.q_norm, 0.0f, eps_, n * n_head_, head_dim_, q_.data());
+    RmsNorm(k_.data(), L.k_norm, 0.0f, eps_, n * n_head_kv_, head_dim_, k_.data());
+    Rope(q_.data(), n, n_head_, head_dim_, head_dim_, pos_.data(), inv_freq, /*neox=*/true);
+    Rope(k_.data(), n, n_head_kv_, head_dim_, head_dim_, pos_.data(), inv_freq, /*neox=*/true);
+    cache.Append(l, k_.data(), v_.data(), n);
+    cache.Attend(l, q_.data(), n, att_.data(), pool);
+    MatMul(L.wo, att_.data(), n, h_.data(), pool);
+    RmsNorm(h_.data(), L.post_attn_norm, 0.0f, eps_, n, d, h_.data());
+    Add(x_.data(), h_.data(), size_t(n) * d);
+    // Feed-forward (GELU-gated).
+    RmsNorm(x_.data(), L.ffn_norm, 0.0f, eps_, n, d, h_.data());
+    MatMul(L.w_gate, h_.data(), n, gate_.data(), pool);
+    MatMul(L.w_up, h_.data(), n, up_.data(), pool);
+    GeluMul(gate_.data(), up_.data(), size_t(n) * n_ff_);
+    MatMul(L.w_down, gate_.data(), n, h_.data(), pool);
+    RmsNorm(h_.data(), L.post_ffn_norm, 0.0f, eps_, n, d, h_.data());
+    Add(x_.data(), h_.data(), size_t(n) * d);
+  }
+  cache.Commit(n);
+
+  const int first = all_logits ? 0 : n - 1;
+  const int rows = n - first;
+  RmsNorm(&x_[size_t(first) * d], output_norm_, 0.0f, eps_, rows, d, h_.data());
+  MatMul(output_, h_.data(), rows, logits, pool);
+  if (final_softcap_ > 0) {
+    const size_t count = size_t(rows) * info_.n_vocab;
+    for (size_t i = 0; i < count; ++i)
+      logits[i] = final_softcap_ * std::tanh(logits[i] / final_softcap_);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Model> CreateGemma3(std::unique_ptr<GgufFile> file) {
+  return std::make_unique<Gemma3Model>(std::move(file));
+}
+
+}  // namespace tqlm::model
