@@ -85,7 +85,7 @@ TEST_F(SmolLM2, TeacherForcedTop1MatchesLlamaCpp) {
 }
 
 TEST(Qwen25Coder, TeacherForcedTop1MatchesLlamaCpp) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TQLM_SANITIZED)
   GTEST_SKIP() << "1.5B-parameter forward pass is too slow under sanitizers";
 #endif
   const std::string path = CachePath("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");

@@ -115,7 +115,7 @@ TEST(TokenizerGolden, Gemma3SentencePieceMatchesLlamaCpp) { CheckGolden("gemma3"
 // The large golden sets that `gen_tokenizer_golden.py --extended` leaves in the cache (every
 // Austen paragraph plus seeded random Unicode strings); skipped when absent.
 void CheckExtended(const std::string& name) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TQLM_SANITIZED)
   // 50k encodings plus 17 MB of JSON take half a minute under ASan and exercise no code path
   // the small golden sets do not; sanitizer builds check those.
   GTEST_SKIP() << "extended golden set runs in non-sanitizer builds only";
