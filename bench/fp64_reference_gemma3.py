@@ -3,12 +3,14 @@
 on the token ids of tests/data/model/gemma3_golden.json (640 tokens: the local layers' 512-token
 window slides). It tells how far tqlm's and llama.cpp's teacher-forced top-1 predictions each
 are from exact arithmetic on the same weights.
-  ~/.cache/tqlm/venv-llamacpp/bin/python bench/fp64_reference_gemma3.py [TQLM_LOGITS.f32]
-TQLM_LOGITS.f32: tqlm's logits for those tokens, [n][n_vocab] float32 (optional).
+  ~/.cache/tqlm/venv-llamacpp/bin/python bench/fp64_reference_gemma3.py [build/bench_dump_logits]
+With the path of bench_dump_logits (bench/dump_logits.cc) tqlm's logits are compared too.
 Writes nothing; prints agreement counts."""
 import json
 import os
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import gguf
@@ -92,7 +94,10 @@ def main():
         runs[label] = np.array(llm.scores[:n], dtype=np.float32)
         del llm
     if len(sys.argv) > 1:
-        runs["tqlm"] = np.fromfile(sys.argv[1], dtype=np.float32).reshape(n, -1)
+        with tempfile.NamedTemporaryFile(suffix=".f32") as f:
+            subprocess.run([sys.argv[1], MODEL, os.path.join(ROOT, "tests/data/model/gemma3_golden.json"),
+                            f.name], check=True, stdout=subprocess.DEVNULL)
+            runs["tqlm (f32 KV)"] = np.fromfile(f.name, dtype=np.float32).reshape(n, -1)
     for label, logits in runs.items():
         top = logits.argmax(1)
         print(f"{label:18s} vs fp64: top-1 {np.mean(top == top_ref):.4f} "

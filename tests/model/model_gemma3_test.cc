@@ -115,7 +115,7 @@ TEST_F(Gemma3, MemoryReportCountsWindows) {
 // the reference cache by the KV tests): the double-precision reference is too slow at 640
 // tokens with head size 256.
 TEST_F(Gemma3, TeacherForcedTop1MatchesLlamaCpp) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TQLM_SANITIZED)
   GTEST_SKIP() << "640 tokens of a 270M model are too slow under sanitizers";
 #endif
   std::ifstream in(std::string(TQLM_SOURCE_DIR) + "/tests/data/model/gemma3_golden.json");
@@ -160,7 +160,7 @@ TEST_F(Gemma3, TeacherForcedTop1MatchesLlamaCpp) {
 }
 
 TEST_F(Gemma3, GreedyContinuationIsSensible) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TQLM_SANITIZED)
   GTEST_SKIP() << "a 262k-row output matrix per token is slow under sanitizers";
 #endif
   auto tok = tokenizer::Tokenizer::FromGguf(model_->file());
