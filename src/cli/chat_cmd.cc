@@ -39,7 +39,7 @@ int Chat(const ChatFlags& f) {
     }
     messages.push_back({"user", line});
     const std::vector<int> ids =
-        tok.Encode(lm.chat->Format(messages, true), true, true);
+        tok.EncodeChat(lm.chat->Format(messages, true));
     // Reuse the cached prefix; feed only what differs.
     const auto& hist = session.history();
     size_t common = 0;
