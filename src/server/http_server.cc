@@ -256,7 +256,7 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   } catch (const Error& e) {
     throw BadRequest(fmt::format("the chat template failed on these messages: {}", e.what()), "messages");
   }
-  std::vector<int> prompt = chat_.tokenizer->Encode(text, true, true);
+  std::vector<int> prompt = chat_.tokenizer->EncodeChat(text);
   auto stream = Submit(std::move(prompt), r.sampling);
   ResponseMeta meta{NewId("chatcmpl"), int64_t(std::time(nullptr)), options_.model_id};
 
