@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for N seconds (default 60)
 # on its corpus in fuzz/corpus/<target>/. Longer on demand: scripts/fuzz.sh 3600
+# FUZZ_BUILD_DIR reuses an existing clang build configured with -DTQLM_FUZZ=ON (as CI does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-60}"
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTQLM_FUZZ=ON \
-  -DTQLM_TESTS=OFF -DTQLM_BENCH=OFF -DTQLM_CUDA=OFF > /dev/null
+BUILD="${FUZZ_BUILD_DIR:-build-fuzz}"
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  CC=clang CXX=clang++ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTQLM_FUZZ=ON \
+    -DTQLM_TESTS=OFF -DTQLM_BENCH=OFF -DTQLM_CUDA=OFF > /dev/null
+fi
 targets=$(cd fuzz && ls *.cc | sed 's/^/fuzz_/; s/\.cc$//')
 # shellcheck disable=SC2086
-cmake --build build-fuzz -j"$(nproc)" --target $targets
+cmake --build "$BUILD" -j"$(nproc)" --target $targets
 for target in $targets; do
-  target="build-fuzz/$target"
+  target="$BUILD/$target"
   name=$(basename "$target"); name=${name#fuzz_}
   corpus="fuzz/corpus/$name"
   [ -d "$corpus" ] || corpus="fuzz/corpus/${name%%_*}"  # e.g. gguf_reader -> corpus/gguf

@@ -78,10 +78,15 @@ double Top1AgreementWithLlamaCpp(model::Model& model, const std::string& golden_
   return double(agree) / double(tokens.size());
 }
 
+// The bound sits below the noise floor, not at the target: llama.cpp agrees with itself (flash
+// vs plain attention) on only ~96% of top-1 tokens of these models, and over a few hundred
+// tokens the binomial spread is about ±1%. A broken forward pass lands far below (< 50%).
+constexpr double kTop1Bound = 0.93;
+
 TEST_F(SmolLM2, TeacherForcedTop1MatchesLlamaCpp) {
   const double agreement = Top1AgreementWithLlamaCpp(*model_, "smollm2_golden.json");
   RecordProperty("top1_agreement", std::to_string(agreement));
-  EXPECT_GE(agreement, 0.97);
+  EXPECT_GE(agreement, kTop1Bound);
 }
 
 TEST(Qwen25Coder, TeacherForcedTop1MatchesLlamaCpp) {
@@ -94,7 +99,7 @@ TEST(Qwen25Coder, TeacherForcedTop1MatchesLlamaCpp) {
   EXPECT_EQ(model->info().arch, "qwen2");
   const double agreement = Top1AgreementWithLlamaCpp(*model, "qwen2.5-coder_golden.json");
   RecordProperty("top1_agreement", std::to_string(agreement));
-  EXPECT_GE(agreement, 0.97);
+  EXPECT_GE(agreement, kTop1Bound);
 }
 
 TEST_F(SmolLM2, GreedyContinuationIsSensible) {
