@@ -23,7 +23,15 @@ for target in $targets; do
   echo "[fuzz] $name for ${SECONDS_EACH}s"
   dict=()
   for d in "fuzz/$name.dict" "fuzz/${name%%_*}.dict"; do [ -f "$d" ] && { dict=(-dict="$d"); break; }; done
-  "$target" -max_total_time="$SECONDS_EACH" -print_final_stats=1 "${dict[@]}" "$work" "$corpus" \
-    2>&1 | tail -n 3
-  rm -rf "$work"
+  log="$work.log"
+  if ! "$target" -max_total_time="$SECONDS_EACH" -print_final_stats=1 "${dict[@]}" "$work" \
+      "$corpus" > "$log" 2>&1; then
+    # A finding: show the report (the input is saved as ./crash-* / leak-* / timeout-*).
+    grep -v '^#' "$log" | tail -n 40
+    rm -rf "$work" "$log"
+    echo "[fuzz] $name FAILED"
+    exit 1
+  fi
+  tail -n 3 "$log"
+  rm -rf "$work" "$log"
 done

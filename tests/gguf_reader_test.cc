@@ -246,6 +246,11 @@ TEST(GgufReader, CorruptMetadata) {
   }
   {
     GgufWriter w;
+    w.AddU32("general.alignment", 1);
+    EXPECT_NE(ErrorOf(w.Build()).find("below 8"), std::string::npos);
+  }
+  {
+    GgufWriter w;
     w.AddF32("general.alignment", 32.0f);
     EXPECT_NE(ErrorOf(w.Build()).find("expected uint32"), std::string::npos);
   }

@@ -281,6 +281,11 @@ void GgufFile::Parse() {
       throw Error(fmt::format("gguf: {}: general.alignment {} is not a power of two", name_,
                               a->u64));
     }
+    // The spec asks for a multiple of 8; the kernels read fp16/fp32 fields of tensor blocks in
+    // place, so a smaller alignment would hand them misaligned data (found by the fuzzer).
+    if (a->u64 < 8) {
+      throw Error(fmt::format("gguf: {}: general.alignment {} is below 8", name_, a->u64));
+    }
     alignment_ = a->u64;
   }
 
