@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for N seconds (default 60)
 # on its corpus in fuzz/corpus/<target>/. Longer on demand: scripts/fuzz.sh 3600
+# TQLM_FUZZ_SEED fixes libFuzzer's seed (CI: a failure reproduces with the same command).
 # FUZZ_BUILD_DIR reuses an existing clang build configured with -DTQLM_FUZZ=ON (as CI does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,9 @@ for target in $targets; do
   dict=()
   for d in "fuzz/$name.dict" "fuzz/${name%%_*}.dict"; do [ -f "$d" ] && { dict=(-dict="$d"); break; }; done
   log="$work.log"
-  if ! "$target" -max_total_time="$SECONDS_EACH" -print_final_stats=1 "${dict[@]}" "$work" \
+  seed=()
+  [ -n "${TQLM_FUZZ_SEED:-}" ] && seed=(-seed="$TQLM_FUZZ_SEED")
+  if ! "$target" -max_total_time="$SECONDS_EACH" -print_final_stats=1 "${dict[@]}" "${seed[@]}" "$work" \
       "$corpus" > "$log" 2>&1; then
     # A finding: show the report (the input is saved as ./crash-* / leak-* / timeout-*).
     grep -v '^#' "$log" | tail -n 40

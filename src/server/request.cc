@@ -22,7 +22,8 @@ Json ParseBody(std::string_view body, const RequestLimits& limits) {
   Json j;
   try {
     j = Json::parse(body.begin(), body.end(), guard);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
+    // parse_error, and out_of_range for numbers beyond double (e.g. 1e999): both bad input.
     throw BadRequest(fmt::format("malformed JSON in the request body: {}", e.what()));
   }
   if (!j.is_object()) throw BadRequest("the request body must be a JSON object");
