@@ -39,4 +39,13 @@ check "truncated GGUF: exit 1 with a gguf error" '[ $? -eq 1 ] && grep -q "gguf"
 check "unknown cache type: exit 1" '[ $? -eq 1 ] && grep -q "tq7" "$tmp/type.err"'
 printf 'Hi\n/exit\n' | "$TQLM" chat -n 4 --temp 0 > /dev/null 2>&1
 check "chat on piped stdin exits 0" '[ $? -eq 0 ]'
+echo '{"name": "not a list"}' > "$tmp/tools_bad.json"
+"$TQLM" chat --tools "$tmp/tools_bad.json" < /dev/null > /dev/null 2> "$tmp/tools.err"
+check "chat --tools with a non-array file: exit 1 naming the file" '[ $? -eq 1 ] && grep -q "tools_bad.json" "$tmp/tools.err"'
+cat > "$tmp/tools.json" <<'JSON'
+[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object",
+  "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+JSON
+printf 'Hi\n/exit\n' | "$TQLM" chat --tools "$tmp/tools.json" -n 4 --temp 0 > /dev/null 2> "$tmp/tools.err"
+check "chat --tools on piped stdin exits 0 and names the convention" '[ $? -eq 0 ] && grep -q "convention" "$tmp/tools.err"'
 exit $fail

@@ -76,6 +76,9 @@ bool LooksLikeJsonCall(std::string_view s) {
   std::string_view rest = s;
   if (Eat(rest, "[")) s = rest;
   if (!Eat(s, "{")) return false;
+  // Qwen2.5's template shows calls as {{"name": ...}} (a brace-escaping slip that its models
+  // copy): still an attempt at a call, so reported as malformed rather than left as prose.
+  for (rest = s; Eat(rest, "{"); rest = s) s = rest;
   rest = s;
   if (Eat(rest, "\"type\"") && Eat(rest, ":") && Eat(rest, "\"function\"") && Eat(rest, ",")) {
     s = rest;

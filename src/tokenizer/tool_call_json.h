@@ -30,7 +30,7 @@ struct JsonScan {
 // `text` can start with a JSON object/array, and kComplete's end is where the value ends.
 JsonScan ScanJsonValue(std::string_view text);
 
-// True when `text` begins like a JSON call object: optional '[', '{', an optional
+// True when `text` begins like a JSON call object: optional '[', '{' (or several), an optional
 // "type": "function" member, then the key "name" or "function". Decides whether broken JSON
 // was meant as a call (malformed) or is just content.
 bool LooksLikeJsonCall(std::string_view text);
