@@ -7,13 +7,14 @@
 #include "cli/eval_cmds.h"
 #include "cli/progress.h"
 #include "eval/sha256.h"
+#include "kv/block_format.h"
 #include "tqlm/error.h"
 
 namespace tqlm::cli {
 
 // Bump when the evaluation protocol changes in a way that makes old rows incomparable.
 constexpr int kEvalProtocol = 1;
-constexpr const char* kTqlmVersion = "0.1.0";  // as `tqlm --version`
+constexpr const char* kTqlmVersion = TQLM_VERSION;  // as `tqlm --version`
 
 std::string CacheDir() {
   const std::string model = DefaultModelPath();  // <cache>/models/<file>
@@ -45,6 +46,7 @@ nlohmann::json BaseCellConfig(const std::string& task, const std::string& model_
           {"engine", "tqlm"},
           {"tqlm_version", kTqlmVersion},
           {"protocol", kEvalProtocol},
+          {"kv_key_centering", kv::KeyCenteringEnabled()},
           {"model", model_path.substr(model_path.find_last_of('/') + 1)},
           {"model_sha256", ModelSha256(model_path)}};
 }

@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   using namespace tqlm::cli;
   CLI::App app{"tqlm: local LLM inference with a TurboQuant-compressed KV cache"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "tqlm 0.1.0");
+  app.set_version_flag("--version", "tqlm " TQLM_VERSION);
   auto& registry = CommandRegistry();
   std::sort(registry.begin(), registry.end(),
             [](const CommandInfo& a, const CommandInfo& b) { return a.name < b.name; });

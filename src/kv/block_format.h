@@ -76,6 +76,10 @@ class BlockFormat {
 // of `type` uses for sinks and the recent buffer (f32 for f32, f16 for everything else).
 std::unique_ptr<BlockFormat> MakeBlockFormat(const KvType& type, int head_dim, TensorRole role);
 KvType RawTypeFor(const KvType& type);
+// TurboQuant key blocks of at most 4 bits are stored around their mean when that keeps the keys
+// apart better (block_format_turbo.cc). TQLM_KV_NO_CENTER=1 turns this off, for A/B
+// measurements of the effect (evaluation rows record the setting).
+bool KeyCenteringEnabled();
 // Whether tokens of this type are encoded when they leave the recent buffer.
 inline bool IsCompressed(const KvType& t) {
   return t.kind != KvType::Kind::kF32 && t.kind != KvType::Kind::kF16;
