@@ -1,12 +1,14 @@
-// `tqlm eval`: the evaluation commands (ppl, niah), their flags; the work is in eval_ppl.cc
-// and eval_niah.cc.
+// `tqlm eval`: the evaluation commands (ppl, niah, tools), their flags; the work is in
+// eval_ppl.cc, eval_niah.cc and eval_tools.cc (which also declares its own flags).
 #include "cli/command.h"
 #include "cli/eval_cmds.h"
 
 namespace tqlm::cli {
 namespace {
 
-CommandRegistration reg("eval", "evaluations: ppl (perplexity, KL vs f16), niah (needle in a haystack)",
+CommandRegistration reg("eval",
+                        "evaluations: ppl (perplexity, KL vs f16), niah (needle in a haystack), "
+                        "tools (tool-calling buffer cliff)",
                         [](CLI::App& app) {
   app.require_subcommand(1);
   auto f = std::make_shared<PplFlags>();
@@ -47,9 +49,12 @@ CommandRegistration reg("eval", "evaluations: ppl (perplexity, KL vs f16), niah 
   niah->add_option("-o,--results", n->results, "results JSONL (resumed)")->capture_default_str();
   niah->add_option("--table-md", n->table_md, "also write the grids (Markdown) here");
   niah->add_option("--summary", n->summary, "also write the grids as JSONL here");
-  return [f, ppl, n, niah]() -> int {
+  auto t = std::make_shared<ToolsFlags>();
+  CLI::App* tools = AddToolsCommand(app, *t);
+  return [f, ppl, n, niah, t, tools]() -> int {
     if (ppl->parsed()) return RunPerplexity(*f);
     if (niah->parsed()) return RunNiah(*n);
+    if (tools->parsed()) return RunEvalTools(*t);
     return 1;
   };
 });

@@ -39,8 +39,26 @@ struct NiahFlags {
   std::string summary;
 };
 
+struct ToolsFlags {
+  ModelFlags model;
+  std::string file;  // filler corpus (default: the installed Emma)
+  std::string kv_list = "f16/f16,tq3/tq2,tq4/tq3,tq8/tq3,tq3/tq3";
+  std::vector<double> ratios = {0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0};
+  std::vector<int> lengths = {512, 1024};
+  uint64_t seed = 1;
+  int max_new = 96;
+  std::string results = "tqlm_eval_tools.jsonl";
+  std::string table_md;
+  std::string summary;    // per configuration and length: verdicts and cliff (JSONL)
+  std::string csv;        // leaderboard
+  std::string cells_csv;  // one line per cell
+};
+
 int RunPerplexity(const PplFlags& f);      // eval_ppl.cc
 int RunNiah(const NiahFlags& f);           // eval_niah.cc
+int RunEvalTools(const ToolsFlags& f);     // eval_tools.cc
+// `eval tools` and its flags (eval_tools.cc).
+CLI::App* AddToolsCommand(CLI::App& eval, ToolsFlags& f);
 
 // Shared by the eval commands (eval_common.cc).
 std::string CacheDir();                          // ~/.cache/tqlm or $TQLM_CACHE
