@@ -79,8 +79,9 @@ class TurboBlockFormat final : public BlockFormat {
     const int n_hi = type.bits == whole ? dim : std::clamp((dim / 2 + 8) / 16 * 16, 16, dim);
     layout_ = TqBlockLayout::Make(dim, n_hi, hi, whole);
     centered_ = role == TensorRole::kKey && KeyCenteringEnabled();
-    center_offset_ = layout_.block_bytes;
-    block_bytes_ = layout_.block_bytes + (centered_ ? 2 * size_t(dim) : 0);
+    // The fp16 center is read as uint16_t: 2-byte aligned (blocks themselves are 64-aligned).
+    center_offset_ = centered_ ? (layout_.block_bytes + 1) & ~size_t(1) : layout_.block_bytes;
+    block_bytes_ = centered_ ? center_offset_ + 2 * size_t(dim) : layout_.block_bytes;
     rotated_ = role == TensorRole::kValue;
     const auto& cb_hi = codec::LloydMaxCodebook::Get(dim, hi, codec::CodecConfig{}.codebook);
     const auto& cb_lo = codec::LloydMaxCodebook::Get(dim, whole, codec::CodecConfig{}.codebook);
@@ -191,13 +192,12 @@ class TurboBlockFormat final : public BlockFormat {
     kernels::TqScores(layout_, tables_, q.i8.data(), q.i8_scale.data(), q.i8_sum.data(), q.nq,
                       block, scores, stride);
     if (!centered_) return;
-    scratch.rows.resize(dim_);
-    float* center = scratch.rows.data();
-    LoadCenter(block, center);
+    // q·c per row (the rotated query against the block's rotated center), added to every score.
+    scratch.rows.resize(q.nq);
+    const auto* center = reinterpret_cast<const uint16_t*>(block + center_offset_);
+    kernels::AttnScoresF16(q.f32.data(), q.nq, center, 1, dim_, scratch.rows.data(), 1);
     for (int i = 0; i < q.nq; ++i) {
-      const float* qi = q.f32.data() + size_t(i) * dim_;  // the rotated query
-      float dot = 0;
-      for (int j = 0; j < dim_; ++j) dot += qi[j] * center[j];
+      const float dot = scratch.rows[i];
       float* si = scores + size_t(i) * stride;
       for (int t = 0; t < kBlockTokens; ++t) si[t] += dot;
     }
