@@ -70,6 +70,9 @@ nlohmann::json BaseCellConfig(const std::string& task, const std::string& model_
 // A progress bar for a sweep, and the one-line report after it (returns the exit code).
 eval::SweepProgress SweepProgressBar(const std::string& label);
 eval::ResultsFile OpenResults(const std::string& path);  // reports a truncated last line
+// The rows that tables may summarize: every row of another engine, and tqlm's only where they
+// were made by this version with this key-centering setting (older rows stay in the file).
+std::vector<nlohmann::json> CurrentRows(const eval::ResultsFile& results);
 int ReportSweep(const eval::SweepSummary& s, const eval::ResultsFile& results);
 void WriteTextFile(const std::string& path, const std::string& text);
 

@@ -69,6 +69,19 @@ eval::ResultsFile OpenResults(const std::string& path) {
   return r;
 }
 
+std::vector<nlohmann::json> CurrentRows(const eval::ResultsFile& results) {
+  std::vector<nlohmann::json> out;
+  for (const nlohmann::json& r : results.rows()) {
+    const nlohmann::json& c = r.value("config", nlohmann::json::object());
+    if (c.value("engine", "tqlm") == "tqlm" &&
+        (c.value("tqlm_version", "") != kTqlmVersion ||
+         c.value("kv_key_centering", false) != kv::KeyCenteringEnabled()))
+      continue;
+    out.push_back(r);
+  }
+  return out;
+}
+
 int ReportSweep(const eval::SweepSummary& s, const eval::ResultsFile& results) {
   std::fprintf(stderr, "[eval] %d cells: %d already in %s, %d run now%s\n", s.total, s.skipped,
                results.path().c_str(), s.ran,

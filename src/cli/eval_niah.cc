@@ -134,7 +134,7 @@ int RunNiah(const NiahFlags& f) {
                                    configs.size(), lengths.size(), f.depths.size(), f.trials)));
   const int rc = ReportSweep(summary, results);
   const std::vector<eval::NiahGrid> grids =
-      eval::SummarizeNiah(results.rows(), base["model_sha256"]);
+      eval::SummarizeNiah(CurrentRows(results), base["model_sha256"]);
   const std::string md = eval::NiahMarkdown(grids);
   std::printf("%s (%s), needle in %s filler, %d trial(s) per cell\n\n%s", info.name.c_str(),
               std::string(base["model"]).c_str(), std::string(base["corpus"]).c_str(), f.trials,

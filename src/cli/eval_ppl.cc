@@ -172,7 +172,7 @@ int SweepRun(const PplFlags& f, const std::string& path, const std::string& text
       SweepProgressBar(fmt::format("ppl {} configs x {} windows", configs.size(), windows)));
   const int rc = ReportSweep(summary, results);
   const std::vector<eval::PplSummary> table =
-      eval::SummarizePpl(results.rows(), base["model_sha256"], base["text_sha256"], ctx);
+      eval::SummarizePpl(CurrentRows(results), base["model_sha256"], base["text_sha256"], ctx);
   const std::string md = eval::PplMarkdownTable(table);
   std::printf("%s (%s), %s, windows of %d tokens (second halves scored), batch %d\n\n%s",
               lm.model->info().name.c_str(), std::string(base["model"]).c_str(),

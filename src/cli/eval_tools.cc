@@ -216,7 +216,7 @@ int RunEvalTools(const ToolsFlags& f) {
 
   const std::string model_sha = base["model_sha256"];
   const std::string model_file = base["model"];
-  const eval::ToolsSummary summary = eval::SummarizeTools(results.rows(), model_sha);
+  const eval::ToolsSummary summary = eval::SummarizeTools(CurrentRows(results), model_sha);
   const std::string md = eval::ToolsMarkdown(summary);
   std::printf(
       "%s (%s), tool calls read in the %s convention, sinks %d, buffer floor %d, filler from "
@@ -236,7 +236,7 @@ int RunEvalTools(const ToolsFlags& f) {
   if (!f.table_md.empty()) WriteTextFile(f.table_md, md);
   if (!f.summary.empty()) WriteTextFile(f.summary, eval::ToolsSummaryJsonl(summary, model_file));
   if (!f.csv.empty()) WriteTextFile(f.csv, eval::ToolsLeaderboardCsv(leaders, model_file));
-  if (!f.cells_csv.empty()) WriteTextFile(f.cells_csv, CellsCsv(results.rows(), model_sha));
+  if (!f.cells_csv.empty()) WriteTextFile(f.cells_csv, CellsCsv(CurrentRows(results), model_sha));
   return rc;
 }
 
