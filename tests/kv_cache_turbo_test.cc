@@ -173,6 +173,35 @@ TEST(KvCacheTurboCentering, SharedKeyOffsetDoesNotCostAccuracy) {
   EXPECT_LT(plain, 0.5);  // tq3 values alone are ~0.18 relative error on random data
 }
 
+// Prefix reuse must not cut a compressed block (its tokens would be quantized twice).
+TEST(KvCacheTurboTruncation, LosslessPointIsTheStartOfACutCompressedBlock) {
+  const int H = 4, G = 2, d = 64, S = 4, R = 16;
+  KvCacheConfig c;
+  c.layers = {LayerGeometry{H, G, d, 0}};
+  c.k_types = {KvType::Parse("tq4")};
+  c.v_types = {KvType::Parse("tq3")};
+  c.max_tokens = 512;
+  c.sink_tokens = S;
+  c.recent_tokens = R;
+  auto cache = KvCache::Create(c);
+  kernels::ThreadPool pool(1);
+  std::vector<float> kv(size_t(200) * G * d, 0.5f), q(size_t(200) * H * d, 0.1f);
+  for (int n : {200, 100}) {  // the second Append compresses [4, 68) and [68, 132)
+    cache->Append(0, kv.data(), kv.data(), n);
+    cache->Attend(0, q.data(), n, q.data(), pool);
+    cache->Commit(n);
+  }
+  EXPECT_EQ(cache->LosslessTruncationPoint(100), 68);
+  EXPECT_EQ(cache->LosslessTruncationPoint(131), 68);
+  EXPECT_EQ(cache->LosslessTruncationPoint(132), 132);  // a block boundary
+  EXPECT_EQ(cache->LosslessTruncationPoint(150), 150);  // inside a raw block
+  EXPECT_EQ(cache->LosslessTruncationPoint(3), 3);      // sinks
+  EXPECT_EQ(cache->LosslessTruncationPoint(1000), 300);
+  c.k_types = c.v_types = {KvType::Parse("f16")};
+  auto plain = KvCache::Create(c);
+  EXPECT_EQ(plain->LosslessTruncationPoint(0), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Types, KvCacheTurbo,
     ::testing::Values(TurboCase{"tq4", "tq3", 128}, TurboCase{"tq3", "tq3", 64},

@@ -76,6 +76,12 @@ class KvCache {
 
   virtual KvMemoryStats MemoryStats() const = 0;
 
+  // The largest m <= n such that Truncate(m) keeps every remaining token exactly as stored
+  // (cutting a compressed block in the middle re-stores its tokens as their decoded values, and
+  // they are quantized a second time when the block is compressed again). Prefix reuse rounds
+  // down to this point and recomputes the few tokens after it.
+  virtual int LosslessTruncationPoint(int n) const { return n; }
+
   // An independent copy of the whole cache (e.g. to fork a sequence that shares a prompt).
   // The default throws tqlm::Error; the paged cache implements it.
   virtual std::unique_ptr<KvCache> Clone() const;

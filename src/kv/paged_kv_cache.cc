@@ -259,6 +259,16 @@ void PagedKvCache::Truncate(int n) {
   n_tokens_ = n;
 }
 
+int PagedKvCache::LosslessTruncationPoint(int n) const {
+  n = std::clamp(n, 0, n_tokens_);
+  for (const Layer& L : layers_) {
+    const int rel = n - L.sinks;
+    if (rel <= 0 || rel % kBlockTokens == 0) continue;
+    if (rel / kBlockTokens < L.n_comp) n = L.sinks + rel / kBlockTokens * kBlockTokens;
+  }
+  return n;
+}
+
 KvMemoryStats PagedKvCache::MemoryStats() const {
   KvMemoryStats s;
   for (const Layer& L : layers_) {

@@ -35,6 +35,7 @@ class PagedKvCache final : public KvCache {
   void Commit(int n) override;
   void Truncate(int n) override;
   KvMemoryStats MemoryStats() const override;
+  int LosslessTruncationPoint(int n) const override;
   std::unique_ptr<KvCache> Clone() const override;
 
   // One tensor (K or V) of one layer.

@@ -23,6 +23,9 @@ PromptCache::Hit PromptCache::Lookup(std::span<const int> prompt) {
   }
   if (best == entries_.end()) return {};
   entries_.splice(entries_.begin(), entries_, best);  // most recently used
+  // Never cut a compressed block: its tokens would be quantized twice.
+  best_len = size_t(best->cache->LosslessTruncationPoint(int(best_len)));
+  if (best_len == 0) return {};
   Hit hit;
   hit.cache = best->cache->Clone();
   hit.cache->Truncate(int(best_len));
