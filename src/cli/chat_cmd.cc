@@ -16,6 +16,7 @@
 
 #include "cli/command.h"
 #include "cli/common_flags.h"
+#include "runtime/kv_policy.h"
 #include "runtime/generate.h"
 #include "tokenizer/tool_call_schema.h"
 #include "tokenizer/tool_calls.h"
@@ -185,6 +186,7 @@ CommandRegistration reg("chat", "interactive multi-turn chat", [](CLI::App& app)
   auto f = std::make_shared<ChatFlags>();
   f->gen.max_tokens = 512;
   f->gen.sampler.temperature = 0.7f;
+  f->model.session.kv = runtime::DefaultKvPolicy();  // measured default, see kv_policy.h
   AddModelFlags(app, f->model);
   AddSamplerFlags(app, f->gen.sampler);
   app.add_option("-n,--n-predict", f->gen.max_tokens, "max tokens per reply")

@@ -13,6 +13,7 @@
 #include "cli/command.h"
 #include "cli/common_flags.h"
 #include "cli/progress.h"
+#include "runtime/kv_policy.h"
 #include "runtime/generate.h"
 #include "tqlm/error.h"
 
@@ -107,6 +108,7 @@ int Run(const RunFlags& f) {
 CommandRegistration reg("run", "generate text from a prompt", [](CLI::App& app) {
   auto f = std::make_shared<RunFlags>();
   f->gen.max_tokens = 128;
+  f->model.session.kv = runtime::DefaultKvPolicy();  // measured default, see kv_policy.h
   AddModelFlags(app, f->model);
   AddSamplerFlags(app, f->gen.sampler);
   app.add_option("-p,--prompt", f->prompt, "prompt text")->envname("TQLM_PROMPT");

@@ -12,6 +12,7 @@
 
 #include "cli/command.h"
 #include "cli/common_flags.h"
+#include "runtime/kv_policy.h"
 #include "runtime/scheduler.h"
 #include "server/http_server.h"
 #include "tqlm/error.h"
@@ -128,6 +129,7 @@ CommandRegistration reg("serve", "OpenAI-compatible HTTP server with continuous 
   f->sampler.top_k = 0;
   f->sampler.min_p = 0.0f;
   f->server.http_threads = 0;
+  f->model.session.kv = runtime::DefaultKvPolicy();  // measured default, see kv_policy.h
   AddModelFlags(app, f->model);
   AddSamplerFlags(app, f->sampler);
   app.add_option("--host", f->server.host, "address to listen on")

@@ -41,6 +41,14 @@ kv::KvCacheConfig MakeKvCacheConfig(const model::ModelInfo& info, const Resolved
   return config;
 }
 
+KvPolicy DefaultKvPolicy() {
+  KvPolicy p;
+  p.k_type = "tq3";
+  p.v_type = "tq2";
+  p.sink_tokens = 4;
+  return p;
+}
+
 std::string ExpandKvProfilePreset(const std::string& profile) {
   static const std::map<std::string, std::string> presets = {
       {"edges1", "first:1=q8_0/q8_0,last:1=q8_0/q8_0"},
