@@ -18,7 +18,7 @@ TQLM="$BUILD_DIR/tqlm"
 mkdir -p "$OUT"
 
 KV_PPL="${KV_PPL:-f16/f16,q8_0/q8_0,q4_0/q4_0,tq8/tq8,tq4/tq4,tq4/tq3,tq3/tq3,tq3/tq2,tq2/tq2,tq4/tq3+s=4,tq3/tq3+s=4,tq3/tq2+s=4,tq4/tq3+s=4+b=128,tq3/tq3+s=4+b=128,tq3/tq3+p=edges2}"
-KV_NIAH="${KV_NIAH:-f16/f16,q4_0/q4_0,tq4/tq3,tq3/tq3,tq4/tq3+s=4+b=128}"
+KV_NIAH="${KV_NIAH:-f16/f16,q4_0/q4_0,tq4/tq3,tq3/tq3,tq3/tq2+s=4,tq4/tq3+s=4+b=128}"
 # Tool calling (models that call tools: Qwen2.5-Coder here); 4 sinks unless a config says +s=.
 KV_TOOLS="${KV_TOOLS:-f16/f16,tq3/tq2,tq4/tq3,tq3/tq3}"
 TOOLS_RATIOS="${TOOLS_RATIOS:-0,0.25,0.5,0.75}"
