@@ -78,8 +78,10 @@ std::string SchemaProblem(const nlohmann::ordered_json& function,
     if (type.is_string()) {
       ok = HasJsonType(value, type.get<std::string>());
     } else if (type.is_array()) {
-      ok = std::any_of(type.begin(), type.end(), [&](const nlohmann::ordered_json& t) {
-        return t.is_string() && HasJsonType(value, t.get<std::string>());
+      // A structured binding cannot be captured by clang 14's lambdas: name it first.
+      const auto& arg = value;
+      ok = std::any_of(type.begin(), type.end(), [&arg](const nlohmann::ordered_json& t) {
+        return t.is_string() && HasJsonType(arg, t.get<std::string>());
       });
     }
     if (!ok) return fmt::format("'{}' is not of type {}", key, type.dump());
