@@ -72,9 +72,10 @@ struct Row {
   std::string fmt;
   int ctx, batch;
   double us, bytes, frac;
+  int splits, grid;
 };
 
-Row Measure(const Format& f, int ctx, int batch, double copy_bw, int sms) {
+Row Measure(const Format& f, int ctx, int batch, double copy_bw, int sms, int l2_prefetch) {
   const bool f16 = f.k_bits == kF16Bits && f.v_bits == kF16Bits;
   const CodecTables tables = ref::MakeTables(kDim, f.k_bits, f.v_bits, /*identity_rotation=*/f16);
   DeviceTables dt(tables);
@@ -107,7 +108,8 @@ Row Measure(const Format& f, int ctx, int batch, double copy_bw, int sms) {
   std::vector<int32_t> lens(batch, ctx);
   DeviceBuffer q_d = DeviceBuffer::From(q), lens_d = DeviceBuffer::From(lens);
   DeviceBuffer out_d(q.size() * sizeof(float));
-  const AttendPlan plan = PlanAttend(cv, ctx, sms);
+  AttendPlan plan = PlanAttend(cv, ctx, sms);
+  if (l2_prefetch >= 0) plan.l2_prefetch = l2_prefetch;
   DeviceBuffer ws(AttendWorkspaceBytes(cv, plan));
   const float scale = 1.0f / std::sqrt(float(kDim));
   auto step = [&](int i) {
@@ -140,7 +142,8 @@ Row Measure(const Format& f, int ctx, int batch, double copy_bw, int sms) {
     if (!std::isfinite(x)) throw Error("bench: non-finite attention output");
   }
   const double us = Median(ms) * 1e3;
-  return {f.name, ctx, batch, us, read_bytes, read_bytes / (us * 1e-6) / copy_bw};
+  return {f.name, ctx, batch, us, read_bytes, read_bytes / (us * 1e-6) / copy_bw, plan.n_splits,
+          plan.grid};
 }
 
 double AppendMicros(int batch, int sms) {
@@ -201,10 +204,14 @@ int main(int argc, char** argv) {
   std::vector<int> contexts = {4096, 8192, 16384, 32768, 65536, 131072};
   std::vector<int> batches = {1, 8, 32};
   const char* json_path = "cuda_attention.json";
+  int l2_prefetch = -1;  // -1: the planner's choice
+  bool append = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--contexts")) contexts = ParseList(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--batches")) batches = ParseList(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--json")) json_path = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--l2-prefetch")) l2_prefetch = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--append")) append = std::atoi(argv[i + 1]) != 0;
   }
   int n_dev = 0;
   if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
@@ -223,15 +230,16 @@ int main(int argc, char** argv) {
                             {"tq3/tq3", 3, 3, 0, 0},
                             {"f16", kF16Bits, kF16Bits, 0, 0},
                             {"tq4/tq3+s4r128", 4, 3, 4, 128}};
-  std::printf("%-16s %7s %5s %10s %10s %8s\n", "format", "ctx", "batch", "us", "MB read", "of copy");
+  std::printf("%-16s %7s %5s %10s %10s %8s %7s %5s\n", "format", "ctx", "batch", "us", "MB read",
+              "of copy", "splits", "grid");
   for (int ctx : contexts) {
     for (int batch : batches) {
       for (const Format& f : formats) {
         if (f.recent > 0 && !(ctx == 32768 && batch == 8)) continue;
         try {
-          const Row r = Measure(f, ctx, batch, copy_bw, prop.multiProcessorCount);
-          std::printf("%-16s %7d %5d %10.1f %10.1f %7.1f%%\n", r.fmt.c_str(), r.ctx, r.batch, r.us,
-                      r.bytes / 1e6, 100 * r.frac);
+          const Row r = Measure(f, ctx, batch, copy_bw, prop.multiProcessorCount, l2_prefetch);
+          std::printf("%-16s %7d %5d %10.1f %10.1f %7.1f%% %7d %5d\n", r.fmt.c_str(), r.ctx, r.batch,
+                      r.us, r.bytes / 1e6, 100 * r.frac, r.splits, r.grid);
           std::fprintf(json,
                        "{\"kind\":\"tqlm\",\"format\":\"%s\",\"ctx\":%d,\"batch\":%d,\"us\":%.3f,"
                        "\"bytes\":%.0f,\"frac_copy\":%.4f}\n",
@@ -244,6 +252,7 @@ int main(int argc, char** argv) {
     }
   }
   for (int batch : {1, 8, 32}) {
+    if (!append) break;
     const double us = AppendMicros(batch, prop.multiProcessorCount);
     std::printf("append (tq4/tq3, 1 token x %d sequences x 8 KV heads): %.1f us\n", batch, us);
     std::fprintf(json, "{\"kind\":\"append\",\"batch\":%d,\"us\":%.3f}\n", batch, us);

@@ -24,6 +24,7 @@ struct Case {
   int dim, k_bits, v_bits, n_heads, n_kv, sinks, recent;
   std::vector<int> lens;
   float q_scale = 1;
+  bool identity = false;  // identity rotations (how fp16 caches run: no rotation launch)
 };
 
 struct Result {
@@ -42,7 +43,7 @@ uint32_t ExtractCode(const std::vector<uint32_t>& words_all, size_t side_word0, 
 }
 
 Result RunCase(const Case& c, uint64_t seed) {
-  const CodecTables t = ref::MakeTables(c.dim, c.k_bits, c.v_bits);
+  const CodecTables t = ref::MakeTables(c.dim, c.k_bits, c.v_bits, c.identity);
   DeviceTables dt(t);
   const int B = int(c.lens.size()), d = c.dim, nkv = c.n_kv, nh = c.n_heads, group = nh / nkv;
   std::mt19937_64 rng(seed);
@@ -226,19 +227,23 @@ int main() {
   cases.push_back({128, 4, 3, 8, 1, 0, 0, {5000, 17}});       // group 8, many splits
   cases.push_back({128, 4, 3, 4, 4, 2, 64, {2000, 64, 65}});  // group 1
   cases.push_back({128, 16, 16, 32, 8, 0, 0, {4096, 1}});     // Llama-3-8B geometry
+  for (int dim : {64, 128, 256}) {  // identity rotations: q scaled in the attention kernel
+    cases.push_back({dim, 16, 16, 32, 8, 4, 32, {3000, 1, 40}, 1.0f, true});
+  }
+  cases.push_back({128, 4, 3, 32, 8, 4, 32, {3000, 17}, 1.0f, true});
   int failures = 0;
   uint64_t seed = 1234;
-  std::printf("%-4s %-5s %-5s %-6s %-6s %-5s %-6s %-10s %-10s %-10s %s\n", "dim", "K", "V", "heads",
-              "kv", "sinks", "recent", "rel_err", "idx_diff", "norm_diff", "verdict");
+  std::printf("%-4s %-5s %-5s %-6s %-6s %-5s %-6s %-4s %-10s %-10s %-10s %s\n", "dim", "K", "V",
+              "heads", "kv", "sinks", "recent", "rot", "rel_err", "idx_diff", "norm_diff", "verdict");
   for (const Case& c : cases) {
     try {
       const Result r = RunCase(c, seed++);
       const bool ok = r.all_written && r.rel_err <= 1e-3 && r.idx_mismatch <= 1e-3 &&
                       r.norm_mismatch <= 1e-3;
       failures += !ok;
-      std::printf("%-4d %-5s %-5s %-6d %-6d %-5d %-6d %-10.3e %-10.3e %-10.3e %s\n", c.dim,
+      std::printf("%-4d %-5s %-5s %-6d %-6d %-5d %-6d %-4s %-10.3e %-10.3e %-10.3e %s\n", c.dim,
                   BitsName(c.k_bits).c_str(), BitsName(c.v_bits).c_str(), c.n_heads, c.n_kv, c.sinks,
-                  c.recent, r.rel_err, r.idx_mismatch, r.norm_mismatch,
+                  c.recent, c.identity ? "I" : "R", r.rel_err, r.idx_mismatch, r.norm_mismatch,
                   ok ? "ok" : (r.all_written ? "FAIL" : "FAIL (unwritten/NaN output)"));
     } catch (const std::exception& e) {
       ++failures;

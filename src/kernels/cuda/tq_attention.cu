@@ -2,13 +2,17 @@
 // fp16 sink/recent tokens in the same launch; query rotation before and merge + inverse rotation
 // after. See tq_attention.h for the math and paged_layout.h for the layout.
 //
-// Each block of 4 warps takes work items (sequence b, KV head h, split s) from a persistent loop;
+// Each block of 8 warps takes work items (sequence b, KV head h, split s) from a persistent loop;
 // split 0 also takes the fp16 sinks and recent ring. A warp processes whole 16-token chunks with
 // mma.m16n8k16 (fp16 operands, fp32 accumulators): S^T = K Q^T with the chunk's 16 keys as rows
 // and the group's query heads as the 8 columns; an online softmax in fp32 per head; P^T (fp16,
 // scaled by each token's V norm) moved into the B operand by two 8x8 movmatrix transposes; then
 // O^T += V^T P^T. Codes become fp16 operand pairs through pair tables in shared memory,
-// replicated per lane (entry c of lane L at c * 32 + L) so that table reads never conflict.
+// replicated per lane so that table reads never conflict: row c (256 bytes) holds lane L's K
+// entry c at byte 4 L and its V entry c at byte 128 + 4 L. A lookup's byte address is then
+// (c << 8) | lane byte: one PRMT for a 4-bit pair code (the code byte and the lane byte placed
+// in one instruction), SHF + LOP3 for narrower codes, then the LDS. One table per block of 8
+// warps (not per 4) leaves room for the 256-byte rows at 2 blocks per SM.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -22,10 +26,21 @@
 namespace tqlm::cuda {
 namespace {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * kWarpLanes;
 constexpr int kMaxGroup = 8;  // query heads per KV head: the 8 columns of the mma tile
 constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kLutRowBytes = 256;    // one pair code: 32 lanes' K entries, then their V entries
+constexpr uint32_t kVLaneByte = 128;  // V entries' offset inside a row
+
+// Dynamic shared memory of the attention kernel: pair tables at offset 0, then the block's
+// partial results. A lookup reads LDS [(code << 8 | lane byte) + kSmemBase]: the table's shared
+// address as an immediate, so no add per lookup (ptxas otherwise adds the base in a register).
+// kSmemBase is where dynamic shared memory starts in a kernel without static shared memory and
+// launched without clusters (after the 1 KB the system reserves per block); SmemBaseOk()
+// checks it on the device before the first launch, and each block checks it again.
+extern __shared__ __align__(16) uint8_t g_smem[];
+constexpr uint32_t kSmemBase = 1024;
 
 struct AttnArgs {
   int batch, n_heads, n_kv_heads, group;
@@ -38,10 +53,13 @@ struct AttnArgs {
   const uint8_t* f16_region;
   size_t f16_page_bytes;
   const __half* q_rot;
+  const float* q_f32;  // when R_k is the identity: raw queries, scaled here (no rotation launch)
+  float q_scale;
   float k_inv_alpha, v_inv_alpha;
   const uint32_t* lut_k;
   const uint32_t* lut_v;
   int chunks_per_split, n_splits;
+  int l2_prefetch;  // 1: bulk-prefetch into L2 the page two steps ahead of the current one
   float* part_o;
   float2* part_ml;
 };
@@ -67,6 +85,23 @@ __device__ __forceinline__ uint32_t PackHalf2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
+// 2^x with flush to zero (softmax arguments are <= 0; -inf gives 0): one MUFU.EX2, without the
+// range fix-ups of exp2f.
+__device__ __forceinline__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Brings `bytes` (multiple of 16, 16-byte aligned) at p into L2 without using registers.
+__device__ __forceinline__ void PrefetchL2(const void* p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+#else
+  (void)p, (void)bytes;
+#endif
+}
+
 template <int W>
 __device__ __forceinline__ void LoadLaneWords(const uint32_t* side, int lane, uint32_t (&w)[W]) {
   constexpr int V = LoadWidth(W);
@@ -86,26 +121,32 @@ __device__ __forceinline__ void LoadLaneWords(const uint32_t* side, int lane, ui
 }
 
 // fp16x2 operand for field f of a lane (f is a compile-time constant after unrolling).
+// lane_byte: this lane's byte inside a table row (4 lane, + 128 for V).
 template <int B, int W>
-// lut_lane: shared-memory byte address of this lane's entry 0 (entry c is 128 c bytes further).
-__device__ __forceinline__ uint32_t Field(const uint32_t (&w)[W], int f, uint32_t lut_lane) {
+__device__ __forceinline__ uint32_t Field(const uint32_t (&w)[W], int f, uint32_t lane_byte) {
   if constexpr (B == kF16Bits) {
     return w[f];
   } else {
     constexpr int kFieldBits = 2 * B;
-    constexpr uint32_t kMask = (1u << kFieldBits) - 1;
+    constexpr uint32_t kRowMask = ((1u << kFieldBits) - 1) << 8;
     const int off = f * kFieldBits, wi = off / 32, sh = off % 32;
-    uint32_t code;
+    uint32_t addr;  // (code << 8) | lane_byte
     if constexpr (kFieldBits == 8) {
-      code = __byte_perm(w[wi], 0u, 0x4440u | uint32_t(sh / 8));  // one PRMT
-    } else if (sh + kFieldBits <= 32) {
-      code = (w[wi] >> sh) & kMask;
+      // byte 0 = lane byte (selector 4), byte 1 = code byte, bytes 2-3 = zero bytes of lane_byte.
+      addr = __byte_perm(w[wi], lane_byte, 0x5504u | (uint32_t(sh / 8) << 4));
     } else {
-      code = __funnelshift_r(w[wi], w[wi + 1], sh) & kMask;
+      uint32_t x;
+      if (sh + kFieldBits > 32) {
+        x = __funnelshift_r(w[wi], w[wi + 1], sh - 8);  // sh > 26: a field across two words
+      } else if (sh >= 8) {
+        x = w[wi] >> (sh - 8);
+      } else {
+        x = w[wi] << (8 - sh);
+      }
+      addr = (x & kRowMask) | lane_byte;  // one LOP3
     }
-    // Explicit shared address: code -> LEA -> LDS, three instructions per pair with the PRMT.
     uint32_t v;
-    asm("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(lut_lane + (code << 7)));
+    asm("ld.shared.u32 %0, [%1+%2];\n" : "=r"(v) : "r"(addr), "n"(kSmemBase));
     return v;
   }
 }
@@ -147,11 +188,13 @@ struct WarpState {
 // O^T += V^T P^T through two 8x8 transposes (movmatrix).
 template <int D, int BK, int BV>
 __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int valid, int lane,
-                                             const uint32_t (&qa)[D / 16][2],
-                                             uint32_t lutk_lane, uint32_t lutv_lane,
-                                             float k_inv_alpha, float v_inv_alpha,
-                                             WarpState<D>& st) {
+                                             const uint32_t (&qa)[D / 16][2], float k_inv_alpha,
+                                             float v_inv_alpha, WarpState<D>& st) {
   const int gid = lane >> 2;
+  const uint32_t lane_k = uint32_t(lane) * 4;
+  // Kept opaque: derived from lane_k, ptxas would OR the 128 in with a second LOP3 per lookup.
+  uint32_t lane_v;
+  asm("mov.b32 %0, %1;\n" : "=r"(lane_v) : "r"(lane_k + kVLaneByte));
   float kn[2] = {1, 1}, vn[2] = {1, 1};  // keys gid, gid + 8
   if constexpr (IsCompressed(BK)) {
     kn[0] = __half2float(r.kn[0]) * k_inv_alpha, kn[1] = __half2float(r.kn[1]) * k_inv_alpha;
@@ -164,36 +207,32 @@ __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int 
 #pragma unroll
   for (int ks = 0; ks < D / 16; ++ks) {
     const int f = ks * 4;
-    Mma16816(s2[ks & 1], Field<BK>(r.kw, f, lutk_lane), Field<BK>(r.kw, f + 1, lutk_lane),
-             Field<BK>(r.kw, f + 2, lutk_lane), Field<BK>(r.kw, f + 3, lutk_lane), qa[ks][0],
-             qa[ks][1]);
+    Mma16816(s2[ks & 1], Field<BK>(r.kw, f, lane_k), Field<BK>(r.kw, f + 1, lane_k),
+             Field<BK>(r.kw, f + 2, lane_k), Field<BK>(r.kw, f + 3, lane_k), qa[ks][0], qa[ks][1]);
   }
   // s[i]: i = 2 hi + e -> key gid + 8 hi, head 2 tig + e.
   float s[4];
   const bool ok[2] = {gid < valid, gid + 8 < valid};
 #pragma unroll
   for (int i = 0; i < 4; ++i) s[i] = ok[i >> 1] ? (s2[0][i] + s2[1][i]) * kn[i >> 1] : -INFINITY;
-  float corr[2];
   float p[4];
+  // Once the running maxima settle, almost no chunk holds a score above its head's maximum: then
+  // one vote replaces the three-shuffle max reductions and the accumulators need no rescale
+  // (the same arithmetic as the full path, whose m_new would equal m).
+  const bool grows = s[0] > st.m[0] || s[1] > st.m[1] || s[2] > st.m[0] || s[3] > st.m[1];
+  if (__any_sync(0xffffffffu, grows)) {
+    float corr[2];
 #pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    float mx = fmaxf(s[e], s[2 + e]);
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
-    const float m_new = fmaxf(st.m[e], mx);  // finite: valid > 0
-    corr[e] = exp2f(st.m[e] - m_new);
-    st.m[e] = m_new;
-    p[e] = exp2f(s[e] - m_new);
-    p[2 + e] = exp2f(s[2 + e] - m_new);
-    st.l[e] = st.l[e] * corr[e] + p[e] + p[2 + e];
-  }
-  // P'^T operand: rows = keys (gid, gid + 8), columns = heads, scaled by each token's V norm.
-  const uint32_t x0 = PackHalf2(ok[0] ? p[0] * vn[0] : 0.0f, ok[0] ? p[1] * vn[0] : 0.0f);
-  const uint32_t x1 = PackHalf2(ok[1] ? p[2] * vn[1] : 0.0f, ok[1] ? p[3] * vn[1] : 0.0f);
-  const uint32_t b0 = Transpose8x8(x0), b1 = Transpose8x8(x1);
-  // Once the running maxima settle, most chunks leave them unchanged: skip the rescale then.
-  if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
+    for (int e = 0; e < 2; ++e) {
+      float mx = fmaxf(s[e], s[2 + e]);
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
+      const float m_new = fmaxf(st.m[e], mx);  // finite: valid > 0
+      corr[e] = Exp2(st.m[e] - m_new);
+      st.m[e] = m_new;
+      st.l[e] *= corr[e];
+    }
 #pragma unroll
     for (int mt = 0; mt < D / 16; ++mt) {
       st.o[mt][0] *= corr[0], st.o[mt][2] *= corr[0];
@@ -201,76 +240,114 @@ __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int 
     }
   }
 #pragma unroll
+  for (int i = 0; i < 4; ++i) p[i] = Exp2(s[i] - st.m[i & 1]);
+  st.l[0] += p[0] + p[2];
+  st.l[1] += p[1] + p[3];
+  // P'^T operand: rows = keys (gid, gid + 8), columns = heads, scaled by each token's V norm
+  // (masked keys have p = 0).
+  const uint32_t x0 = PackHalf2(p[0] * vn[0], p[1] * vn[0]);
+  const uint32_t x1 = PackHalf2(p[2] * vn[1], p[3] * vn[1]);
+  const uint32_t b0 = Transpose8x8(x0), b1 = Transpose8x8(x1);
+#pragma unroll
   for (int mt = 0; mt < D / 16; ++mt) {
     const int f = mt * 4;
-    Mma16816(st.o[mt], Field<BV>(r.vw, f, lutv_lane), Field<BV>(r.vw, f + 1, lutv_lane),
-             Field<BV>(r.vw, f + 2, lutv_lane), Field<BV>(r.vw, f + 3, lutv_lane), b0, b1);
+    Mma16816(st.o[mt], Field<BV>(r.vw, f, lane_v), Field<BV>(r.vw, f + 1, lane_v),
+             Field<BV>(r.vw, f + 2, lane_v), Field<BV>(r.vw, f + 3, lane_v), b0, b1);
   }
 }
 
-// Chunks first, first + kWarps, ... < end of one KV head; page_of(c) gives a chunk's page and
-// valid_of(c) its valid tokens (> 0). Compressed chunks are loaded one step ahead (fp16 chunks,
-// 64 words a lane, are not: the registers would cost occupancy).
-template <int D, int BK, int BV, class PageOf, class ValidOf>
-__device__ __forceinline__ void ProcessChunks(int first, int end, PageOf page_of, ValidOf valid_of,
-                                              int lane, const uint32_t (&qa)[D / 16][2],
-                                              uint32_t lutk_lane,
-                                              uint32_t lutv_lane, float k_inv_alpha,
+// Chunks first, first + kWarps, ... < end of one KV head. idx_of(c) gives a chunk's page index
+// (may read the block table: it is read two steps before the page is needed, so no load waits
+// on it), ptr_of(index) the page, valid_of(c) the chunk's valid tokens (> 0). Compressed chunks
+// are loaded into registers one step ahead (two buffers, no copies); fp16 chunks (64 words a
+// lane) are not: the registers would cost occupancy. With l2_prefetch, lane 0 brings the page
+// two steps ahead (one for fp16) into L2.
+template <int D, int BK, int BV, class IdxOf, class PtrOf, class ValidOf>
+__device__ __forceinline__ void ProcessChunks(int first, int end, IdxOf idx_of, PtrOf ptr_of,
+                                              ValidOf valid_of, uint32_t page_bytes,
+                                              bool l2_prefetch, int lane,
+                                              const uint32_t (&qa)[D / 16][2], float k_inv_alpha,
                                               float v_inv_alpha, WarpState<D>& st) {
-  constexpr bool kPrefetch = LaneWords(D, BK) + LaneWords(D, BV) <= 32;
-  if constexpr (kPrefetch) {
-    if (first >= end) return;
-    ChunkRegs<D, BK, BV> cur, next;
-    LoadChunk<D, BK, BV>(page_of(first), lane, cur);
-    for (int c = first; c < end; c += kWarps) {
-      if (c + kWarps < end) LoadChunk<D, BK, BV>(page_of(c + kWarps), lane, next);
-      ComputeChunk<D, BK, BV>(cur, valid_of(c), lane, qa, lutk_lane, lutv_lane, k_inv_alpha,
-                              v_inv_alpha, st);
-      cur = next;
+  if (first >= end) return;
+  constexpr bool kRegPrefetch = LaneWords(D, BK) + LaneWords(D, BV) <= 32;
+  // idx1, idx2: page indices of chunks c + kWarps, c + 2 kWarps (0 past the end).
+  int idx1 = first + kWarps < end ? idx_of(first + kWarps) : 0;
+  int idx0 = idx_of(first);
+  int idx2 = first + 2 * kWarps < end ? idx_of(first + 2 * kWarps) : 0;
+  if constexpr (kRegPrefetch) {
+    ChunkRegs<D, BK, BV> r0, r1;
+    LoadChunk<D, BK, BV>(ptr_of(idx0), lane, r0);
+    // Two steps per iteration, so that the buffers swap roles without register copies.
+    for (int c = first;;) {
+      if (c + kWarps < end) LoadChunk<D, BK, BV>(ptr_of(idx1), lane, r1);
+      if (l2_prefetch && lane == 0 && c + 2 * kWarps < end) PrefetchL2(ptr_of(idx2), page_bytes);
+      idx1 = idx2;
+      idx2 = c + 3 * kWarps < end ? idx_of(c + 3 * kWarps) : 0;
+      ComputeChunk<D, BK, BV>(r0, valid_of(c), lane, qa, k_inv_alpha, v_inv_alpha, st);
+      c += kWarps;
+      if (c >= end) break;
+      if (c + kWarps < end) LoadChunk<D, BK, BV>(ptr_of(idx1), lane, r0);
+      if (l2_prefetch && lane == 0 && c + 2 * kWarps < end) PrefetchL2(ptr_of(idx2), page_bytes);
+      idx1 = idx2;
+      idx2 = c + 3 * kWarps < end ? idx_of(c + 3 * kWarps) : 0;
+      ComputeChunk<D, BK, BV>(r1, valid_of(c), lane, qa, k_inv_alpha, v_inv_alpha, st);
+      c += kWarps;
+      if (c >= end) break;
     }
   } else {
     for (int c = first; c < end; c += kWarps) {
       ChunkRegs<D, BK, BV> cur;
-      LoadChunk<D, BK, BV>(page_of(c), lane, cur);
-      ComputeChunk<D, BK, BV>(cur, valid_of(c), lane, qa, lutk_lane, lutv_lane, k_inv_alpha,
-                              v_inv_alpha, st);
+      LoadChunk<D, BK, BV>(ptr_of(idx0), lane, cur);
+      if (l2_prefetch && lane == 0 && c + kWarps < end) PrefetchL2(ptr_of(idx1), page_bytes);
+      idx0 = idx1, idx1 = idx2;
+      idx2 = c + 3 * kWarps < end ? idx_of(c + 3 * kWarps) : 0;
+      ComputeChunk<D, BK, BV>(cur, valid_of(c), lane, qa, k_inv_alpha, v_inv_alpha, st);
     }
   }
 }
 
-template <int D, int BK, int BV>
-__host__ __device__ constexpr int LutWords() {
-  return (IsCompressed(BK) ? (1 << (2 * BK)) * kWarpLanes : 0) +
-         (IsCompressed(BV) ? (1 << (2 * BV)) * kWarpLanes : 0);
+// Rows of the pair table: 2^(2b) for the wider compressed side (0 for fp16/fp16).
+template <int BK, int BV>
+__host__ __device__ constexpr int LutRows() {
+  const int rk = IsCompressed(BK) ? 1 << (2 * BK) : 0, rv = IsCompressed(BV) ? 1 << (2 * BV) : 0;
+  return rk > rv ? rk : rv;
 }
 // Pair tables, then the warps' partial results for the group's heads.
 template <int D, int BK, int BV>
 size_t AttnSmemBytes(int group) {
-  return size_t(LutWords<D, BK, BV>()) * 4 + size_t(kWarps) * group * D * 4 +
+  return size_t(LutRows<BK, BV>()) * kLutRowBytes + size_t(kWarps) * group * D * 4 +
          size_t(kWarps) * group * sizeof(float2);
 }
 
 template <int D, int BK, int BV>
-__global__ void __launch_bounds__(kThreads, D <= 128 ? 4 : 2) AttendSplitKernel(AttnArgs a) {
-  extern __shared__ __align__(16) uint32_t smem[];
-  constexpr int kLutK = IsCompressed(BK) ? (1 << (2 * BK)) * kWarpLanes : 0;
-  constexpr int kLutWords = LutWords<D, BK, BV>();
-  uint32_t* lutk = smem;
-  uint32_t* lutv = smem + kLutK;
-  float* red_o = reinterpret_cast<float*>(smem + kLutWords);             // [warp][head][D]
+__global__ void __launch_bounds__(kThreads, D <= 128 ? 2 : 1) AttendSplitKernel(AttnArgs a) {
+  constexpr int kLutBytes = LutRows<BK, BV>() * kLutRowBytes;
+  if (uint32_t(__cvta_generic_to_shared(g_smem)) != kSmemBase) __trap();  // see kSmemBase
+  float* red_o = reinterpret_cast<float*>(g_smem + kLutBytes);                // [warp][head][D]
   float2* red_ml = reinterpret_cast<float2*>(red_o + kWarps * a.group * D);  // [warp][head]
-  if constexpr (IsCompressed(BK)) {
-    for (int i = threadIdx.x; i < kLutK; i += kThreads) lutk[i] = a.lut_k[i / kWarpLanes];
-  }
-  if constexpr (IsCompressed(BV)) {
-    for (int i = threadIdx.x; i < kLutWords - kLutK; i += kThreads) lutv[i] = a.lut_v[i / kWarpLanes];
+  // Thread r fills row r (rows <= 256 = threads): one global load per side, then 16 16-byte
+  // stores in an order rotated by the thread, so a warp's stores spread over the banks. (A
+  // word-per-thread loop waits on a global load every few words: ~8 us per block.)
+  static_assert(LutRows<BK, BV>() <= kThreads, "one table row per thread");
+  if constexpr (kLutBytes > 0) {
+    constexpr int kRowsK = IsCompressed(BK) ? 1 << (2 * BK) : 0;
+    constexpr int kRowsV = IsCompressed(BV) ? 1 << (2 * BV) : 0;
+    const int row = threadIdx.x;
+    if (row < LutRows<BK, BV>()) {
+      const uint32_t kv = row < kRowsK ? a.lut_k[row] : 0u, vv = row < kRowsV ? a.lut_v[row] : 0u;
+      const uint4 k4 = make_uint4(kv, kv, kv, kv), v4 = make_uint4(vv, vv, vv, vv);
+      uint4* dst = reinterpret_cast<uint4*>(g_smem + row * kLutRowBytes);
+#pragma unroll
+      for (int j = 0; j < kLutRowBytes / 16; ++j) {
+        const int q = (j + row) % (kLutRowBytes / 16);
+        dst[q] = q < kLutRowBytes / 32 ? k4 : v4;
+      }
+    }
   }
   __syncthreads();
 
   const int lane = threadIdx.x % kWarpLanes, warp = threadIdx.x / kWarpLanes;
   const int gid = lane / 4, tig = lane % 4;
-  const uint32_t lutk_lane = uint32_t(__cvta_generic_to_shared(lutk)) + 4 * lane;
-  const uint32_t lutv_lane = uint32_t(__cvta_generic_to_shared(lutv)) + 4 * lane;
   const int n_items = a.batch * a.n_kv_heads * a.n_splits;
   for (int item = blockIdx.x; item < n_items; item += gridDim.x) {
     const int split = item % a.n_splits;
@@ -280,11 +357,23 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 4 : 2) AttendSplitKernel(
 
     uint32_t qa[D / 16][2];
     const bool row_used = gid < a.group;
-    const __half* q = a.q_rot + (size_t(b) * a.n_heads + h * a.group + (row_used ? gid : 0)) * D;
+    const size_t q_row = (size_t(b) * a.n_heads + h * a.group + (row_used ? gid : 0)) * D;
+    if (a.q_f32) {  // identity rotation: q * scale straight to fp16
+      const float* q = a.q_f32 + q_row;
 #pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      qa[ks][0] = row_used ? *reinterpret_cast<const uint32_t*>(q + 16 * ks + 2 * tig) : 0u;
-      qa[ks][1] = row_used ? *reinterpret_cast<const uint32_t*>(q + 16 * ks + 8 + 2 * tig) : 0u;
+      for (int ks = 0; ks < D / 16; ++ks) {
+        const float2 lo = *reinterpret_cast<const float2*>(q + 16 * ks + 2 * tig);
+        const float2 hi = *reinterpret_cast<const float2*>(q + 16 * ks + 8 + 2 * tig);
+        qa[ks][0] = row_used ? PackHalf2(lo.x * a.q_scale, lo.y * a.q_scale) : 0u;
+        qa[ks][1] = row_used ? PackHalf2(hi.x * a.q_scale, hi.y * a.q_scale) : 0u;
+      }
+    } else {
+      const __half* q = a.q_rot + q_row;
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks) {
+        qa[ks][0] = row_used ? *reinterpret_cast<const uint32_t*>(q + 16 * ks + 2 * tig) : 0u;
+        qa[ks][1] = row_used ? *reinterpret_cast<const uint32_t*>(q + 16 * ks + 8 + 2 * tig) : 0u;
+      }
     }
     WarpState<D> st;
     st.m[0] = st.m[1] = -INFINITY;
@@ -300,32 +389,31 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 4 : 2) AttendSplitKernel(
       // Only chunks holding tokens: sinks [0, ceil(sink_valid / 16)), then the ring's.
       const int sink_used = (sink_valid + kChunkTokens - 1) / kChunkTokens;
       const int ring_used = (ring_valid + kChunkTokens - 1) / kChunkTokens;
-      const uint8_t* region = a.f16_region + size_t(b) * a.f16_chunks * a.n_kv_heads * a.f16_page_bytes;
       const size_t page_bytes = a.f16_page_bytes;
-      const int n_kv = a.n_kv_heads;
+      const size_t stride = size_t(a.n_kv_heads) * page_bytes;
+      const uint8_t* base = a.f16_region + size_t(b) * a.f16_chunks * stride + size_t(h) * page_bytes;
       // Index u over used chunks: u < sink_used are sink chunks, the rest ring chunks.
-      auto chunk_of = [=](int u) { return u < sink_used ? u : sink_chunks + (u - sink_used); };
       ProcessChunks<D, kF16Bits, kF16Bits>(
           warp, sink_used + ring_used,
-          [=](int u) { return region + (size_t(chunk_of(u)) * n_kv + h) * page_bytes; },
+          [=](int u) { return u < sink_used ? u : sink_chunks + (u - sink_used); },
+          [=](int idx) { return base + size_t(idx) * stride; },
           [=](int u) {
             return u < sink_used ? sink_valid - u * kChunkTokens
                                  : ring_valid - (u - sink_used) * kChunkTokens;
           },
-          lane, qa, lutk_lane, lutv_lane, 1.0f, 1.0f, st);
+          uint32_t(page_bytes), false, lane, qa, 1.0f, 1.0f, st);
     }
     {
       const int n_comp = max(0, len - a.sink_tokens - a.recent_tokens);
       const int c_end = min((split + 1) * a.chunks_per_split, (n_comp + kChunkTokens - 1) / kChunkTokens);
       const int32_t* table = a.block_table + size_t(b) * a.max_chunks;
-      const uint8_t* pages = a.pages;
-      const size_t page_bytes = a.page_bytes;
-      const int n_kv = a.n_kv_heads;
+      const size_t stride = size_t(a.n_kv_heads) * a.page_bytes;
+      const uint8_t* base = a.pages + size_t(h) * a.page_bytes;
       ProcessChunks<D, BK, BV>(
-          split * a.chunks_per_split + warp, c_end,
-          [=](int c) { return pages + (size_t(__ldg(table + c)) * n_kv + h) * page_bytes; },
-          [=](int c) { return n_comp - c * kChunkTokens; }, lane, qa, lutk_lane, lutv_lane,
-          a.k_inv_alpha, a.v_inv_alpha, st);
+          split * a.chunks_per_split + warp, c_end, [=](int c) { return __ldg(table + c); },
+          [=](int idx) { return base + size_t(idx) * stride; },
+          [=](int c) { return n_comp - c * kChunkTokens; }, uint32_t(a.page_bytes),
+          a.l2_prefetch != 0, lane, qa, a.k_inv_alpha, a.v_inv_alpha, st);
     }
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
@@ -369,26 +457,52 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 4 : 2) AttendSplitKernel(
   }
 }
 
-// q_rot[b][head] = fp16(scale * log2(e) * R_k q): one block per (sequence, head), D threads.
-__global__ void RotateQueriesKernel(const float* q, const float* rot_t, float scale, int dim,
-                                    __half* q_rot) {
-  extern __shared__ float xs[];
-  const int t = threadIdx.x;
-  xs[t] = q[size_t(blockIdx.x) * dim + t];
-  __syncthreads();
-  float acc = 0;
-  for (int i = 0; i < dim; ++i) acc = fmaf(rot_t[size_t(i) * dim + t], xs[i], acc);
-  q_rot[size_t(blockIdx.x) * dim + t] = __float2half_rn(acc * scale);
-}
-
-// Combines the splits of one (sequence, head) and rotates back: out = R_v^T (O / L). 256 threads:
-// 8 slices of a warp each take every 8th split (lane: dim / 32 coordinates), then one sum.
 constexpr int kMergeThreads = 256;
 constexpr int kMergeSlices = kMergeThreads / kWarpLanes;
+
+// y[i] = sum_j m[j * dim + i] x[j] for one block of kMergeThreads: thread t takes outputs
+// 4 (t % (dim / 4)) .. + 3 over a slice of dim^2 / 1024 rows j, all its 16-byte loads issued
+// together (one L2 latency, not one per row), then the slices are summed through `part`
+// (kMergeThreads * 4 floats). x and part in shared memory; returns y for i = t < dim, else 0.
+__device__ __forceinline__ float MatVecT(const float* m, const float* x, float* part, int dim) {
+  const int t = threadIdx.x, quads = dim / 4, slices = kMergeThreads / quads;
+  const int q = t % quads, slice = t / quads, rows = dim / slices;
+  float4 acc = make_float4(0, 0, 0, 0);
+#pragma unroll 16
+  for (int r = 0; r < rows; ++r) {
+    const int j = slice * rows + r;
+    const float4 w = __ldg(reinterpret_cast<const float4*>(m + size_t(j) * dim) + q);
+    const float xj = x[j];
+    acc.x = fmaf(w.x, xj, acc.x), acc.y = fmaf(w.y, xj, acc.y);
+    acc.z = fmaf(w.z, xj, acc.z), acc.w = fmaf(w.w, xj, acc.w);
+  }
+  reinterpret_cast<float4*>(part)[slice * quads + q] = acc;
+  __syncthreads();
+  float y = 0;
+  if (t < dim) {
+    for (int sl = 0; sl < slices; ++sl) y += part[sl * dim + t];
+  }
+  return y;
+}
+
+// q_rot[b][head] = fp16(scale * log2(e) * R_k q): one block of kMergeThreads per (sequence, head).
+__global__ void __launch_bounds__(kMergeThreads)
+RotateQueriesKernel(const float* q, const float* rot_t, float scale, int dim, __half* q_rot) {
+  extern __shared__ float xs[];  // x[dim], then part[kMergeThreads * 4]
+  const int t = threadIdx.x;
+  if (t < dim) xs[t] = q[size_t(blockIdx.x) * dim + t];
+  __syncthreads();
+  const float y = MatVecT(rot_t, xs, xs + dim, dim);
+  if (t < dim) q_rot[size_t(blockIdx.x) * dim + t] = __float2half_rn(y * scale);
+}
+
+// Combines the splits of one (sequence, head) and rotates back: out = R_v^T (O / L) (rot_v null:
+// identity). 256 threads:
+// 8 slices of a warp each take every 8th split (lane: dim / 32 coordinates), then one sum.
 __global__ void __launch_bounds__(kMergeThreads)
 MergeKernel(const float* part_o, const float2* part_ml, int n_splits, int group, int n_heads,
             int n_kv_heads, int dim, const float* rot_v, float* out) {
-  extern __shared__ float sm[];  // [kMergeSlices][dim] partial sums, then orot[dim]
+  extern __shared__ float sm[];  // [kMergeSlices][dim] partial sums, orot[dim], MatVecT's part
   __shared__ float red[kMergeThreads / kWarpLanes];
   __shared__ float mm_sh;
   const int b = blockIdx.x / n_heads, qh = blockIdx.x % n_heads;
@@ -436,11 +550,35 @@ MergeKernel(const float* part_o, const float2* part_ml, int n_splits, int group,
     orot[j] = l_total > 0 ? x / l_total : 0.0f;
   }
   __syncthreads();
-  for (int i = t; i < dim; i += kMergeThreads) {
-    float y = 0;
-    for (int j = 0; j < dim; ++j) y = fmaf(rot_v[size_t(j) * dim + i], orot[j], y);
-    out[size_t(blockIdx.x) * dim + i] = y;
+  if (rot_v) {
+    const float y = MatVecT(rot_v, orot, orot + dim, dim);
+    if (t < dim) out[size_t(blockIdx.x) * dim + t] = y;
+  } else {  // identity rotation
+    if (t < dim) out[size_t(blockIdx.x) * dim + t] = orot[t];
   }
+}
+
+// Writes where dynamic shared memory starts (same shape as the attention kernel: no static
+// shared memory, no cluster).
+__global__ void SmemBaseKernel(uint32_t* out) { *out = uint32_t(__cvta_generic_to_shared(g_smem)); }
+
+void CheckSmemBase() {
+  static thread_local bool checked = false;
+  if (checked) return;
+  uint32_t* d = nullptr;
+  TQLM_CUDA_CHECK(cudaMalloc(&d, sizeof(uint32_t)));
+  SmemBaseKernel<<<1, 1, 16>>>(d);
+  uint32_t base = 0;
+  const cudaError_t launch = cudaGetLastError();
+  const cudaError_t copy = cudaMemcpy(&base, d, sizeof(base), cudaMemcpyDeviceToHost);
+  cudaFree(d);
+  TQLM_CUDA_CHECK(launch);
+  TQLM_CUDA_CHECK(copy);
+  if (base != kSmemBase) {
+    throw Error("cuda: dynamic shared memory starts at " + std::to_string(base) +
+                ", the attention kernel's table reads assume " + std::to_string(kSmemBase));
+  }
+  checked = true;
 }
 
 using AttnKernel = void (*)(AttnArgs);
@@ -473,6 +611,7 @@ KernelInfo SelectForDim(int bk, int bv, int group) {
 }
 
 KernelInfo SelectKernel(int dim, int bk, int bv, int group) {
+  CheckSmemBase();
   KernelInfo k;
   switch (dim) {
     case 64: k = SelectForDim<64>(bk, bv, group); break;
@@ -519,19 +658,22 @@ AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count) {
   const int max_comp = std::max(0, max_seq_len - c.sink_tokens - c.recent_tokens);
   const int chunks = std::max(1, (max_comp + kChunkTokens - 1) / kChunkTokens);
   const long long heads = (long long)c.batch * c.n_kv_heads;
-  // Items of equal size go round-robin to the persistent blocks: pick the split size with the
-  // shortest makespan, counting each item's fixed cost (query load, block merge, first load
-  // latency) as about 8 chunk steps of a warp.
+  // Items of equal size go round-robin to the persistent blocks: try every split count and keep
+  // the shortest makespan, counting each item's fixed cost (query load, block merge, first load
+  // latency) as about 8 chunk steps of a warp and each split as a little merge work. Trying
+  // split counts (not wave counts) finds the ones whose items fill the resident blocks exactly
+  // once (32K x 8 x 8 KV heads: 4 splits, 256 of 264 blocks, instead of 2 waves of 8).
   AttendPlan best;
   double best_cost = 1e300;
-  for (int waves = 1; waves <= 16; ++waves) {
-    const long long target = (long long)waves * resident;
-    int cps = int(std::max<long long>(2 * kWarps, (chunks * heads + target - 1) / target));
+  const int max_splits = (chunks + kWarps - 1) / kWarps;
+  for (int want = 1; want <= max_splits; ++want) {
+    int cps = (chunks + want - 1) / want;
     cps = (cps + kWarps - 1) / kWarps * kWarps;
     const int splits = (chunks + cps - 1) / cps;
+    if (splits != want) continue;
     const long long items = heads * splits;
     const long long rounds = (items + resident - 1) / resident;
-    const double cost = double(rounds) * (double(cps) / kWarps + 8.0);
+    const double cost = double(rounds) * (double(cps) / kWarps + 8.0) + 0.05 * splits;
     if (cost < best_cost) {
       best_cost = cost;
       best.chunks_per_split = cps;
@@ -539,6 +681,7 @@ AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count) {
       best.grid = int(std::min<long long>(resident, items));
     }
   }
+  best.l2_prefetch = 1;
   return best;
 }
 
@@ -556,9 +699,13 @@ void LaunchAttend(const CacheView& c, const DeviceTables& t, const AttendPlan& p
   float2* part_ml = reinterpret_cast<float2*>(ws + w.part_ml);
   const int group = c.n_heads / c.n_kv_heads;
 
-  RotateQueriesKernel<<<c.batch * c.n_heads, c.dim, c.dim * sizeof(float), stream>>>(
-      q, t.rot_k_t, attn_scale * kLog2e, c.dim, q_rot);
-  TQLM_CUDA_CHECK(cudaGetLastError());
+  // An identity R_k (fp16 caches) needs no rotation launch: the attention kernel scales q.
+  if (!t.k_identity) {
+    RotateQueriesKernel<<<c.batch * c.n_heads, kMergeThreads,
+                          (c.dim + kMergeThreads * 4) * sizeof(float), stream>>>(
+        q, t.rot_k_t, attn_scale * kLog2e, c.dim, q_rot);
+    TQLM_CUDA_CHECK(cudaGetLastError());
+  }
 
   static thread_local int cached_key = -1;
   static thread_local KernelInfo cached;
@@ -576,16 +723,21 @@ void LaunchAttend(const CacheView& c, const DeviceTables& t, const AttendPlan& p
   a.sink_chunks = c.SinkChunks(), a.f16_chunks = c.F16Chunks();
   a.f16_region = c.f16_region, a.f16_page_bytes = c.F16PageBytes();
   a.q_rot = q_rot;
+  a.q_f32 = t.k_identity ? q : nullptr;
+  a.q_scale = attn_scale * kLog2e;
   a.k_inv_alpha = 1.0f / t.k_alpha, a.v_inv_alpha = 1.0f / t.v_alpha;
   a.lut_k = t.lut_k, a.lut_v = t.lut_v;
   a.chunks_per_split = p.chunks_per_split, a.n_splits = p.n_splits;
+  a.l2_prefetch = p.l2_prefetch;
   a.part_o = part_o, a.part_ml = part_ml;
   cached.fn<<<p.grid, kThreads, cached.smem, stream>>>(a);
   TQLM_CUDA_CHECK(cudaGetLastError());
 
-  MergeKernel<<<c.batch * c.n_heads, kMergeThreads, (kMergeSlices + 1) * c.dim * sizeof(float),
+  MergeKernel<<<c.batch * c.n_heads, kMergeThreads,
+                ((kMergeSlices + 1) * c.dim + kMergeThreads * 4) * sizeof(float),
                 stream>>>(
-      part_o, part_ml, p.n_splits, group, c.n_heads, c.n_kv_heads, c.dim, t.rot_v, out);
+      part_o, part_ml, p.n_splits, group, c.n_heads, c.n_kv_heads, c.dim,
+      t.v_identity ? nullptr : t.rot_v, out);
   TQLM_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -58,6 +58,7 @@ class DeviceTables {
 
   int dim = 0, k_bits = 0, v_bits = 0;
   float k_alpha = 1, v_alpha = 1;
+  bool k_identity = false, v_identity = false;  // rotation is exactly I: its launch/loop skipped
   float* rot_k_t = nullptr;  // R_k^T (for y = R_k x with coalesced reads)
   float* rot_v_t = nullptr;  // R_v^T
   float* rot_v = nullptr;    // R_v (inverse rotation of the output)
@@ -98,13 +99,14 @@ struct AttendPlan {
   int chunks_per_split = 0;  // compressed chunks per work item
   int n_splits = 0;          // per (sequence, kv head), the last one is the fp16 region
   int grid = 0;              // persistent blocks
+  int l2_prefetch = 1;       // 1: pages are bulk-prefetched into L2 ahead of their loads (sm_90)
 };
 AttendPlan PlanAttend(const CacheView& cache, int max_seq_len, int sm_count);
 size_t AttendWorkspaceBytes(const CacheView& cache, const AttendPlan& plan);
 
 // One decode step: q = [batch][n_heads][dim] floats, seq_lens[b] = tokens of sequence b (all
-// appended already), out = [batch][n_heads][dim] floats. Three launches: query rotation, split
-// attention, merge + inverse rotation.
+// appended already), out = [batch][n_heads][dim] floats. Three launches: query rotation (none
+// when R_k is the identity), split attention, merge + inverse rotation.
 void LaunchAttend(const CacheView& cache, const DeviceTables& tables, const AttendPlan& plan,
                   const float* q, const int32_t* seq_lens, float attn_scale, float* out,
                   void* workspace, void* stream);

@@ -32,6 +32,13 @@ T* Upload(const std::vector<T>& host) {
   return dev;
 }
 
+bool IsIdentity(const std::vector<float>& m, int d) {
+  for (int i = 0; i < d; ++i)
+    for (int j = 0; j < d; ++j)
+      if (m[size_t(i) * d + j] != (i == j ? 1.0f : 0.0f)) return false;
+  return true;
+}
+
 std::vector<float> Transpose(const std::vector<float>& m, int d) {
   std::vector<float> t(m.size());
   for (int i = 0; i < d; ++i)
@@ -107,6 +114,8 @@ void FinishTables(CodecTables* t) {
 
 DeviceTables::DeviceTables(const CodecTables& t)
     : dim(t.dim), k_bits(t.k.bits), v_bits(t.v.bits), k_alpha(t.k.alpha), v_alpha(t.v.alpha) {
+  k_identity = IsIdentity(t.rot_k, t.dim);
+  v_identity = IsIdentity(t.rot_v, t.dim);
   rot_k_t = Upload(Transpose(t.rot_k, t.dim));
   rot_v_t = Upload(Transpose(t.rot_v, t.dim));
   rot_v = Upload(t.rot_v);
