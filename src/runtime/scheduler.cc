@@ -168,6 +168,11 @@ void Scheduler::Loop() {
         work_.requests_failed += queue_.size();
         queue_.clear();
       }
+      // A request cancelled while it waited (its client hung up) leaves the queue now rather
+      // than when a slot frees up, so the queue depth shows only requests someone awaits.
+      const size_t waiting = queue_.size();
+      std::erase_if(queue_, [](const Pending& p) { return p.stream->cancelled(); });
+      work_.requests_cancelled += waiting - queue_.size();
       if (stopping_ && active == 0 && queue_.empty()) break;
       while (free_slots_ > 0 && !queue_.empty()) {
         admitted.push_back(std::move(queue_.front()));

@@ -7,7 +7,9 @@
 #include <ctime>
 #include <random>
 
+#include "server/client_socket.h"
 #include "server/openai_json.h"
+#include "server/tool_choice.h"
 #include "tokenizer/tool_calls.h"
 
 namespace tqlm::server {
@@ -20,10 +22,20 @@ ApiError Unavailable(const std::string& message) {
   return ApiError(503, "server_error", message, "", "service_unavailable");
 }
 
+// How often a waiting handler looks whether its client is still there.
+constexpr std::chrono::milliseconds kClientCheck{100};
+
+// The request's connection, to notice a client that hangs up before its answer is ready.
+std::shared_ptr<ClientSocket> ClientOf(const httplib::Request& req) {
+  return std::make_shared<ClientSocket>(req.local_addr, req.local_port, req.remote_addr,
+                                        req.remote_port);
+}
+
 // Relays one request's stream to a chunked response as server-sent events. The callbacks turn
 // scheduler events into SSE text in the endpoint's format.
 struct SseRelay {
   std::shared_ptr<runtime::RequestStream> stream;
+  std::shared_ptr<ClientSocket> client;
   std::function<std::string()> on_start;                      // before the first piece
   std::function<std::string(const std::string&)> on_text;     // a piece of output
   std::function<std::string(const StreamEvent&)> on_done;     // kDone: last chunks
@@ -43,7 +55,12 @@ struct SseRelay {
       started = true;
       if (on_start) out += on_start();
     }
-    std::optional<StreamEvent> ev = stream->Next(std::chrono::milliseconds(250));
+    // A client that hung up while nothing was written (queued, long prefill) is noticed here.
+    if (client && client->Gone()) {
+      stream->Cancel();
+      return false;
+    }
+    std::optional<StreamEvent> ev = stream->Next(kClientCheck);
     while (ev) {
       if (ev->kind == StreamEvent::Kind::kText) {
         out += on_text(ev->text);
@@ -73,15 +90,26 @@ struct SseRelay {
   }
 };
 
-// Waits for the whole answer of a non-streaming request.
+// Waits for the whole answer of a non-streaming request. A client that hangs up meanwhile
+// cancels the request at once (its slot is freed at the scheduler's next step) instead of
+// letting it decode to max_tokens for nobody; the handler then answers 499 (nginx's "client
+// closed request") to the closed connection, which counts it in /metrics.
 struct Collected {
   std::string text;
   StreamEvent done;
 };
-Collected Collect(runtime::RequestStream& stream) {
+Collected Collect(runtime::RequestStream& stream, const ClientSocket& client) {
   Collected c;
+  auto checked = Clock::now();
   for (;;) {
-    std::optional<StreamEvent> ev = stream.Next(std::chrono::seconds(1));
+    std::optional<StreamEvent> ev = stream.Next(kClientCheck);
+    if (!ev || Clock::now() - checked >= kClientCheck) {
+      checked = Clock::now();
+      if (client.Gone()) {
+        stream.Cancel();
+        throw ApiError(499, "invalid_request_error", "the client closed the connection");
+      }
+    }
     if (!ev) continue;
     if (ev->kind == StreamEvent::Kind::kText) {
       c.text += ev->text;
@@ -256,18 +284,28 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   } catch (const Error& e) {
     throw BadRequest(fmt::format("the chat template failed on these messages: {}", e.what()), "messages");
   }
-  std::vector<int> prompt = chat_.tokenizer->EncodeChat(text);
-  auto stream = Submit(std::move(prompt), r.sampling);
-  ResponseMeta meta{NewId("chatcmpl"), int64_t(std::time(nullptr)), options_.model_id};
-
   // With tools, the answer is parsed for calls in the model family's own convention.
   const bool tools = !r.tools.is_null();
   const tokenizer::ToolCallFormat format =
       tokenizer::DetectToolCallFormat(chat_.chat_template, chat_.arch);
+  // tool_choice required / a named function: the answer starts as a call (tool_choice.h).
+  // "required" with a single tool is a call to that tool; with several the model names one
+  // (nothing stops it from naming one that does not exist: there is no grammar).
+  std::string forced;
+  if (tools && (r.tool_choice == ToolChoice::kRequired || r.tool_choice == ToolChoice::kFunction)) {
+    std::string function = r.tool_choice_name;
+    if (r.tool_choice == ToolChoice::kRequired && r.tools.size() == 1)
+      function = r.tools[0]["function"]["name"].get<std::string>();
+    forced = ForcedToolCallStart(format, function, chat_.chat_template);
+  }
+  std::vector<int> prompt = chat_.tokenizer->EncodeChat(text + forced);
+  auto client = ClientOf(req);
+  auto stream = Submit(std::move(prompt), r.sampling);
+  ResponseMeta meta{NewId("chatcmpl"), int64_t(std::time(nullptr)), options_.model_id};
 
   if (!r.stream) {
-    Collected c = Collect(*stream);
-    std::string content = std::move(c.text);
+    Collected c = Collect(*stream, *client);
+    std::string content = forced + c.text;
     std::vector<tokenizer::ChatToolCall> calls;
     if (tools) {
       tokenizer::ToolCallParseResult parsed = tokenizer::ParseToolCalls(format, content);
@@ -281,6 +319,7 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   }
   auto relay = std::make_shared<SseRelay>();
   relay->stream = stream;
+  relay->client = client;
   relay->on_start = [meta] { return SseData(ChatChunk(meta, {{"role", "assistant"}, {"content", ""}})); };
   if (!tools) {
     relay->on_text = [meta](const std::string& piece) {
@@ -305,6 +344,12 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
       }
       return out;
     };
+    // The forced call start is the first piece of the answer: it opens a call, so the parser
+    // holds it back and releases nothing until the call is complete.
+    const std::string first = encode(parser->Push(forced));
+    relay->on_start = [meta, first] {
+      return SseData(ChatChunk(meta, {{"role", "assistant"}, {"content", ""}})) + first;
+    };
     relay->on_text = [parser, encode](const std::string& piece) { return encode(parser->Push(piece)); };
     relay->on_done = [meta, parser, encode, usage = r.include_usage](const StreamEvent& done) {
       std::string out = encode(parser->Finish());
@@ -325,16 +370,18 @@ void HttpServer::Completion(const httplib::Request& req, httplib::Response& res)
   CompletionRequest r = ParseCompletionRequest(req.body, options_.limits);
   CheckModel(r.model, options_.model_id);
   std::vector<int> prompt = chat_.tokenizer->Encode(r.prompt, true, false);
+  auto client = ClientOf(req);
   auto stream = Submit(std::move(prompt), r.sampling);
   ResponseMeta meta{NewId("cmpl"), int64_t(std::time(nullptr)), options_.model_id};
   if (!r.stream) {
-    Collected c = Collect(*stream);
+    Collected c = Collect(*stream, *client);
     res.set_content(Dump(TextCompletion(meta, c.text, c.done.finish_reason, UsageOf(c.done))),
                     "application/json");
     return;
   }
   auto relay = std::make_shared<SseRelay>();
   relay->stream = stream;
+  relay->client = client;
   relay->on_text = [meta](const std::string& piece) { return SseData(TextChunk(meta, piece)); };
   relay->on_done = [meta, usage = r.include_usage](const StreamEvent& done) {
     std::string out = SseData(TextChunk(meta, "", done.finish_reason));

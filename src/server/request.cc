@@ -231,17 +231,25 @@ Json ParseTools(const Json& j) {
   return tools->empty() ? Json(nullptr) : *tools;
 }
 
-std::string ParseToolChoice(const Json& j, const Json& tools) {
+// Sets r.tool_choice (and its name) from the body; a named function must be among r.tools.
+void ParseToolChoice(const Json& j, ChatRequest& r) {
   const Json* tc = Field(j, "tool_choice");
-  if (!tc) return "auto";
+  if (!tc) return;
   if (tc->is_string()) {
     const std::string s = tc->get<std::string>();
-    if (s != "none" && s != "auto" && s != "required")
+    if (s == "none") r.tool_choice = ToolChoice::kNone;
+    else if (s == "auto") r.tool_choice = ToolChoice::kAuto;
+    else if (s == "required") r.tool_choice = ToolChoice::kRequired;
+    else
       throw BadRequest(fmt::format("'tool_choice' must be none, auto, required or an object, not '{}'", s),
                        "tool_choice");
-    return s;
+    return;
   }
   if (!tc->is_object()) throw WrongType("tool_choice", "a string or an object", *tc);
+  const std::string type = GetString(*tc, "type", "tool_choice.type").value_or("function");
+  if (type != "function")
+    throw BadRequest(fmt::format("tool_choice type '{}' is not supported (only 'function')", type),
+                     "tool_choice.type");
   const Json* fn = Field(*tc, "function");
   if (!fn || !fn->is_object())
     throw BadRequest("'tool_choice.function' must be an object", "tool_choice.function");
@@ -249,12 +257,13 @@ std::string ParseToolChoice(const Json& j, const Json& tools) {
   if (!name || name->empty())
     throw BadRequest("'tool_choice.function.name' is required", "tool_choice.function.name");
   bool found = false;
-  if (tools.is_array())
-    for (const Json& t : tools) found = found || t["function"]["name"] == *name;
+  if (r.tools.is_array())
+    for (const Json& t : r.tools) found = found || t["function"]["name"] == *name;
   if (!found)
     throw BadRequest(fmt::format("tool_choice names '{}', which is not among the tools", *name),
                      "tool_choice");
-  return *name;
+  r.tool_choice = ToolChoice::kFunction;
+  r.tool_choice_name = *name;
 }
 
 }  // namespace
@@ -272,9 +281,9 @@ ChatRequest ParseChatRequest(std::string_view body, const RequestLimits& limits)
                                  messages->size()), "messages");
   for (size_t i = 0; i < messages->size(); ++i) r.messages.push_back(ParseMessage((*messages)[i], i));
   r.tools = ParseTools(j);
-  r.tool_choice = ParseToolChoice(j, r.tools);
-  if (r.tool_choice == "none") r.tools = nullptr;
-  if (r.tool_choice == "required" && r.tools.is_null())
+  ParseToolChoice(j, r);
+  if (r.tool_choice == ToolChoice::kNone) r.tools = nullptr;  // no tools shown, nothing parsed
+  if (r.tool_choice == ToolChoice::kRequired && r.tools.is_null())
     throw BadRequest("tool_choice 'required' needs tools", "tool_choice");
   return r;
 }

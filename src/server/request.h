@@ -28,11 +28,16 @@ struct SamplingFields {
   std::vector<std::string> stop;
 };
 
+// tool_choice: kNone shows the model no tools and parses nothing; kAuto lets it choose;
+// kRequired and kFunction make it call one (see server/tool_choice.h).
+enum class ToolChoice { kNone, kAuto, kRequired, kFunction };
+
 struct ChatRequest {
   std::string model;  // "" when not given
   std::vector<tokenizer::ChatMessage> messages;
   nlohmann::ordered_json tools;  // array of {"type":"function","function":{...}}, or null
-  std::string tool_choice = "auto";  // "none", "auto", "required" or a function name
+  ToolChoice tool_choice = ToolChoice::kAuto;  // kAuto when no tools are given
+  std::string tool_choice_name;                // kFunction: the function to call (among `tools`)
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   SamplingFields sampling;

@@ -146,6 +146,24 @@ TEST_F(SchedulerTest, CancelFreesTheSlot) {
   EXPECT_EQ(sched.Stats().active, 0);
 }
 
+TEST_F(SchedulerTest, CancelWhileQueuedLeavesTheQueue) {
+  Scheduler sched(*model_, *tok_, Options(1));
+  GenerationRequest r = Greedy("Tell me a very long story about dragons.", 200);
+  r.params.min_tokens = 200;
+  auto running = sched.Submit(r);
+  auto queued = sched.Submit(Greedy("Hello", 2));
+  while (!running->Next(100ms)) {
+  }
+  for (int i = 0; i < 100 && sched.Stats().active == 0; ++i) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(sched.Stats().queued, 1);
+  queued->Cancel();  // its client left while it waited for the only slot
+  for (int i = 0; i < 100 && sched.Stats().queued > 0; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(sched.Stats().queued, 0);
+  EXPECT_EQ(sched.Stats().requests_cancelled, 1u);
+  EXPECT_EQ(sched.Stats().active, 1);  // the running request goes on
+  running->Cancel();
+}
+
 TEST_F(SchedulerTest, RefusesWhatCannotRun) {
   SchedulerOptions o = Options(1);
   o.max_queue = 0;

@@ -47,7 +47,8 @@ TEST(ServerRequest, ParsesAFullChatRequest) {
   EXPECT_EQ(r.messages[2].tool_calls[0].arguments, R"({"a":1})");
   EXPECT_EQ(r.messages[3].tool_call_id, "c1");
   EXPECT_TRUE(r.tools.is_array());
-  EXPECT_EQ(r.tool_choice, "f");
+  EXPECT_EQ(r.tool_choice, ToolChoice::kFunction);
+  EXPECT_EQ(r.tool_choice_name, "f");
   EXPECT_FLOAT_EQ(*r.sampling.temperature, 0.5f);
   EXPECT_EQ(*r.sampling.top_k, 20);
   EXPECT_EQ(*r.sampling.seed, uint64_t(int64_t(-3)));
@@ -71,9 +72,30 @@ TEST(ServerRequest, DefaultsAndToolChoiceNone) {
   EXPECT_FALSE(r.stream);
   EXPECT_FALSE(r.sampling.temperature.has_value());  // null means "not given"
   EXPECT_TRUE(r.tools.is_null());                   // tool_choice none: no tools shown
+  EXPECT_EQ(r.tool_choice, ToolChoice::kNone);
   const runtime::GenerateParams p = ToGenerateParams(r.sampling, {}, 99, 5);
   EXPECT_EQ(p.max_tokens, 99);
   EXPECT_EQ(p.sampler.seed, 5u);
+}
+
+TEST(ServerRequest, ToolChoiceKinds) {
+  const std::string head =
+      R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function",
+          "function": {"name": "required"}}, {"type": "function", "function": {"name": "g"}}])";
+  EXPECT_EQ(ParseChatRequest(head + "}", kLimits).tool_choice, ToolChoice::kAuto);
+  EXPECT_EQ(ParseChatRequest(head + R"(, "tool_choice": "auto"})", kLimits).tool_choice,
+            ToolChoice::kAuto);
+  const ChatRequest req = ParseChatRequest(head + R"(, "tool_choice": "required"})", kLimits);
+  EXPECT_EQ(req.tool_choice, ToolChoice::kRequired);
+  EXPECT_TRUE(req.tool_choice_name.empty());
+  // A function may be called "required": the object form names it, it is not the keyword.
+  const ChatRequest named = ParseChatRequest(
+      head + R"(, "tool_choice": {"type": "function", "function": {"name": "required"}}})", kLimits);
+  EXPECT_EQ(named.tool_choice, ToolChoice::kFunction);
+  EXPECT_EQ(named.tool_choice_name, "required");
+  EXPECT_EQ(ParseChatRequest(head + R"(, "tool_choice": {"function": {"name": "g"}}})", kLimits)
+                .tool_choice_name,
+            "g");
 }
 
 TEST(ServerRequest, RejectsMalformedJson) {
@@ -123,6 +145,11 @@ TEST(ServerRequest, NamesTheFieldOfAWrongType) {
       {"{" + msgs + R"(, "tool_choice": "required"})", "tool_choice"},
       {"{" + msgs + R"(, "tools": [{"function": {"name": "f"}}], "tool_choice": {"function": {"name": "g"}}})",
        "tool_choice"},
+      {"{" + msgs + R"(, "tool_choice": {"type": "function", "function": {"name": "f"}}})", "tool_choice"},
+      {"{" + msgs + R"(, "tools": [{"function": {"name": "f"}}], "tool_choice": {"type": "web", "function": {"name": "f"}}})",
+       "tool_choice.type"},
+      {"{" + msgs + R"(, "tools": [{"function": {"name": "f"}}], "tool_choice": {"function": {}}})",
+       "tool_choice.function.name"},
   };
   for (const auto& [body, param] : cases) {
     const ApiError e = ChatError(body);

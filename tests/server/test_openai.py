@@ -1,14 +1,17 @@
 """The official `openai` client against a running `tqlm serve` (started by openai_test.sh):
 chat, streamed chat with a usage chunk, completions, stop strings, the prompt cache, errors
-(malformed JSON, wrong types, too-long prompt, 401, 404), a client leaving mid-stream, /metrics.
+(malformed JSON, wrong types, too-long prompt, 401, 404), a client leaving mid-stream or before
+its non-streamed answer (generating or still queued), /metrics.
 Environment: TQLM_SERVER_URL, TQLM_API_KEY."""
 import json
 import os
 import re
+import socket
 import threading
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import openai
@@ -35,6 +38,28 @@ def raw(method, path, body=None, key=KEY):
         return status, json.loads(text)
     except ValueError:
         return status, text
+
+
+def send_raw_chat(content, max_tokens):
+    """A socket with a non-streamed chat request sent on it (the answer is never read)."""
+    body = json.dumps({"max_tokens": max_tokens, "temperature": 0,
+                       "messages": [{"role": "user", "content": content}]}).encode()
+    u = urllib.parse.urlsplit(URL)
+    s = socket.create_connection((u.hostname, u.port))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+              b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+              % (u.hostname.encode(), KEY.encode(), len(body)) + body)
+    return s
+
+
+def wait_for(condition, seconds):
+    """Seconds until condition() held (polling /metrics-style checks), or None on timeout."""
+    t0 = time.time()
+    while time.time() - t0 < seconds:
+        if condition():
+            return time.time() - t0
+        time.sleep(0.02)
+    return None
 
 
 def metric(name):
@@ -139,6 +164,43 @@ class OpenAiClient(unittest.TestCase):
         while time.time() < deadline and metric("tqlm_slots_active") > 0:
             time.sleep(0.1)
         self.assertEqual(metric("tqlm_slots_active"), 0)
+
+    def test_disconnect_non_streamed_frees_the_slot(self):
+        # A long greedy answer (counting) that only max_tokens would end, seconds away.
+        cancelled = metric("tqlm_requests_cancelled_total")
+        generated = metric("tqlm_generated_tokens_total")
+        s = send_raw_chat("Count from 1 to 1000, separated by commas.", 256)
+        try:
+            self.assertIsNotNone(wait_for(lambda: metric("tqlm_generated_tokens_total") >= generated + 4, 60))
+        finally:
+            s.close()
+        freed = wait_for(lambda: metric("tqlm_slots_active") == 0, 10)
+        self.assertIsNotNone(freed, "the slot was not freed")
+        self.assertLess(freed, 1.0)
+        self.assertEqual(metric("tqlm_requests_cancelled_total"), cancelled + 1)
+        self.assertLess(metric("tqlm_generated_tokens_total") - generated, 256)
+
+    def test_disconnect_while_queued_leaves_the_queue(self):
+        # Both slots busy with long streamed answers; a non-streamed request waits, then leaves.
+        cancelled = metric("tqlm_requests_cancelled_total")
+        streams = [self.chat("Write a long story about a dragon number %d." % i, max_tokens=200,
+                             stream=True) for i in range(2)]
+        try:
+            for st in streams:
+                next(iter(st))
+            s = send_raw_chat("Hello", 8)
+            queued = wait_for(lambda: metric("tqlm_queue_depth") == 1, 10)
+            s.close()
+            self.assertIsNotNone(queued, "the request was not queued")
+            left = wait_for(lambda: metric("tqlm_queue_depth") == 0, 10)
+            self.assertIsNotNone(left)
+            self.assertLess(left, 1.0)
+            self.assertEqual(metric("tqlm_slots_active"), 2)  # the streams go on
+            self.assertEqual(metric("tqlm_requests_cancelled_total"), cancelled + 1)
+        finally:
+            for st in streams:
+                st.close()
+        self.assertIsNotNone(wait_for(lambda: metric("tqlm_slots_active") == 0, 20))
 
     def test_metrics(self):
         self.chat("Hi", max_tokens=2)

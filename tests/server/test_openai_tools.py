@@ -1,6 +1,7 @@
 """Tool-call round trip with the official `openai` client against `tqlm serve` on a model that
 calls tools (Qwen2.5-Coder-1.5B-Instruct): the call comes back structured (non-streamed and as
-streamed deltas), the tool's result goes back in, and the model answers with it.
+streamed deltas), the tool's result goes back in, and the model answers with it; tool_choice
+naming a function or "required" makes even a request that needs no tool ("Say hello") a call.
 Environment: TQLM_SERVER_URL."""
 import json
 import os
@@ -20,6 +21,8 @@ TOOLS = [{
     },
 }]
 QUESTION = [{"role": "user", "content": "What is the weather like in Paris right now?"}]
+HELLO = [{"role": "user", "content": "Say hello."}]
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
 
 
 class ToolCalls(unittest.TestCase):
@@ -82,6 +85,45 @@ class ToolCalls(unittest.TestCase):
                                            tool_choice="none", temperature=0, max_tokens=16)
         self.assertFalse(r.choices[0].message.tool_calls)
         self.assertTrue(r.choices[0].message.content)
+
+    def test_auto_does_not_call_for_hello(self):
+        # The baseline the forced cases below differ from: left to itself, the model just talks.
+        r = self.ask(HELLO, max_tokens=16)
+        self.assertFalse(r.choices[0].message.tool_calls)
+        self.assertTrue(r.choices[0].message.content)
+
+    def assert_weather_call(self, r):
+        choice = r.choices[0]
+        self.assertEqual(choice.finish_reason, "tool_calls")
+        calls = choice.message.tool_calls
+        self.assertEqual(len(calls), 1, choice.message)
+        self.assertEqual(calls[0].function.name, "get_weather")
+        self.assertIsInstance(json.loads(calls[0].function.arguments), dict)
+        return calls[0]
+
+    def test_named_tool_choice_forces_the_call(self):
+        r = self.ask(HELLO, tool_choice=NAMED)
+        self.assert_weather_call(r)
+        # The forced start is prompt, not generated output.
+        self.assertLess(r.usage.completion_tokens, 48)
+        streamed_args = ""
+        for chunk in self.ask(HELLO, tool_choice=NAMED, stream=True):
+            for tc in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                if tc.function and tc.function.name:
+                    self.assertEqual(tc.function.name, "get_weather")
+                streamed_args += (tc.function.arguments or "") if tc.function else ""
+        self.assertEqual(json.loads(streamed_args),
+                         json.loads(r.choices[0].message.tool_calls[0].function.arguments))
+
+    def test_required_tool_choice_forces_a_call(self):
+        # With one tool, "required" is a call to it (with several, the model names one).
+        self.assert_weather_call(self.ask(HELLO, tool_choice="required"))
+
+    def test_unknown_named_function_is_400(self):
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.ask(HELLO, tool_choice={"type": "function", "function": {"name": "nope"}})
+        self.assertEqual(e.exception.status_code, 400)
+        self.assertIn("nope", str(e.exception))
 
 
 if __name__ == "__main__":
