@@ -30,6 +30,7 @@ struct ServeFlags {
   std::string max_body = "1MiB";
   std::string alias;
   double shutdown_grace = 10;
+  bool no_idle_trim = false;
 };
 
 size_t ParseSize(const std::string& flag, const std::string& s) {
@@ -80,6 +81,7 @@ int Serve(ServeFlags& f) {
   so.kv = f.model.session.kv;
   so.prompt_cache_bytes = ParseSize("--prompt-cache-bytes", f.prompt_cache);
   so.max_queue = f.max_queue;
+  so.trim_when_idle = !f.no_idle_trim;
   runtime::Scheduler scheduler(*lm.model, *lm.tokenizer, so);
 
   server::ServerOptions opt = f.server;
@@ -156,6 +158,8 @@ CommandRegistration reg("serve", "OpenAI-compatible HTTP server with continuous 
   app.add_option("--http-threads", f->server.http_threads,
                  "HTTP worker threads (0: parallel + max-queue + 4)")
       ->capture_default_str();
+  app.add_flag("--no-idle-trim", f->no_idle_trim,
+               "keep freed heap memory when idle (default: give it back, see docs/RESULTS.md)");
   app.add_option("--shutdown-grace", f->shutdown_grace,
                  "seconds in-flight requests may run after SIGINT/SIGTERM")
       ->capture_default_str();

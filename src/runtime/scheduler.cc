@@ -1,6 +1,9 @@
 #include "runtime/scheduler.h"
 
 #include <fmt/format.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <thread>
@@ -188,11 +191,28 @@ void Scheduler::Loop() {
         }
     for (Pending& p : admitted) Admit(std::move(p));
     Step();
+    bool idle = false;
+    if (options_.trim_when_idle && active + int(admitted.size()) > 0) {
+      idle = true;  // something ran in this step; is anything left?
+      for (const auto& s : slots_) idle = idle && !s->in_use;
+      std::lock_guard lock(mu_);
+      idle = idle && queue_.empty();
+    }
+    if (idle) TrimHeap();
     PublishStats();
     // With requests still running, a stopping scheduler wakes up often enough to meet its
     // deadline; the steps themselves are short.
   }
   PublishStats();
+}
+
+void Scheduler::TrimHeap() {
+#if defined(__GLIBC__)
+  // Trims every arena, the HTTP threads' too, and (since glibc 2.8) frees whole free pages in
+  // the middle of the heaps, not just at their tops. Takes a few milliseconds, only when idle.
+  malloc_trim(0);
+  ++work_.heap_trims;
+#endif
 }
 
 void Scheduler::Admit(Pending pending) {

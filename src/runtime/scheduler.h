@@ -41,6 +41,11 @@ struct SchedulerOptions {
   KvPolicy kv;
   size_t prompt_cache_bytes = size_t(256) << 20;  // 0: no prompt cache
   int max_queue = 64;       // requests waiting for a slot; more are refused (Overloaded)
+  // When the last request ends (nothing running or queued), give the C heap's free pages
+  // back to the system (glibc malloc_trim). Without it RSS creeps up under a steady load:
+  // KV blocks freed by finished sequences and evicted prompt-cache entries leave free holes
+  // in malloc's arenas that it keeps (docs/RESULTS.md, Server).
+  bool trim_when_idle = true;
 };
 
 struct GenerationRequest {
@@ -102,6 +107,7 @@ struct SchedulerStats {
   uint64_t generated_tokens = 0;
   uint64_t decode_steps = 0;       // batched decode steps
   uint64_t decode_batch_sum = 0;   // sequences over all decode steps (mean batch = sum / steps)
+  uint64_t heap_trims = 0;         // times the idle scheduler gave free heap pages back
   double prefill_seconds = 0;
   double decode_seconds = 0;
   kv::KvMemoryStats kv;            // caches of the active sequences
@@ -147,6 +153,7 @@ class Scheduler {
   void End(Slot& slot, StreamEvent last);
   void Emit(Slot& slot, bool final_piece);
   void PublishStats();
+  void TrimHeap();
 
   model::Model& model_;
   const tokenizer::Tokenizer& tok_;

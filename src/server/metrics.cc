@@ -1,6 +1,9 @@
 #include "server/metrics.h"
 
 #include <fmt/format.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace tqlm::server {
 
@@ -68,6 +71,17 @@ std::string Metrics::Render(const runtime::SchedulerStats& s) const {
          double(s.prompt_cache.bytes_used));
   metric("tqlm_prompt_cache_bytes_f16_equivalent", "gauge", "Its tokens' K and V as f16.",
          double(s.prompt_cache.bytes_f16));
+  metric("tqlm_heap_trims_total", "counter",
+         "Times the idle server gave free heap pages back to the system.", double(s.heap_trims));
+#if defined(__GLIBC__)
+  // The C heap as glibc sees it: what the program holds vs. what sits free inside the heap
+  // (fragmentation). Tells a leak (in use grows) from allocator growth (free grows) in RSS.
+  const struct mallinfo2 mi = mallinfo2();
+  metric("tqlm_heap_bytes_in_use", "gauge", "Bytes malloc has handed out and not got back.",
+         double(mi.uordblks + mi.hblkhd));
+  metric("tqlm_heap_bytes_free", "gauge", "Free bytes held inside malloc's arenas.",
+         double(mi.fordblks));
+#endif
   return out;
 }
 

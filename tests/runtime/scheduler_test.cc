@@ -164,6 +164,29 @@ TEST_F(SchedulerTest, CancelWhileQueuedLeavesTheQueue) {
   running->Cancel();
 }
 
+#if defined(__GLIBC__)
+TEST_F(SchedulerTest, GivesHeapBackWhenIdle) {
+  for (bool trim : {true, false}) {
+    SchedulerOptions o = Options(2);
+    o.trim_when_idle = trim;
+    Scheduler sched(*model_, *tok_, o);
+    auto a = sched.Submit(Greedy("The capital of France is", 4));
+    auto b = sched.Submit(Greedy("1, 2, 3,", 6));
+    Drain(*a);
+    Drain(*b);
+    // The trim follows the last answer: wait for it (or, without trimming, as long).
+    auto trims = [&](uint64_t want) {
+      for (int i = 0; i < 50 && sched.Stats().heap_trims < want; ++i) std::this_thread::sleep_for(20ms);
+      return sched.Stats().heap_trims;
+    };
+    // Once after both are done (the scheduler went idle), not once per request or step.
+    EXPECT_EQ(trims(1), trim ? 1u : 0u);
+    Drain(*sched.Submit(Greedy("Hello", 2)));
+    EXPECT_EQ(trims(2), trim ? 2u : 0u);
+  }
+}
+#endif
+
 TEST_F(SchedulerTest, RefusesWhatCannotRun) {
   SchedulerOptions o = Options(1);
   o.max_queue = 0;
