@@ -194,7 +194,8 @@ def main():
               f"{m['tqlm_decode_steps_total']:.0f} steps, mean batch {m['tqlm_decode_batch_mean']:.2f}, "
               f"prompt cache {m['tqlm_prompt_cache_hits_total']:.0f}/{m['tqlm_prompt_cache_lookups_total']:.0f} hits "
               f"({m['tqlm_prompt_cache_tokens_reused_total']:.0f} tokens reused, "
-              f"{m['tqlm_prompt_cache_bytes'] / 1048576:.1f} MiB), slots active {m['tqlm_slots_active']:.0f}, "
+              f"{m['tqlm_prompt_cache_bytes'] / 1048576:.1f} MiB), heap trims {m.get('tqlm_heap_trims_total', 0):.0f}, "
+              f"slots active {m['tqlm_slots_active']:.0f}, "
               f"queue {m['tqlm_queue_depth']:.0f}")
         print(f"RSS per round (MiB): {' '.join(f'{r:.1f}' for r in rss_rounds)}")
         if heap_rounds:
