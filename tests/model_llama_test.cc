@@ -12,15 +12,12 @@
 #include "model/model.h"
 #include "reference_kv_cache.h"
 #include "tokenizer/tokenizer.h"
+#include "test_cache_path.h"
 
 namespace tqlm {
 namespace {
 
-std::string CachePath(const std::string& rel) {
-  const char* c = std::getenv("TQLM_CACHE");
-  const char* home = std::getenv("HOME");
-  return (c ? std::string(c) : std::string(home ? home : ".") + "/.cache/tqlm") + "/" + rel;
-}
+using testing::CachePath;
 
 kv::KvCacheConfig ReferenceConfig(const model::ModelInfo& info, int max_tokens) {
   kv::KvCacheConfig c;

@@ -11,15 +11,12 @@
 #include "tokenizer/chat_format.h"
 #include "tokenizer/tokenizer.h"
 #include "tqlm/error.h"
+#include "test_cache_path.h"
 
 namespace tqlm::eval {
 namespace {
 
-std::string CachePath(const std::string& rel) {
-  const char* c = std::getenv("TQLM_CACHE");
-  const char* home = std::getenv("HOME");
-  return (c ? std::string(c) : std::string(home ? home : ".") + "/.cache/tqlm") + "/" + rel;
-}
+using testing::CachePath;
 
 class EvalSmolLM2 : public ::testing::Test {
  protected:

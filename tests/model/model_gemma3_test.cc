@@ -19,15 +19,12 @@
 #include "runtime/memory_plan.h"
 #include "tokenizer/chat_format.h"
 #include "tokenizer/tokenizer.h"
+#include "test_cache_path.h"
 
 namespace tqlm {
 namespace {
 
-std::string CachePath(const std::string& rel) {
-  const char* c = std::getenv("TQLM_CACHE");
-  const char* home = std::getenv("HOME");
-  return (c ? std::string(c) : std::string(home ? home : ".") + "/.cache/tqlm") + "/" + rel;
-}
+using testing::CachePath;
 
 class Gemma3 : public ::testing::Test {
  protected:

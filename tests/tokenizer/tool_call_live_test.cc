@@ -14,15 +14,12 @@
 #include "tokenizer/chat_format.h"
 #include "tokenizer/tool_call_schema.h"
 #include "tokenizer/tool_calls.h"
+#include "test_cache_path.h"
 
 namespace tqlm {
 namespace {
 
-std::string CachePath(const std::string& rel) {
-  const char* c = std::getenv("TQLM_CACHE");
-  const char* home = std::getenv("HOME");
-  return (c ? std::string(c) : std::string(home ? home : ".") + "/.cache/tqlm") + "/" + rel;
-}
+using testing::CachePath;
 
 TEST(ToolCallsLive, Qwen25CoderCallsGetWeatherForParis) {
 #if defined(TQLM_SANITIZED)
