@@ -54,6 +54,12 @@ wait "$server_pid"; rc=$?
 if [ $rc -eq 0 ]; then echo "ok   SIGTERM: clean exit"; else echo "FAIL SIGTERM: exit $rc"; cat "$tmp/smol.err"; fail=1; fi
 pids=()
 
+# Overload: one slot, no queue: a second request gets 429 (OpenAI's rate-limit error).
+start_server busy -m "$MODEL" -c 512 --parallel 1 --max-queue 0 "${KV[@]}" || exit 1
+TQLM_SERVER_URL="http://127.0.0.1:$port" "$PY" "$HERE/test_openai_overload.py" -v || fail=1
+kill -TERM "$server_pid"; wait "$server_pid"
+pids=()
+
 # Tool calls with a model that reliably calls tools (too slow under sanitizers).
 QWEN="$CACHE/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 if [ "$SANITIZED" != "1" ] && [ "$SANITIZED" != "ON" ] && [ -f "$QWEN" ]; then
