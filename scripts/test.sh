@@ -5,6 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
 scripts/deps.sh > /dev/null
-scripts/fetch_data.sh > /dev/null
+# Everything the tests use, not only the default model: the Qwen2.5-Coder and Gemma 3 models
+# (tool calls, llama.cpp goldens; ~1.3 GB once, then a hash check) and the official `openai`
+# client's venv (the server tests). Tests whose inputs are missing skip, so nothing may be left
+# to chance here. TQLM_TEST_DEFAULT_MODEL_ONLY=1 fetches only the default model.
+if [ -n "${TQLM_TEST_DEFAULT_MODEL_ONLY:-}" ]; then
+  scripts/fetch_data.sh > /dev/null
+else
+  scripts/fetch_data.sh --extra > /dev/null
+fi
+scripts/server_env.sh > /dev/null
 BUILD_DIR="$BUILD_DIR" scripts/build.sh "$@"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" --timeout 600
