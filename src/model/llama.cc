@@ -1,5 +1,6 @@
-// The Llama family as GGUF names it: llama (Llama 2/3.x, SmolLM2), mistral, and qwen2
-// (the same block with q/k/v biases and NeoX-style RoPE).
+// The Llama family as GGUF names it: llama (Llama 2/3.x, SmolLM2), mistral, qwen2 (the same
+// block with q/k/v biases and NeoX-style RoPE) and qwen3 (no biases; per-head RMSNorm of q and k
+// before RoPE, "QK-norm", and a head size that need not be n_embd / n_head).
 //
 // One block, as the model card draws it:
 //   h = x + Wo · Attention(RoPE(Wq·norm(x)), RoPE(Wk·norm(x)), Wv·norm(x))
@@ -26,6 +27,7 @@ struct LlamaLayer {
   const float* attn_norm = nullptr;
   kernels::WeightView wq, wk, wv, wo;
   const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
+  const float *q_norm = nullptr, *k_norm = nullptr;  // qwen3: per-head RMSNorm weights
   const float* ffn_norm = nullptr;
   kernels::WeightView w_gate, w_up, w_down;
 };
@@ -41,6 +43,9 @@ class LlamaModel final : public Model {
  private:
   void LoadWeights();
   void EnsureScratch(int n);
+  // q_, k_, v_ of n tokens at positions pos_ from the normalized input h_: projections, biases,
+  // QK-norm and RoPE.
+  void ProjectQkv(const LlamaLayer& L, int n, kernels::ThreadPool& pool);
 
   int n_head_ = 0, n_head_kv_ = 0, head_dim_ = 0, n_ff_ = 0, rot_dim_ = 0;
   float eps_ = 1e-5f;
@@ -77,7 +82,7 @@ void LlamaModel::LoadWeights() {
   rot_dim_ = int(f.GetU32(key("rope.dimension_count"), uint32_t(head_dim_)));
   if (rot_dim_ <= 0 || rot_dim_ > head_dim_ || rot_dim_ % 2 != 0)
     throw Error(fmt::format("{}: bad rope.dimension_count {}", f.name(), rot_dim_));
-  neox_rope_ = arch == "qwen2";
+  neox_rope_ = arch == "qwen2" || arch == "qwen3";
 
   const float base = f.GetF32(key("rope.freq_base"), 10000.0f);
   inv_freq_.resize(rot_dim_ / 2);
@@ -115,6 +120,10 @@ void LlamaModel::LoadWeights() {
     L.bq = bias("attn_q.bias", q_dim);
     L.bk = bias("attn_k.bias", kv_dim);
     L.bv = bias("attn_v.bias", kv_dim);
+    if (arch == "qwen3") {
+      L.q_norm = F32Vector(t("attn_q_norm.weight"), head_dim_);
+      L.k_norm = F32Vector(t("attn_k_norm.weight"), head_dim_);
+    }
     L.ffn_norm = F32Vector(t("ffn_norm.weight"), d);
     L.w_gate = Matrix(t("ffn_gate.weight"), d, n_ff_);
     L.w_up = Matrix(t("ffn_up.weight"), d, n_ff_);
@@ -143,12 +152,27 @@ void LlamaModel::EnsureScratch(int n) {
   pos_.resize(n);
 }
 
+void LlamaModel::ProjectQkv(const LlamaLayer& L, int n, kernels::ThreadPool& pool) {
+  using namespace kernels;
+  const int qd = n_head_ * head_dim_, kvd = n_head_kv_ * head_dim_;
+  MatMul(L.wq, h_.data(), n, q_.data(), pool);
+  MatMul(L.wk, h_.data(), n, k_.data(), pool);
+  MatMul(L.wv, h_.data(), n, v_.data(), pool);
+  if (L.bq) AddRows(q_.data(), L.bq, n, qd);
+  if (L.bk) AddRows(k_.data(), L.bk, n, kvd);
+  if (L.bv) AddRows(v_.data(), L.bv, n, kvd);
+  if (L.q_norm) RmsNorm(q_.data(), L.q_norm, 0.0f, eps_, n * n_head_, head_dim_, q_.data());
+  if (L.k_norm) RmsNorm(k_.data(), L.k_norm, 0.0f, eps_, n * n_head_kv_, head_dim_, k_.data());
+  Rope(q_.data(), n, n_head_, head_dim_, rot_dim_, pos_.data(), inv_freq_.data(), neox_rope_);
+  Rope(k_.data(), n, n_head_kv_, head_dim_, rot_dim_, pos_.data(), inv_freq_.data(), neox_rope_);
+}
+
 void LlamaModel::Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits,
                          float* logits, kernels::ThreadPool& pool) {
   using namespace kernels;
   if (n <= 0) return;
   EnsureScratch(n);
-  const int d = info_.n_embd, qd = n_head_ * head_dim_, kvd = n_head_kv_ * head_dim_;
+  const int d = info_.n_embd;
   const int pos0 = cache.n_tokens();
   for (int t = 0; t < n; ++t) {
     if (tokens[t] < 0 || tokens[t] >= info_.n_vocab)
@@ -161,14 +185,7 @@ void LlamaModel::Forward(const int* tokens, int n, kv::KvCache& cache, bool all_
     const LlamaLayer& L = layers_[l];
     // Attention.
     RmsNorm(x_.data(), L.attn_norm, 0.0f, eps_, n, d, h_.data());
-    MatMul(L.wq, h_.data(), n, q_.data(), pool);
-    MatMul(L.wk, h_.data(), n, k_.data(), pool);
-    MatMul(L.wv, h_.data(), n, v_.data(), pool);
-    if (L.bq) AddRows(q_.data(), L.bq, n, qd);
-    if (L.bk) AddRows(k_.data(), L.bk, n, kvd);
-    if (L.bv) AddRows(v_.data(), L.bv, n, kvd);
-    Rope(q_.data(), n, n_head_, head_dim_, rot_dim_, pos_.data(), inv_freq_.data(), neox_rope_);
-    Rope(k_.data(), n, n_head_kv_, head_dim_, rot_dim_, pos_.data(), inv_freq_.data(), neox_rope_);
+    ProjectQkv(L, n, pool);
     cache.Append(l, k_.data(), v_.data(), n);
     cache.Attend(l, q_.data(), n, att_.data(), pool);
     MatMul(L.wo, att_.data(), n, h_.data(), pool);
@@ -213,14 +230,7 @@ void LlamaModel::ForwardBatch(std::span<const BatchItem> items, kernels::ThreadP
   for (int l = 0; l < info_.n_layer; ++l) {
     const LlamaLayer& L = layers_[l];
     RmsNorm(x_.data(), L.attn_norm, 0.0f, eps_, n, d, h_.data());
-    MatMul(L.wq, h_.data(), n, q_.data(), pool);
-    MatMul(L.wk, h_.data(), n, k_.data(), pool);
-    MatMul(L.wv, h_.data(), n, v_.data(), pool);
-    if (L.bq) AddRows(q_.data(), L.bq, n, qd);
-    if (L.bk) AddRows(k_.data(), L.bk, n, kvd);
-    if (L.bv) AddRows(v_.data(), L.bv, n, kvd);
-    Rope(q_.data(), n, n_head_, head_dim_, rot_dim_, pos_.data(), inv_freq_.data(), neox_rope_);
-    Rope(k_.data(), n, n_head_kv_, head_dim_, rot_dim_, pos_.data(), inv_freq_.data(), neox_rope_);
+    ProjectQkv(L, n, pool);
     for (int t = 0; t < n; ++t) {
       kv::KvCache& cache = items[t].cache;
       cache.Append(l, &k_[size_t(t) * kvd], &v_[size_t(t) * kvd], 1);

@@ -15,6 +15,7 @@ const std::map<std::string, Factory>& Registry() {
       {"llama", CreateLlamaFamily},
       {"mistral", CreateLlamaFamily},
       {"qwen2", CreateLlamaFamily},
+      {"qwen3", CreateLlamaFamily},
   };
   return registry;
 }
