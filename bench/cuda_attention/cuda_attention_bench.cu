@@ -75,7 +75,12 @@ struct Row {
   int splits, grid;
 };
 
-Row Measure(const Format& f, int ctx, int batch, double copy_bw, int sms, int l2_prefetch) {
+// Plan fields forced from the command line (-1: the planner's choice).
+struct Overrides {
+  int l2_prefetch = -1, fused_merge = -1, pdl = -1, splits = 0;
+};
+
+Row Measure(const Format& f, int ctx, int batch, double copy_bw, int sms, const Overrides& ov) {
   const bool f16 = f.k_bits == kF16Bits && f.v_bits == kF16Bits;
   const CodecTables tables = ref::MakeTables(kDim, f.k_bits, f.v_bits, /*identity_rotation=*/f16);
   DeviceTables dt(tables);
@@ -108,9 +113,12 @@ Row Measure(const Format& f, int ctx, int batch, double copy_bw, int sms, int l2
   std::vector<int32_t> lens(batch, ctx);
   DeviceBuffer q_d = DeviceBuffer::From(q), lens_d = DeviceBuffer::From(lens);
   DeviceBuffer out_d(q.size() * sizeof(float));
-  AttendPlan plan = PlanAttend(cv, ctx, sms);
-  if (l2_prefetch >= 0) plan.l2_prefetch = l2_prefetch;
+  AttendPlan plan = PlanAttend(cv, ctx, sms, ov.splits);
+  if (ov.l2_prefetch >= 0) plan.l2_prefetch = ov.l2_prefetch;
+  if (ov.fused_merge >= 0) plan.fused_merge = ov.fused_merge;
+  if (ov.pdl >= 0) plan.pdl = ov.pdl;
   DeviceBuffer ws(AttendWorkspaceBytes(cv, plan));
+  TQLM_CUDA_CHECK(cudaMemset(ws.as<void>(), 0, ws.bytes()));
   const float scale = 1.0f / std::sqrt(float(kDim));
   auto step = [&](int i) {
     CacheView c = cv;
@@ -204,13 +212,18 @@ int main(int argc, char** argv) {
   std::vector<int> contexts = {4096, 8192, 16384, 32768, 65536, 131072};
   std::vector<int> batches = {1, 8, 32};
   const char* json_path = "cuda_attention.json";
-  int l2_prefetch = -1;  // -1: the planner's choice
+  Overrides ov;
+  std::string only;  // --formats: comma-separated names to run (default: all)
   bool append = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--contexts")) contexts = ParseList(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--batches")) batches = ParseList(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--json")) json_path = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--l2-prefetch")) l2_prefetch = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--l2-prefetch")) ov.l2_prefetch = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--fused-merge")) ov.fused_merge = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--pdl")) ov.pdl = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--splits")) ov.splits = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--formats")) only = std::string(",") + argv[i + 1] + ",";
     else if (!std::strcmp(argv[i], "--append")) append = std::atoi(argv[i + 1]) != 0;
   }
   int n_dev = 0;
@@ -236,8 +249,9 @@ int main(int argc, char** argv) {
     for (int batch : batches) {
       for (const Format& f : formats) {
         if (f.recent > 0 && !(ctx == 32768 && batch == 8)) continue;
+        if (!only.empty() && only.find(std::string(",") + f.name + ",") == std::string::npos) continue;
         try {
-          const Row r = Measure(f, ctx, batch, copy_bw, prop.multiProcessorCount, l2_prefetch);
+          const Row r = Measure(f, ctx, batch, copy_bw, prop.multiProcessorCount, ov);
           std::printf("%-16s %7d %5d %10.1f %10.1f %7.1f%% %7d %5d\n", r.fmt.c_str(), r.ctx, r.batch,
                       r.us, r.bytes / 1e6, 100 * r.frac, r.splits, r.grid);
           std::fprintf(json,

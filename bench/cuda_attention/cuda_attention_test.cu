@@ -25,6 +25,7 @@ struct Case {
   std::vector<int> lens;
   float q_scale = 1;
   bool identity = false;  // identity rotations (how fp16 caches run: no rotation launch)
+  int fused_merge = 1;    // 0: the separate merge launch
 };
 
 struct Result {
@@ -118,12 +119,19 @@ Result RunCase(const Case& c, uint64_t seed) {
   int dev = 0, sms = 0;
   TQLM_CUDA_CHECK(cudaGetDevice(&dev));
   TQLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  const AttendPlan plan = PlanAttend(cv, *std::max_element(c.lens.begin(), c.lens.end()), sms);
+  AttendPlan plan = PlanAttend(cv, *std::max_element(c.lens.begin(), c.lens.end()), sms);
+  plan.fused_merge = c.fused_merge;
   DeviceBuffer ws(AttendWorkspaceBytes(cv, plan));
+  TQLM_CUDA_CHECK(cudaMemset(ws.as<void>(), 0, ws.bytes()));
   const float scale = 1.0f / std::sqrt(float(d));
-  LaunchAttend(cv, dt, plan, q_d.as<float>(), lens_d.as<int32_t>(), scale, out_d.as<float>(),
-               ws.as<void>(), nullptr);
-  TQLM_CUDA_CHECK(cudaDeviceSynchronize());
+  // Twice on one workspace, the output poisoned in between: the second launch checks that the
+  // first left the merge counters at zero.
+  for (int rep = 0; rep < 2; ++rep) {
+    TQLM_CUDA_CHECK(cudaMemset(out_d.as<void>(), 0xff, out_d.bytes()));
+    LaunchAttend(cv, dt, plan, q_d.as<float>(), lens_d.as<int32_t>(), scale, out_d.as<float>(),
+                 ws.as<void>(), nullptr);
+    TQLM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
   const std::vector<float> out = out_d.ToHost<float>();
   const std::vector<uint32_t> words = pool.ToHost<uint32_t>();
 
@@ -231,19 +239,24 @@ int main() {
     cases.push_back({dim, 16, 16, 32, 8, 4, 32, {3000, 1, 40}, 1.0f, true});
   }
   cases.push_back({128, 4, 3, 32, 8, 4, 32, {3000, 17}, 1.0f, true});
+  // The separate merge launch (plan.fused_merge = 0), compressed and fp16.
+  cases.push_back({128, 4, 3, 8, 1, 0, 0, {5000, 17}, 1.0f, false, 0});
+  cases.push_back({128, 16, 16, 32, 8, 4, 32, {3000, 1, 40}, 1.0f, true, 0});
   int failures = 0;
   uint64_t seed = 1234;
-  std::printf("%-4s %-5s %-5s %-6s %-6s %-5s %-6s %-4s %-10s %-10s %-10s %s\n", "dim", "K", "V",
-              "heads", "kv", "sinks", "recent", "rot", "rel_err", "idx_diff", "norm_diff", "verdict");
+  std::printf("%-4s %-5s %-5s %-6s %-6s %-5s %-6s %-4s %-5s %-10s %-10s %-10s %s\n", "dim", "K",
+              "V", "heads", "kv", "sinks", "recent", "rot", "merge", "rel_err", "idx_diff",
+              "norm_diff", "verdict");
   for (const Case& c : cases) {
     try {
       const Result r = RunCase(c, seed++);
       const bool ok = r.all_written && r.rel_err <= 1e-3 && r.idx_mismatch <= 1e-3 &&
                       r.norm_mismatch <= 1e-3;
       failures += !ok;
-      std::printf("%-4d %-5s %-5s %-6d %-6d %-5d %-6d %-4s %-10.3e %-10.3e %-10.3e %s\n", c.dim,
-                  BitsName(c.k_bits).c_str(), BitsName(c.v_bits).c_str(), c.n_heads, c.n_kv, c.sinks,
-                  c.recent, c.identity ? "I" : "R", r.rel_err, r.idx_mismatch, r.norm_mismatch,
+      std::printf("%-4d %-5s %-5s %-6d %-6d %-5d %-6d %-4s %-5s %-10.3e %-10.3e %-10.3e %s\n",
+                  c.dim, BitsName(c.k_bits).c_str(), BitsName(c.v_bits).c_str(), c.n_heads, c.n_kv,
+                  c.sinks, c.recent, c.identity ? "I" : "R", c.fused_merge ? "fused" : "sep",
+                  r.rel_err, r.idx_mismatch, r.norm_mismatch,
                   ok ? "ok" : (r.all_written ? "FAIL" : "FAIL (unwritten/NaN output)"));
     } catch (const std::exception& e) {
       ++failures;

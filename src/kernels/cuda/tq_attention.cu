@@ -59,10 +59,32 @@ struct AttnArgs {
   const uint32_t* lut_k;
   const uint32_t* lut_v;
   int chunks_per_split, n_splits;
-  int l2_prefetch;  // 1: bulk-prefetch into L2 the page two steps ahead of the current one
+  int l2_prefetch;  // as AttendPlan::l2_prefetch
   float* part_o;
   float2* part_ml;
+  // Fused merge (null: a separate MergeKernel): arrivals per (sequence, KV head), reset to 0 by
+  // the last block to arrive, which merges the splits, rotates back (rot_v; null: identity) and
+  // writes out.
+  int* counters;
+  const float* rot_v;
+  float* out;
 };
+
+// Programmatic dependent launch (sm_90; no-ops elsewhere and in launches without the attribute):
+// GridWait blocks until the previous kernel of the stream has finished and its writes are
+// visible; nothing of the kernel's inputs or outputs may be touched before it. AllowDependents
+// lets the next kernel's blocks be scheduled (they take SM room only as this kernel's blocks
+// exit, and wait themselves before touching anything).
+__device__ __forceinline__ void GridWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void AllowDependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
 
 __device__ __forceinline__ void Mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                          uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -121,8 +143,10 @@ __device__ __forceinline__ void LoadLaneWords(const uint32_t* side, int lane, ui
 }
 
 // fp16x2 operand for field f of a lane (f is a compile-time constant after unrolling).
-// lane_byte: this lane's byte inside a table row (4 lane, + 128 for V).
-template <int B, int W>
+// lane_byte: this lane's byte inside a table row (4 lane); kSide: 0 for K, kVLaneByte for V,
+// added as part of the LDS immediate (a V lane byte in a register cost one more LOP3 per lookup:
+// ptxas rebuilt it from the K one to save the register).
+template <int B, uint32_t kSide, int W>
 __device__ __forceinline__ uint32_t Field(const uint32_t (&w)[W], int f, uint32_t lane_byte) {
   if constexpr (B == kF16Bits) {
     return w[f];
@@ -146,7 +170,7 @@ __device__ __forceinline__ uint32_t Field(const uint32_t (&w)[W], int f, uint32_
       addr = (x & kRowMask) | lane_byte;  // one LOP3
     }
     uint32_t v;
-    asm("ld.shared.u32 %0, [%1+%2];\n" : "=r"(v) : "r"(addr), "n"(kSmemBase));
+    asm("ld.shared.u32 %0, [%1+%2];\n" : "=r"(v) : "r"(addr), "n"(kSmemBase + kSide));
     return v;
   }
 }
@@ -191,10 +215,11 @@ __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int 
                                              const uint32_t (&qa)[D / 16][2], float k_inv_alpha,
                                              float v_inv_alpha, WarpState<D>& st) {
   const int gid = lane >> 2;
-  const uint32_t lane_k = uint32_t(lane) * 4;
-  // Kept opaque: derived from lane_k, ptxas would OR the 128 in with a second LOP3 per lookup.
-  uint32_t lane_v;
-  asm("mov.b32 %0, %1;\n" : "=r"(lane_v) : "r"(lane_k + kVLaneByte));
+  // This lane's byte in a table row, from %laneid rather than from threadIdx: ptxas otherwise
+  // drops the register and rebuilds it from threadIdx * 4 with one more LOP3 (& 0x7c) per lookup.
+  uint32_t lane_id;
+  asm("mov.u32 %0, %%laneid;\n" : "=r"(lane_id));
+  const uint32_t lane_k = lane_id * 4;
   float kn[2] = {1, 1}, vn[2] = {1, 1};  // keys gid, gid + 8
   if constexpr (IsCompressed(BK)) {
     kn[0] = __half2float(r.kn[0]) * k_inv_alpha, kn[1] = __half2float(r.kn[1]) * k_inv_alpha;
@@ -207,8 +232,9 @@ __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int 
 #pragma unroll
   for (int ks = 0; ks < D / 16; ++ks) {
     const int f = ks * 4;
-    Mma16816(s2[ks & 1], Field<BK>(r.kw, f, lane_k), Field<BK>(r.kw, f + 1, lane_k),
-             Field<BK>(r.kw, f + 2, lane_k), Field<BK>(r.kw, f + 3, lane_k), qa[ks][0], qa[ks][1]);
+    Mma16816(s2[ks & 1], Field<BK, 0>(r.kw, f, lane_k), Field<BK, 0>(r.kw, f + 1, lane_k),
+             Field<BK, 0>(r.kw, f + 2, lane_k), Field<BK, 0>(r.kw, f + 3, lane_k), qa[ks][0],
+             qa[ks][1]);
   }
   // s[i]: i = 2 hi + e -> key gid + 8 hi, head 2 tig + e.
   float s[4];
@@ -251,8 +277,9 @@ __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int 
 #pragma unroll
   for (int mt = 0; mt < D / 16; ++mt) {
     const int f = mt * 4;
-    Mma16816(st.o[mt], Field<BV>(r.vw, f, lane_v), Field<BV>(r.vw, f + 1, lane_v),
-             Field<BV>(r.vw, f + 2, lane_v), Field<BV>(r.vw, f + 3, lane_v), b0, b1);
+    Mma16816(st.o[mt], Field<BV, kVLaneByte>(r.vw, f, lane_k),
+             Field<BV, kVLaneByte>(r.vw, f + 1, lane_k), Field<BV, kVLaneByte>(r.vw, f + 2, lane_k),
+             Field<BV, kVLaneByte>(r.vw, f + 3, lane_k), b0, b1);
   }
 }
 
@@ -260,12 +287,12 @@ __device__ __forceinline__ void ComputeChunk(const ChunkRegs<D, BK, BV>& r, int 
 // (may read the block table: it is read two steps before the page is needed, so no load waits
 // on it), ptr_of(index) the page, valid_of(c) the chunk's valid tokens (> 0). Compressed chunks
 // are loaded into registers one step ahead (two buffers, no copies); fp16 chunks (64 words a
-// lane) are not: the registers would cost occupancy. With l2_prefetch, lane 0 brings the page
-// two steps ahead (one for fp16) into L2.
+// lane) are not: the registers would cost occupancy. With l2_prefetch (> 0), lane 0 brings the
+// page two steps ahead into L2; fp16 chunks: l2_prefetch steps ahead (1 or 2).
 template <int D, int BK, int BV, class IdxOf, class PtrOf, class ValidOf>
 __device__ __forceinline__ void ProcessChunks(int first, int end, IdxOf idx_of, PtrOf ptr_of,
                                               ValidOf valid_of, uint32_t page_bytes,
-                                              bool l2_prefetch, int lane,
+                                              int l2_prefetch, int lane,
                                               const uint32_t (&qa)[D / 16][2], float k_inv_alpha,
                                               float v_inv_alpha, WarpState<D>& st) {
   if (first >= end) return;
@@ -295,10 +322,14 @@ __device__ __forceinline__ void ProcessChunks(int first, int end, IdxOf idx_of, 
       if (c >= end) break;
     }
   } else {
+    if (l2_prefetch == 2 && lane == 0 && first + kWarps < end) PrefetchL2(ptr_of(idx1), page_bytes);
     for (int c = first; c < end; c += kWarps) {
       ChunkRegs<D, BK, BV> cur;
       LoadChunk<D, BK, BV>(ptr_of(idx0), lane, cur);
-      if (l2_prefetch && lane == 0 && c + kWarps < end) PrefetchL2(ptr_of(idx1), page_bytes);
+      if (lane == 0) {
+        if (l2_prefetch == 1 && c + kWarps < end) PrefetchL2(ptr_of(idx1), page_bytes);
+        if (l2_prefetch == 2 && c + 2 * kWarps < end) PrefetchL2(ptr_of(idx2), page_bytes);
+      }
       idx0 = idx1, idx1 = idx2;
       idx2 = c + 3 * kWarps < end ? idx_of(c + 3 * kWarps) : 0;
       ComputeChunk<D, BK, BV>(cur, valid_of(c), lane, qa, k_inv_alpha, v_inv_alpha, st);
@@ -312,19 +343,119 @@ __host__ __device__ constexpr int LutRows() {
   const int rk = IsCompressed(BK) ? 1 << (2 * BK) : 0, rv = IsCompressed(BV) ? 1 << (2 * BV) : 0;
   return rk > rv ? rk : rv;
 }
-// Pair tables, then the warps' partial results for the group's heads.
+// Shared memory after the pair tables, in floats (group = query heads per KV head):
+//   red:   the warps' partial O [warp][head][D]; later the rotation's slice sums, which need
+//          (kThreads * 4 / D) slices x group x D = 1024 group floats;
+//   ml:    the warps' (m, l) [warp][head] (float2);
+//   xs:    the merged, normalized O of the group's heads [head][D];
+//   stats: per head (max, 1 / sum) of the merge (float2), then one int: "this block merges".
+struct SmemLayout {
+  int red, ml, xs, stats, flag, total;
+  __host__ __device__ SmemLayout(int d, int group) {
+    const int red_floats = kWarps * group * d > 1024 * group ? kWarps * group * d : 1024 * group;
+    red = 0, ml = red_floats, xs = ml + 2 * kWarps * group, stats = xs + group * d;
+    flag = stats + 2 * kMaxGroup, total = flag + 4;
+  }
+};
 template <int D, int BK, int BV>
 size_t AttnSmemBytes(int group) {
-  return size_t(LutRows<BK, BV>()) * kLutRowBytes + size_t(kWarps) * group * D * 4 +
-         size_t(kWarps) * group * sizeof(float2);
+  return size_t(LutRows<BK, BV>()) * kLutRowBytes + size_t(SmemLayout(D, group).total) * 4;
+}
+
+// Merges the n_splits partial results of KV head item_bh (part_o / part_ml, written by other
+// blocks of this launch: read through L2) into xs = O / L per head of the group.
+template <int D>
+__device__ __forceinline__ void MergeSplits(const AttnArgs& a, int bh, float* xs, float2* stats) {
+  const int group = a.group, t = threadIdx.x, lane = t % kWarpLanes, warp = t / kWarpLanes;
+  const size_t first = size_t(bh) * a.n_splits;
+  if (warp < group) {  // warp g: the head's largest running max and its total weight
+    float mm = -INFINITY;
+    for (int s = lane; s < a.n_splits; s += kWarpLanes)
+      mm = fmaxf(mm, __ldcg(a.part_ml + (first + s) * group + warp).x);
+    for (int o = 16; o > 0; o >>= 1) mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, o));
+    float l = 0;
+    for (int s = lane; s < a.n_splits; s += kWarpLanes) {
+      const float2 ml = __ldcg(a.part_ml + (first + s) * group + warp);
+      if (ml.x != -INFINITY) l += exp2f(ml.x - mm) * ml.y;
+    }
+    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    if (lane == 0) stats[warp] = make_float2(mm, l > 0 ? 1.0f / l : 0.0f);
+  }
+  __syncthreads();
+  constexpr int kQuads = D / 4;
+  for (int qi = t; qi < group * kQuads; qi += kThreads) {
+    const int g = qi / kQuads, j4 = qi % kQuads;
+    const float2 st = stats[g];
+    float4 acc = make_float4(0, 0, 0, 0);
+#pragma unroll 8
+    for (int s = 0; s < a.n_splits; ++s) {
+      const size_t row = (first + s) * group + g;
+      const float2 ml = __ldcg(a.part_ml + row);
+      const float4 o = __ldcg(reinterpret_cast<const float4*>(a.part_o + row * D) + j4);
+      const float w = ml.x == -INFINITY ? 0.0f : exp2f(ml.x - st.x);
+      acc.x = fmaf(w, o.x, acc.x), acc.y = fmaf(w, o.y, acc.y);
+      acc.z = fmaf(w, o.z, acc.z), acc.w = fmaf(w, o.w, acc.w);
+    }
+    reinterpret_cast<float4*>(xs + g * D)[j4] =
+        make_float4(acc.x * st.y, acc.y * st.y, acc.z * st.y, acc.w * st.y);
+  }
+}
+
+// out rows of KV head (b, h) = R_v^T xs per head (rot_v null: xs). Thread t takes outputs
+// 4 (t % (D / 4)) .. + 3 of every head over a slice of D^2 / 1024 rows j of R_v, all its 16-byte
+// loads of R_v issued together; the slices are summed through `part` (1024 group floats).
+template <int D>
+__device__ __forceinline__ void RotateOut(const AttnArgs& a, int b, int h, const float* xs,
+                                          float* part) {
+  const int group = a.group, t = threadIdx.x;
+  float* out = a.out + (size_t(b) * a.n_heads + size_t(h) * group) * D;
+  if (!a.rot_v) {
+    for (int i = t; i < group * D; i += kThreads) out[i] = xs[i];
+    return;
+  }
+  constexpr int kQuads = D / 4, kSlices = kThreads / kQuads, kRows = D / kSlices;
+  const int q = t % kQuads, slice = t / kQuads;
+  float4 acc[kMaxGroup];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) acc[g] = make_float4(0, 0, 0, 0);
+#pragma unroll 8
+  for (int r = 0; r < kRows; ++r) {
+    const int j = slice * kRows + r;
+    const float4 w = __ldg(reinterpret_cast<const float4*>(a.rot_v + size_t(j) * D) + q);
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g < group) {
+        const float x = xs[g * D + j];
+        acc[g].x = fmaf(w.x, x, acc[g].x), acc[g].y = fmaf(w.y, x, acc[g].y);
+        acc[g].z = fmaf(w.z, x, acc[g].z), acc[g].w = fmaf(w.w, x, acc[g].w);
+      }
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g)
+    if (g < group) reinterpret_cast<float4*>(part + (slice * group + g) * D)[q] = acc[g];
+  __syncthreads();
+  for (int i = t; i < group * D; i += kThreads) {
+    const int g = i / D, j = i % D;
+    float y = 0;
+#pragma unroll
+    for (int sl = 0; sl < kSlices; ++sl) y += part[(sl * group + g) * D + j];
+    out[i] = y;
+  }
 }
 
 template <int D, int BK, int BV>
 __global__ void __launch_bounds__(kThreads, D <= 128 ? 2 : 1) AttendSplitKernel(AttnArgs a) {
   constexpr int kLutBytes = LutRows<BK, BV>() * kLutRowBytes;
   if (uint32_t(__cvta_generic_to_shared(g_smem)) != kSmemBase) __trap();  // see kSmemBase
-  float* red_o = reinterpret_cast<float*>(g_smem + kLutBytes);                // [warp][head][D]
-  float2* red_ml = reinterpret_cast<float2*>(red_o + kWarps * a.group * D);  // [warp][head]
+  AllowDependents();
+  const SmemLayout lay(D, a.group);
+  float* const sm = reinterpret_cast<float*>(g_smem + kLutBytes);
+  float* red_o = sm + lay.red;                                  // [warp][head][D]
+  float2* red_ml = reinterpret_cast<float2*>(sm + lay.ml);      // [warp][head]
+  float* xs = sm + lay.xs;                                      // [head][D]
+  float2* stats = reinterpret_cast<float2*>(sm + lay.stats);    // [head]
+  int* flag = reinterpret_cast<int*>(sm + lay.flag);
   // Thread r fills row r (rows <= 256 = threads): one global load per side, then 16 16-byte
   // stores in an order rotated by the thread, so a warp's stores spread over the banks. (A
   // word-per-thread loop waits on a global load every few words: ~8 us per block.)
@@ -344,6 +475,9 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 2 : 1) AttendSplitKernel(
       }
     }
   }
+  // The tables are the codec's (written long before); everything else may come from the
+  // previous kernel in the stream.
+  GridWait();
   __syncthreads();
 
   const int lane = threadIdx.x % kWarpLanes, warp = threadIdx.x / kWarpLanes;
@@ -401,19 +535,20 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 2 : 1) AttendSplitKernel(
             return u < sink_used ? sink_valid - u * kChunkTokens
                                  : ring_valid - (u - sink_used) * kChunkTokens;
           },
-          uint32_t(page_bytes), false, lane, qa, 1.0f, 1.0f, st);
+          uint32_t(page_bytes), 0, lane, qa, 1.0f, 1.0f, st);
     }
     {
       const int n_comp = max(0, len - a.sink_tokens - a.recent_tokens);
-      const int c_end = min((split + 1) * a.chunks_per_split, (n_comp + kChunkTokens - 1) / kChunkTokens);
+      const int n_chunks = (n_comp + kChunkTokens - 1) / kChunkTokens;
       const int32_t* table = a.block_table + size_t(b) * a.max_chunks;
       const size_t stride = size_t(a.n_kv_heads) * a.page_bytes;
       const uint8_t* base = a.pages + size_t(h) * a.page_bytes;
       ProcessChunks<D, BK, BV>(
-          split * a.chunks_per_split + warp, c_end, [=](int c) { return __ldg(table + c); },
+          split * a.chunks_per_split + warp, min((split + 1) * a.chunks_per_split, n_chunks),
+          [=](int c) { return __ldg(table + c); },
           [=](int idx) { return base + size_t(idx) * stride; },
           [=](int c) { return n_comp - c * kChunkTokens; }, uint32_t(a.page_bytes),
-          a.l2_prefetch != 0, lane, qa, a.k_inv_alpha, a.v_inv_alpha, st);
+          a.l2_prefetch, lane, qa, a.k_inv_alpha, a.v_inv_alpha, st);
     }
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
@@ -435,6 +570,15 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 2 : 1) AttendSplitKernel(
       }
     }
     __syncthreads();
+    {
+    // (sequence, KV head) again from an opaque copy of item: kept live across the chunk loops,
+    // they cost the loops registers (the loops run at the 128-register cap).
+    int item_again;
+    asm volatile("mov.b32 %0, %1;\n" : "=r"(item_again) : "r"(item));
+    const int bh = item_again / a.n_splits;
+    const int h = bh % a.n_kv_heads, b = bh / a.n_kv_heads;
+    // One split alone (fused): its block result is the answer, no trip through global memory.
+    const bool direct = a.counters && a.n_splits == 1;
     for (int idx = threadIdx.x; idx < a.group * D; idx += kThreads) {
       const int g = idx / D, j = idx % D;
       float mm = -INFINITY;
@@ -449,11 +593,44 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 2 : 1) AttendSplitKernel(
         acc += wgt * red_o[(w * a.group + g) * D + j];
         ll += wgt * ml.y;
       }
-      const size_t row = size_t(item) * a.group + g;
-      a.part_o[row * D + j] = acc;
-      if (j == 0) a.part_ml[row] = make_float2(mm, ll);
+      if (direct) {
+        xs[idx] = ll > 0 ? acc / ll : 0.0f;
+      } else {
+        const size_t row = size_t(item) * a.group + g;
+        a.part_o[row * D + j] = acc;
+        if (j == 0) a.part_ml[row] = make_float2(mm, ll);
+      }
     }
-    __syncthreads();
+    if (a.counters && !direct) {
+      // Publish this split, then count it; the block that brings the count to n_splits merges
+      // (threadfence-reduction pattern: each writer fences, one atomic per block).
+      __threadfence();
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        const int prev = atomicAdd(a.counters + bh, 1);
+        const int last = prev == a.n_splits - 1;
+        if (last) atomicExch(a.counters + bh, 0);  // ready for the next launch
+        *flag = last;
+      }
+      __syncthreads();
+      const bool last = *flag != 0;
+      if (last) {
+        __threadfence();
+        MergeSplits<D>(a, bh, xs, stats);
+      }
+      __syncthreads();  // xs written, red_o free; every thread has read the flag
+      if (last) {
+        RotateOut<D>(a, b, h, xs, red_o);
+        __syncthreads();
+      }
+    } else if (direct) {
+      __syncthreads();
+      RotateOut<D>(a, b, h, xs, red_o);
+      __syncthreads();
+    } else {
+      __syncthreads();
+    }
+    }
   }
 }
 
@@ -489,6 +666,8 @@ __device__ __forceinline__ float MatVecT(const float* m, const float* x, float* 
 __global__ void __launch_bounds__(kMergeThreads)
 RotateQueriesKernel(const float* q, const float* rot_t, float scale, int dim, __half* q_rot) {
   extern __shared__ float xs[];  // x[dim], then part[kMergeThreads * 4]
+  AllowDependents();
+  GridWait();
   const int t = threadIdx.x;
   if (t < dim) xs[t] = q[size_t(blockIdx.x) * dim + t];
   __syncthreads();
@@ -505,6 +684,8 @@ MergeKernel(const float* part_o, const float2* part_ml, int n_splits, int group,
   extern __shared__ float sm[];  // [kMergeSlices][dim] partial sums, orot[dim], MatVecT's part
   __shared__ float red[kMergeThreads / kWarpLanes];
   __shared__ float mm_sh;
+  AllowDependents();
+  GridWait();
   const int b = blockIdx.x / n_heads, qh = blockIdx.x % n_heads;
   const int h = qh / group, g = qh % group, t = threadIdx.x;
   const int lane = t % kWarpLanes, slice = t / kWarpLanes;
@@ -626,17 +807,35 @@ KernelInfo SelectKernel(int dim, int bk, int bv, int group) {
 size_t AlignUp(size_t x) { return (x + 255) / 256 * 256; }
 
 struct WorkspaceParts {
-  size_t q_rot = 0, part_o = 0, part_ml = 0, total = 0;
+  size_t q_rot = 0, part_o = 0, part_ml = 0, counters = 0, total = 0;
 };
 WorkspaceParts Parts(const CacheView& c, const AttendPlan& p) {
   const int group = c.n_heads / c.n_kv_heads;
   const size_t rows = size_t(c.batch) * c.n_kv_heads * p.n_splits * group;
+  // Counters first: their place does not depend on the plan, so a zeroed workspace stays valid
+  // when the plan (split count) changes.
   WorkspaceParts w;
-  w.q_rot = 0;
-  w.part_o = AlignUp(size_t(c.batch) * c.n_heads * c.dim * sizeof(__half));
+  w.counters = 0;
+  w.q_rot = AlignUp(size_t(c.batch) * c.n_kv_heads * sizeof(int));
+  w.part_o = w.q_rot + AlignUp(size_t(c.batch) * c.n_heads * c.dim * sizeof(__half));
   w.part_ml = w.part_o + AlignUp(rows * c.dim * sizeof(float));
   w.total = w.part_ml + AlignUp(rows * sizeof(float2));
   return w;
+}
+
+// Launches kernel<<<grid, block, smem, stream>>>(args...), as a programmatic dependent launch when
+// pdl (the kernel waits in GridWait before touching its data).
+template <class... Params, class... Args>
+void LaunchKernel(void (*kernel)(Params...), int grid, int block, size_t smem, cudaStream_t stream,
+                  bool pdl, Args... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(unsigned(grid)), cfg.blockDim = dim3(unsigned(block));
+  cfg.dynamicSmemBytes = smem, cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = pdl ? attr : nullptr, cfg.numAttrs = pdl ? 1 : 0;
+  TQLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
 }
 
 void CheckGeometry(const CacheView& c, const DeviceTables& t) {
@@ -650,7 +849,7 @@ void CheckGeometry(const CacheView& c, const DeviceTables& t) {
 
 }  // namespace
 
-AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count) {
+AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count, int force_splits) {
   const KernelInfo k = SelectKernel(c.dim, c.k_bits, c.v_bits, c.n_heads / c.n_kv_heads);
   int per_sm = 0;
   TQLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.fn, kThreads, k.smem));
@@ -666,11 +865,23 @@ AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count) {
   AttendPlan best;
   double best_cost = 1e300;
   const int max_splits = (chunks + kWarps - 1) / kWarps;
+  int forced = force_splits > 0 ? std::min(force_splits, max_splits) : 0;
+  if (!forced && !IsCompressed(c.k_bits) && !IsCompressed(c.v_bits)) {
+    // fp16/fp16: no makespan model. A sweep of split counts on an H100 (PERF_NOTES, CUDA v14)
+    // found the fastest plans at about 256 chunks (4096 tokens) per split, with at least 64 items
+    // and at most 4 waves of blocks: fewer pages streamed at once read faster (32K x 1: 8 splits
+    // 59.2 us, 32 splits 63.0 us), and several waves beat one (32K x 32: 4 splits 1555 us, 1
+    // split 1634 us). Compressed chunks are 4-5x smaller and pay the per-item fixed cost sooner,
+    // so they keep the model below (more waves measured slower for them).
+    const long long by_size = (chunks + 255) / 256, by_items = (64 + heads - 1) / heads;
+    const long long by_waves = std::max<long long>(1, 4 * resident / heads);
+    forced = int(std::clamp<long long>(std::min(std::max(by_size, by_items), by_waves), 1, max_splits));
+  }
   for (int want = 1; want <= max_splits; ++want) {
     int cps = (chunks + want - 1) / want;
     cps = (cps + kWarps - 1) / kWarps * kWarps;
     const int splits = (chunks + cps - 1) / cps;
-    if (splits != want) continue;
+    if (forced ? want != forced : splits != want) continue;
     const long long items = heads * splits;
     const long long rounds = (items + resident - 1) / resident;
     const double cost = double(rounds) * (double(cps) / kWarps + 8.0) + 0.05 * splits;
@@ -682,6 +893,16 @@ AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count) {
     }
   }
   best.l2_prefetch = 1;
+  if (!IsCompressed(c.k_bits) && !IsCompressed(c.v_bits)) {
+    // fp16 pages: the L2 prefetch helps only while few items stream at once (32K x 1, 64 items:
+    // 58.8 vs 62.4 us without); with DRAM saturated it costs 10% (32K x 8: 435.5 vs 392.0 us;
+    // PERF_NOTES, CUDA v15).
+    best.l2_prefetch = heads * best.n_splits <= resident / 2 ? 1 : 0;
+  }
+  int dev = 0, major = 0;
+  TQLM_CUDA_CHECK(cudaGetDevice(&dev));
+  TQLM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  best.pdl = major >= 9 ? 1 : 0;  // griddepcontrol needs sm_90
   return best;
 }
 
@@ -699,12 +920,12 @@ void LaunchAttend(const CacheView& c, const DeviceTables& t, const AttendPlan& p
   float2* part_ml = reinterpret_cast<float2*>(ws + w.part_ml);
   const int group = c.n_heads / c.n_kv_heads;
 
+  const bool pdl = p.pdl != 0;
   // An identity R_k (fp16 caches) needs no rotation launch: the attention kernel scales q.
   if (!t.k_identity) {
-    RotateQueriesKernel<<<c.batch * c.n_heads, kMergeThreads,
-                          (c.dim + kMergeThreads * 4) * sizeof(float), stream>>>(
-        q, t.rot_k_t, attn_scale * kLog2e, c.dim, q_rot);
-    TQLM_CUDA_CHECK(cudaGetLastError());
+    LaunchKernel(RotateQueriesKernel, c.batch * c.n_heads, kMergeThreads,
+                 (c.dim + kMergeThreads * 4) * sizeof(float), stream, pdl, q,
+                 static_cast<const float*>(t.rot_k_t), attn_scale * kLog2e, c.dim, q_rot);
   }
 
   static thread_local int cached_key = -1;
@@ -730,15 +951,18 @@ void LaunchAttend(const CacheView& c, const DeviceTables& t, const AttendPlan& p
   a.chunks_per_split = p.chunks_per_split, a.n_splits = p.n_splits;
   a.l2_prefetch = p.l2_prefetch;
   a.part_o = part_o, a.part_ml = part_ml;
-  cached.fn<<<p.grid, kThreads, cached.smem, stream>>>(a);
-  TQLM_CUDA_CHECK(cudaGetLastError());
+  const float* rot_v = t.v_identity ? nullptr : t.rot_v;
+  if (p.fused_merge) {
+    a.counters = reinterpret_cast<int*>(ws + w.counters);
+    a.rot_v = rot_v, a.out = out;
+  }
+  LaunchKernel(cached.fn, p.grid, kThreads, cached.smem, stream, pdl, a);
+  if (p.fused_merge) return;
 
-  MergeKernel<<<c.batch * c.n_heads, kMergeThreads,
-                ((kMergeSlices + 1) * c.dim + kMergeThreads * 4) * sizeof(float),
-                stream>>>(
-      part_o, part_ml, p.n_splits, group, c.n_heads, c.n_kv_heads, c.dim,
-      t.v_identity ? nullptr : t.rot_v, out);
-  TQLM_CUDA_CHECK(cudaGetLastError());
+  LaunchKernel(MergeKernel, c.batch * c.n_heads, kMergeThreads,
+               ((kMergeSlices + 1) * c.dim + kMergeThreads * 4) * sizeof(float), stream, pdl,
+               static_cast<const float*>(part_o), static_cast<const float2*>(part_ml), p.n_splits,
+               group, c.n_heads, c.n_kv_heads, c.dim, rot_v, out);
 }
 
 }  // namespace tqlm::cuda

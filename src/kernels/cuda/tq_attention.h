@@ -99,14 +99,29 @@ struct AttendPlan {
   int chunks_per_split = 0;  // compressed chunks per work item
   int n_splits = 0;          // per (sequence, kv head), the last one is the fp16 region
   int grid = 0;              // persistent blocks
-  int l2_prefetch = 1;       // 1: pages are bulk-prefetched into L2 ahead of their loads (sm_90)
+  // > 0: pages are bulk-prefetched into L2 ahead of their loads (sm_90): compressed pages two
+  // steps ahead, fp16 pages l2_prefetch (1 or 2) steps ahead; 0: off.
+  int l2_prefetch = 1;
+  // 1: the last block to finish a (sequence, KV head) merges its splits and rotates back inside
+  // the attention launch (a counter per (sequence, KV head) that resets itself); 0: a separate
+  // merge launch (kept for comparison).
+  int fused_merge = 1;
+  // 1: programmatic dependent launch (sm_90): a launch may start (and fill its tables) while
+  // the previous kernel of the stream finishes; it waits for it before touching its data.
+  int pdl = 1;
 };
-AttendPlan PlanAttend(const CacheView& cache, int max_seq_len, int sm_count);
+// force_splits > 0: that split count (at most one split per 8 chunks), not the planner's choice
+// (for measurements).
+AttendPlan PlanAttend(const CacheView& cache, int max_seq_len, int sm_count, int force_splits = 0);
+// The workspace must be zero-filled once after allocation: it starts with one merge counter per
+// (sequence, KV head), which every launch leaves at zero again. It may be reused by any plan for
+// the same batch size and KV heads whose AttendWorkspaceBytes it covers.
 size_t AttendWorkspaceBytes(const CacheView& cache, const AttendPlan& plan);
 
 // One decode step: q = [batch][n_heads][dim] floats, seq_lens[b] = tokens of sequence b (all
-// appended already), out = [batch][n_heads][dim] floats. Three launches: query rotation (none
-// when R_k is the identity), split attention, merge + inverse rotation.
+// appended already), out = [batch][n_heads][dim] floats. Launches: query rotation (none when R_k
+// is the identity), then split attention with the merge + inverse rotation fused into it (or a
+// separate merge launch when plan.fused_merge is 0).
 void LaunchAttend(const CacheView& cache, const DeviceTables& tables, const AttendPlan& plan,
                   const float* q, const int32_t* seq_lens, float attn_scale, float* out,
                   void* workspace, void* stream);
