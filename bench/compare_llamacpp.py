@@ -40,39 +40,19 @@ def tqlm(binary, *args):
     return out.stdout
 
 
+# The engine comparison runs both engines on a plain f16 KV cache (llama.cpp's default; tqlm's
+# own default is compressed).
+F16_KV = ("--ctk", "f16", "--ctv", "f16")
+
+
 def log_softmax_row(row):
     m = row.max()
     return row - m - math.log(np.exp(row - m).sum())
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tqlm", default="build/tqlm")
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ctx", type=int, default=512)
-    ap.add_argument("--chunks", type=int, default=8)
-    ap.add_argument("--speed-prompt-tokens", type=int, default=512)
-    ap.add_argument("--decode-tokens", type=int, default=64)
-    ap.add_argument("--json-out", default="")
-    ap.add_argument("--quantcpp-child", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.quantcpp_child:
-        print(json.dumps(quantcpp_speed(args.model, sys.stdin.read(), args.threads,
-                                        args.decode_tokens)))
-        return 0
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from llamacpp_env import Llama, __version__ as llama_version
-
-    report = {"model": os.path.basename(args.model), "threads": args.threads,
-              "llama_cpp_python": llama_version}
-
-    # (a) + (b): same token ids through both engines.
-    with tempfile.NamedTemporaryFile(suffix=".json") as dump:
-        tqlm(args.tqlm, "eval", "ppl", "-m", args.model, "-c", str(args.ctx), "--chunks",
-             str(args.chunks), "-t", str(args.threads), "--dump", dump.name)
-        ref = json.load(open(dump.name))
+def correctness(args, Llama, report, ref):
+    """(a) teacher-forced top-1 and (b) perplexity on the same token ids, (c) greedy
+    continuations, each with llama.cpp's own noise floor. Returns (greedy identical, a Llama)."""
     tokens, scores = ref["tokens"], ref["scores"]
     llm = Llama(model_path=args.model, n_ctx=args.ctx, n_batch=args.ctx, logits_all=True,
                 n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
@@ -130,7 +110,7 @@ def main():
     greedy = []
     for p in PROMPTS:
         ours = json.loads(tqlm(args.tqlm, "run", "-m", args.model, "-p", p, "-n", "64",
-                               "--temp", "0", "-t", str(args.threads), "--json"))["text"]
+                               "--temp", "0", "-t", str(args.threads), *F16_KV, "--json"))["text"]
         theirs = llm(p, max_tokens=64, temperature=0.0, top_k=1, repeat_penalty=1.0)["choices"][0]["text"]
         ok = ours == theirs
         same += ok
@@ -155,13 +135,54 @@ def main():
     print(f"[compare] noise floor: llama.cpp with vs without flash attention: {same_fa}/"
           f"{len(PROMPTS)} continuations identical", flush=True)
 
+    return same, llm
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tqlm", default="build/tqlm")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ctx", type=int, default=512)
+    ap.add_argument("--chunks", type=int, default=8)
+    ap.add_argument("--speed-prompt-tokens", type=int, default=512)
+    ap.add_argument("--decode-tokens", type=int, default=64)
+    ap.add_argument("--json-out", default="")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only the tokens/s comparison (for a quiet machine; skips (a)-(c))")
+    ap.add_argument("--quantcpp-child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.quantcpp_child:
+        print(json.dumps(quantcpp_speed(args.model, sys.stdin.read(), args.threads,
+                                        args.decode_tokens)))
+        return 0
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from llamacpp_env import Llama, __version__ as llama_version
+
+    report = {"model": os.path.basename(args.model), "threads": args.threads,
+              "llama_cpp_python": llama_version}
+
+    # (a) + (b): same token ids through both engines.
+    with tempfile.NamedTemporaryFile(suffix=".json") as dump:
+        chunks = args.chunks if not args.speed_only else -(-args.speed_prompt_tokens // args.ctx)
+        tqlm(args.tqlm, "eval", "ppl", "-m", args.model, "-c", str(args.ctx), "--chunks",
+             str(chunks), "-t", str(args.threads), "--dump", dump.name)
+        ref = json.load(open(dump.name))
+    tokens = ref["tokens"]
+    if args.speed_only:
+        same = None
+        llm = Llama(model_path=args.model, vocab_only=True, verbose=False)
+    else:
+        same, llm = correctness(args, Llama, report, ref)
+
     # Speed: the same prompt (first N corpus tokens, as text) in all engines.
     prompt_ids = tokens[: args.speed_prompt_tokens]
     prompt_text = llm.detokenize(prompt_ids).decode("utf-8", errors="ignore")
     speed = {}
     runs = json.loads(tqlm(args.tqlm, "run", "-m", args.model, "-p", prompt_text, "-n",
                            str(args.decode_tokens), "--min-tokens", str(args.decode_tokens),
-                           "--temp", "0", "-t", str(args.threads), "-c", "2048", "--json"))
+                           "--temp", "0", "-t", str(args.threads), "-c", "2048", *F16_KV, "--json"))
     speed["tqlm"] = {"prompt_tokens": runs["prompt_tokens"],
                      "prefill_tokens_per_s": runs["prefill_tokens_per_s"],
                      "decode_tokens_per_s": runs["decode_tokens_per_s"]}
@@ -208,6 +229,8 @@ def main():
         print(f"[compare] tqlm/quant.cpp: decode {report['ratio_decode_tqlm_over_quantcpp']:.2f}x")
     if args.json_out:
         json.dump(report, open(args.json_out, "w"), indent=2)
+    if same is None:
+        return 0
     passed = (report["top1_agreement"] >= 0.99 and abs(report["ppl_rel_diff"]) <= 0.01
               and same >= 8)
     print(f"[compare] correctness targets (top-1 >= 99%, ppl within 1%, >= 8/10 greedy): "
