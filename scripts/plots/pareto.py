@@ -33,6 +33,10 @@ def main():
                                 xytext=(3, 3), textcoords="offset points")
             if key == "mean_kl":
                 ax.set_yscale("log")
+            elif max((abs(r[key]) * scale for r in rs), default=0) > 50:
+                # A broken configuration (e.g. +13,000%) would flatten every other point:
+                # linear within ±5%, logarithmic beyond.
+                ax.set_yscale("symlog", linthresh=5)
             ax.set_xlabel("bits per K/V value")
             ax.set_ylabel(label)
             ax.set_title(f"{model}: {label}", fontsize=9)
