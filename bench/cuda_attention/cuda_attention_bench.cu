@@ -77,7 +77,7 @@ struct Row {
 
 // Plan fields forced from the command line (-1: the planner's choice).
 struct Overrides {
-  int l2_prefetch = -1, fused_merge = -1, pdl = -1, splits = 0;
+  int l2_prefetch = -1, fused_merge = -1, pdl = -1, splits = 0, f16_stages = -1;
 };
 
 Row Measure(const Format& f, int ctx, int batch, double copy_bw, int sms, const Overrides& ov) {
@@ -117,6 +117,7 @@ Row Measure(const Format& f, int ctx, int batch, double copy_bw, int sms, const 
   if (ov.l2_prefetch >= 0) plan.l2_prefetch = ov.l2_prefetch;
   if (ov.fused_merge >= 0) plan.fused_merge = ov.fused_merge;
   if (ov.pdl >= 0) plan.pdl = ov.pdl;
+  if (ov.f16_stages >= 0) plan.f16_stages = ov.f16_stages;
   DeviceBuffer ws(AttendWorkspaceBytes(cv, plan));
   TQLM_CUDA_CHECK(cudaMemset(ws.as<void>(), 0, ws.bytes()));
   const float scale = 1.0f / std::sqrt(float(kDim));
@@ -222,6 +223,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--l2-prefetch")) ov.l2_prefetch = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--fused-merge")) ov.fused_merge = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--pdl")) ov.pdl = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--f16-stages")) ov.f16_stages = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--splits")) ov.splits = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--formats")) only = std::string(",") + argv[i + 1] + ",";
     else if (!std::strcmp(argv[i], "--append")) append = std::atoi(argv[i + 1]) != 0;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "device_buffer.h"
@@ -26,6 +27,8 @@ struct Case {
   float q_scale = 1;
   bool identity = false;  // identity rotations (how fp16 caches run: no rotation launch)
   int fused_merge = 1;    // 0: the separate merge launch
+  int f16_stages = -1;    // fp16 pages staged in shared memory (bulk copies), 0: registers,
+                          // -1: the planner's choice
 };
 
 struct Result {
@@ -121,6 +124,7 @@ Result RunCase(const Case& c, uint64_t seed) {
   TQLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   AttendPlan plan = PlanAttend(cv, *std::max_element(c.lens.begin(), c.lens.end()), sms);
   plan.fused_merge = c.fused_merge;
+  if (c.f16_stages >= 0) plan.f16_stages = c.f16_stages;
   DeviceBuffer ws(AttendWorkspaceBytes(cv, plan));
   TQLM_CUDA_CHECK(cudaMemset(ws.as<void>(), 0, ws.bytes()));
   const float scale = 1.0f / std::sqrt(float(d));
@@ -242,6 +246,20 @@ int main() {
   // The separate merge launch (plan.fused_merge = 0), compressed and fp16.
   cases.push_back({128, 4, 3, 8, 1, 0, 0, {5000, 17}, 1.0f, false, 0});
   cases.push_back({128, 16, 16, 32, 8, 4, 32, {3000, 1, 40}, 1.0f, true, 0});
+  // fp16 pages staged in shared memory (sm_90 only): both stage counts, many chunks per warp
+  // (stage reuse across phases and items), sinks + ring, the separate merge.
+  int major = 0, dev = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (major >= 9) {
+    for (int st : {0, 2, 3}) {  // 0: the register path (the planner picks 2 on sm_90)
+      for (int dim : {64, 128}) {
+        cases.push_back({dim, 16, 16, 32, 8, 4, 32, {3000, 1, 40}, 1.0f, true, 1, st});
+      }
+      // group 8, separate merge; 3 stages need more shared memory than a block gets at group 8
+      cases.push_back({128, 16, 16, 8, st == 3 ? 2 : 1, 0, 0, {9000, 17}, 1.0f, true, 0, st});
+    }
+  }
   int failures = 0;
   uint64_t seed = 1234;
   std::printf("%-4s %-5s %-5s %-6s %-6s %-5s %-6s %-4s %-5s %-10s %-10s %-10s %s\n", "dim", "K",
@@ -255,7 +273,9 @@ int main() {
       failures += !ok;
       std::printf("%-4d %-5s %-5s %-6d %-6d %-5d %-6d %-4s %-5s %-10.3e %-10.3e %-10.3e %s\n",
                   c.dim, BitsName(c.k_bits).c_str(), BitsName(c.v_bits).c_str(), c.n_heads, c.n_kv,
-                  c.sinks, c.recent, c.identity ? "I" : "R", c.fused_merge ? "fused" : "sep",
+                  c.sinks, c.recent, c.identity ? "I" : "R", (std::string(c.fused_merge ? "fused" : "sep") +
+                   (c.f16_stages >= 0 ? "/s" + std::to_string(c.f16_stages) : ""))
+                      .c_str(),
                   r.rel_err, r.idx_mismatch, r.norm_mismatch,
                   ok ? "ok" : (r.all_written ? "FAIL" : "FAIL (unwritten/NaN output)"));
     } catch (const std::exception& e) {

@@ -124,6 +124,51 @@ __device__ __forceinline__ void PrefetchL2(const void* p, uint32_t bytes) {
 #endif
 }
 
+// Per-warp staging of fp16 pages in shared memory (v16): one bulk async copy per page (sm_90
+// cp.async.bulk, completion counted in bytes on an mbarrier), so a warp keeps S pages in flight
+// without holding them in registers. bar / dst: shared addresses.
+__device__ __forceinline__ void BarInit(uint32_t bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
+#else
+  (void)bar;
+#endif
+}
+__device__ __forceinline__ void BarInitFence() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+// Issued by one lane after the warp's generic reads of the buffer (fence: they come before the
+// async proxy's writes).
+__device__ __forceinline__ void BulkLoad(uint32_t dst, const void* src, uint32_t bytes,
+                                         uint32_t bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+               : "memory");
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::
+          "r"(dst), "l"(src), "r"(bytes), "r"(bar)
+      : "memory");
+#else
+  (void)dst, (void)src, (void)bytes, (void)bar;
+  __trap();
+#endif
+}
+__device__ __forceinline__ void BarWait(uint32_t bar, uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n.reg .pred p;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+#else
+  (void)bar, (void)parity;
+#endif
+}
+
 template <int W>
 __device__ __forceinline__ void LoadLaneWords(const uint32_t* side, int lane, uint32_t (&w)[W]) {
   constexpr int V = LoadWidth(W);
@@ -337,6 +382,53 @@ __device__ __forceinline__ void ProcessChunks(int first, int end, IdxOf idx_of, 
   }
 }
 
+// fp16 chunk words of one lane from a staged page in shared memory (same layout as LoadChunk).
+template <int D>
+__device__ __forceinline__ void LoadChunkShared(const uint8_t* page, int lane,
+                                                ChunkRegs<D, kF16Bits, kF16Bits>& r) {
+  constexpr int W = LaneWords(D, kF16Bits);
+  const uint4* k = reinterpret_cast<const uint4*>(page);
+  const uint4* v = reinterpret_cast<const uint4*>(page + VCodesOffset(D, kF16Bits));
+#pragma unroll
+  for (int g = 0; g < W / 4; ++g) {
+    const uint4 x = k[g * kWarpLanes + lane], y = v[g * kWarpLanes + lane];
+    r.kw[4 * g] = x.x, r.kw[4 * g + 1] = x.y, r.kw[4 * g + 2] = x.z, r.kw[4 * g + 3] = x.w;
+    r.vw[4 * g] = y.x, r.vw[4 * g + 1] = y.y, r.vw[4 * g + 2] = y.z, r.vw[4 * g + 3] = y.w;
+  }
+}
+
+// fp16 chunks first, first + kWarps, ... < end through S shared-memory stages of this warp
+// (buf: generic pointer, buf_sa / bar: shared addresses of stage 0 and its mbarrier). n counts
+// the warp's staged chunks over the whole launch (stage n % S, phase parity (n / S) & 1); every
+// call waits for all the copies it issues.
+template <int D, int S, class IdxOf, class PtrOf, class ValidOf>
+__device__ __forceinline__ void ProcessChunksStaged(int first, int end, IdxOf idx_of,
+                                                    PtrOf ptr_of, ValidOf valid_of,
+                                                    uint32_t page_bytes, int lane,
+                                                    const uint32_t (&qa)[D / 16][2],
+                                                    WarpState<D>& st, const uint8_t* buf,
+                                                    uint32_t buf_sa, uint32_t bar, uint32_t& n) {
+  int issue = first;  // next chunk to copy (lane 0)
+  if (lane == 0) {
+    for (uint32_t k = 0; k < S && issue < end; ++k, issue += kWarps) {
+      const uint32_t s = (n + k) % S;
+      BulkLoad(buf_sa + s * page_bytes, ptr_of(idx_of(issue)), page_bytes, bar + 8 * s);
+    }
+  }
+  for (int c = first; c < end; c += kWarps, ++n) {
+    const uint32_t s = n % S;
+    BarWait(bar + 8 * s, (n / S) & 1);
+    ChunkRegs<D, kF16Bits, kF16Bits> cur;
+    LoadChunkShared<D>(buf + s * page_bytes, lane, cur);
+    __syncwarp();
+    if (lane == 0 && issue < end) {
+      BulkLoad(buf_sa + s * page_bytes, ptr_of(idx_of(issue)), page_bytes, bar + 8 * s);
+      issue += kWarps;
+    }
+    ComputeChunk<D, kF16Bits, kF16Bits>(cur, valid_of(c), lane, qa, 1.0f, 1.0f, st);
+  }
+}
+
 // Rows of the pair table: 2^(2b) for the wider compressed side (0 for fp16/fp16).
 template <int BK, int BV>
 __host__ __device__ constexpr int LutRows() {
@@ -360,6 +452,19 @@ struct SmemLayout {
 template <int D, int BK, int BV>
 size_t AttnSmemBytes(int group) {
   return size_t(LutRows<BK, BV>()) * kLutRowBytes + size_t(SmemLayout(D, group).total) * 4;
+}
+// Staged fp16 kernels (S > 0): S mbarriers per warp, then S page buffers per warp, after the
+// rest (128-byte aligned).
+__host__ __device__ constexpr uint32_t StageBarOffset(uint32_t base_bytes) {
+  return (base_bytes + 127) / 128 * 128;
+}
+__host__ __device__ constexpr uint32_t StageBufOffset(uint32_t base_bytes, int s) {
+  return StageBarOffset(base_bytes) + (uint32_t(kWarps * s * 8) + 127) / 128 * 128;
+}
+template <int D, int BK, int BV, int S>
+size_t AttnSmemBytesStaged(int group) {
+  const uint32_t base = uint32_t(AttnSmemBytes<D, BK, BV>(group));
+  return S == 0 ? base : StageBufOffset(base, S) + size_t(kWarps) * S * 64 * D;
 }
 
 // Merges the n_splits partial results of KV head item_bh (part_o / part_ml, written by other
@@ -444,8 +549,10 @@ __device__ __forceinline__ void RotateOut(const AttnArgs& a, int b, int h, const
   }
 }
 
-template <int D, int BK, int BV>
-__global__ void __launch_bounds__(kThreads, D <= 128 ? 2 : 1) AttendSplitKernel(AttnArgs a) {
+template <int D, int BK, int BV, int S = 0>
+__global__ void __launch_bounds__(kThreads, S > 0 ? 1 : (D <= 128 ? 2 : 1))
+    AttendSplitKernel(AttnArgs a) {
+  static_assert(S == 0 || (BK == kF16Bits && BV == kF16Bits), "staging is for fp16 pages");
   constexpr int kLutBytes = LutRows<BK, BV>() * kLutRowBytes;
   if (uint32_t(__cvta_generic_to_shared(g_smem)) != kSmemBase) __trap();  // see kSmemBase
   AllowDependents();
@@ -483,6 +590,21 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 2 : 1) AttendSplitKernel(
   const int lane = threadIdx.x % kWarpLanes, warp = threadIdx.x / kWarpLanes;
   const int gid = lane / 4, tig = lane % 4;
   const int n_items = a.batch * a.n_kv_heads * a.n_splits;
+  [[maybe_unused]] uint32_t n_staged = 0;
+  [[maybe_unused]] uint32_t stage_bar = 0, stage_sa = 0;
+  [[maybe_unused]] const uint8_t* stage_buf = nullptr;
+  if constexpr (S > 0) {
+    const uint32_t base = uint32_t(kLutBytes + lay.total * 4);
+    stage_bar = kSmemBase + StageBarOffset(base) + uint32_t(warp * S * 8);
+    const uint32_t buf_off = StageBufOffset(base, S) + uint32_t(warp * S * 64 * D);
+    stage_sa = kSmemBase + buf_off;
+    stage_buf = g_smem + buf_off;
+    if (lane == 0) {
+      for (int k = 0; k < S; ++k) BarInit(stage_bar + 8 * k);
+      BarInitFence();
+    }
+    __syncwarp();
+  }
   for (int item = blockIdx.x; item < n_items; item += gridDim.x) {
     const int split = item % a.n_splits;
     const int bh = item / a.n_splits;
@@ -543,12 +665,18 @@ __global__ void __launch_bounds__(kThreads, D <= 128 ? 2 : 1) AttendSplitKernel(
       const int32_t* table = a.block_table + size_t(b) * a.max_chunks;
       const size_t stride = size_t(a.n_kv_heads) * a.page_bytes;
       const uint8_t* base = a.pages + size_t(h) * a.page_bytes;
-      ProcessChunks<D, BK, BV>(
-          split * a.chunks_per_split + warp, min((split + 1) * a.chunks_per_split, n_chunks),
-          [=](int c) { return __ldg(table + c); },
-          [=](int idx) { return base + size_t(idx) * stride; },
-          [=](int c) { return n_comp - c * kChunkTokens; }, uint32_t(a.page_bytes),
-          a.l2_prefetch, lane, qa, a.k_inv_alpha, a.v_inv_alpha, st);
+      const int first = split * a.chunks_per_split + warp;
+      const int end = min((split + 1) * a.chunks_per_split, n_chunks);
+      const auto idx_of = [=](int c) { return __ldg(table + c); };
+      const auto ptr_of = [=](int idx) { return base + size_t(idx) * stride; };
+      const auto valid_of = [=](int c) { return n_comp - c * kChunkTokens; };
+      if constexpr (S > 0) {
+        ProcessChunksStaged<D, S>(first, end, idx_of, ptr_of, valid_of, uint32_t(a.page_bytes),
+                                  lane, qa, st, stage_buf, stage_sa, stage_bar, n_staged);
+      } else {
+        ProcessChunks<D, BK, BV>(first, end, idx_of, ptr_of, valid_of, uint32_t(a.page_bytes),
+                                 a.l2_prefetch, lane, qa, a.k_inv_alpha, a.v_inv_alpha, st);
+      }
     }
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
@@ -768,14 +896,21 @@ struct KernelInfo {
   size_t smem = 0;
 };
 
-template <int D, int BK, int BV>
+template <int D, int BK, int BV, int S = 0>
 KernelInfo Info(int group) {
-  return {AttendSplitKernel<D, BK, BV>, AttnSmemBytes<D, BK, BV>(group)};
+  return {AttendSplitKernel<D, BK, BV, S>, AttnSmemBytesStaged<D, BK, BV, S>(group)};
 }
 
 template <int D>
-KernelInfo SelectForDim(int bk, int bv, int group) {
+KernelInfo SelectForDim(int bk, int bv, int group, int stages) {
   const int key = bk * 100 + bv;
+  if (key == 1616 && stages > 0) {
+    if constexpr (D <= 128) {
+      if (stages == 2) return Info<D, 16, 16, 2>(group);
+      if (stages == 3) return Info<D, 16, 16, 3>(group);
+    }
+    throw Error("cuda: staged fp16 pages need head dim <= 128 and 2 or 3 stages");
+  }
   switch (key) {
     case 1616: return Info<D, 16, 16>(group);
     case 101: return Info<D, 1, 1>(group);
@@ -791,14 +926,22 @@ KernelInfo SelectForDim(int bk, int bv, int group) {
               " (supported: f16/f16, b/b for b = 1..4, 4/3, 4/2, 3/2)");
 }
 
-KernelInfo SelectKernel(int dim, int bk, int bv, int group) {
+KernelInfo SelectKernel(int dim, int bk, int bv, int group, int stages = 0) {
   CheckSmemBase();
   KernelInfo k;
   switch (dim) {
-    case 64: k = SelectForDim<64>(bk, bv, group); break;
-    case 128: k = SelectForDim<128>(bk, bv, group); break;
-    case 256: k = SelectForDim<256>(bk, bv, group); break;
+    case 64: k = SelectForDim<64>(bk, bv, group, stages); break;
+    case 128: k = SelectForDim<128>(bk, bv, group, stages); break;
+    case 256: k = SelectForDim<256>(bk, bv, group, stages); break;
     default: throw Error("cuda: head dim must be 64, 128 or 256");
+  }
+  int dev = 0, optin = 0;
+  TQLM_CUDA_CHECK(cudaGetDevice(&dev));
+  TQLM_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  if (k.smem > size_t(optin)) {
+    throw Error("cuda: attention kernel needs " + std::to_string(k.smem) +
+                " bytes of shared memory per block, the device allows " + std::to_string(optin) +
+                (stages > 0 ? " (use fewer fp16 stages)" : ""));
   }
   TQLM_CUDA_CHECK(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(k.smem)));
   return k;
@@ -903,6 +1046,12 @@ AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count, int for
   TQLM_CUDA_CHECK(cudaGetDevice(&dev));
   TQLM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   best.pdl = major >= 9 ? 1 : 0;  // griddepcontrol needs sm_90
+  // fp16 pages through two shared-memory stages per warp (bulk copies, sm_90): faster at every
+  // measured shape (H100, PERF_NOTES CUDA v16: 32K x 1 54.6 vs 58.7 us, 32K x 8 375.4 vs 391.8,
+  // 32K x 32 1438 vs 1513). Same split count; the launch caps the grid at the resident blocks.
+  if (!IsCompressed(c.k_bits) && !IsCompressed(c.v_bits) && c.dim <= 128 && major >= 9) {
+    best.f16_stages = 2;
+  }
   return best;
 }
 
@@ -930,11 +1079,24 @@ void LaunchAttend(const CacheView& c, const DeviceTables& t, const AttendPlan& p
 
   static thread_local int cached_key = -1;
   static thread_local KernelInfo cached;
-  const int key = ((c.dim * 32 + c.k_bits) * 32 + c.v_bits) * 16 + group;
+  static thread_local int cached_resident = 0;
+  const int stages = IsCompressed(c.k_bits) || IsCompressed(c.v_bits) ? 0 : p.f16_stages;
+  const int key = (((c.dim * 32 + c.k_bits) * 32 + c.v_bits) * 16 + group) * 4 + stages;
   if (cached_key != key) {
-    cached = SelectKernel(c.dim, c.k_bits, c.v_bits, group);
+    int dev = 0, sms = 0, per_sm = 0, major = 0;
+    TQLM_CUDA_CHECK(cudaGetDevice(&dev));
+    TQLM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    if (stages > 0 && major < 9) throw Error("cuda: staged fp16 pages need sm_90 (bulk copies)");
+    cached = SelectKernel(c.dim, c.k_bits, c.v_bits, group, stages);
+    TQLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    TQLM_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, cached.fn, kThreads, cached.smem));
+    cached_resident = std::max(1, per_sm) * sms;
     cached_key = key;
   }
+  // Persistent blocks must all be resident (the fused merge's last block waits on none, but a
+  // staged kernel holds fewer blocks per SM than the plan's).
+  const int grid = std::min(p.grid, cached_resident);
   AttnArgs a{};
   a.batch = c.batch, a.n_heads = c.n_heads, a.n_kv_heads = c.n_kv_heads, a.group = group;
   a.pages = c.pages, a.page_bytes = c.PageBytes();
@@ -956,7 +1118,7 @@ void LaunchAttend(const CacheView& c, const DeviceTables& t, const AttendPlan& p
     a.counters = reinterpret_cast<int*>(ws + w.counters);
     a.rot_v = rot_v, a.out = out;
   }
-  LaunchKernel(cached.fn, p.grid, kThreads, cached.smem, stream, pdl, a);
+  LaunchKernel(cached.fn, grid, kThreads, cached.smem, stream, pdl, a);
   if (p.fused_merge) return;
 
   LaunchKernel(MergeKernel, c.batch * c.n_heads, kMergeThreads,

@@ -109,6 +109,9 @@ struct AttendPlan {
   // 1: programmatic dependent launch (sm_90): a launch may start (and fill its tables) while
   // the previous kernel of the stream finishes; it waits for it before touching its data.
   int pdl = 1;
+  // fp16/fp16 caches, head dim <= 128, sm_90: 2 or 3 = each warp stages that many pages in
+  // shared memory by bulk async copies (one block per SM); 0: pages loaded into registers.
+  int f16_stages = 0;
 };
 // force_splits > 0: that split count (at most one split per 8 chunks), not the planner's choice
 // (for measurements).
