@@ -245,15 +245,30 @@ static_assert(sizeof(BlockQ4_K) == 144);
 static_assert(sizeof(BlockQ5_K) == 176);
 static_assert(sizeof(BlockQ6_K) == 210);
 
-// The 6-bit (scale, min) pair j (0..7) of a Q4_K/Q5_K block's packed 12 scale bytes.
-inline void UnpackScaleMinK4(const uint8_t* s, int j, uint8_t* sc, uint8_t* m) {
-  if (j < 4) {
-    *sc = s[j] & 63;
-    *m = s[j + 4] & 63;
-  } else {
-    *sc = uint8_t((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
-    *m = uint8_t((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
-  }
+// The eight 6-bit (scale, min) pairs of a Q4_K/Q5_K block's packed 12 scale bytes, as four
+// words of four bytes each: scales 0-3, scales 4-7, mins 0-3, mins 4-7. Read as words A, B, C
+// (bytes 0-3, 4-7, 8-11): scales 0-3 are A's low 6 bits per byte, mins 0-3 B's; scales 4-7 take
+// their low nibble from C and their top 2 bits from A's top bits, mins 4-7 C's high nibble and
+// B's top bits. Word arithmetic does all 16 at once (the SIMD matmul unpacks a block per 256
+// values on its hot path).
+struct ScalesMinsK4Words {
+  uint32_t sc_lo, sc_hi, mn_lo, mn_hi;
+};
+
+inline ScalesMinsK4Words UnpackScalesMinsK4(const uint8_t* s) {
+  uint32_t a, b, c;
+  std::memcpy(&a, s, 4);
+  std::memcpy(&b, s + 4, 4);
+  std::memcpy(&c, s + 8, 4);
+  constexpr uint32_t kLow6 = 0x3F3F3F3Fu, kLow4 = 0x0F0F0F0Fu, kLow2 = 0x03030303u;
+  return {a & kLow6, (c & kLow4) | (((a >> 6) & kLow2) << 4), b & kLow6,
+          ((c >> 4) & kLow4) | (((b >> 6) & kLow2) << 4)};
+}
+
+// The same as bytes: out[j] scale j, out[8 + j] min j.
+inline void UnpackScalesMinsK4(const uint8_t* s, uint8_t out[16]) {
+  const ScalesMinsK4Words w = UnpackScalesMinsK4(s);
+  std::memcpy(out, &w, 16);
 }
 
 // The 16 signed 6-bit scales (already minus 32) of a Q3_K block.

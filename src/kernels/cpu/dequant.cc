@@ -104,12 +104,13 @@ void DecodeQ3_K(const BlockQ3_K& b, float* y) {
 // Q4_K: 4 chunks of 64 values: 32 low nibbles then 32 high nibbles of 32 bytes.
 void DecodeQ4_K(const BlockQ4_K& b, float* y) {
   const float d = F16ToF32(b.d), dmin = F16ToF32(b.dmin);
+  uint8_t sm[16];
+  UnpackScalesMinsK4(b.scales, sm);
   for (int chunk = 0; chunk < 4; ++chunk) {
     const uint8_t* q = b.qs + 32 * chunk;
     for (int nib = 0; nib < 2; ++nib) {
-      uint8_t sc, m;
-      UnpackScaleMinK4(b.scales, 2 * chunk + nib, &sc, &m);
-      const float dl = d * float(sc), ml = dmin * float(m);
+      const int sub = 2 * chunk + nib;
+      const float dl = d * float(sm[sub]), ml = dmin * float(sm[8 + sub]);
       for (int l = 0; l < 32; ++l) *y++ = dl * float((q[l] >> (4 * nib)) & 0xF) - ml;
     }
   }
@@ -118,13 +119,13 @@ void DecodeQ4_K(const BlockQ4_K& b, float* y) {
 // Q5_K: Q4_K plus bit (2*chunk + nib) of qh[l] as bit 4.
 void DecodeQ5_K(const BlockQ5_K& b, float* y) {
   const float d = F16ToF32(b.d), dmin = F16ToF32(b.dmin);
+  uint8_t sm[16];
+  UnpackScalesMinsK4(b.scales, sm);
   for (int chunk = 0; chunk < 4; ++chunk) {
     const uint8_t* q = b.qs + 32 * chunk;
     for (int nib = 0; nib < 2; ++nib) {
       const int sub = 2 * chunk + nib;
-      uint8_t sc, m;
-      UnpackScaleMinK4(b.scales, sub, &sc, &m);
-      const float dl = d * float(sc), ml = dmin * float(m);
+      const float dl = d * float(sm[sub]), ml = dmin * float(sm[8 + sub]);
       for (int l = 0; l < 32; ++l) {
         const int v = ((q[l] >> (4 * nib)) & 0xF) | (((b.qh[l] >> sub) & 1) << 4);
         *y++ = dl * float(v) - ml;

@@ -160,20 +160,10 @@ struct PairDecoder {
 };
 
 // The 8 (scale, min) pairs of a Q4_K/Q5_K block as floats: lanes 0-7 scale_j * d, lanes 8-15
-// min_j * -dmin. The 12 packed bytes are read as three words A, B, C (bytes 0-3, 4-7, 8-11):
-// scales 0-3 are A's low 6 bits per byte, mins 0-3 B's; scales 4-7 take their low nibble from
-// C and their top 2 bits from A's top bits, mins 4-7 C's high nibble and B's top bits. Word
-// arithmetic does all 16 at once (the per-pair scalar unpack was a third of a decode step).
+// min_j * -dmin.
 TQLM_VNNI inline __m512 ScalesMinsK4(const uint8_t* s, float d, float dmin) {
-  uint32_t a, b, c;
-  std::memcpy(&a, s, 4);
-  std::memcpy(&b, s + 4, 4);
-  std::memcpy(&c, s + 8, 4);
-  constexpr uint32_t kLow6 = 0x3F3F3F3Fu, kLow4 = 0x0F0F0F0Fu, kLow2 = 0x03030303u;
-  const uint32_t sc_lo = a & kLow6, mn_lo = b & kLow6;
-  const uint32_t sc_hi = (c & kLow4) | (((a >> 6) & kLow2) << 4);
-  const uint32_t mn_hi = ((c >> 4) & kLow4) | (((b >> 6) & kLow2) << 4);
-  const __m128i bytes = _mm_set_epi32(int(mn_hi), int(mn_lo), int(sc_hi), int(sc_lo));
+  const ScalesMinsK4Words w = UnpackScalesMinsK4(s);
+  const __m128i bytes = _mm_set_epi32(int(w.mn_hi), int(w.mn_lo), int(w.sc_hi), int(w.sc_lo));
   const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
   const __m512 mult = _mm512_insertf32x8(_mm512_set1_ps(d), _mm256_set1_ps(-dmin), 1);
   return _mm512_mul_ps(f, mult);
@@ -187,20 +177,18 @@ struct LaneIndexTables {
   alignas(64) int32_t q6[4][16];
 };
 
-const LaneIndexTables& LaneIndex() {
-  static const LaneIndexTables t = [] {
-    LaneIndexTables x{};
-    for (int c = 0; c < 4; ++c) {
-      for (int l = 0; l < 16; ++l) {
-        x.k4[c][l] = 2 * c + (l >= 8 ? 1 : 0);
-        x.k4[4 + c][l] = 8 + x.k4[c][l];
-        x.q6[c][l] = (l + 16 * c) >> 2;
-      }
+constexpr LaneIndexTables MakeLaneIndex() {
+  LaneIndexTables x{};
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 16; ++l) {
+      x.k4[c][l] = 2 * c + (l >= 8 ? 1 : 0);
+      x.k4[4 + c][l] = 8 + x.k4[c][l];
+      x.q6[c][l] = (l + 16 * c) >> 2;
     }
-    return x;
-  }();
-  return t;
+  }
+  return x;
 }
+constexpr LaneIndexTables kLaneIndex = MakeLaneIndex();
 
 TQLM_VNNI inline float Half(const uint8_t* p) {
   uint16_t h;
@@ -216,13 +204,9 @@ struct K4Decoder {
   static constexpr size_t kQs = kHigh ? 48 : 16;
   static constexpr bool kSigned = false, kSums16 = false, kCorr = true;
   const uint8_t* row;
-  const LaneIndexTables* lanes;
   __m512 sm;
 
-  TQLM_VNNI void Init(const uint8_t* r, size_t) {
-    row = r;
-    lanes = &LaneIndex();
-  }
+  TQLM_VNNI void Init(const uint8_t* r, size_t) { row = r; }
 
   TQLM_VNNI Chunk Load(int64_t p) {
     const int c = int(p & 3);
@@ -239,8 +223,8 @@ struct K4Decoder {
       const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
       q = _mm512_or_si512(q, _mm512_slli_epi16(h, 4));
     }
-    const __m512 ws = _mm512_permutexvar_ps(_mm512_load_si512(lanes->k4[c]), sm);
-    const __m512 cw = _mm512_permutexvar_ps(_mm512_load_si512(lanes->k4[4 + c]), sm);
+    const __m512 ws = _mm512_permutexvar_ps(_mm512_load_si512(kLaneIndex.k4[c]), sm);
+    const __m512 cw = _mm512_permutexvar_ps(_mm512_load_si512(kLaneIndex.k4[4 + c]), sm);
     return Chunk{q, ws, cw, 0};
   }
 };
@@ -250,13 +234,9 @@ struct K4Decoder {
 struct Q6KDecoder {
   static constexpr bool kSigned = false, kSums16 = true, kCorr = true;
   const uint8_t* row;
-  const LaneIndexTables* lanes;
   __m512 scf;
 
-  TQLM_VNNI void Init(const uint8_t* r, size_t) {
-    row = r;
-    lanes = &LaneIndex();
-  }
+  TQLM_VNNI void Init(const uint8_t* r, size_t) { row = r; }
 
   TQLM_VNNI Chunk Load(int64_t p) {
     const int c = int(p & 3), h = c >> 1;
@@ -277,7 +257,7 @@ struct Q6KDecoder {
     const __m512i q = _mm512_or_si512(
         _mm512_and_si512(lo, _mm512_set1_epi8(0x0F)),
         _mm512_slli_epi16(_mm512_and_si512(qhz, _mm512_set1_epi8(0x03)), 4));
-    const __m512 ws = _mm512_permutexvar_ps(_mm512_load_si512(lanes->q6[c]), scf);
+    const __m512 ws = _mm512_permutexvar_ps(_mm512_load_si512(kLaneIndex.q6[c]), scf);
     return Chunk{q, ws, _mm512_mul_ps(ws, _mm512_set1_ps(-32.0f)), 0};
   }
 };
