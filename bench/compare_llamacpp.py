@@ -150,6 +150,8 @@ def main():
     ap.add_argument("--json-out", default="")
     ap.add_argument("--speed-only", action="store_true",
                     help="only the tokens/s comparison (for a quiet machine; skips (a)-(c))")
+    ap.add_argument("--skip-quantcpp", action="store_true",
+                    help="leave quant.cpp out of the speed part (it takes ~10 min on Qwen)")
     ap.add_argument("--quantcpp-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quantcpp_child:
@@ -203,14 +205,10 @@ def main():
     speed["llama_cpp"] = {"prompt_tokens": len(ids), "prefill_tokens_per_s": len(ids) / (t1 - t0),
                           "decode_tokens_per_s": (args.decode_tokens - 1) / (t3 - t2)}
     # quant.cpp runs in a child process: it has crashed (SIGSEGV) on this machine.
-    child = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--quantcpp-child", "--model", args.model,
-         "--threads", str(args.threads), "--decode-tokens", str(args.decode_tokens)],
-        input=prompt_text, capture_output=True, text=True)
-    if child.returncode == 0:
-        speed["quant_cpp"] = json.loads(child.stdout.strip().splitlines()[-1])
+    if args.skip_quantcpp:
+        speed["quant_cpp"] = {"error": "skipped (--skip-quantcpp)"}
     else:
-        speed["quant_cpp"] = {"error": f"quant.cpp exited with status {child.returncode}"}
+        speed["quant_cpp"] = quantcpp_child(args, prompt_text)
     report["speed"] = speed
     for name, s in speed.items():
         if "error" in s:
@@ -236,6 +234,16 @@ def main():
     print(f"[compare] correctness targets (top-1 >= 99%, ppl within 1%, >= 8/10 greedy): "
           f"{'PASS' if passed else 'FAIL'}")
     return 0 if passed else 1
+
+
+def quantcpp_child(args, prompt_text):
+    child = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--quantcpp-child", "--model", args.model,
+         "--threads", str(args.threads), "--decode-tokens", str(args.decode_tokens)],
+        input=prompt_text, capture_output=True, text=True)
+    if child.returncode == 0:
+        return json.loads(child.stdout.strip().splitlines()[-1])
+    return {"error": f"quant.cpp exited with status {child.returncode}"}
 
 
 def quantcpp_speed(model, prompt, threads, n_decode):

@@ -1,7 +1,9 @@
 // MatMul throughput per weight format: decode (1 token, matrix x vector) and prefill
 // (64 tokens, matrix x matrix) at SmolLM2-135M's FFN shape, on 1 and 2 threads (the /1, /2
-// suffix). Reports GB/s of
-// weight bytes read (decode is memory-bound; compare with the machine's bandwidth).
+// suffix); and a 256-token prefill chunk at Qwen2.5-1.5B's FFN shapes (up: 8960 x 1536,
+// down: 1536 x 8960, whose activations outgrow L2). Reports GB/s of weight bytes read (decode
+// is memory-bound; compare with the machine's bandwidth). TQLM_NO_AMX=1 / TQLM_NO_VNNI=1 turn
+// the AMX / VNNI kernels off for comparisons.
 //
 // "hot": one 1536x576 matrix, cache resident. "cold": cycles through enough copies (>= 256
 // MiB) that every call streams its weights from DRAM, as a real decode step does.
@@ -28,8 +30,8 @@ constexpr int64_t kRows = 576, kCols = 1536;  // ffn_down of SmolLM2-135M
 
 // Random weights. Masking every byte with 0x3b keeps fp16 scales finite and normal-ish; F32
 // and BF16 values get proper random floats (random bits would be denormals and NaNs).
-std::vector<uint8_t> MakeWeights(TensorType type, size_t copies) {
-  const size_t bytes = RowBytes(type, kCols) * kRows * copies;
+std::vector<uint8_t> MakeWeights(TensorType type, int64_t rows, int64_t cols, size_t copies) {
+  const size_t bytes = RowBytes(type, cols) * size_t(rows) * copies;
   std::vector<uint8_t> w(bytes);
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -55,19 +57,20 @@ ThreadPool& Pool(int threads) {
 }
 
 // state.range(0): threads (1 or 2).
-void Run(benchmark::State& state, TensorType type, int n_tokens, bool cold) {
+void RunShape(benchmark::State& state, TensorType type, int64_t rows, int64_t cols, int n_tokens,
+              bool cold) {
   ThreadPool& pool = Pool(int(state.range(0)));
-  const size_t matrix_bytes = RowBytes(type, kCols) * kRows;
+  const size_t matrix_bytes = RowBytes(type, cols) * size_t(rows);
   const size_t copies = cold ? std::max<size_t>(1, (256u << 20) / matrix_bytes) : 1;
-  const std::vector<uint8_t> w = MakeWeights(type, copies);
-  std::vector<float> x(size_t(n_tokens) * kCols), y(size_t(n_tokens) * kRows);
+  const std::vector<uint8_t> w = MakeWeights(type, rows, cols, copies);
+  std::vector<float> x(size_t(n_tokens) * size_t(cols)), y(size_t(n_tokens) * size_t(rows));
   std::mt19937 rng(2);
   std::normal_distribution<float> g;
   for (auto& v : x) v = g(rng);
   size_t i = 0;
   for (auto _ : state) {
-    const WeightView v{type, w.data() + (i++ % copies) * matrix_bytes, kRows, kCols,
-                       RowBytes(type, kCols)};
+    const WeightView v{type, w.data() + (i++ % copies) * matrix_bytes, rows, cols,
+                       RowBytes(type, cols)};
     MatMul(v, x.data(), n_tokens, y.data(), pool);
     benchmark::DoNotOptimize(y.data());
   }
@@ -77,8 +80,12 @@ void Run(benchmark::State& state, TensorType type, int n_tokens, bool cold) {
       benchmark::Counter(double(n_tokens) * double(state.iterations()),
                          benchmark::Counter::kIsRate);
   state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * kRows * kCols * n_tokens * double(state.iterations()), benchmark::Counter::kIsRate,
-      benchmark::Counter::kIs1000);
+      2.0 * double(rows) * double(cols) * n_tokens * double(state.iterations()),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
+void Run(benchmark::State& state, TensorType type, int n_tokens, bool cold) {
+  RunShape(state, type, kRows, kCols, n_tokens, cold);
 }
 
 #define TQLM_BENCH_FORMAT(T)                                                                  \
@@ -99,6 +106,15 @@ TQLM_BENCH_FORMAT(Q3_K)
 TQLM_BENCH_FORMAT(Q4_K)
 TQLM_BENCH_FORMAT(Q5_K)
 TQLM_BENCH_FORMAT(Q6_K)
+
+#define TQLM_BENCH_QWEN(T)                                                                 \
+  BENCHMARK_CAPTURE(RunShape, T##_qwen_up_prefill256, TensorType::k##T, 8960, 1536, 256,  \
+                    false)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);            \
+  BENCHMARK_CAPTURE(RunShape, T##_qwen_down_prefill256, TensorType::k##T, 1536, 8960, 256, \
+                    false)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+TQLM_BENCH_QWEN(Q4_K)
+TQLM_BENCH_QWEN(Q6_K)
 
 }  // namespace
 

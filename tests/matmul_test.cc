@@ -153,6 +153,41 @@ TEST(MatMul, AllFormatsMatchReference) {
   }
 }
 
+// Many tokens on AMX: weights and activations rounded to bf16 (8 significant bits each, so
+// every product within 2^-8 of its exact value), fp32 accumulation. Partial panels (37 rows),
+// partial token tiles (33, 70) and a column count that is not a multiple of 64.
+TEST(MatMul, AmxPathMatchesReference) {
+  if (!internal::HaveAmxKernels()) GTEST_SKIP() << "no AMX-BF16 granted on this CPU/OS";
+  std::mt19937 rng(13);
+  ThreadPool pool(2);
+  int checked = 0;
+  for (TensorType type : kAllTypes) {
+    if (!internal::AmxSupports(type)) continue;
+    ++checked;
+    const int64_t cols = ColsFor(type, type >= TensorType::kQ2_K ? 3 : 5);
+    const int64_t rows = 37;
+    const auto w = RandomMatrix(type, rows, cols, &rng);
+    for (int n_tokens : {16, 33, 70}) {
+      const auto x = RandomActivations(size_t(n_tokens) * size_t(cols), &rng);
+      Expected e = Reference(type, w, rows, cols, x, n_tokens, false);
+      for (size_t i = 0; i < e.y.size(); ++i) {
+        const int64_t t = int64_t(i) / rows, r = int64_t(i) % rows;
+        const auto wr = RefRow(type, w.data() + size_t(r) * RowBytes(type, cols), cols);
+        double mag = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          mag += std::fabs(wr[size_t(c)] * x[size_t(t) * size_t(cols) + size_t(c)]);
+        }
+        e.tol[i] = 0x1p-8 * mag + 2e-5 * mag + 1e-6;
+      }
+      std::vector<float> y(size_t(rows) * size_t(n_tokens), -1.0f);
+      MatMul(MakeWeightView(type, w.data(), rows, cols), x.data(), n_tokens, y.data(), pool);
+      ExpectClose(y, e, std::string(TypeName(type)) + " amx tokens " + std::to_string(n_tokens));
+    }
+  }
+  EXPECT_GT(checked, 0);
+  EXPECT_FALSE(internal::AmxSupports(TensorType::kF32));
+}
+
 // With the activations replaced by their 8-bit reconstruction, the integer kernels must agree
 // with the reference to float rounding: this pins down scales, offsets and minimums exactly.
 TEST(MatMul, IntegerPathIsExactOnQuantizedActivations) {

@@ -108,6 +108,18 @@ void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadP
   const int64_t chunk = ChunkRows(w.rows, n_tokens, pool.num_threads());
   const size_t n_chunks = size_t((w.rows + chunk - 1) / chunk);
 
+  if (n_tokens >= internal::kAmxMinTokens && internal::AmxSupports(w.type)) {
+    thread_local internal::AmxActs act_storage;
+    const internal::AmxActs* act = &act_storage;
+    internal::AmxPrepare(x, n_tokens, w.cols, &act_storage);
+    const auto* base = static_cast<const uint8_t*>(w.data);
+    const int64_t panel = internal::kAmxPanelRows;
+    pool.ParallelTasks(size_t((w.rows + panel - 1) / panel), [&](size_t c, int) {
+      const int64_t r0 = int64_t(c) * panel, r1 = std::min(w.rows, r0 + panel);
+      internal::AmxMatMul(w.type, base, w.row_bytes, w.rows, r0, r1, *act, y);
+    });
+    return;
+  }
   if (internal::VnniSupports(w.type)) {
     // One quantization per call, shared read-only by all tasks.
     // (A lambda does not capture a thread_local: workers must get it through a pointer.)

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu/quant_act.h"
 #include "kernels/cpu/thread_pool.h"
@@ -33,5 +34,29 @@ bool VnniSupports(TensorType type);
 void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActScale scale, ActQ8* out);
 void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
                 int64_t r1, const ActQ8& act, int t0, int t1, float* y);
+// One weight row of `blocks` 32-value blocks decoded to bf16 (round to nearest even): block b
+// at out + b * stride. Only with AVX512-BF16 (i.e. after AmxSupports()); false for a format
+// without a VNNI decoder (the caller then uses DequantizeValues).
+bool VnniDecodeRowBf16(TensorType type, const uint8_t* row, size_t row_bytes, int64_t blocks,
+                       uint16_t* out, size_t stride);
+
+// AMX-BF16 kernels for many tokens at once (matmul_amx.cc): weight rows decoded to bf16 once
+// per 32-row panel, multiplied with 32 tokens at a time by TDPBF16PS. Exist only where the CPU
+// has AMX-BF16 and the OS grants the tile state; float weight types keep their exact paths.
+constexpr int kAmxTile = 16;          // rows and tokens of one tile
+constexpr int kAmxPanelRows = 2 * kAmxTile;
+constexpr int kAmxMinTokens = 16;     // below this the VNNI tiles are faster
+bool HaveAmxKernels();
+bool AmxSupports(TensorType type);
+// Activations as bf16, zero-padded to a multiple of 32 tokens and 32 columns.
+struct AmxActs {
+  std::vector<uint16_t> x;
+  int n_tokens = 0, padded_tokens = 0;
+  int64_t cols = 0, padded_cols = 0;
+};
+void AmxPrepare(const float* x, int n_tokens, int64_t cols, AmxActs* out);
+// Rows [r0, r1) for all tokens: y[t * rows + r], in panels of kAmxPanelRows from r0.
+void AmxMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
+               int64_t r1, const AmxActs& act, float* y);
 
 }  // namespace tqlm::kernels::internal

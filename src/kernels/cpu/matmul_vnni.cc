@@ -25,6 +25,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #else
@@ -276,7 +277,22 @@ TQLM_VNNI void Tile(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t chun
     TQLM_UNROLL
     for (int k = 0; k < NT; ++k) acc[r][k] = _mm512_setzero_ps();
   }
+  // A decode step (one token) streams every weight once from DRAM: prefetch the next tile's
+  // rows, one 64-byte line per row per chunk, which stays ahead of the 36-68 bytes a chunk
+  // consumes. (Addresses as integers: the next tile may lie past the matrix, and a prefetch
+  // never faults.)
+  const uintptr_t next = reinterpret_cast<uintptr_t>(w) + size_t(r0 + R) * row_bytes;
   for (int64_t p = 0; p < chunks; ++p) {
+    if constexpr (NT == 1) {
+      const size_t off = size_t(p) * 64;
+      if (off < row_bytes) {
+        TQLM_UNROLL
+        for (int r = 0; r < R; ++r) {
+          _mm_prefetch(reinterpret_cast<const char*>(next + size_t(r) * row_bytes + off),
+                       _MM_HINT_T0);
+        }
+      }
+    }
     Chunk ch[R];
     TQLM_UNROLL
     for (int r = 0; r < R; ++r) ch[r] = dec[r].Load(p);
@@ -351,6 +367,57 @@ bool KernelsFor(TensorType type, KernelSet* k) {
     case TensorType::kQ5_K: *k = Set<K4Decoder<true>>(); return true;
     case TensorType::kQ6_K: *k = Set<Q6KDecoder>(); return true;
     default: return false;
+  }
+}
+
+// --- Rows to bf16 (for the AMX kernels) ------------------------------------------------------
+// Every decoder's chunk holds value i as wq[i] * ws[i / 4] + cw[i / 4] (negated where `neg`
+// is set): the dot kernels apply ws and cw to sums, this applies them to the values.
+#define TQLM_VNNI_BF16                                                                   \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma," \
+                        "f16c,avx512bf16")))
+
+struct ExpandTables {
+  alignas(64) int32_t lane[4][16];  // value 16g + i takes int32 lane 4g + i / 4
+};
+
+constexpr ExpandTables MakeExpand() {
+  ExpandTables x{};
+  for (int g = 0; g < 4; ++g) {
+    for (int i = 0; i < 16; ++i) x.lane[g][i] = 4 * g + i / 4;
+  }
+  return x;
+}
+constexpr ExpandTables kExpand = MakeExpand();
+
+template <class Dec>
+TQLM_VNNI_BF16 void DecodeRowBf16(const uint8_t* row, size_t row_bytes, int64_t blocks,
+                                  uint16_t* out, size_t stride) {
+  Dec dec;
+  dec.Init(row, row_bytes);
+  const int64_t chunks = (blocks + 1) / 2;
+  for (int64_t p = 0; p < chunks; ++p) {
+    const Chunk c = dec.Load(p);
+    alignas(64) uint8_t q[64];
+    _mm512_store_si512(q, c.wq);
+    __m512 v[4];
+    TQLM_UNROLL
+    for (int g = 0; g < 4; ++g) {
+      __m512 f = _mm512_cvtepi32_ps(
+          _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(q + 16 * g))));
+      if constexpr (Dec::kSigned) {
+        f = _mm512_mask_sub_ps(f, __mmask16(c.neg >> (16 * g)), _mm512_setzero_ps(), f);
+      }
+      const __m512i idx = _mm512_load_si512(kExpand.lane[g]);
+      v[g] = _mm512_fmadd_ps(f, _mm512_permutexvar_ps(idx, c.ws),
+                             _mm512_permutexvar_ps(idx, c.cw));
+    }
+    _mm512_storeu_si512(out + size_t(2 * p) * stride,
+                        reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(v[1], v[0])));
+    if (2 * p + 1 < blocks) {
+      _mm512_storeu_si512(out + size_t(2 * p + 1) * stride,
+                          reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(v[3], v[2])));
+    }
   }
 }
 
@@ -465,6 +532,22 @@ void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t row
   }
 }
 
+bool VnniDecodeRowBf16(TensorType type, const uint8_t* row, size_t row_bytes, int64_t blocks,
+                       uint16_t* out, size_t stride) {
+  if (!HaveVnniKernels()) return false;
+  switch (type) {
+    case TensorType::kQ4_0: DecodeRowBf16<PairDecoder<0>>(row, row_bytes, blocks, out, stride); return true;
+    case TensorType::kQ4_1: DecodeRowBf16<PairDecoder<1>>(row, row_bytes, blocks, out, stride); return true;
+    case TensorType::kQ5_0: DecodeRowBf16<PairDecoder<2>>(row, row_bytes, blocks, out, stride); return true;
+    case TensorType::kQ5_1: DecodeRowBf16<PairDecoder<3>>(row, row_bytes, blocks, out, stride); return true;
+    case TensorType::kQ8_0: DecodeRowBf16<PairDecoder<4>>(row, row_bytes, blocks, out, stride); return true;
+    case TensorType::kQ4_K: DecodeRowBf16<K4Decoder<false>>(row, row_bytes, blocks, out, stride); return true;
+    case TensorType::kQ5_K: DecodeRowBf16<K4Decoder<true>>(row, row_bytes, blocks, out, stride); return true;
+    case TensorType::kQ6_K: DecodeRowBf16<Q6KDecoder>(row, row_bytes, blocks, out, stride); return true;
+    default: return false;
+  }
+}
+
 #else  // !TQLM_HAVE_VNNI_KERNELS
 
 bool HaveVnniKernels() { return false; }
@@ -474,6 +557,9 @@ void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActScale scale, Ac
 }
 void VnniMatMul(TensorType, const uint8_t*, size_t, int64_t, int64_t, int64_t, const ActQ8&, int,
                 int, float*) {}
+bool VnniDecodeRowBf16(TensorType, const uint8_t*, size_t, int64_t, uint16_t*, size_t) {
+  return false;
+}
 
 #endif
 
