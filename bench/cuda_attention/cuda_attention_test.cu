@@ -29,6 +29,7 @@ struct Case {
   int fused_merge = 1;    // 0: the separate merge launch
   int f16_stages = -1;    // fp16 pages staged in shared memory (bulk copies), 0: registers,
                           // -1: the planner's choice
+  int splits = 0;         // > 0: forced split count (merges of many splits, not multiples of 8)
 };
 
 struct Result {
@@ -122,7 +123,7 @@ Result RunCase(const Case& c, uint64_t seed) {
   int dev = 0, sms = 0;
   TQLM_CUDA_CHECK(cudaGetDevice(&dev));
   TQLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  AttendPlan plan = PlanAttend(cv, *std::max_element(c.lens.begin(), c.lens.end()), sms);
+  AttendPlan plan = PlanAttend(cv, *std::max_element(c.lens.begin(), c.lens.end()), sms, c.splits);
   plan.fused_merge = c.fused_merge;
   if (c.f16_stages >= 0) plan.f16_stages = c.f16_stages;
   DeviceBuffer ws(AttendWorkspaceBytes(cv, plan));
@@ -243,6 +244,7 @@ int main() {
     cases.push_back({dim, 16, 16, 32, 8, 4, 32, {3000, 1, 40}, 1.0f, true});
   }
   cases.push_back({128, 4, 3, 32, 8, 4, 32, {3000, 17}, 1.0f, true});
+  cases.push_back({128, 4, 3, 8, 1, 0, 0, {5000, 17}, 1.0f, false, 1, -1, 13});  // 13 splits
   // The separate merge launch (plan.fused_merge = 0), compressed and fp16.
   cases.push_back({128, 4, 3, 8, 1, 0, 0, {5000, 17}, 1.0f, false, 0});
   cases.push_back({128, 16, 16, 32, 8, 4, 32, {3000, 1, 40}, 1.0f, true, 0});
@@ -259,6 +261,8 @@ int main() {
       // group 8, separate merge; 3 stages need more shared memory than a block gets at group 8
       cases.push_back({128, 16, 16, 8, st == 3 ? 2 : 1, 0, 0, {9000, 17}, 1.0f, true, 0, st});
     }
+    // The fused merge over 37 splits (batches of 8 split loads and a partial batch).
+    cases.push_back({128, 16, 16, 32, 8, 0, 0, {9000, 17}, 1.0f, true, 1, -1, 37});
   }
   int failures = 0;
   uint64_t seed = 1234;

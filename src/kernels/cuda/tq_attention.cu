@@ -371,42 +371,53 @@ size_t AttnSmemBytesStaged(int group) {
   return S == 0 ? base : StageBufOffset(base, S) + size_t(kWarps) * S * 64 * D;
 }
 
-// Merges the n_splits partial results of KV head item_bh (part_o / part_ml, written by other
-// blocks of this launch: read through L2) into xs = O / L per head of the group.
+// Merges the n_splits partial results of KV head bh (part_o / part_ml, written by other blocks of
+// this launch: read through L2) into xs = O / L per head of the group. One pass: each thread
+// keeps its own running max, weight sum and four output coordinates, taking the splits in
+// batches of kBatch whose (m, l) and O loads are all issued before any is used: one L2 round trip
+// per batch (the head's version, max, then sum, then weighted O, waited on three; and a loop with
+// a data-dependent rescale per split let ptxas issue one O load per round trip). The weight sum
+// is computed redundantly by each thread of a head.
 template <int D>
-__device__ __forceinline__ void MergeSplits(const AttnArgs& a, int bh, float* xs, float2* stats) {
-  const int group = a.group, t = threadIdx.x, lane = t % kWarpLanes, warp = t / kWarpLanes;
+__device__ __forceinline__ void MergeSplits(const AttnArgs& a, int bh, float* xs) {
+  constexpr int kBatch = 8, kQuads = D / 4;
+  const int group = a.group, t = threadIdx.x;
   const size_t first = size_t(bh) * a.n_splits;
-  if (warp < group) {  // warp g: the head's largest running max and its total weight
-    float mm = -INFINITY;
-    for (int s = lane; s < a.n_splits; s += kWarpLanes)
-      mm = fmaxf(mm, __ldcg(a.part_ml + (first + s) * group + warp).x);
-    for (int o = 16; o > 0; o >>= 1) mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, o));
-    float l = 0;
-    for (int s = lane; s < a.n_splits; s += kWarpLanes) {
-      const float2 ml = __ldcg(a.part_ml + (first + s) * group + warp);
-      if (ml.x != -INFINITY) l += exp2f(ml.x - mm) * ml.y;
-    }
-    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-    if (lane == 0) stats[warp] = make_float2(mm, l > 0 ? 1.0f / l : 0.0f);
-  }
-  __syncthreads();
-  constexpr int kQuads = D / 4;
   for (int qi = t; qi < group * kQuads; qi += kThreads) {
     const int g = qi / kQuads, j4 = qi % kQuads;
-    const float2 st = stats[g];
+    float m = -INFINITY, l = 0;
     float4 acc = make_float4(0, 0, 0, 0);
-#pragma unroll 8
-    for (int s = 0; s < a.n_splits; ++s) {
-      const size_t row = (first + s) * group + g;
-      const float2 ml = __ldcg(a.part_ml + row);
-      const float4 o = __ldcg(reinterpret_cast<const float4*>(a.part_o + row * D) + j4);
-      const float w = ml.x == -INFINITY ? 0.0f : exp2f(ml.x - st.x);
-      acc.x = fmaf(w, o.x, acc.x), acc.y = fmaf(w, o.y, acc.y);
-      acc.z = fmaf(w, o.z, acc.z), acc.w = fmaf(w, o.w, acc.w);
+    for (int s0 = 0; s0 < a.n_splits; s0 += kBatch) {
+      float2 ml[kBatch];
+      float4 o[kBatch];
+#pragma unroll
+      for (int k = 0; k < kBatch; ++k) {
+        ml[k] = make_float2(-INFINITY, 0.0f), o[k] = make_float4(0, 0, 0, 0);
+        if (s0 + k < a.n_splits) {
+          const size_t row = (first + s0 + k) * group + g;
+          o[k] = __ldcg(reinterpret_cast<const float4*>(a.part_o + row * D) + j4);
+          ml[k] = __ldcg(a.part_ml + row);
+        }
+      }
+      float bm = m;
+#pragma unroll
+      for (int k = 0; k < kBatch; ++k) bm = fmaxf(bm, ml[k].x);
+      if (bm > m) {  // a new maximum (m = -inf at first: scale 0)
+        const float c = exp2f(m - bm);
+        acc.x *= c, acc.y *= c, acc.z *= c, acc.w *= c, l *= c;
+        m = bm;
+      }
+#pragma unroll
+      for (int k = 0; k < kBatch; ++k) {
+        const float w = ml[k].x == -INFINITY ? 0.0f : exp2f(ml[k].x - m);
+        acc.x = fmaf(w, o[k].x, acc.x), acc.y = fmaf(w, o[k].y, acc.y);
+        acc.z = fmaf(w, o[k].z, acc.z), acc.w = fmaf(w, o[k].w, acc.w);
+        l = fmaf(w, ml[k].y, l);
+      }
     }
+    const float inv = l > 0 ? 1.0f / l : 0.0f;
     reinterpret_cast<float4*>(xs + g * D)[j4] =
-        make_float4(acc.x * st.y, acc.y * st.y, acc.z * st.y, acc.w * st.y);
+        make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
   }
 }
 
@@ -465,7 +476,6 @@ __global__ void __launch_bounds__(kThreads, S > 0 ? 1 : (D <= 128 ? 2 : 1))
   float* red_o = sm + lay.red;                                  // [warp][head][D]
   float2* red_ml = reinterpret_cast<float2*>(sm + lay.ml);      // [warp][head]
   float* xs = sm + lay.xs;                                      // [head][D]
-  float2* stats = reinterpret_cast<float2*>(sm + lay.stats);    // [head]
   int* flag = reinterpret_cast<int*>(sm + lay.flag);
   // Thread r fills row r (rows <= 256 = threads): one global load per side, then 16 16-byte
   // stores in an order rotated by the thread, so a warp's stores spread over the banks. (A
@@ -519,13 +529,20 @@ __global__ void __launch_bounds__(kThreads, S > 0 ? 1 : (D <= 128 ? 2 : 1))
     const bool row_used = gid < a.group;
     const size_t q_row = (size_t(b) * a.n_heads + h * a.group + (row_used ? gid : 0)) * D;
     if (a.q_f32) {  // identity rotation: q * scale straight to fp16
+      // Every load first, then the conversions: with loads and conversions in one loop, ptxas
+      // reused two registers and waited on each load in turn (8 L2 round trips per item at
+      // d = 128, several us at batch 1).
       const float* q = a.q_f32 + q_row;
+      float2 lo[D / 16], hi[D / 16];
 #pragma unroll
       for (int ks = 0; ks < D / 16; ++ks) {
-        const float2 lo = *reinterpret_cast<const float2*>(q + 16 * ks + 2 * tig);
-        const float2 hi = *reinterpret_cast<const float2*>(q + 16 * ks + 8 + 2 * tig);
-        qa[ks][0] = row_used ? PackHalf2(lo.x * a.q_scale, lo.y * a.q_scale) : 0u;
-        qa[ks][1] = row_used ? PackHalf2(hi.x * a.q_scale, hi.y * a.q_scale) : 0u;
+        lo[ks] = __ldg(reinterpret_cast<const float2*>(q + 16 * ks + 2 * tig));
+        hi[ks] = __ldg(reinterpret_cast<const float2*>(q + 16 * ks + 8 + 2 * tig));
+      }
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks) {
+        qa[ks][0] = row_used ? PackHalf2(lo[ks].x * a.q_scale, lo[ks].y * a.q_scale) : 0u;
+        qa[ks][1] = row_used ? PackHalf2(hi[ks].x * a.q_scale, hi[ks].y * a.q_scale) : 0u;
       }
     } else {
       const __half* q = a.q_rot + q_row;
@@ -648,7 +665,7 @@ __global__ void __launch_bounds__(kThreads, S > 0 ? 1 : (D <= 128 ? 2 : 1))
       const bool last = *flag != 0;
       if (last) {
         __threadfence();
-        MergeSplits<D>(a, bh, xs, stats);
+        MergeSplits<D>(a, bh, xs);
       }
       __syncthreads();  // xs written, red_o free; every thread has read the flag
       if (last) {
@@ -897,7 +914,16 @@ void CheckGeometry(const CacheView& c, const DeviceTables& t) {
 }  // namespace
 
 AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count, int force_splits) {
-  const KernelInfo k = SelectKernel(c.dim, c.k_bits, c.v_bits, c.n_heads / c.n_kv_heads);
+  int dev = 0, major = 0;
+  TQLM_CUDA_CHECK(cudaGetDevice(&dev));
+  TQLM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  const bool f16 = !IsCompressed(c.k_bits) && !IsCompressed(c.v_bits);
+  // fp16 pages through two shared-memory stages per warp (bulk copies, sm_90): faster at every
+  // measured shape (H100, PERF_NOTES CUDA v16: 32K x 1 54.6 vs 58.7 us, 32K x 8 375.4 vs 391.8,
+  // 32K x 32 1438 vs 1513). Chosen first: the split count below is planned with the occupancy
+  // of the kernel that will run (one staged block per SM, two unstaged ones).
+  const int stages = f16 && c.dim <= 128 && major >= 9 ? 2 : 0;
+  const KernelInfo k = SelectKernel(c.dim, c.k_bits, c.v_bits, c.n_heads / c.n_kv_heads, stages);
   int per_sm = 0;
   TQLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.fn, kThreads, k.smem));
   const int resident = std::max(1, per_sm) * sm_count;
@@ -913,8 +939,16 @@ AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count, int for
   double best_cost = 1e300;
   const int max_splits = (chunks + kWarps - 1) / kWarps;
   int forced = force_splits > 0 ? std::min(force_splits, max_splits) : 0;
-  if (!forced && !IsCompressed(c.k_bits) && !IsCompressed(c.v_bits)) {
-    // fp16/fp16: no makespan model. A sweep of split counts on an H100 (PERF_NOTES, CUDA v14)
+  if (!forced && stages > 0) {
+    // Staged fp16 (one block per SM): a sweep of split counts on an H100 (PERF_NOTES, CUDA v17)
+    // found the fastest plan at every measured shape with the fewest splits that still give about
+    // half the SMs an item: 32K x 1 8 splits 53.0 us (16: 54.6, 32: 74.3), 128K x 1 8 splits
+    // 187.2 (16: 187.4, 32: 211.8), 32K x 8 1 split 354.1 (8: 373.4), 32K x 32 1 split 1406
+    // (8: 1484). From about half the SMs on, DRAM is the limit; more items only add per-item
+    // fixed costs and merge work (one split needs no merge through global memory at all).
+    forced = int(std::clamp<long long>((resident / 2) / heads, 1, max_splits));
+  } else if (!forced && f16) {
+    // Unstaged fp16: no makespan model. A sweep of split counts on an H100 (PERF_NOTES, CUDA v14)
     // found the fastest plans at about 256 chunks (4096 tokens) per split, with at least 64 items
     // and at most 4 waves of blocks: fewer pages streamed at once read faster (32K x 1: 8 splits
     // 59.2 us, 32 splits 63.0 us), and several waves beat one (32K x 32: 4 splits 1555 us, 1
@@ -946,16 +980,8 @@ AttendPlan PlanAttend(const CacheView& c, int max_seq_len, int sm_count, int for
     // PERF_NOTES, CUDA v15).
     best.l2_prefetch = heads * best.n_splits <= resident / 2 ? 1 : 0;
   }
-  int dev = 0, major = 0;
-  TQLM_CUDA_CHECK(cudaGetDevice(&dev));
-  TQLM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   best.pdl = major >= 9 ? 1 : 0;  // griddepcontrol needs sm_90
-  // fp16 pages through two shared-memory stages per warp (bulk copies, sm_90): faster at every
-  // measured shape (H100, PERF_NOTES CUDA v16: 32K x 1 54.6 vs 58.7 us, 32K x 8 375.4 vs 391.8,
-  // 32K x 32 1438 vs 1513). Same split count; the launch caps the grid at the resident blocks.
-  if (!IsCompressed(c.k_bits) && !IsCompressed(c.v_bits) && c.dim <= 128 && major >= 9) {
-    best.f16_stages = 2;
-  }
+  best.f16_stages = stages;
   return best;
 }
 
