@@ -1025,7 +1025,7 @@ void LaunchAttend(const CacheView& c, const DeviceTables& t, const AttendPlan& p
     cached_key = key;
   }
   // Persistent blocks must all be resident (the fused merge's last block waits on none, but a
-  // staged kernel holds fewer blocks per SM than the plan's).
+  // plan whose f16_stages was overridden was sized for another kernel's occupancy).
   const int grid = std::min(p.grid, cached_resident);
   AttnArgs a{};
   a.batch = c.batch, a.n_heads = c.n_heads, a.n_kv_heads = c.n_kv_heads, a.group = group;
