@@ -424,6 +424,95 @@ TQLM_VNNI void TileK4Decode(const uint8_t* w, size_t row_bytes, int64_t r0, int6
   for (int r = 0; r < R; ++r) y[size_t(t0) * rows + size_t(r0 + r)] = _mm512_reduce_add_ps(acc[r]);
 }
 
+// Q6_K for one token, the same way: the int8 scales (one per 16 values) multiply 16-bit pair
+// sums of the unsigned 6-bit values, and the -32 offset becomes
+// -32 * d * sum_g sc_g * (d_x * sum(a_g)) once per super-block.
+struct Q6IntTables {
+  alignas(64) int16_t sc[4][32];  // chunk c: word l (values 2l, 2l + 1) takes scale 4c + l / 8
+};
+
+constexpr Q6IntTables MakeQ6Int() {
+  Q6IntTables x{};
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) x.sc[c][l] = int16_t(4 * c + l / 8);
+  }
+  return x;
+}
+constexpr Q6IntTables kQ6Int = MakeQ6Int();
+
+template <int R>
+TQLM_VNNI void TileQ6Decode(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t chunks,
+                            const ActQ8& act, int t0, float* y, size_t rows) {
+  constexpr size_t kB = 210;
+  const uint8_t* row[R];
+  TQLM_UNROLL
+  for (int r = 0; r < R; ++r) row[r] = w + size_t(r0 + r) * row_bytes;
+  __m512 acc[R];
+  TQLM_UNROLL
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  const uintptr_t next = reinterpret_cast<uintptr_t>(w) + size_t(r0 + R) * row_bytes;
+  const int8_t* aq = act.q_at(t0);
+  const float* ad = act.d_at(t0);
+  const float* as16 = act.s16_at(t0);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+  for (int64_t sb = 0; sb < chunks / 4; ++sb) {
+    __m512i sc16[R], isum[R];
+    __m512 offs[R], dd[R];
+    const float dx = ad[8 * sb];
+    TQLM_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b = row[r] + size_t(sb) * kB;
+      const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192));
+      const float d = Half(b + 208);
+      sc16[r] = _mm512_zextsi256_si512(_mm256_cvtepi8_epi16(sc8));
+      offs[r] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc8)),
+                              _mm512_set1_ps(-32.0f * d));
+      dd[r] = _mm512_set1_ps(d * dx);
+      isum[r] = _mm512_setzero_si512();
+    }
+    TQLM_UNROLL
+    for (int c = 0; c < 4; ++c) {
+      const int64_t p = 4 * sb + c;
+      const size_t off = size_t(p) * 64;
+      if (off < row_bytes) {
+        TQLM_UNROLL
+        for (int r = 0; r < R; ++r) {
+          _mm_prefetch(reinterpret_cast<const char*>(next + size_t(r) * row_bytes + off),
+                       _MM_HINT_T0);
+        }
+      }
+      const __m512i a = _mm512_loadu_si512(aq + 64 * p);
+      const __m512i sel = _mm512_load_si512(kQ6Int.sc[c]);
+      const int h = c >> 1;
+      TQLM_UNROLL
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* b = row[r] + size_t(sb) * kB;
+        __m512i ql = _mm512_loadu_si512(b + 64 * h);
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h));
+        __m512i qhz =
+            _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+        if (c & 1) {
+          ql = _mm512_srli_epi16(ql, 4);
+          qhz = _mm512_srli_epi16(qhz, 4);
+        }
+        const __m512i q = _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                          _mm512_slli_epi16(_mm512_and_si512(qhz, low2), 4));
+        isum[r] = _mm512_add_epi32(
+            isum[r], _mm512_madd_epi16(_mm512_maddubs_epi16(q, a),
+                                       _mm512_permutexvar_epi16(sel, sc16[r])));
+      }
+    }
+    const __m512 s16 = _mm512_loadu_ps(as16 + 16 * sb);
+    TQLM_UNROLL
+    for (int r = 0; r < R; ++r) {
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), dd[r], acc[r]);
+      acc[r] = _mm512_fmadd_ps(offs[r], s16, acc[r]);
+    }
+  }
+  TQLM_UNROLL
+  for (int r = 0; r < R; ++r) y[size_t(t0) * rows + size_t(r0 + r)] = _mm512_reduce_add_ps(acc[r]);
+}
+
 using TileFn = void (*)(const uint8_t*, size_t, int64_t, int64_t, const ActQ8&, int, float*,
                         size_t);
 
@@ -452,7 +541,8 @@ KernelSet Set() {
           Kernels<Dec>::kTallNarrow};
 }
 
-// Q4_K / Q5_K: the generic tiles, except one token at a time, which takes TileK4Decode.
+// k-quants: the generic tiles, except one token at a time, which takes TileK4Decode /
+// TileQ6Decode.
 template <bool kHigh>
 struct K4Kernels {
   static constexpr TileFn kWide[4] = {&TileK4Decode<kHigh, kRowTile>,
@@ -462,6 +552,14 @@ struct K4Kernels {
   static constexpr TileFn kNarrow[4] = {&TileK4Decode<kHigh, 1>, &Tile<K4Decoder<kHigh>, 1, 2>,
                                         &Tile<K4Decoder<kHigh>, 1, 3>,
                                         &Tile<K4Decoder<kHigh>, 1, 4>};
+};
+
+struct Q6Kernels {
+  static constexpr TileFn kWide[4] = {&TileQ6Decode<kRowTile>, &Tile<Q6KDecoder, kRowTile, 2>,
+                                      &Tile<Q6KDecoder, kRowTile, 3>,
+                                      &Tile<Q6KDecoder, kRowTile, 4>};
+  static constexpr TileFn kNarrow[4] = {&TileQ6Decode<1>, &Tile<Q6KDecoder, 1, 2>,
+                                        &Tile<Q6KDecoder, 1, 3>, &Tile<Q6KDecoder, 1, 4>};
 };
 
 template <bool kHigh>
@@ -480,7 +578,10 @@ bool KernelsFor(TensorType type, KernelSet* k) {
     case TensorType::kQ8_0: *k = Set<PairDecoder<4>>(); return true;
     case TensorType::kQ4_K: *k = SetK4<false>(); return true;
     case TensorType::kQ5_K: *k = SetK4<true>(); return true;
-    case TensorType::kQ6_K: *k = Set<Q6KDecoder>(); return true;
+    case TensorType::kQ6_K:
+      *k = {Q6Kernels::kWide, Q6Kernels::kNarrow, Kernels<Q6KDecoder>::kTall,
+            Kernels<Q6KDecoder>::kTallNarrow};
+      return true;
     default: return false;
   }
 }
