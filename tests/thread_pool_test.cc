@@ -1,0 +1,55 @@
+// ThreadPool: every task of every call runs exactly once, through both hand-over paths
+// (back-to-back calls, where the workers are still spinning, and calls after a pause long
+// enough that they have gone to sleep on the condition variable).
+#include "kernels/cpu/thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+namespace tqlm::kernels {
+namespace {
+
+void CheckCalls(ThreadPool& pool, int calls, std::chrono::microseconds pause) {
+  for (int c = 0; c < calls; ++c) {
+    const size_t n = 1 + size_t(c % 37);
+    std::vector<std::atomic<int>> hits(n);
+    std::atomic<int> bad_thread{0};
+    pool.ParallelTasks(n, [&](size_t task, int thread) {
+      hits[task].fetch_add(1, std::memory_order_relaxed);
+      if (thread < 0 || thread >= pool.num_threads()) bad_thread.fetch_add(1);
+    });
+    for (size_t t = 0; t < n; ++t) ASSERT_EQ(hits[t].load(), 1) << "call " << c << " task " << t;
+    ASSERT_EQ(bad_thread.load(), 0);
+    if (pause.count() > 0) std::this_thread::sleep_for(pause);
+  }
+}
+
+TEST(ThreadPool, BackToBackCallsRunEveryTaskOnce) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    CheckCalls(pool, 3000, std::chrono::microseconds(0));
+  }
+}
+
+TEST(ThreadPool, CallsAfterWorkersSleptRunEveryTaskOnce) {
+  ThreadPool pool(3);
+  CheckCalls(pool, 20, std::chrono::microseconds(3000));  // well past the spin time
+}
+
+TEST(ThreadPool, ParallelForCoversTheRangeOnce) {
+  ThreadPool pool(2);
+  for (size_t n : {size_t(1), size_t(7), size_t(1000)}) {
+    std::vector<std::atomic<int>> hits(n);
+    pool.ParallelFor(n, 3, [&](size_t b, size_t e, int) {
+      for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+    });
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n " << n << " i " << i;
+  }
+}
+
+}  // namespace
+}  // namespace tqlm::kernels
