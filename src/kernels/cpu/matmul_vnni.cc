@@ -263,6 +263,20 @@ struct Q6KDecoder {
   }
 };
 
+// A decode step (one token) streams every weight once from DRAM: at chunk p, prefetch line p
+// of each of the next tile's R rows (starting at address `next`); one 64-byte line per chunk
+// stays ahead of the 36-68 bytes a chunk consumes. (Addresses as integers: the next tile may
+// lie past the matrix, and a prefetch never faults.)
+template <int R>
+TQLM_VNNI inline void PrefetchNextTile(uintptr_t next, size_t row_bytes, int64_t p) {
+  const size_t off = size_t(p) * 64;
+  if (off >= row_bytes) return;
+  TQLM_UNROLL
+  for (int r = 0; r < R; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(next + size_t(r) * row_bytes + off), _MM_HINT_T0);
+  }
+}
+
 // --- Tile kernel ---------------------------------------------------------------------------
 // R rows x NT tokens: each decoded chunk is used NT times, each activation chunk R times.
 template <class Dec, int R, int NT>
@@ -277,22 +291,9 @@ TQLM_VNNI void Tile(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t chun
     TQLM_UNROLL
     for (int k = 0; k < NT; ++k) acc[r][k] = _mm512_setzero_ps();
   }
-  // A decode step (one token) streams every weight once from DRAM: prefetch the next tile's
-  // rows, one 64-byte line per row per chunk, which stays ahead of the 36-68 bytes a chunk
-  // consumes. (Addresses as integers: the next tile may lie past the matrix, and a prefetch
-  // never faults.)
   const uintptr_t next = reinterpret_cast<uintptr_t>(w) + size_t(r0 + R) * row_bytes;
   for (int64_t p = 0; p < chunks; ++p) {
-    if constexpr (NT == 1) {
-      const size_t off = size_t(p) * 64;
-      if (off < row_bytes) {
-        TQLM_UNROLL
-        for (int r = 0; r < R; ++r) {
-          _mm_prefetch(reinterpret_cast<const char*>(next + size_t(r) * row_bytes + off),
-                       _MM_HINT_T0);
-        }
-      }
-    }
+    if constexpr (NT == 1) PrefetchNextTile<R>(next, row_bytes, p);
     Chunk ch[R];
     TQLM_UNROLL
     for (int r = 0; r < R; ++r) ch[r] = dec[r].Load(p);
@@ -383,14 +384,7 @@ TQLM_VNNI void TileK4Decode(const uint8_t* w, size_t row_bytes, int64_t r0, int6
     TQLM_UNROLL
     for (int c = 0; c < 4; ++c) {
       const int64_t p = 4 * sb + c;
-      const size_t off = size_t(p) * 64;
-      if (off < row_bytes) {
-        TQLM_UNROLL
-        for (int r = 0; r < R; ++r) {
-          _mm_prefetch(reinterpret_cast<const char*>(next + size_t(r) * row_bytes + off),
-                       _MM_HINT_T0);
-        }
-      }
+      PrefetchNextTile<R>(next, row_bytes, p);
       const __m512i a = _mm512_loadu_si512(aq + 64 * p);
       const __m512i sel = _mm512_load_si512(kK4Int.sc[c]);
       TQLM_UNROLL
@@ -473,14 +467,7 @@ TQLM_VNNI void TileQ6Decode(const uint8_t* w, size_t row_bytes, int64_t r0, int6
     TQLM_UNROLL
     for (int c = 0; c < 4; ++c) {
       const int64_t p = 4 * sb + c;
-      const size_t off = size_t(p) * 64;
-      if (off < row_bytes) {
-        TQLM_UNROLL
-        for (int r = 0; r < R; ++r) {
-          _mm_prefetch(reinterpret_cast<const char*>(next + size_t(r) * row_bytes + off),
-                       _MM_HINT_T0);
-        }
-      }
+      PrefetchNextTile<R>(next, row_bytes, p);
       const __m512i a = _mm512_loadu_si512(aq + 64 * p);
       const __m512i sel = _mm512_load_si512(kQ6Int.sc[c]);
       const int h = c >> 1;
