@@ -40,6 +40,11 @@ TEST_P(AttnRaw, ScoresAccumulateSoftmaxMatchScalar) {
       AttnScoresF16(q.data(), nq, kh.data(), n_tok, d, s16.data(), stride);
       AttnScoresF32T(q.data(), nq, kt.data(), d, s32t.data(), stride);
       AttnScoresF16T(q.data(), nq, kht.data(), d, s16t.data(), stride);
+      // Prefetching a next block on the way changes nothing.
+      std::vector<float> s16t_pf(s32.size());
+      AttnScoresF16T(q.data(), nq, kht.data(), d, s16t_pf.data(), stride,
+                     {reinterpret_cast<const uint8_t*>(kh.data()), kh.size() * 2});
+      ASSERT_EQ(s16t_pf, s16t);
       for (int i = 0; i < nq; ++i) {
         for (int t = 0; t < n_tok; ++t) {
           double want = 0, want16 = 0;
@@ -94,6 +99,10 @@ TEST_P(AttnRaw, ScoresAccumulateSoftmaxMatchScalar) {
       std::vector<float> a32(acc0), a16(acc0);
       AttnAccumF32(p.data(), nq, stride, k.data(), n_tok, d, a32.data());
       AttnAccumF16(p.data(), nq, stride, kh.data(), n_tok, d, a16.data());
+      std::vector<float> a16_pf(acc0);
+      AttnAccumF16(p.data(), nq, stride, kh.data(), n_tok, d, a16_pf.data(),
+                   {reinterpret_cast<const uint8_t*>(kht.data()), kht.size() * 2});
+      ASSERT_EQ(a16_pf, a16);
       for (int i = 0; i < nq; ++i) {
         for (int j = 0; j < d; ++j) {
           double w32 = acc0[size_t(i) * d + j], w16 = w32;
@@ -110,6 +119,28 @@ TEST_P(AttnRaw, ScoresAccumulateSoftmaxMatchScalar) {
 }
 
 INSTANTIATE_TEST_SUITE_P(HeadDims, AttnRaw, ::testing::Values(64, 80, 96, 128, 256));
+
+}  // namespace
+}  // namespace tqlm::kernels
+
+namespace tqlm::kernels {
+namespace {
+
+// The trickle reaches the end of its range within the iterations it was given, whatever the
+// ratio of lines to iterations; an empty range is done at once.
+TEST(PrefetchTrickle, CoversTheRangeInTheGivenIterations) {
+  std::vector<uint8_t> buf(20000);
+  for (size_t bytes : {size_t(1), size_t(64), size_t(65), size_t(4224), size_t(16384), size_t(20000)}) {
+    for (int iters : {1, 7, 64, 128, 256, 1000}) {
+      PrefetchTrickle pf({buf.data(), bytes}, iters);
+      ASSERT_FALSE(pf.done());
+      for (int i = 0; i < iters; ++i) pf.Step();
+      ASSERT_TRUE(pf.done()) << bytes << " bytes, " << iters << " iterations";
+    }
+  }
+  PrefetchTrickle none({}, 10);
+  EXPECT_TRUE(none.done());
+}
 
 }  // namespace
 }  // namespace tqlm::kernels

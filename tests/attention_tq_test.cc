@@ -97,6 +97,11 @@ TEST_P(TqKernels, MatchScalarReference) {
     std::vector<float> scores(size_t(nq) * stride, -1.0f);
     TqScores(l, tb, q8.data(), q_scale.data(), q_sum.data(), nq, block.data(), scores.data(),
              stride);
+    // Prefetching a next block on the way changes nothing.
+    std::vector<float> scores_pf(scores.size(), -1.0f);
+    TqScores(l, tb, q8.data(), q_scale.data(), q_sum.data(), nq, block.data(), scores_pf.data(),
+             stride, {reinterpret_cast<const uint8_t*>(q8.data()), q8.size()});
+    ASSERT_EQ(scores_pf, scores);
     for (int i = 0; i < nq; ++i) {
       for (int t = 0; t < 64; ++t) {
         int64_t dot = 0;
@@ -115,7 +120,11 @@ TEST_P(TqKernels, MatchScalarReference) {
     }
     std::vector<float> acc(size_t(nq) * dim), want(size_t(nq) * dim);
     for (size_t x = 0; x < acc.size(); ++x) acc[x] = want[x] = un(rng);
+    std::vector<float> acc_pf(acc);
+    TqAccumulate(l, tb, p.data(), nq, stride, block.data(), acc_pf.data(),
+                 {block.data(), block.size()});
     TqAccumulate(l, tb, p.data(), nq, stride, block.data(), acc.data());
+    ASSERT_EQ(acc_pf, acc);
     for (int i = 0; i < nq; ++i) {
       // Weight quantization as specified: w = p * norm, u8 = round(w * 255 / max w).
       float w[64], wmax = 0;

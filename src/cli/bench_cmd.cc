@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "kernels/cpu/read_probe.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kv/kv_cache.h"
 #include "tqlm/error.h"
@@ -76,12 +77,7 @@ double ReadGbps(kernels::ThreadPool& pool) {
   std::vector<double> sums(pool.num_threads());
   auto once = [&] {
     pool.ParallelFor(n, size_t(1) << 18, [&](size_t b, size_t e, int t) {
-      float acc[16] = {};
-      for (size_t i = b; i + 16 <= e; i += 16)
-        for (int k = 0; k < 16; ++k) acc[k] += src[i + k];
-      double s = 0;
-      for (float a : acc) s += a;
-      sums[t] += s;
+      sums[t] += kernels::SumForReadRate(src.data() + b, e - b);
     });
   };
   const double best = BestOfFiveSeconds(once);

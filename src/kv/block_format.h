@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/cpu/prefetch.h"
 #include "kv/kv_cache.h"
 #include "tqlm/codec.h"
 
@@ -34,6 +35,9 @@ struct PreparedQueries {
 struct KernelScratch {
   std::vector<float> rows;
   std::vector<uint8_t> bytes;
+  // The block the caller reads next (K before Scores, V before Accumulate): kernels that can
+  // prefetch it while they compute do.
+  kernels::PrefetchRange next;
 };
 
 class BlockFormat {

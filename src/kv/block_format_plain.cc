@@ -33,13 +33,15 @@ class PlainFormat final : public BlockFormat {
       for (int j = 0; j < dim_; ++j) rows[size_t(i) * dim_ + j] = From(in[Index(first + i, j)]);
   }
   void Scores(const PreparedQueries& q, const uint8_t* block, int n_tok, float* scores,
-              int stride, KernelScratch&) const override {
+              int stride, KernelScratch& s) const override {
     const T* k = reinterpret_cast<const T*>(block);
     if constexpr (std::is_same_v<T, float>) {
-      if (transposed_) return kernels::AttnScoresF32T(q.f32.data(), q.nq, k, dim_, scores, stride);
+      if (transposed_)
+        return kernels::AttnScoresF32T(q.f32.data(), q.nq, k, dim_, scores, stride, s.next);
       kernels::AttnScoresF32(q.f32.data(), q.nq, k, n_tok, dim_, scores, stride);
     } else {
-      if (transposed_) return kernels::AttnScoresF16T(q.f32.data(), q.nq, k, dim_, scores, stride);
+      if (transposed_)
+        return kernels::AttnScoresF16T(q.f32.data(), q.nq, k, dim_, scores, stride, s.next);
       kernels::AttnScoresF16(q.f32.data(), q.nq, k, n_tok, dim_, scores, stride);
     }
   }
@@ -52,9 +54,9 @@ class PlainFormat final : public BlockFormat {
       return kernels::AttnAccumF32(p, nq, stride, s.rows.data(), n_tok, dim_, acc);
     }
     if constexpr (std::is_same_v<T, float>) {
-      kernels::AttnAccumF32(p, nq, stride, v, n_tok, dim_, acc);
+      kernels::AttnAccumF32(p, nq, stride, v, n_tok, dim_, acc, s.next);
     } else {
-      kernels::AttnAccumF16(p, nq, stride, v, n_tok, dim_, acc);
+      kernels::AttnAccumF16(p, nq, stride, v, n_tok, dim_, acc, s.next);
     }
   }
 

@@ -190,7 +190,7 @@ class TurboBlockFormat final : public BlockFormat {
               int stride, KernelScratch& scratch) const override {
     (void)n_tok;  // compressed blocks are always full
     kernels::TqScores(layout_, tables_, q.i8.data(), q.i8_scale.data(), q.i8_sum.data(), q.nq,
-                      block, scores, stride);
+                      block, scores, stride, scratch.next);
     if (!centered_) return;
     // q·c per row (the rotated query against the block's rotated center), added to every score.
     scratch.rows.resize(q.nq);
@@ -204,9 +204,9 @@ class TurboBlockFormat final : public BlockFormat {
   }
 
   void Accumulate(const float* p, int nq, int stride, const uint8_t* block, int n_tok,
-                  float* acc, KernelScratch&) const override {
+                  float* acc, KernelScratch& scratch) const override {
     (void)n_tok;
-    kernels::TqAccumulate(layout_, tables_, p, nq, stride, block, acc);
+    kernels::TqAccumulate(layout_, tables_, p, nq, stride, block, acc, scratch.next);
   }
 
   void FinishAccumulator(float* acc, int nq) const override {

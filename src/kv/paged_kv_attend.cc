@@ -19,14 +19,15 @@ namespace tqlm::kv {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-// Segments to software-prefetch ahead: off by default (no measurable gain on the test
-// machines, see docs/PERF_NOTES.md); TQLM_KV_PREFETCH=N turns it on for experiments.
-size_t PrefetchAhead() {
-  static const size_t n = [] {
-    const char* e = std::getenv("TQLM_KV_PREFETCH");
-    return e ? size_t(std::atoi(e)) : size_t(0);
+// The kernels prefetch a later segment's blocks while they compute (kernels/cpu/prefetch.h).
+// TQLM_KV_TRICKLE=N prefetches the segment N ahead instead of the next one (distances 1, 2 and 4
+// measured alike), 0 turns prefetching off: for A/B measurements (docs/PERF_NOTES.md).
+size_t TrickleDistance() {
+  static const size_t d = [] {
+    const char* e = std::getenv("TQLM_KV_TRICKLE");
+    return e ? size_t(std::atoi(e)) : size_t(1);
   }();
-  return n;
+  return d;
 }
 
 struct Segment {
@@ -122,15 +123,6 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
   };
   auto KeyBlock = [&](const Segment& seg, int head) { return block_of(L.k, seg, head); };
   auto ValueBlock = [&](const Segment& seg, int head) { return block_of(L.v, seg, head); };
-  auto PrefetchSegment = [&](const Segment& seg, int head) {
-    const uint8_t* kb = KeyBlock(seg, head);
-    const uint8_t* vb = ValueBlock(seg, head);
-    const size_t kn = (seg.comp ? L.k.comp : L.k.raw)->block_bytes();
-    const size_t vn = (seg.comp ? L.v.comp : L.v.raw)->block_bytes();
-    for (size_t o = 0; o < kn; o += 64) __builtin_prefetch(kb + o, 0, 2);
-    for (size_t o = 0; o < vn; o += 64) __builtin_prefetch(vb + o, 0, 2);
-  };
-
   auto states_of = [&](int task, int basis, int nr) {
     float* base = task_states_.data() + (size_t(task) * 2 + basis) * state_floats;
     return RowStates{nr, d, base, base + row_chunk, base + 2 * row_chunk};
@@ -173,15 +165,14 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
       const BlockFormat* vf = seg.comp ? L.v.comp : L.v.raw;
       const uint8_t* kb = KeyBlock(seg, head);
       const uint8_t* vb = ValueBlock(seg, head);
-      // Optionally stream the blocks `ahead` segments ahead into L2 (more lines in flight than
-      // demand misses keep).
-      const size_t ahead = PrefetchAhead();
-      if (ahead > 0 && si == seg_begin) {
-        for (size_t a = si + 1; a < std::min(seg_end, si + ahead); ++a)
-          PrefetchSegment(segs[a], head);
-      }
-      if (ahead > 0 && si + ahead < seg_end) PrefetchSegment(segs[si + ahead], head);
       const PreparedQueries& pq = (seg.comp && L.k.comp != L.k.raw) ? s.q_comp : s.q_raw;
+      // The kernels trickle a later segment's K (while scoring) and V (while accumulating)
+      // into L2.
+      const size_t dist = TrickleDistance();
+      const Segment* next = dist > 0 && si + dist < seg_end ? &segs[si + dist] : nullptr;
+      s.kernel.next = {};
+      if (next)
+        s.kernel.next = {KeyBlock(*next, head), (next->comp ? L.k.comp : L.k.raw)->block_bytes()};
       kf->Scores(pq, kb, seg.n_tok, s.scores.data(), kBlockTokens, s.kernel);
       if (seg.pos0 < max_lo || last > min_hi) {
         for (int r = 0; r < nr; ++r) {
@@ -197,6 +188,8 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
       RowStates& st = vf->rotated() ? rot : plain;
       kernels::AttnSoftmaxUpdate(s.scores.data(), nr, kBlockTokens, seg.n_tok, st.m, st.l,
                                  st.acc, d);
+      if (next)
+        s.kernel.next = {ValueBlock(*next, head), (next->comp ? L.v.comp : L.v.raw)->block_bytes()};
       vf->Accumulate(s.scores.data(), nr, kBlockTokens, vb, seg.n_tok, st.acc, s.kernel);
     }
   });

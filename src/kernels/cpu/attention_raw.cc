@@ -67,7 +67,8 @@ HWY_INLINE void ScoresTile(const float* q, const T* k, int n_tok, int d, float* 
 
 // Transposed K: 4 groups of N tokens x NQ queries in registers, one coordinate at a time.
 template <int NQ, typename T>
-HWY_INLINE void ScoresTileT(const float* q, const T* k, int d, float* scores, int stride) {
+HWY_INLINE void ScoresTileT(const float* q, const T* k, int d, float* scores, int stride,
+                            PrefetchTrickle& pf) {
   const DF df;
   const int N = int(hn::Lanes(df));
   for (int t0 = 0; t0 < 64; t0 += 4 * N) {
@@ -75,6 +76,7 @@ HWY_INLINE void ScoresTileT(const float* q, const T* k, int d, float* scores, in
     for (int i = 0; i < NQ; ++i)
       for (int g = 0; g < 4; ++g) a[i][g] = hn::Zero(df);
     for (int j = 0; j < d; ++j) {
+      pf.Step();
       const T* kj = k + size_t(j) * 64 + t0;
       VF x[4];
       for (int g = 0; g < 4; ++g) x[g] = LoadRow(df, kj + g * N);
@@ -89,24 +91,30 @@ HWY_INLINE void ScoresTileT(const float* q, const T* k, int d, float* scores, in
 }
 
 template <typename T>
-void ScoresT(const float* q, int nq, const T* k, int d, float* scores, int stride) {
+void ScoresT(const float* q, int nq, const T* k, int d, float* scores, int stride,
+             PrefetchRange next) {
+  const DF df;
+  // The first tile's coordinate loop carries the prefetch of the next block.
+  PrefetchTrickle pf(next, d * (64 / (4 * int(hn::Lanes(df)))));
   for (int i = 0; i < nq; i += 4) {
     const float* qi = q + size_t(i) * d;
     float* si = scores + size_t(i) * stride;
     switch (std::min(4, nq - i)) {
-      case 4: ScoresTileT<4>(qi, k, d, si, stride); break;
-      case 3: ScoresTileT<3>(qi, k, d, si, stride); break;
-      case 2: ScoresTileT<2>(qi, k, d, si, stride); break;
-      default: ScoresTileT<1>(qi, k, d, si, stride); break;
+      case 4: ScoresTileT<4>(qi, k, d, si, stride, pf); break;
+      case 3: ScoresTileT<3>(qi, k, d, si, stride, pf); break;
+      case 2: ScoresTileT<2>(qi, k, d, si, stride, pf); break;
+      default: ScoresTileT<1>(qi, k, d, si, stride, pf); break;
     }
   }
 }
 
-void ScoresF32T(const float* q, int nq, const float* k, int d, float* scores, int stride) {
-  ScoresT(q, nq, k, d, scores, stride);
+void ScoresF32T(const float* q, int nq, const float* k, int d, float* scores, int stride,
+                PrefetchRange next) {
+  ScoresT(q, nq, k, d, scores, stride, next);
 }
-void ScoresF16T(const float* q, int nq, const uint16_t* k, int d, float* scores, int stride) {
-  ScoresT(q, nq, k, d, scores, stride);
+void ScoresF16T(const float* q, int nq, const uint16_t* k, int d, float* scores, int stride,
+                PrefetchRange next) {
+  ScoresT(q, nq, k, d, scores, stride, next);
 }
 
 template <typename T>
@@ -135,13 +143,14 @@ void ScoresF16(const float* q, int nq, const uint16_t* k, int n_tok, int d, floa
 // CH strips of N dims for NQ query rows, all tokens of the block.
 template <int NQ, int CH, typename T>
 HWY_INLINE void AccumStrip(const float* p, int stride, const T* v, int n_tok, int d, int j,
-                           float* acc) {
+                           float* acc, PrefetchTrickle& pf) {
   const DF df;
   const int N = int(hn::Lanes(df));
   VF a[NQ][CH];
   for (int i = 0; i < NQ; ++i)
     for (int c = 0; c < CH; ++c) a[i][c] = hn::LoadU(df, acc + size_t(i) * d + j + c * N);
   for (int t = 0; t < n_tok; ++t) {
+    pf.Step();
     const T* vt = v + size_t(t) * d + j;
     VF x[CH];
     for (int c = 0; c < CH; ++c) x[c] = LoadRow(df, vt + c * N);
@@ -155,34 +164,40 @@ HWY_INLINE void AccumStrip(const float* p, int stride, const T* v, int n_tok, in
 }
 
 template <int NQ, typename T>
-HWY_INLINE void AccumTile(const float* p, int stride, const T* v, int n_tok, int d, float* acc) {
+HWY_INLINE void AccumTile(const float* p, int stride, const T* v, int n_tok, int d, float* acc,
+                          PrefetchTrickle& pf) {
   const DF df;
   const int N = int(hn::Lanes(df));
   int j = 0;
-  for (; j + 2 * N <= d; j += 2 * N) AccumStrip<NQ, 2>(p, stride, v, n_tok, d, j, acc);
-  for (; j < d; j += N) AccumStrip<NQ, 1>(p, stride, v, n_tok, d, j, acc);
+  for (; j + 2 * N <= d; j += 2 * N) AccumStrip<NQ, 2>(p, stride, v, n_tok, d, j, acc, pf);
+  for (; j < d; j += N) AccumStrip<NQ, 1>(p, stride, v, n_tok, d, j, acc, pf);
 }
 
 template <typename T>
-void Accum(const float* p, int nq, int stride, const T* v, int n_tok, int d, float* acc) {
+void Accum(const float* p, int nq, int stride, const T* v, int n_tok, int d, float* acc,
+           PrefetchRange next) {
+  const DF df;
+  // The first tile's token loops (one per strip of 2N dims) carry the next block's prefetch.
+  PrefetchTrickle pf(next, n_tok * std::max(1, d / (2 * int(hn::Lanes(df)))));
   for (int i = 0; i < nq; i += 4) {
     const float* pi = p + size_t(i) * stride;
     float* ai = acc + size_t(i) * d;
     switch (std::min(4, nq - i)) {
-      case 4: AccumTile<4>(pi, stride, v, n_tok, d, ai); break;
-      case 3: AccumTile<3>(pi, stride, v, n_tok, d, ai); break;
-      case 2: AccumTile<2>(pi, stride, v, n_tok, d, ai); break;
-      default: AccumTile<1>(pi, stride, v, n_tok, d, ai); break;
+      case 4: AccumTile<4>(pi, stride, v, n_tok, d, ai, pf); break;
+      case 3: AccumTile<3>(pi, stride, v, n_tok, d, ai, pf); break;
+      case 2: AccumTile<2>(pi, stride, v, n_tok, d, ai, pf); break;
+      default: AccumTile<1>(pi, stride, v, n_tok, d, ai, pf); break;
     }
   }
 }
 
-void AccumF32(const float* p, int nq, int stride, const float* v, int n_tok, int d, float* acc) {
-  Accum(p, nq, stride, v, n_tok, d, acc);
+void AccumF32(const float* p, int nq, int stride, const float* v, int n_tok, int d, float* acc,
+              PrefetchRange next) {
+  Accum(p, nq, stride, v, n_tok, d, acc, next);
 }
 void AccumF16(const float* p, int nq, int stride, const uint16_t* v, int n_tok, int d,
-              float* acc) {
-  Accum(p, nq, stride, v, n_tok, d, acc);
+              float* acc, PrefetchRange next) {
+  Accum(p, nq, stride, v, n_tok, d, acc, next);
 }
 
 // 2^x for x <= 0: 2^round(x) from the exponent bits times a degree-7 Taylor polynomial of
@@ -269,11 +284,13 @@ HWY_EXPORT(AccumF32);
 HWY_EXPORT(AccumF16);
 HWY_EXPORT(SoftmaxUpdate);
 
-void AttnScoresF32T(const float* q, int nq, const float* k, int d, float* scores, int stride) {
-  HWY_DYNAMIC_DISPATCH(ScoresF32T)(q, nq, k, d, scores, stride);
+void AttnScoresF32T(const float* q, int nq, const float* k, int d, float* scores, int stride,
+                    PrefetchRange next) {
+  HWY_DYNAMIC_DISPATCH(ScoresF32T)(q, nq, k, d, scores, stride, next);
 }
-void AttnScoresF16T(const float* q, int nq, const uint16_t* k, int d, float* scores, int stride) {
-  HWY_DYNAMIC_DISPATCH(ScoresF16T)(q, nq, k, d, scores, stride);
+void AttnScoresF16T(const float* q, int nq, const uint16_t* k, int d, float* scores, int stride,
+                    PrefetchRange next) {
+  HWY_DYNAMIC_DISPATCH(ScoresF16T)(q, nq, k, d, scores, stride, next);
 }
 void AttnScoresF32(const float* q, int nq, const float* k, int n_tok, int d, float* scores,
                    int stride) {
@@ -284,12 +301,12 @@ void AttnScoresF16(const float* q, int nq, const uint16_t* k, int n_tok, int d, 
   HWY_DYNAMIC_DISPATCH(ScoresF16)(q, nq, k, n_tok, d, scores, stride);
 }
 void AttnAccumF32(const float* p, int nq, int stride, const float* v, int n_tok, int d,
-                  float* acc) {
-  HWY_DYNAMIC_DISPATCH(AccumF32)(p, nq, stride, v, n_tok, d, acc);
+                  float* acc, PrefetchRange next) {
+  HWY_DYNAMIC_DISPATCH(AccumF32)(p, nq, stride, v, n_tok, d, acc, next);
 }
 void AttnAccumF16(const float* p, int nq, int stride, const uint16_t* v, int n_tok, int d,
-                  float* acc) {
-  HWY_DYNAMIC_DISPATCH(AccumF16)(p, nq, stride, v, n_tok, d, acc);
+                  float* acc, PrefetchRange next) {
+  HWY_DYNAMIC_DISPATCH(AccumF16)(p, nq, stride, v, n_tok, d, acc, next);
 }
 void AttnSoftmaxUpdate(float* scores, int nq, int stride, int n_tok, float* m, float* l,
                        float* acc, int d) {

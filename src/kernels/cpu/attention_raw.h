@@ -9,13 +9,17 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cpu/prefetch.h"
+
 namespace tqlm::kernels {
 
 // scores[i * stride + t] = <q_i, k_t> for K stored transposed: k[j * 64 + t] is coordinate j
 // of token t (blocks of 64 tokens; lanes run across tokens, so no horizontal sums). All 64
-// token slots are read; scores past n_tok are meaningless.
-void AttnScoresF32T(const float* q, int nq, const float* k, int d, float* scores, int stride);
-void AttnScoresF16T(const float* q, int nq, const uint16_t* k, int d, float* scores, int stride);
+// token slots are read; scores past n_tok are meaningless. `next` is prefetched on the way.
+void AttnScoresF32T(const float* q, int nq, const float* k, int d, float* scores, int stride,
+                    PrefetchRange next = {});
+void AttnScoresF16T(const float* q, int nq, const uint16_t* k, int d, float* scores, int stride,
+                    PrefetchRange next = {});
 
 // scores[i * stride + t] = <q_i, k_t> for row-major K ([n_tok][d]).
 void AttnScoresF32(const float* q, int nq, const float* k, int n_tok, int d, float* scores,
@@ -23,11 +27,11 @@ void AttnScoresF32(const float* q, int nq, const float* k, int n_tok, int d, flo
 void AttnScoresF16(const float* q, int nq, const uint16_t* k, int n_tok, int d, float* scores,
                    int stride);
 
-// acc[i * d + j] += sum_t p[i * stride + t] * v_t[j]
+// acc[i * d + j] += sum_t p[i * stride + t] * v_t[j]; `next` is prefetched on the way.
 void AttnAccumF32(const float* p, int nq, int stride, const float* v, int n_tok, int d,
-                  float* acc);
+                  float* acc, PrefetchRange next = {});
 void AttnAccumF16(const float* p, int nq, int stride, const uint16_t* v, int n_tok, int d,
-                  float* acc);
+                  float* acc, PrefetchRange next = {});
 
 // Online softmax over one block of scores in base 2 (scores are logits times log2(e); masked
 // entries are -inf). For each row i: the running max m[i] and denominator l[i] absorb the

@@ -176,39 +176,54 @@ TQ_TARGET inline int32_t Dword(const void* p) {
   return v;
 }
 
-// One range of dim groups [g0, g1) with B bits, for NQ queries: u advances.
+// One range of dim groups [g0, g1) with B bits, for NQ queries and two 16-token subtiles at
+// once (u0, u1: each advances): the two subtiles share the query broadcasts, and 2 x NQ
+// independent accumulators keep vpdpbusd's latency hidden (NQ chains alone wait on it).
 template <int B, int NQ>
-TQ_TARGET inline void ScoreGroups(const uint8_t*& u, __m512i lut, const int8_t* const* q, int g0,
-                                  int g1, __m512i* acc) {
+TQ_TARGET inline void ScoreGroups2(const uint8_t*& u0, const uint8_t*& u1, __m512i lut,
+                                   const int8_t* const* q, int g0, int g1, __m512i* acc0,
+                                   __m512i* acc1, PrefetchTrickle& pf) {
   for (int g = g0; g < g1; ++g) {
-    const __m512i x = _mm512_shuffle_epi8(lut, UnpackVec<B>(u));
-    u += 8 * B;
-    for (int i = 0; i < NQ; ++i)
-      acc[i] = _mm512_dpbusd_epi32(acc[i], x, _mm512_set1_epi32(Dword(q[i] + 4 * g)));
+    pf.Step();
+    const __m512i x0 = _mm512_shuffle_epi8(lut, UnpackVec<B>(u0));
+    const __m512i x1 = _mm512_shuffle_epi8(lut, UnpackVec<B>(u1));
+    u0 += 8 * B;
+    u1 += 8 * B;
+    for (int i = 0; i < NQ; ++i) {
+      const __m512i qb = _mm512_set1_epi32(Dword(q[i] + 4 * g));
+      acc0[i] = _mm512_dpbusd_epi32(acc0[i], x0, qb);
+      acc1[i] = _mm512_dpbusd_epi32(acc1[i], x1, qb);
+    }
   }
 }
 
 template <int HB, int LB, int NQ>
 TQ_TARGET void ScoresVnniTile(const TqBlockLayout& l, __m512i lut_hi, __m512i lut_lo,
                               const int8_t* q8, const float* q_scale, const int32_t* q_sum,
-                              const uint8_t* block, float* scores, int stride) {
+                              const uint8_t* block, float* scores, int stride,
+                              PrefetchTrickle& pf) {
   const int8_t* q[NQ];
   for (int i = 0; i < NQ; ++i) q[i] = q8 + size_t(i) * l.dim;
   const int g_hi = l.n_hi / 4, groups = l.dim / 4;
-  const uint8_t* u = block;
-  for (int s = 0; s < 4; ++s) {
-    __m512i acc[NQ];
-    for (int i = 0; i < NQ; ++i) acc[i] = _mm512_setzero_si512();
-    ScoreGroups<HB, NQ>(u, lut_hi, q, 0, g_hi, acc);
-    ScoreGroups<LB, NQ>(u, lut_lo, q, g_hi, groups, acc);
-    const __m512 norm = _mm512_cvtph_ps(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + l.norms_offset + 32 * s)));
-    for (int i = 0; i < NQ; ++i) {
-      // Codes entered as level + 128 (unsigned): remove 128 * sum(q).
-      const __m512i dot = _mm512_sub_epi32(acc[i], _mm512_set1_epi32(128 * q_sum[i]));
-      const __m512 f = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), norm),
-                                     _mm512_set1_ps(q_scale[i]));
-      _mm512_storeu_ps(scores + size_t(i) * stride + 16 * s, f);
+  // Bytes of one subtile's codes (16 tokens x dim).
+  const size_t sub_bytes = size_t(8) * (size_t(g_hi) * HB + size_t(groups - g_hi) * LB);
+  for (int s = 0; s < 4; s += 2) {
+    const uint8_t* u0 = block + size_t(s) * sub_bytes;
+    const uint8_t* u1 = u0 + sub_bytes;
+    __m512i acc[2][NQ];
+    for (int i = 0; i < NQ; ++i) acc[0][i] = acc[1][i] = _mm512_setzero_si512();
+    ScoreGroups2<HB, NQ>(u0, u1, lut_hi, q, 0, g_hi, acc[0], acc[1], pf);
+    ScoreGroups2<LB, NQ>(u0, u1, lut_lo, q, g_hi, groups, acc[0], acc[1], pf);
+    for (int h = 0; h < 2; ++h) {
+      const __m512 norm = _mm512_cvtph_ps(_mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(block + l.norms_offset + 32 * (s + h))));
+      for (int i = 0; i < NQ; ++i) {
+        // Codes entered as level + 128 (unsigned): remove 128 * sum(q).
+        const __m512i dot = _mm512_sub_epi32(acc[h][i], _mm512_set1_epi32(128 * q_sum[i]));
+        const __m512 f = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), norm),
+                                       _mm512_set1_ps(q_scale[i]));
+        _mm512_storeu_ps(scores + size_t(i) * stride + 16 * (s + h), f);
+      }
     }
   }
 }
@@ -216,16 +231,18 @@ TQ_TARGET void ScoresVnniTile(const TqBlockLayout& l, __m512i lut_hi, __m512i lu
 template <int HB, int LB>
 TQ_TARGET void ScoresVnni(const TqBlockLayout& l, const TqTables& tb, const int8_t* q8,
                           const float* q_scale, const int32_t* q_sum, int nq,
-                          const uint8_t* block, float* scores, int stride) {
+                          const uint8_t* block, float* scores, int stride, PrefetchRange next) {
   const __m512i lut_hi = Lut(tb.hi, 128), lut_lo = Lut(tb.lo, 128);
+  // The first tile's group loop carries the prefetch of the next block.
+  PrefetchTrickle pf(next, 2 * (l.dim / 4));
   for (int i = 0; i < nq; i += 4) {
     const int8_t* q = q8 + size_t(i) * l.dim;
     float* s = scores + size_t(i) * stride;
     switch (std::min(4, nq - i)) {
-      case 4: ScoresVnniTile<HB, LB, 4>(l, lut_hi, lut_lo, q, q_scale + i, q_sum + i, block, s, stride); break;
-      case 3: ScoresVnniTile<HB, LB, 3>(l, lut_hi, lut_lo, q, q_scale + i, q_sum + i, block, s, stride); break;
-      case 2: ScoresVnniTile<HB, LB, 2>(l, lut_hi, lut_lo, q, q_scale + i, q_sum + i, block, s, stride); break;
-      default: ScoresVnniTile<HB, LB, 1>(l, lut_hi, lut_lo, q, q_scale + i, q_sum + i, block, s, stride); break;
+      case 4: ScoresVnniTile<HB, LB, 4>(l, lut_hi, lut_lo, q, q_scale + i, q_sum + i, block, s, stride, pf); break;
+      case 3: ScoresVnniTile<HB, LB, 3>(l, lut_hi, lut_lo, q, q_scale + i, q_sum + i, block, s, stride, pf); break;
+      case 2: ScoresVnniTile<HB, LB, 2>(l, lut_hi, lut_lo, q, q_scale + i, q_sum + i, block, s, stride, pf); break;
+      default: ScoresVnniTile<HB, LB, 1>(l, lut_hi, lut_lo, q, q_scale + i, q_sum + i, block, s, stride, pf); break;
     }
   }
 }
@@ -250,38 +267,62 @@ TQ_TARGET inline bool QuantizeWeightsVnni(const TqTables& tb, const __m512* norm
   return true;
 }
 
-template <int B, int NQ>
-TQ_TARGET inline void AccumChunk(const uint8_t*& u, __m512i lut, const uint8_t (*wq)[64],
-                                 const float* scale, float* const* acc, int c) {
-  __m512i sum[NQ];
-  for (int i = 0; i < NQ; ++i) sum[i] = _mm512_setzero_si512();
+// NC (1 or 2) chunks of 16 dims with B bits starting at chunk c, for NQ weight rows; u
+// advances. Two chunks at once share the weight broadcasts and give 2 x NQ independent
+// accumulators (NQ chains alone wait on vpdpbusd's latency).
+template <int B, int NQ, int NC>
+TQ_TARGET inline void AccumChunks(const uint8_t*& u, __m512i lut, const uint8_t (*wq)[64],
+                                  const float* scale, float* const* acc, int c,
+                                  PrefetchTrickle& pf) {
+  constexpr size_t kChunkBytes = size_t(16) * 8 * B;
+  __m512i sum[NC][NQ];
+  for (int h = 0; h < NC; ++h)
+    for (int i = 0; i < NQ; ++i) sum[h][i] = _mm512_setzero_si512();
   for (int s = 0; s < 16; ++s) {
-    const __m512i x = _mm512_shuffle_epi8(lut, UnpackVec<B>(u));
-    u += 8 * B;
-    for (int i = 0; i < NQ; ++i)
-      sum[i] = _mm512_dpbusd_epi32(sum[i], _mm512_set1_epi32(Dword(wq[i] + 4 * s)), x);
+    pf.Step();
+    __m512i x[NC];
+    for (int h = 0; h < NC; ++h)
+      x[h] = _mm512_shuffle_epi8(lut, UnpackVec<B>(u + h * kChunkBytes + size_t(s) * 8 * B));
+    for (int i = 0; i < NQ; ++i) {
+      const __m512i w = _mm512_set1_epi32(Dword(wq[i] + 4 * s));
+      for (int h = 0; h < NC; ++h) sum[h][i] = _mm512_dpbusd_epi32(sum[h][i], w, x[h]);
+    }
   }
-  for (int i = 0; i < NQ; ++i) {
-    float* a = acc[i] + 16 * c;
-    _mm512_storeu_ps(a, _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[i]), _mm512_set1_ps(scale[i]),
-                                        _mm512_loadu_ps(a)));
+  u += NC * kChunkBytes;
+  for (int h = 0; h < NC; ++h) {
+    for (int i = 0; i < NQ; ++i) {
+      float* a = acc[i] + 16 * (c + h);
+      _mm512_storeu_ps(a, _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[h][i]),
+                                          _mm512_set1_ps(scale[i]), _mm512_loadu_ps(a)));
+    }
   }
+}
+
+template <int B, int NQ>
+TQ_TARGET inline void AccumRange(const uint8_t*& u, __m512i lut, const uint8_t (*wq)[64],
+                                 const float* scale, float* const* rows, int c0, int c1,
+                                 PrefetchTrickle& pf) {
+  int c = c0;
+  for (; c + 2 <= c1; c += 2) AccumChunks<B, NQ, 2>(u, lut, wq, scale, rows, c, pf);
+  if (c < c1) AccumChunks<B, NQ, 1>(u, lut, wq, scale, rows, c, pf);
 }
 
 template <int HB, int LB, int NQ>
 TQ_TARGET void AccumVnniTile(const TqBlockLayout& l, __m512i lut_hi, __m512i lut_lo,
                              const uint8_t (*wq)[64], const float* scale, float* const* rows,
-                             const uint8_t* block) {
+                             const uint8_t* block, PrefetchTrickle& pf) {
   const int c_hi = l.n_hi / 16, chunks = l.dim / 16;
   const uint8_t* u = block;
-  for (int c = 0; c < c_hi; ++c) AccumChunk<HB, NQ>(u, lut_hi, wq, scale, rows, c);
-  for (int c = c_hi; c < chunks; ++c) AccumChunk<LB, NQ>(u, lut_lo, wq, scale, rows, c);
+  AccumRange<HB, NQ>(u, lut_hi, wq, scale, rows, 0, c_hi, pf);
+  AccumRange<LB, NQ>(u, lut_lo, wq, scale, rows, c_hi, chunks, pf);
 }
 
 template <int HB, int LB>
 TQ_TARGET void AccumVnni(const TqBlockLayout& l, const TqTables& tb, const float* p, int nq,
-                         int stride, const uint8_t* block, float* acc) {
+                         int stride, const uint8_t* block, float* acc, PrefetchRange next) {
   const __m512i lut_hi = Lut(tb.hi, 0), lut_lo = Lut(tb.lo, 0);
+  // The first tile's chunk loops carry the prefetch of the next block.
+  PrefetchTrickle pf(next, l.dim / 2);
   __m512 norm[4];
   for (int s = 0; s < 4; ++s)
     norm[s] = _mm512_cvtph_ps(
@@ -298,10 +339,10 @@ TQ_TARGET void AccumVnni(const TqBlockLayout& l, const TqTables& tb, const float
     }
     if (n == 4 || (i == nq - 1 && n > 0)) {
       switch (n) {
-        case 4: AccumVnniTile<HB, LB, 4>(l, lut_hi, lut_lo, wq, scale, rows, block); break;
-        case 3: AccumVnniTile<HB, LB, 3>(l, lut_hi, lut_lo, wq, scale, rows, block); break;
-        case 2: AccumVnniTile<HB, LB, 2>(l, lut_hi, lut_lo, wq, scale, rows, block); break;
-        default: AccumVnniTile<HB, LB, 1>(l, lut_hi, lut_lo, wq, scale, rows, block); break;
+        case 4: AccumVnniTile<HB, LB, 4>(l, lut_hi, lut_lo, wq, scale, rows, block, pf); break;
+        case 3: AccumVnniTile<HB, LB, 3>(l, lut_hi, lut_lo, wq, scale, rows, block, pf); break;
+        case 2: AccumVnniTile<HB, LB, 2>(l, lut_hi, lut_lo, wq, scale, rows, block, pf); break;
+        default: AccumVnniTile<HB, LB, 1>(l, lut_hi, lut_lo, wq, scale, rows, block, pf); break;
       }
       n = 0;
     }
@@ -316,9 +357,9 @@ bool DetectVnni() {
 }
 
 using ScoresFn = void (*)(const TqBlockLayout&, const TqTables&, const int8_t*, const float*,
-                          const int32_t*, int, const uint8_t*, float*, int);
+                          const int32_t*, int, const uint8_t*, float*, int, PrefetchRange);
 using AccumFn = void (*)(const TqBlockLayout&, const TqTables&, const float*, int, int,
-                         const uint8_t*, float*);
+                         const uint8_t*, float*, PrefetchRange);
 
 template <int HB, int LB>
 constexpr std::pair<ScoresFn, AccumFn> Fns() {
@@ -348,10 +389,10 @@ bool TqKernelsUseVnni() {
 
 void TqScores(const TqBlockLayout& layout, const TqTables& tables, const int8_t* q8,
               const float* q_scale, const int32_t* q_sum, int nq, const uint8_t* block,
-              float* scores, int stride) {
+              float* scores, int stride, PrefetchRange next) {
   if (TqKernelsUseVnni()) {
     if (auto fn = VnniFns(layout.hi_bits, layout.lo_bits).first) {
-      fn(layout, tables, q8, q_scale, q_sum, nq, block, scores, stride);
+      fn(layout, tables, q8, q_scale, q_sum, nq, block, scores, stride, next);
       return;
     }
   }
@@ -359,10 +400,10 @@ void TqScores(const TqBlockLayout& layout, const TqTables& tables, const int8_t*
 }
 
 void TqAccumulate(const TqBlockLayout& layout, const TqTables& tables, const float* p, int nq,
-                  int stride, const uint8_t* block, float* acc) {
+                  int stride, const uint8_t* block, float* acc, PrefetchRange next) {
   if (TqKernelsUseVnni()) {
     if (auto fn = VnniFns(layout.hi_bits, layout.lo_bits).second) {
-      fn(layout, tables, p, nq, stride, block, acc);
+      fn(layout, tables, p, nq, stride, block, acc, next);
       return;
     }
   }

@@ -25,6 +25,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cpu/prefetch.h"
+
 namespace tqlm::kernels {
 
 inline constexpr int kTqBlockTokens = 64;
@@ -54,12 +56,13 @@ struct TqTables {
 // q8 rows are dim int8 values; q_sum[i] = sum_j q8[i][j] (the kernel's +128 offset).
 void TqScores(const TqBlockLayout& layout, const TqTables& tables, const int8_t* q8,
               const float* q_scale, const int32_t* q_sum, int nq, const uint8_t* block,
-              float* scores, int stride);
+              float* scores, int stride, PrefetchRange next = {});
 
 // acc[i * dim + j] += sum_t p[i * stride + t] * norm_t * level(code_tj), in the rotated basis,
-// with p * norm quantized to uint8 per row (scale = row max / 255).
+// with p * norm quantized to uint8 per row (scale = row max / 255). Both kernels prefetch
+// `next` (the block the caller reads after this one) while they compute.
 void TqAccumulate(const TqBlockLayout& layout, const TqTables& tables, const float* p, int nq,
-                  int stride, const uint8_t* block, float* acc);
+                  int stride, const uint8_t* block, float* acc, PrefetchRange next = {});
 
 // Whether the AVX-512 VNNI kernels run on this CPU (otherwise a portable scalar path).
 bool TqKernelsUseVnni();

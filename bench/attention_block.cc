@@ -1,0 +1,103 @@
+// Decode-attention kernels on one block of 64 cached tokens held in L1: the compute floor of
+// `tqlm bench attn` (which streams every block from DRAM). One iteration is one block of one
+// KV head for 4 query rows (Llama-3-8B's GQA: 32 heads over 8 KV heads): scores, online
+// softmax, weighted sum of V. items/s counts cached tokens (token-heads), so 1e9 / items_per_s
+// is the ns per token-head that PERF_NOTES compares with the memory time per token-head.
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/attention_raw.h"
+#include "kernels/cpu/attention_tq.h"
+#include "kernels/tensor_format.h"
+
+namespace {
+
+using namespace tqlm::kernels;
+
+constexpr int kDim = 128, kRows = 4, kTok = 64, kStride = 64;
+
+struct Rows {
+  std::vector<float> m = std::vector<float>(kRows, -std::numeric_limits<float>::infinity());
+  std::vector<float> l = std::vector<float>(kRows, 0.0f);
+  std::vector<float> acc = std::vector<float>(size_t(kRows) * kDim, 0.0f);
+  std::vector<float> scores = std::vector<float>(size_t(kRows) * kStride);
+};
+
+void BM_F16Block(benchmark::State& state) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  std::vector<uint16_t> k(size_t(kTok) * kDim), v(k.size());
+  for (auto& x : k) x = F32ToF16(nd(rng));
+  for (auto& x : v) x = F32ToF16(nd(rng));
+  std::vector<float> q(size_t(kRows) * kDim);
+  for (auto& x : q) x = 0.1f * nd(rng);
+  Rows r;
+  for (auto _ : state) {
+    AttnScoresF16T(q.data(), kRows, k.data(), kDim, r.scores.data(), kStride);
+    AttnSoftmaxUpdate(r.scores.data(), kRows, kStride, kTok, r.m.data(), r.l.data(),
+                      r.acc.data(), kDim);
+    AttnAccumF16(r.scores.data(), kRows, kStride, v.data(), kTok, kDim, r.acc.data());
+    benchmark::DoNotOptimize(r.acc.data());
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()) * kTok);
+}
+BENCHMARK(BM_F16Block);
+
+// TurboQuant K at state.range(0) bits, V at state.range(1) bits (uniform per block).
+void BM_TqBlock(benchmark::State& state) {
+  const int kb = int(state.range(0)), vb = int(state.range(1));
+  const TqBlockLayout lk = TqBlockLayout::Make(kDim, kDim, kb, kb);
+  const TqBlockLayout lv = TqBlockLayout::Make(kDim, kDim, vb, vb);
+  std::mt19937 rng(1);
+  auto block = [&](const TqBlockLayout& l) {
+    std::vector<uint8_t> b(l.block_bytes);
+    for (size_t i = 0; i < l.codes_bytes; ++i) b[i] = uint8_t(rng());  // any bits are codes
+    const uint16_t one = F32ToF16(1.0f);
+    for (int t = 0; t < kTok; ++t) std::memcpy(b.data() + l.norms_offset + 2 * t, &one, 2);
+    return b;
+  };
+  const std::vector<uint8_t> k = block(lk), v = block(lv);
+  TqTables tk, tv;
+  for (int i = 0; i < 16; ++i) tk.hi[i] = tk.lo[i] = tv.hi[i] = tv.lo[i] = int8_t(8 * i - 60);
+  tk.cb_scale = tv.cb_scale = 1.0f / 127;
+  std::vector<int8_t> q8(size_t(kRows) * kDim);
+  std::vector<float> q_scale(kRows, 1e-3f);
+  std::vector<int32_t> q_sum(kRows, 0);
+  for (int i = 0; i < kRows; ++i)
+    for (int j = 0; j < kDim; ++j) q_sum[i] += (q8[size_t(i) * kDim + j] = int8_t(int(rng() % 255) - 127));
+  Rows r;
+  const int part = int(state.range(2));  // 0: whole step, 1: scores, 2: softmax, 3: accumulate
+  if (part != 0) {
+    for (auto& x : r.scores) x = 0.01f;
+    for (auto _ : state) {
+      if (part == 1)
+        TqScores(lk, tk, q8.data(), q_scale.data(), q_sum.data(), kRows, k.data(), r.scores.data(), kStride);
+      if (part == 2)
+        AttnSoftmaxUpdate(r.scores.data(), kRows, kStride, kTok, r.m.data(), r.l.data(), r.acc.data(), kDim);
+      if (part == 3) TqAccumulate(lv, tv, r.scores.data(), kRows, kStride, v.data(), r.acc.data());
+      benchmark::DoNotOptimize(r.acc.data());
+      benchmark::DoNotOptimize(r.scores.data());
+    }
+    state.SetItemsProcessed(int64_t(state.iterations()) * kTok);
+    return;
+  }
+  for (auto _ : state) {
+    TqScores(lk, tk, q8.data(), q_scale.data(), q_sum.data(), kRows, k.data(), r.scores.data(),
+             kStride);
+    AttnSoftmaxUpdate(r.scores.data(), kRows, kStride, kTok, r.m.data(), r.l.data(),
+                      r.acc.data(), kDim);
+    TqAccumulate(lv, tv, r.scores.data(), kRows, kStride, v.data(), r.acc.data());
+    benchmark::DoNotOptimize(r.acc.data());
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()) * kTok);
+}
+BENCHMARK(BM_TqBlock)->Args({4, 3, 0})->Args({3, 3, 0})->Args({4, 4, 0})->Args({3, 2, 0})
+    ->Args({4, 3, 1})->Args({4, 3, 2})->Args({4, 3, 3});
+
+}  // namespace
+
+BENCHMARK_MAIN();
