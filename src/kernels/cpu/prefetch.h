@@ -21,21 +21,24 @@ class PrefetchTrickle {
  public:
   // Spread range's cache lines over `iterations` calls of Step.
   PrefetchTrickle(PrefetchRange range, int iterations)
-      : p_(reinterpret_cast<const char*>(range.p)), end_(p_ ? p_ + range.bytes : p_) {
-    const size_t lines = (range.bytes + 63) / 64;
+      : base_(reinterpret_cast<const char*>(range.p)), bytes_(range.p ? range.bytes : 0) {
+    const size_t lines = (bytes_ + 63) / 64;
     per_step_ = iterations > 0 ? int((lines + size_t(iterations) - 1) / size_t(iterations)) : 0;
   }
   // True once every line has been prefetched.
-  bool done() const { return p_ >= end_; }
+  bool done() const { return off_ >= bytes_; }
   // Prefetch this iteration's share into L2 (prefetcht1: measured faster than into L1 for f16
-  // blocks, whose 32 KB of K and V would crowd out the block being computed on).
+  // blocks, whose 32 KB of K and V would crowd out the block being computed on). An offset, not
+  // a moving pointer, so nothing ever points past the range.
   inline void Step() {
-    for (int i = 0; i < per_step_ && p_ < end_; ++i, p_ += 64) __builtin_prefetch(p_, 0, 2);
+    for (int i = 0; i < per_step_ && off_ < bytes_; ++i, off_ += 64)
+      __builtin_prefetch(base_ + off_, 0, 2);
   }
 
  private:
-  const char* p_;
-  const char* end_;
+  const char* base_;
+  size_t bytes_;
+  size_t off_ = 0;
   int per_step_ = 0;
 };
 
