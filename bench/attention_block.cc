@@ -71,27 +71,18 @@ void BM_TqBlock(benchmark::State& state) {
     for (int j = 0; j < kDim; ++j) q_sum[i] += (q8[size_t(i) * kDim + j] = int8_t(int(rng() % 255) - 127));
   Rows r;
   const int part = int(state.range(2));  // 0: whole step, 1: scores, 2: softmax, 3: accumulate
-  if (part != 0) {
-    for (auto& x : r.scores) x = 0.01f;
-    for (auto _ : state) {
-      if (part == 1)
-        TqScores(lk, tk, q8.data(), q_scale.data(), q_sum.data(), kRows, k.data(), r.scores.data(), kStride);
-      if (part == 2)
-        AttnSoftmaxUpdate(r.scores.data(), kRows, kStride, kTok, r.m.data(), r.l.data(), r.acc.data(), kDim);
-      if (part == 3) TqAccumulate(lv, tv, r.scores.data(), kRows, kStride, v.data(), r.acc.data());
-      benchmark::DoNotOptimize(r.acc.data());
-      benchmark::DoNotOptimize(r.scores.data());
-    }
-    state.SetItemsProcessed(int64_t(state.iterations()) * kTok);
-    return;
-  }
+  for (auto& x : r.scores) x = 0.01f;  // weights for a lone accumulate
   for (auto _ : state) {
-    TqScores(lk, tk, q8.data(), q_scale.data(), q_sum.data(), kRows, k.data(), r.scores.data(),
-             kStride);
-    AttnSoftmaxUpdate(r.scores.data(), kRows, kStride, kTok, r.m.data(), r.l.data(),
-                      r.acc.data(), kDim);
-    TqAccumulate(lv, tv, r.scores.data(), kRows, kStride, v.data(), r.acc.data());
+    if (part == 0 || part == 1)
+      TqScores(lk, tk, q8.data(), q_scale.data(), q_sum.data(), kRows, k.data(), r.scores.data(),
+               kStride);
+    if (part == 0 || part == 2)
+      AttnSoftmaxUpdate(r.scores.data(), kRows, kStride, kTok, r.m.data(), r.l.data(),
+                        r.acc.data(), kDim);
+    if (part == 0 || part == 3)
+      TqAccumulate(lv, tv, r.scores.data(), kRows, kStride, v.data(), r.acc.data());
     benchmark::DoNotOptimize(r.acc.data());
+    benchmark::DoNotOptimize(r.scores.data());
   }
   state.SetItemsProcessed(int64_t(state.iterations()) * kTok);
 }

@@ -128,6 +128,7 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
     return RowStates{nr, d, base, base + row_chunk, base + 2 * row_chunk};
   };
 
+  const size_t trickle = TrickleDistance();
   pool.ParallelTasks(n_tasks, [&](size_t task_index, int thread) {
     AttendScratch& s = *scratch_[thread];
     const int task = int(task_index);
@@ -168,8 +169,8 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
       const PreparedQueries& pq = (seg.comp && L.k.comp != L.k.raw) ? s.q_comp : s.q_raw;
       // The kernels trickle a later segment's K (while scoring) and V (while accumulating)
       // into L2.
-      const size_t dist = TrickleDistance();
-      const Segment* next = dist > 0 && si + dist < seg_end ? &segs[si + dist] : nullptr;
+      const Segment* next =
+          trickle > 0 && si + trickle < seg_end ? &segs[si + trickle] : nullptr;
       s.kernel.next = {};
       if (next)
         s.kernel.next = {KeyBlock(*next, head), (next->comp ? L.k.comp : L.k.raw)->block_bytes()};
