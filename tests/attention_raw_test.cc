@@ -7,6 +7,8 @@
 #include <random>
 #include <vector>
 
+#include <hwy/targets.h>
+
 #include "kernels/cpu/attention_raw.h"
 #include "kernels/tensor_format.h"
 
@@ -116,6 +118,47 @@ TEST_P(AttnRaw, ScoresAccumulateSoftmaxMatchScalar) {
       }
     }
   }
+}
+
+// The softmax's exp2 on every compiled SIMD target, over the whole range a block can hold:
+// within 1e-6 relative of exp2 down to 2^-126, exactly 0 below (never a denormal, which would
+// slow the weighted sums ~100x) and for masked (-inf) entries.
+TEST(AttnSoftmax, Exp2OverTheFullRangeOnEveryTarget) {
+  constexpr int kTok = 64 * 40, kDim = 64;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  std::vector<float> s0(kTok);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int t = 0; t < kTok; ++t) {
+    // 0 down to -160 in steps, with jitter, exact integers and the -126 boundary around them.
+    const float base = -160.0f * float(t) / kTok;
+    s0[size_t(t)] = t % 7 == 0 ? std::floor(base) : t % 11 == 0 ? kNegInf : base + 0.01f * u(rng);
+  }
+  s0[1] = -126.0f;
+  s0[2] = std::nextafter(-126.0f, -200.0f);
+  s0[3] = -0.0f;
+  s0[4] = 0.0f;  // the row max: every entry is exp2(s - 0)
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    std::vector<float> s = s0, acc(kDim, 1.0f);
+    float m = kNegInf, l = 0;
+    AttnSoftmaxUpdate(s.data(), 1, kTok, kTok, &m, &l, acc.data(), kDim);
+    ASSERT_EQ(m, 0.0f) << hwy::TargetName(target);
+    double sum = 0;
+    for (int t = 0; t < kTok; ++t) {
+      const float x = s0[size_t(t)], got = s[size_t(t)];
+      if (x < -126.0f) {
+        ASSERT_EQ(got, 0.0f) << hwy::TargetName(target) << " x=" << x;
+        continue;
+      }
+      const double want = std::exp2(double(x));
+      sum += want;
+      ASSERT_NEAR(got, want, 1e-6 * want) << hwy::TargetName(target) << " x=" << x;
+      ASSERT_TRUE(std::isnormal(got)) << hwy::TargetName(target) << " x=" << x;
+    }
+    ASSERT_NEAR(l, sum, 1e-5 * sum) << hwy::TargetName(target);  // float summation order
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 INSTANTIATE_TEST_SUITE_P(HeadDims, AttnRaw, ::testing::Values(64, 80, 96, 128, 256));
