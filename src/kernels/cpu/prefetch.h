@@ -6,6 +6,7 @@
 // iterations of the current block's loop, a few per iteration, so memory and compute overlap.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -19,11 +20,17 @@ struct PrefetchRange {
 
 class PrefetchTrickle {
  public:
-  // Spread range's cache lines over `iterations` calls of Step.
+  // Spread range's cache lines evenly over `iterations` calls of Step: line j goes out at call
+  // floor(j * iterations / lines) (a Bresenham walk), so a block of 66 lines over 64 iterations
+  // is issued one or two lines at a time across the whole loop. Rounding the rate up to whole
+  // lines per call, as the first version did, issued such a block in the first half of the loop,
+  // a burst that filled the line-fill buffers and stalled the loop's own loads (32K tq4/tq3,
+  // 1 thread: 3.56-3.67 -> 3.21-3.25 ms with the K lines spread; docs/PERF_NOTES.md v8).
   PrefetchTrickle(PrefetchRange range, int iterations)
       : base_(reinterpret_cast<const char*>(range.p)), bytes_(range.p ? range.bytes : 0) {
-    const size_t lines = (bytes_ + 63) / 64;
-    per_step_ = iterations > 0 ? int((lines + size_t(iterations) - 1) / size_t(iterations)) : 0;
+    lines_ = int((bytes_ + 63) / 64);
+    iters_ = std::max(iterations, 1);
+    credit_ = iters_ - 1;  // the first call issues line 0
   }
   // True once every line has been prefetched.
   bool done() const { return off_ >= bytes_; }
@@ -31,7 +38,8 @@ class PrefetchTrickle {
   // blocks, whose 32 KB of K and V would crowd out the block being computed on). An offset, not
   // a moving pointer, so nothing ever points past the range.
   inline void Step() {
-    for (int i = 0; i < per_step_ && off_ < bytes_; ++i, off_ += 64)
+    credit_ += lines_;
+    for (; credit_ >= iters_ && off_ < bytes_; credit_ -= iters_, off_ += 64)
       __builtin_prefetch(base_ + off_, 0, 2);
   }
 
@@ -39,7 +47,7 @@ class PrefetchTrickle {
   const char* base_;
   size_t bytes_;
   size_t off_ = 0;
-  int per_step_ = 0;
+  int lines_ = 0, iters_ = 1, credit_ = 0;
 };
 
 }  // namespace tqlm::kernels
