@@ -47,9 +47,14 @@ void BM_F16Block(benchmark::State& state) {
 }
 BENCHMARK(BM_F16Block);
 
-// TurboQuant K at state.range(0) bits, V at state.range(1) bits (uniform per block).
+// TurboQuant K at state.range(0) bits, V at state.range(1) bits (uniform per block), on kernel
+// path state.range(3) (TqKernelPath: 1 VNNI, 2 VNNI + VBMI).
 void BM_TqBlock(benchmark::State& state) {
   const int kb = int(state.range(0)), vb = int(state.range(1));
+  if (!SetTqKernelPathForTest(TqKernelPath(state.range(3)))) {
+    state.SkipWithError("kernel path not supported by this CPU");
+    return;
+  }
   const TqBlockLayout lk = TqBlockLayout::Make(kDim, kDim, kb, kb);
   const TqBlockLayout lv = TqBlockLayout::Make(kDim, kDim, vb, vb);
   std::mt19937 rng(1);
@@ -85,9 +90,12 @@ void BM_TqBlock(benchmark::State& state) {
     benchmark::DoNotOptimize(r.scores.data());
   }
   state.SetItemsProcessed(int64_t(state.iterations()) * kTok);
+  SetTqKernelPathForTest(TqBestKernelPath());
 }
-BENCHMARK(BM_TqBlock)->Args({4, 3, 0})->Args({3, 3, 0})->Args({4, 4, 0})->Args({3, 2, 0})
-    ->Args({4, 3, 1})->Args({4, 3, 2})->Args({4, 3, 3});
+// Both SIMD paths per configuration, side by side.
+BENCHMARK(BM_TqBlock)->ArgsProduct({{4}, {3}, {0, 1, 2, 3}, {1, 2}})
+    ->Args({3, 3, 0, 1})->Args({3, 3, 0, 2})->Args({4, 4, 0, 1})->Args({4, 4, 0, 2})
+    ->Args({3, 2, 0, 1})->Args({3, 2, 0, 2});
 
 }  // namespace
 

@@ -81,69 +81,77 @@ TEST_P(TqKernels, MatchScalarReference) {
   const Ref ref{l, block.data()};
   auto level = [&](int j, int code) { return j < n_hi ? tb.hi[code] : tb.lo[code]; };
 
-  for (int nq : {1, 3, 4, 6}) {
-    SCOPED_TRACE(nq);
-    std::vector<int8_t> q8(size_t(nq) * dim);
-    std::vector<float> q_scale(nq);
-    std::vector<int32_t> q_sum(nq, 0);
-    for (int i = 0; i < nq; ++i) {
-      q_scale[i] = un(rng);
-      for (int j = 0; j < dim; ++j) {
-        q8[size_t(i) * dim + j] = int8_t(int(rng() % 255) - 127);
-        q_sum[i] += q8[size_t(i) * dim + j];
+  // Every kernel path this CPU runs, restored to the best one however the test ends.
+  struct RestorePath {
+    ~RestorePath() { SetTqKernelPathForTest(TqBestKernelPath()); }
+  } restore;
+  for (TqKernelPath path : {TqKernelPath::kPortable, TqKernelPath::kVnni, TqKernelPath::kVnniVbmi}) {
+    if (!SetTqKernelPathForTest(path)) continue;
+    SCOPED_TRACE(TqKernelPathName(path));
+    for (int nq : {1, 3, 4, 6}) {
+      SCOPED_TRACE(nq);
+      std::vector<int8_t> q8(size_t(nq) * dim);
+      std::vector<float> q_scale(nq);
+      std::vector<int32_t> q_sum(nq, 0);
+      for (int i = 0; i < nq; ++i) {
+        q_scale[i] = un(rng);
+        for (int j = 0; j < dim; ++j) {
+          q8[size_t(i) * dim + j] = int8_t(int(rng() % 255) - 127);
+          q_sum[i] += q8[size_t(i) * dim + j];
+        }
       }
-    }
-    const int stride = 70;
-    std::vector<float> scores(size_t(nq) * stride, -1.0f);
-    TqScores(l, tb, q8.data(), q_scale.data(), q_sum.data(), nq, block.data(), scores.data(),
-             stride);
-    // Prefetching a next block on the way changes nothing.
-    std::vector<float> scores_pf(scores.size(), -1.0f);
-    TqScores(l, tb, q8.data(), q_scale.data(), q_sum.data(), nq, block.data(), scores_pf.data(),
-             stride, {reinterpret_cast<const uint8_t*>(q8.data()), q8.size()});
-    ASSERT_EQ(scores_pf, scores);
-    for (int i = 0; i < nq; ++i) {
-      for (int t = 0; t < 64; ++t) {
-        int64_t dot = 0;
-        for (int j = 0; j < dim; ++j) dot += int64_t(q8[size_t(i) * dim + j]) * level(j, ref.KCode(t, j));
-        const float want = float(dot) * ref.Norm(t) * q_scale[i];
-        ASSERT_NEAR(scores[size_t(i) * stride + t], want, 1e-6f * std::fabs(want) + 1e-6f)
-            << "row " << i << " token " << t;
+      const int stride = 70;
+      std::vector<float> scores(size_t(nq) * stride, -1.0f);
+      TqScores(l, tb, q8.data(), q_scale.data(), q_sum.data(), nq, block.data(), scores.data(),
+               stride);
+      // Prefetching a next block on the way changes nothing.
+      std::vector<float> scores_pf(scores.size(), -1.0f);
+      TqScores(l, tb, q8.data(), q_scale.data(), q_sum.data(), nq, block.data(), scores_pf.data(),
+               stride, {reinterpret_cast<const uint8_t*>(q8.data()), q8.size()});
+      ASSERT_EQ(scores_pf, scores);
+      for (int i = 0; i < nq; ++i) {
+        for (int t = 0; t < 64; ++t) {
+          int64_t dot = 0;
+          for (int j = 0; j < dim; ++j) dot += int64_t(q8[size_t(i) * dim + j]) * level(j, ref.KCode(t, j));
+          const float want = float(dot) * ref.Norm(t) * q_scale[i];
+          ASSERT_NEAR(scores[size_t(i) * stride + t], want, 1e-6f * std::fabs(want) + 1e-6f)
+              << "row " << i << " token " << t;
+        }
       }
-    }
 
-    // Weights: some rows all zero, some with zeros inside.
-    std::vector<float> p(size_t(nq) * stride, 0.0f);
-    for (int i = 0; i < nq; ++i) {
-      if (i == 1) continue;
-      for (int t = 0; t < 64; ++t) p[size_t(i) * stride + t] = (t % 7 == 3) ? 0.0f : un(rng) / 3;
-    }
-    std::vector<float> acc(size_t(nq) * dim), want(size_t(nq) * dim);
-    for (size_t x = 0; x < acc.size(); ++x) acc[x] = want[x] = un(rng);
-    std::vector<float> acc_pf(acc);
-    TqAccumulate(l, tb, p.data(), nq, stride, block.data(), acc_pf.data(),
-                 {block.data(), block.size()});
-    TqAccumulate(l, tb, p.data(), nq, stride, block.data(), acc.data());
-    ASSERT_EQ(acc_pf, acc);
-    for (int i = 0; i < nq; ++i) {
-      // Weight quantization as specified: w = p * norm, u8 = round(w * 255 / max w).
-      float w[64], wmax = 0;
-      for (int t = 0; t < 64; ++t) {
-        w[t] = p[size_t(i) * stride + t] * ref.Norm(t);
-        wmax = std::max(wmax, w[t]);
+      // Weights: some rows all zero, some with zeros inside.
+      std::vector<float> p(size_t(nq) * stride, 0.0f);
+      for (int i = 0; i < nq; ++i) {
+        if (i == 1) continue;
+        for (int t = 0; t < 64; ++t) p[size_t(i) * stride + t] = (t % 7 == 3) ? 0.0f : un(rng) / 3;
       }
-      if (wmax == 0) {
-        for (int j = 0; j < dim; ++j) ASSERT_EQ(acc[size_t(i) * dim + j], want[size_t(i) * dim + j]);
-        continue;
-      }
-      const float scale = wmax * (tb.cb_scale / 255.0f);
-      for (int j = 0; j < dim; ++j) {
-        int64_t sum = 0;
-        for (int t = 0; t < 64; ++t)
-          sum += int64_t(std::nearbyint(w[t] * (255.0f / wmax))) * level(j, ref.VCode(t, j));
-        const float expect = std::fma(float(sum), scale, want[size_t(i) * dim + j]);
-        ASSERT_NEAR(acc[size_t(i) * dim + j], expect, 1e-5f * (std::fabs(expect) + 1))
-            << "row " << i << " dim " << j;
+      std::vector<float> acc(size_t(nq) * dim), want(size_t(nq) * dim);
+      for (size_t x = 0; x < acc.size(); ++x) acc[x] = want[x] = un(rng);
+      std::vector<float> acc_pf(acc);
+      TqAccumulate(l, tb, p.data(), nq, stride, block.data(), acc_pf.data(),
+                   {block.data(), block.size()});
+      TqAccumulate(l, tb, p.data(), nq, stride, block.data(), acc.data());
+      ASSERT_EQ(acc_pf, acc);
+      for (int i = 0; i < nq; ++i) {
+        // Weight quantization as specified: w = p * norm, u8 = round(w * 255 / max w).
+        float w[64], wmax = 0;
+        for (int t = 0; t < 64; ++t) {
+          w[t] = p[size_t(i) * stride + t] * ref.Norm(t);
+          wmax = std::max(wmax, w[t]);
+        }
+        if (wmax == 0) {
+          for (int j = 0; j < dim; ++j) ASSERT_EQ(acc[size_t(i) * dim + j], want[size_t(i) * dim + j]);
+          continue;
+        }
+        const float scale = wmax * (tb.cb_scale / 255.0f);
+        for (int j = 0; j < dim; ++j) {
+          int64_t sum = 0;
+          for (int t = 0; t < 64; ++t)
+            sum += int64_t(std::nearbyint(w[t] * (255.0f / wmax))) * level(j, ref.VCode(t, j));
+          const float expect = std::fma(float(sum), scale, want[size_t(i) * dim + j]);
+          ASSERT_NEAR(acc[size_t(i) * dim + j], expect, 1e-5f * (std::fabs(expect) + 1))
+              << "row " << i << " dim " << j;
+        }
       }
     }
   }

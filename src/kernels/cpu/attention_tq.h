@@ -64,7 +64,14 @@ void TqScores(const TqBlockLayout& layout, const TqTables& tables, const int8_t*
 void TqAccumulate(const TqBlockLayout& layout, const TqTables& tables, const float* p, int nq,
                   int stride, const uint8_t* block, float* acc, PrefetchRange next = {});
 
-// Whether the AVX-512 VNNI kernels run on this CPU (otherwise a portable scalar path).
-bool TqKernelsUseVnni();
+// Kernel implementations, each computing the same integers: portable scalar code, AVX-512
+// VNNI (code lookups by VPSHUFB), and AVX-512 VNNI + VBMI (lookups by VPERMB, no masking).
+enum class TqKernelPath { kPortable, kVnni, kVnniVbmi };
+// The best path this CPU runs, and the one in use (the best unless a test chose another).
+TqKernelPath TqBestKernelPath();
+TqKernelPath TqKernelPathInUse();
+const char* TqKernelPathName(TqKernelPath path);
+// Tests: run `path` from now on; false (nothing changes) if this CPU cannot run it.
+bool SetTqKernelPathForTest(TqKernelPath path);
 
 }  // namespace tqlm::kernels
