@@ -166,8 +166,17 @@ TqKernelPath DetectPath() {
   return __builtin_cpu_supports("avx512vbmi") ? TqKernelPath::kVnniVbmi : TqKernelPath::kVnni;
 }
 
-const TqKernelPath kBestPath = DetectPath();
-std::atomic<TqKernelPath> g_path{kBestPath};
+// Detected on first use, not at start-up.
+TqKernelPath BestPath() {
+  static const TqKernelPath best = DetectPath();
+  return best;
+}
+
+// The path the kernels run: the best one unless a test chose another.
+std::atomic<TqKernelPath>& PathInUse() {
+  static std::atomic<TqKernelPath> path{BestPath()};
+  return path;
+}
 
 using ScoresFn = void (*)(const TqBlockLayout&, const TqTables&, const int8_t*, const float*,
                           const int32_t*, int, const uint8_t*, float*, int, PrefetchRange);
@@ -184,7 +193,7 @@ std::pair<ScoresFn, AccumFn> Fns(TqKernelPath path) {
 // SIMD kernels for (hi_bits, lo_bits) on the path in use, or nulls (portable path, or a pair
 // without kernels).
 std::pair<ScoresFn, AccumFn> SimdFns(int hb, int lb) {
-  const TqKernelPath path = g_path.load(std::memory_order_relaxed);
+  const TqKernelPath path = PathInUse().load(std::memory_order_relaxed);
   if (path == TqKernelPath::kPortable) return {nullptr, nullptr};
   switch (hb * 10 + lb) {
     case 11: return Fns<1, 1>(path);
@@ -200,12 +209,11 @@ std::pair<ScoresFn, AccumFn> SimdFns(int hb, int lb) {
 
 }  // namespace
 
-TqKernelPath TqBestKernelPath() { return kBestPath; }
-TqKernelPath TqKernelPathInUse() { return g_path.load(std::memory_order_relaxed); }
+TqKernelPath TqBestKernelPath() { return BestPath(); }
 
 bool SetTqKernelPathForTest(TqKernelPath path) {
-  if (int(path) > int(kBestPath)) return false;
-  g_path.store(path, std::memory_order_relaxed);
+  if (int(path) > int(BestPath())) return false;
+  PathInUse().store(path, std::memory_order_relaxed);
   return true;
 }
 

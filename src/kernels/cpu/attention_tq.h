@@ -67,9 +67,8 @@ void TqAccumulate(const TqBlockLayout& layout, const TqTables& tables, const flo
 // Kernel implementations, each computing the same integers: portable scalar code, AVX-512
 // VNNI (code lookups by VPSHUFB), and AVX-512 VNNI + VBMI (lookups by VPERMB, no masking).
 enum class TqKernelPath { kPortable, kVnni, kVnniVbmi };
-// The best path this CPU runs, and the one in use (the best unless a test chose another).
+// The best path this CPU runs (the one in use unless a test chose another).
 TqKernelPath TqBestKernelPath();
-TqKernelPath TqKernelPathInUse();
 const char* TqKernelPathName(TqKernelPath path);
 // Tests: run `path` from now on; false (nothing changes) if this CPU cannot run it.
 bool SetTqKernelPathForTest(TqKernelPath path);
