@@ -1,5 +1,5 @@
 // `tqlm bench attn`: single-token decode attention over a KV cache of N random tokens, for one
-// K/V type pair against f16 in the same run, cycling over enough layers' caches that together
+// K/V type pair against f16 timed in alternating rounds of the same run, cycling over enough layers' caches that together
 // they exceed the last-level cache (as a real model's layers do), plus a memory-copy rate
 // measured in the same run as the bandwidth yardstick. --sweep prints a table over contexts
 // and type pairs.
@@ -33,7 +33,7 @@ struct AttnFlags {
   int heads = 32, kv_heads = 8, dim = 128;
   std::vector<std::string> ctk = {"tq4"}, ctv = {"tq3"};
   int threads = 2;
-  double min_seconds = 0.3;  // timing per configuration
+  double min_seconds = 0.3;  // timing per configuration (at least 5 rounds)
   bool json = false;
   bool sweep = false;
 };
@@ -90,10 +90,32 @@ struct AttnResult {
   int layers = 0;
 };
 
-// Fills one single-layer cache with n random tokens, clones it until the clones exceed twice
-// the LLC, then times Attend for one new token, layer after layer.
-AttnResult TimeAttention(const AttnFlags& f, int ctx, const std::string& kt,
-                         const std::string& vt, kernels::ThreadPool& pool) {
+// One K/V configuration ready to time: a single-layer cache of n random tokens and enough
+// clones of it that together they exceed twice the LLC, as a real model's layers do.
+struct AttnCaches {
+  std::vector<std::unique_ptr<kv::KvCache>> layers;
+  double bytes_per_token = 0;
+};
+
+// Rows appended and queried by every decode step (the same for every configuration).
+struct AttnData {
+  std::vector<float> k, v, q, out;
+};
+
+// One decode step (append one token, attend, then rewind) on one layer; returns the seconds
+// spent in Attend. The first step also compresses the filled blocks.
+double Step(kv::KvCache& cache, AttnData& d, int ctx, kernels::ThreadPool& pool) {
+  cache.Append(0, d.k.data(), d.v.data(), 1);
+  const auto t0 = Clock::now();
+  cache.Attend(0, d.q.data(), 1, d.out.data(), pool);
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  cache.Commit(1);
+  cache.Truncate(ctx);
+  return s;
+}
+
+AttnCaches MakeCaches(const AttnFlags& f, int ctx, const std::string& kt, const std::string& vt,
+                      AttnData& d, kernels::ThreadPool& pool) {
   kv::KvCacheConfig c;
   c.layers = {kv::LayerGeometry{f.heads, f.kv_heads, f.dim, 0}};
   c.k_types = {kv::KvType::Parse(kt)};
@@ -119,37 +141,49 @@ AttnResult TimeAttention(const AttnFlags& f, int ctx, const std::string& kt,
     proto->Commit(n);
     done += n;
   }
-  std::vector<float> q(size_t(f.heads) * f.dim), out(q.size());
-  for (auto& x : q) x = nd(rng);
-  // One decode step (append one token, attend, then rewind) compresses the filled blocks.
-  auto step = [&](kv::KvCache& cache, double* attend_seconds) {
-    cache.Append(0, k.data(), v.data(), 1);
-    const auto t0 = Clock::now();
-    cache.Attend(0, q.data(), 1, out.data(), pool);
-    if (attend_seconds) *attend_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-    cache.Commit(1);
-    cache.Truncate(ctx);
-  };
-  step(*proto, nullptr);
-  AttnResult r;
-  const kv::KvMemoryStats stats = proto->MemoryStats();
-  r.bytes_per_token = double(stats.bytes_used) / ctx;
+  d.k.assign(k.begin(), k.begin() + row);
+  d.v.assign(v.begin(), v.begin() + row);
+  d.q.resize(size_t(f.heads) * f.dim);
+  for (auto& x : d.q) x = nd(rng);
+  d.out.resize(d.q.size());
+  Step(*proto, d, ctx, pool);
+  AttnCaches r;
+  r.bytes_per_token = double(proto->MemoryStats().bytes_used) / ctx;
   const double layer_bytes = std::max(1.0, r.bytes_per_token * ctx);
-  r.layers = std::max(2, int(std::ceil(2.0 * double(LastLevelCacheBytes()) / layer_bytes)));
-  std::vector<std::unique_ptr<kv::KvCache>> layers;
-  layers.push_back(std::move(proto));
-  for (int l = 1; l < r.layers; ++l) layers.push_back(layers[0]->Clone());
-  for (auto& l : layers) step(*l, nullptr);  // warm-up: page in, grow scratch buffers
-  double seconds = 0;
-  long steps = 0;
-  const auto start = Clock::now();
-  do {
-    for (auto& l : layers) step(*l, &seconds);
-    steps += long(layers.size());
-  } while (std::chrono::duration<double>(Clock::now() - start).count() < f.min_seconds ||
-           steps < 4L * long(layers.size()));
-  r.us_per_step = seconds / double(steps) * 1e6;
+  const int n_layers = std::max(2, int(std::ceil(2.0 * double(LastLevelCacheBytes()) / layer_bytes)));
+  r.layers.push_back(std::move(proto));
+  for (int l = 1; l < n_layers; ++l) r.layers.push_back(r.layers[0]->Clone());
+  for (auto& l : r.layers) Step(*l, d, ctx, pool);  // warm-up: page in, grow scratch buffers
   return r;
+}
+
+// Times the configurations in alternating rounds (one round = one decode step on every layer
+// of one configuration), so that a noisy machine slows all of them alike rather than whichever
+// happened to run during a busy second; each gets the median over its rounds, per layer step.
+std::vector<double> TimeInterleaved(std::vector<AttnCaches*> configs, AttnData& d, int ctx,
+                                    double min_seconds, kernels::ThreadPool& pool) {
+  std::vector<std::vector<double>> rounds(configs.size());
+  std::vector<double> total(configs.size(), 0.0);
+  auto enough = [&] {
+    for (size_t c = 0; c < configs.size(); ++c)
+      if (total[c] < min_seconds || rounds[c].size() < 5) return false;
+    return true;
+  };
+  while (!enough()) {
+    for (size_t c = 0; c < configs.size(); ++c) {
+      double s = 0;
+      for (auto& l : configs[c]->layers) s += Step(*l, d, ctx, pool);
+      total[c] += s;
+      rounds[c].push_back(s / double(configs[c]->layers.size()));
+    }
+  }
+  std::vector<double> us(configs.size());
+  for (size_t c = 0; c < configs.size(); ++c) {
+    std::vector<double>& r = rounds[c];
+    std::nth_element(r.begin(), r.begin() + r.size() / 2, r.end());
+    us[c] = r[r.size() / 2] * 1e6;
+  }
+  return us;
 }
 
 nlohmann::json ResultJson(const AttnFlags& f, int ctx, const std::string& kt,
@@ -197,11 +231,18 @@ int RunAttn(const AttnFlags& f) {
                "f16GB/s", "f16/cp");
   }
   for (int ctx : f.ctx) {
-    const AttnResult r16 = TimeAttention(f, ctx, "f16", "f16", pool);
+    AttnData data;
+    AttnCaches c16 = MakeCaches(f, ctx, "f16", "f16", data, pool);
     for (size_t p = 0; p < f.ctk.size(); ++p) {
-      const AttnResult r = (f.ctk[p] == "f16" && f.ctv[p] == "f16")
-                               ? r16
-                               : TimeAttention(f, ctx, f.ctk[p], f.ctv[p], pool);
+      const bool is_f16 = f.ctk[p] == "f16" && f.ctv[p] == "f16";
+      AttnCaches cq;
+      if (!is_f16) cq = MakeCaches(f, ctx, f.ctk[p], f.ctv[p], data, pool);
+      // f16 is timed again beside every pair: each ratio comes from rounds interleaved in time.
+      const std::vector<double> us =
+          is_f16 ? TimeInterleaved({&c16}, data, ctx, f.min_seconds, pool)
+                 : TimeInterleaved({&c16, &cq}, data, ctx, f.min_seconds, pool);
+      AttnResult r16{us[0], c16.bytes_per_token, int(c16.layers.size())};
+      AttnResult r = is_f16 ? r16 : AttnResult{us[1], cq.bytes_per_token, int(cq.layers.size())};
       const nlohmann::json j = ResultJson(f, ctx, f.ctk[p], f.ctv[p], r, r16, copy_gbps, read_gbps);
       all.push_back(j);
       if (!f.json) {

@@ -3,16 +3,18 @@
 // back to the pool, and freed blocks are reused before new memory is taken. Block addresses
 // never move, so kernels may hold raw pointers for the duration of a call.
 //
-// Blocks are carved from slabs that may grow geometrically (1, 1, 2, 4, ... up to
-// kMaxSlabBlocks blocks), so that a pool serving one stream (one layer, tensor and KV head) can
-// lay that stream's blocks out contiguously. kMaxSlabBlocks = 1 (one allocation per block)
-// because contiguous slabs of 16 blocks measured no faster (docs/PERF_NOTES.md) while they
-// would make bytes_allocated run ahead of the bytes in use.
+// Blocks are carved in order from slabs of anonymous pages that grow geometrically (about 64
+// KiB first, then twice as many blocks each time, up to kMaxSlabBlocks blocks), so a pool
+// serving one stream (one layer, tensor and KV head) lays that stream's blocks out
+// contiguously: decode attention then reads each stream
+// sequentially, which lets the L2 streamer fetch ahead beyond the software prefetches (32K
+// tq4/tq3: docs/PERF_NOTES.md v9). The untouched tail of a slab is address space only: the
+// kernel maps its pages when a block is first written, so bytes_allocated counts the blocks
+// handed out, not the slabs' sizes.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 namespace tqlm::kv {
@@ -20,6 +22,7 @@ namespace tqlm::kv {
 class BlockPool {
  public:
   explicit BlockPool(size_t block_bytes);
+  ~BlockPool();
   BlockPool(const BlockPool&) = delete;
   BlockPool& operator=(const BlockPool&) = delete;
 
@@ -30,23 +33,27 @@ class BlockPool {
   const uint8_t* data(uint32_t id) const { return slots_[id]; }
 
   size_t blocks_in_use() const { return slots_.size() - free_.size(); }
-  // Memory held from the allocator: every slab, including slots not handed out yet.
-  size_t bytes_allocated() const { return bytes_allocated_; }
+  // Memory the pool has handed out (each block rounded up to a cache line), freed blocks
+  // included: they stay with the pool for reuse.
+  size_t bytes_allocated() const;
+  // Address space reserved for slabs (>= bytes_allocated; for tests and diagnostics).
+  size_t bytes_reserved() const { return bytes_reserved_; }
 
-  static constexpr int kMaxSlabBlocks = 1;
+  static constexpr int kMaxSlabBlocks = 256;
 
  private:
-  struct AlignedFree {
-    void operator()(uint8_t* p) const;
+  struct Slab {
+    uint8_t* p;
+    size_t bytes;
   };
   size_t block_bytes_;
-  size_t stride_;  // block_bytes rounded up to a cache line
-  std::vector<std::unique_ptr<uint8_t[], AlignedFree>> slabs_;
+  size_t stride_;  // block_bytes rounded up to a cache line (plus a red zone under ASan)
+  std::vector<Slab> slabs_;
   std::vector<uint8_t*> slots_;  // address of every block handed out so far, by id
   std::vector<uint32_t> free_;
   int slab_blocks_ = 0;          // size of the newest slab
   int slab_left_ = 0;            // unused blocks at the end of the newest slab
-  size_t bytes_allocated_ = 0;
+  size_t bytes_reserved_ = 0;
 };
 
 }  // namespace tqlm::kv

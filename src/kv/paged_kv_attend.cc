@@ -20,14 +20,28 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // The kernels prefetch a later segment's blocks while they compute (kernels/cpu/prefetch.h).
-// TQLM_KV_TRICKLE=N prefetches the segment N ahead instead of the next one (distances 1, 2 and 4
-// measured alike), 0 turns prefetching off: for A/B measurements (docs/PERF_NOTES.md).
+// The segment two ahead: with the per-head blocks contiguous (kv/block_pool.h) and the lines
+// split between the loops, distance 2 measured faster than 1 (docs/PERF_NOTES.md v9).
+// TQLM_KV_TRICKLE=N prefetches the segment N ahead instead, 0 turns prefetching off: for A/B
+// measurements.
 size_t TrickleDistance() {
   static const size_t d = [] {
     const char* e = std::getenv("TQLM_KV_TRICKLE");
-    return e ? size_t(std::atoi(e)) : size_t(1);
+    return e ? size_t(std::max(0, std::atoi(e))) : size_t(2);
   }();
   return d;
+}
+
+// Share (percent) of a later compressed segment's K + V lines prefetched during the scoring
+// loop: 50 spreads them over scoring and accumulating about evenly in time (32K tq4/tq3, 2
+// threads: 3.0x -> 3.2x f16; docs/PERF_NOTES.md v9). TQLM_KV_PF_SPLIT=P overrides it, for A/B
+// measurements; 100 prefetches all of K while scoring, as before v9.
+int PfSplitPercent() {
+  static const int v = [] {
+    const char* e = std::getenv("TQLM_KV_PF_SPLIT");
+    return std::clamp(e ? std::atoi(e) : 50, 0, 100);
+  }();
+  return v;
 }
 
 struct Segment {
@@ -171,9 +185,24 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
       // into L2.
       const Segment* next =
           trickle > 0 && si + trickle < seg_end ? &segs[si + trickle] : nullptr;
+      // The later segment's K lines go out while scoring and its V lines while accumulating;
+      // for compressed segments the scoring loop, shorter per line, takes only its share of all
+      // the lines (PfSplitPercent) and the rest of K goes out just before accumulating.
       s.kernel.next = {};
-      if (next)
-        s.kernel.next = {KeyBlock(*next, head), (next->comp ? L.k.comp : L.k.raw)->block_bytes()};
+      kernels::PrefetchRange k_tail, v_next;
+      if (next) {
+        const size_t kbytes = (next->comp ? L.k.comp : L.k.raw)->block_bytes();
+        const size_t vbytes = (next->comp ? L.v.comp : L.v.raw)->block_bytes();
+        const uint8_t* nk = KeyBlock(*next, head);
+        size_t k_first = kbytes;
+        if (next->comp) {
+          const size_t lines = (kbytes + 63) / 64 + (vbytes + 63) / 64;
+          k_first = std::min(kbytes, lines * size_t(PfSplitPercent()) / 100 * 64);
+        }
+        s.kernel.next = {nk, k_first};
+        k_tail = {nk + k_first, kbytes - k_first};
+        v_next = {ValueBlock(*next, head), vbytes};
+      }
       kf->Scores(pq, kb, seg.n_tok, s.scores.data(), kBlockTokens, s.kernel);
       if (seg.pos0 < max_lo || last > min_hi) {
         for (int r = 0; r < nr; ++r) {
@@ -189,8 +218,9 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
       RowStates& st = vf->rotated() ? rot : plain;
       kernels::AttnSoftmaxUpdate(s.scores.data(), nr, kBlockTokens, seg.n_tok, st.m, st.l,
                                  st.acc, d);
-      if (next)
-        s.kernel.next = {ValueBlock(*next, head), (next->comp ? L.v.comp : L.v.raw)->block_bytes()};
+      for (size_t off = 0; off < k_tail.bytes; off += 64)
+        __builtin_prefetch(k_tail.p + off, 0, 2);
+      s.kernel.next = v_next;
       vf->Accumulate(s.scores.data(), nr, kBlockTokens, vb, seg.n_tok, st.acc, s.kernel);
     }
   });
