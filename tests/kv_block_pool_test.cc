@@ -30,7 +30,8 @@ TEST(BlockPool, BlocksOfAStreamAreContiguousAndAligned) {
     std::memset(p, int(i & 0xff), block);  // every byte of every block is writable
     if (i > 0 && pool.data(ids[i - 1]) + stride == p) ++adjacent;
   }
-  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(pool.data(ids[i])[block - 1], uint8_t(i & 0xff));
+  for (size_t i = 0; i < ids.size(); ++i)
+    EXPECT_EQ(pool.data(ids[i])[block - 1], uint8_t(i & 0xff));
   // Slabs of 15, 30, 60, 120, 240, 256 blocks: only a slab's first block may start elsewhere.
   EXPECT_GE(adjacent, 600 - 1 - 10);
   EXPECT_EQ(pool.bytes_allocated(), 600 * block);

@@ -1,8 +1,8 @@
 // `tqlm bench attn`: single-token decode attention over a KV cache of N random tokens, for one
-// K/V type pair against f16 timed in alternating rounds of the same run, cycling over enough layers' caches that together
-// they exceed the last-level cache (as a real model's layers do), plus a memory-copy rate
-// measured in the same run as the bandwidth yardstick. --sweep prints a table over contexts
-// and type pairs.
+// K/V type pair against f16 timed in alternating rounds of the same run, cycling over enough
+// layers' caches that together they exceed the last-level cache (as a real model's layers do),
+// plus a memory-copy rate measured in the same run as the bandwidth yardstick. --sweep prints
+// a table over contexts and type pairs.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -150,7 +150,8 @@ AttnCaches MakeCaches(const AttnFlags& f, int ctx, const std::string& kt, const 
   AttnCaches r;
   r.bytes_per_token = double(proto->MemoryStats().bytes_used) / ctx;
   const double layer_bytes = std::max(1.0, r.bytes_per_token * ctx);
-  const int n_layers = std::max(2, int(std::ceil(2.0 * double(LastLevelCacheBytes()) / layer_bytes)));
+  const int n_layers =
+      std::max(2, int(std::ceil(2.0 * double(LastLevelCacheBytes()) / layer_bytes)));
   r.layers.push_back(std::move(proto));
   for (int l = 1; l < n_layers; ++l) r.layers.push_back(r.layers[0]->Clone());
   for (auto& l : r.layers) Step(*l, d, ctx, pool);  // warm-up: page in, grow scratch buffers
