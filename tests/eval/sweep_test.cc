@@ -15,11 +15,19 @@
 namespace tqlm::eval {
 namespace {
 
-std::string TempPath(const std::string& name) {
-  const std::string p = ::testing::TempDir() + "tqlm_sweep_" + std::to_string(::getpid()) + "_" + name;
-  std::filesystem::remove(p);
-  return p;
-}
+// A results file in the test temp directory, removed before and after the test.
+struct TempPath {
+  explicit TempPath(const std::string& name)
+      : path(::testing::TempDir() + "tqlm_sweep_" + std::to_string(::getpid()) + "_" + name) {
+    std::filesystem::remove(path);
+  }
+  ~TempPath() {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+  }
+  operator const std::string&() const { return path; }
+  const std::string path;
+};
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -51,7 +59,8 @@ TEST(EvalSweep, HashIsCanonicalAndSensitive) {
 }
 
 TEST(EvalSweep, ResumeSkipsCellsPresent) {
-  const std::string path = TempPath("resume.jsonl");
+  const TempPath tmp("resume.jsonl");
+  const std::string& path = tmp;
   int calls = 0;
   auto run = [&](const SweepCell& c) {
     ++calls;
@@ -81,7 +90,8 @@ TEST(EvalSweep, ResumeSkipsCellsPresent) {
 }
 
 TEST(EvalSweep, TruncatedLastLineIsIgnoredReportedAndCutOff) {
-  const std::string path = TempPath("trunc.jsonl");
+  const TempPath tmp("trunc.jsonl");
+  const std::string& path = tmp;
   {
     ResultsFile r(path);
     RunSweep(r, Cells(2), [](const SweepCell&) { return nlohmann::json{{"v", 1}}; });
@@ -105,7 +115,8 @@ TEST(EvalSweep, TruncatedLastLineIsIgnoredReportedAndCutOff) {
 }
 
 TEST(EvalSweep, CorruptCompleteLineIsAnError) {
-  const std::string path = TempPath("corrupt.jsonl");
+  const TempPath tmp("corrupt.jsonl");
+  const std::string& path = tmp;
   {
     std::ofstream out(path);
     out << R"({"hash":"a1","x":1})" << "\n" << "not json\n";
@@ -119,7 +130,8 @@ TEST(EvalSweep, CorruptCompleteLineIsAnError) {
 }
 
 TEST(EvalSweep, FirstSigintFinishesTheCellThenStops) {
-  const std::string path = TempPath("sigint.jsonl");
+  const TempPath tmp("sigint.jsonl");
+  const std::string& path = tmp;
   ResultsFile r(path);
   int calls = 0;
   const SweepSummary s = RunSweep(r, Cells(4), [&](const SweepCell&) {
@@ -139,7 +151,8 @@ TEST(EvalSweep, FirstSigintFinishesTheCellThenStops) {
 
 TEST(EvalSweepDeathTest, SecondSigintExitsAtOnce) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  const std::string path = TempPath("sigint2.jsonl");
+  const TempPath tmp("sigint2.jsonl");
+  const std::string& path = tmp;
   EXPECT_EXIT(
       {
         ResultsFile r(path);
