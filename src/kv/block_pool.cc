@@ -85,7 +85,6 @@ uint32_t BlockPool::Allocate() {
     ASAN_POISON_MEMORY_REGION(p, bytes);
     slab_blocks_ = blocks;
     slab_left_ = blocks;
-    bytes_reserved_ += bytes;
   }
   // The newest slab's next unused block.
   uint8_t* p = slabs_.back().p + stride_ * size_t(slab_blocks_ - slab_left_);
@@ -93,6 +92,12 @@ uint32_t BlockPool::Allocate() {
   --slab_left_;
   ASAN_UNPOISON_MEMORY_REGION(p, stride_ - kRedZone);
   return uint32_t(slots_.size() - 1);
+}
+
+size_t BlockPool::bytes_reserved() const {
+  size_t n = 0;
+  for (const Slab& s : slabs_) n += s.bytes;
+  return n;
 }
 
 size_t BlockPool::bytes_allocated() const { return (stride_ - kRedZone) * slots_.size(); }

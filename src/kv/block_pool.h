@@ -6,11 +6,10 @@
 // Blocks are carved in order from slabs of anonymous pages that grow geometrically (about 64
 // KiB first, then twice as many blocks each time, up to kMaxSlabBlocks blocks), so a pool
 // serving one stream (one layer, tensor and KV head) lays that stream's blocks out
-// contiguously: decode attention then reads each stream
-// sequentially, which lets the L2 streamer fetch ahead beyond the software prefetches (32K
-// tq4/tq3: docs/PERF_NOTES.md v9). The untouched tail of a slab is address space only: the
-// kernel maps its pages when a block is first written, so bytes_allocated counts the blocks
-// handed out, not the slabs' sizes.
+// contiguously: decode attention then reads each stream sequentially, which lets the L2
+// streamer fetch ahead beyond the software prefetches (32K tq4/tq3: docs/PERF_NOTES.md v9).
+// The untouched tail of a slab is address space only: the kernel maps its pages when a block
+// is first written, so bytes_allocated counts the blocks handed out, not the slabs' sizes.
 #pragma once
 
 #include <cstddef>
@@ -37,7 +36,7 @@ class BlockPool {
   // included: they stay with the pool for reuse.
   size_t bytes_allocated() const;
   // Address space reserved for slabs (>= bytes_allocated; for tests and diagnostics).
-  size_t bytes_reserved() const { return bytes_reserved_; }
+  size_t bytes_reserved() const;
 
   static constexpr int kMaxSlabBlocks = 256;
 
@@ -53,7 +52,6 @@ class BlockPool {
   std::vector<uint32_t> free_;
   int slab_blocks_ = 0;          // size of the newest slab
   int slab_left_ = 0;            // unused blocks at the end of the newest slab
-  size_t bytes_reserved_ = 0;
 };
 
 }  // namespace tqlm::kv

@@ -137,6 +137,8 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
   };
   auto KeyBlock = [&](const Segment& seg, int head) { return block_of(L.k, seg, head); };
   auto ValueBlock = [&](const Segment& seg, int head) { return block_of(L.v, seg, head); };
+  auto KeyFormat = [&](const Segment& seg) { return seg.comp ? L.k.comp : L.k.raw; };
+  auto ValueFormat = [&](const Segment& seg) { return seg.comp ? L.v.comp : L.v.raw; };
   auto states_of = [&](int task, int basis, int nr) {
     float* base = task_states_.data() + (size_t(task) * 2 + basis) * state_floats;
     return RowStates{nr, d, base, base + row_chunk, base + 2 * row_chunk};
@@ -176,8 +178,8 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
       const Segment& seg = segs[si];
       const int last = seg.pos0 + seg.n_tok - 1;
       if (last < min_lo || seg.pos0 > max_hi) continue;
-      const BlockFormat* kf = seg.comp ? L.k.comp : L.k.raw;
-      const BlockFormat* vf = seg.comp ? L.v.comp : L.v.raw;
+      const BlockFormat* kf = KeyFormat(seg);
+      const BlockFormat* vf = ValueFormat(seg);
       const uint8_t* kb = KeyBlock(seg, head);
       const uint8_t* vb = ValueBlock(seg, head);
       const PreparedQueries& pq = (seg.comp && L.k.comp != L.k.raw) ? s.q_comp : s.q_raw;
@@ -191,8 +193,8 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
       s.kernel.next = {};
       kernels::PrefetchRange k_tail, v_next;
       if (next) {
-        const size_t kbytes = (next->comp ? L.k.comp : L.k.raw)->block_bytes();
-        const size_t vbytes = (next->comp ? L.v.comp : L.v.raw)->block_bytes();
+        const size_t kbytes = KeyFormat(*next)->block_bytes();
+        const size_t vbytes = ValueFormat(*next)->block_bytes();
         const uint8_t* nk = KeyBlock(*next, head);
         size_t k_first = kbytes;
         if (next->comp) {
@@ -218,8 +220,7 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
       RowStates& st = vf->rotated() ? rot : plain;
       kernels::AttnSoftmaxUpdate(s.scores.data(), nr, kBlockTokens, seg.n_tok, st.m, st.l,
                                  st.acc, d);
-      for (size_t off = 0; off < k_tail.bytes; off += 64)
-        __builtin_prefetch(k_tail.p + off, 0, 2);
+      kernels::PrefetchAll(k_tail);
       s.kernel.next = v_next;
       vf->Accumulate(s.scores.data(), nr, kBlockTokens, vb, seg.n_tok, st.acc, s.kernel);
     }

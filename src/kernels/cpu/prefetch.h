@@ -1,9 +1,9 @@
-// Prefetching the next KV block while the current one is computed on.
+// Prefetching a later KV block while the current one is computed on.
 //
-// A decode step walks blocks that live in separate allocations, so the hardware streamer starts
-// cold on each one, and prefetching a whole block in one burst stalls on the line-fill buffers
-// (measured: no gain, docs/PERF_NOTES.md v4). A trickle spreads the next block's lines over the
-// iterations of the current block's loop, a few per iteration, so memory and compute overlap.
+// Prefetching a whole block in one burst stalls on the line-fill buffers (measured: no gain,
+// docs/PERF_NOTES.md v4). A trickle spreads a later block's lines over the iterations of the
+// current block's loop, a few per iteration, so memory and compute overlap; the pools keep a
+// stream's blocks contiguous so the hardware streamer helps as well (v9).
 #pragma once
 
 #include <algorithm>
@@ -17,6 +17,13 @@ struct PrefetchRange {
   const uint8_t* p = nullptr;
   size_t bytes = 0;
 };
+
+// Every line of `range` at once, into L2 like PrefetchTrickle: for a few lines only (the tail
+// of a block that a loop's share did not cover).
+inline void PrefetchAll(PrefetchRange range) {
+  for (size_t off = 0; range.p && off < range.bytes; off += 64)
+    __builtin_prefetch(range.p + off, 0, 2);
+}
 
 class PrefetchTrickle {
  public:
