@@ -20,6 +20,8 @@ need = ['prompt_tokens', 'generated_tokens', 'prefill_tokens_per_s', 'decode_tok
         'kv_cache_bytes', 'kv_cache_bytes_f16', 'text']
 assert all(k in j for k in need), j
 assert j['generated_tokens'] == 8 and 'Paris' in j['text'], j
+# The default cache is 'auto': SmolLM2's 64-wide heads get 8-bit keys and 3-bit values.
+assert (j['cache_type_k'], j['cache_type_v']) == ('tq8', 'tq3'), j
 PY"
 
 # A long prompt on a compressed cache: KV bytes well below f16's for the same tokens.

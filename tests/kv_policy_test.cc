@@ -7,11 +7,15 @@
 namespace tqlm::runtime {
 namespace {
 
+std::vector<kv::LayerGeometry> Layers(int n, int head_dim = 64) {
+  return std::vector<kv::LayerGeometry>(size_t(n), kv::LayerGeometry{4, 2, head_dim, 0});
+}
+
 TEST(KvPolicy, DefaultsApplyToEveryLayer) {
   KvPolicy p;
   p.k_type = "tq4";
   p.v_type = "tq3";
-  const ResolvedKv r = ResolveKvPolicy(p, 4, 100);
+  const ResolvedKv r = ResolveKvPolicy(p, Layers(4), 100);
   ASSERT_EQ(r.k_types.size(), 4u);
   for (int l = 0; l < 4; ++l) {
     EXPECT_EQ(r.k_types[l].Name(), "tq4");
@@ -23,11 +27,11 @@ TEST(KvPolicy, ProfileRulesAndPresets) {
   KvPolicy p;
   p.k_type = p.v_type = "tq3";
   p.profile = "edges2";
-  ResolvedKv r = ResolveKvPolicy(p, 6, 0);
+  ResolvedKv r = ResolveKvPolicy(p, Layers(6), 0);
   const char* want[] = {"q8_0", "q8_0", "tq3", "tq3", "q8_0", "q8_0"};
   for (int l = 0; l < 6; ++l) EXPECT_EQ(r.k_types[l].Name(), want[l]) << l;
   p.profile = "*=f16/f16, 2-3=tq4/tq2, 5=q4_0/q8_0";
-  r = ResolveKvPolicy(p, 6, 0);
+  r = ResolveKvPolicy(p, Layers(6), 0);
   EXPECT_EQ(r.k_types[0].Name(), "f16");
   EXPECT_EQ(r.k_types[2].Name(), "tq4");
   EXPECT_EQ(r.v_types[3].Name(), "tq2");
@@ -39,7 +43,7 @@ TEST(KvPolicy, BadRulesAreClearErrors) {
   KvPolicy p;
   for (const char* bad : {"3=tq3", "x=tq3/tq3", "9=tq3/tq3", "1=tq3/bogus", "last:=f16/f16"}) {
     p.profile = bad;
-    EXPECT_THROW(ResolveKvPolicy(p, 6, 0), Error) << bad;
+    EXPECT_THROW(ResolveKvPolicy(p, Layers(6), 0), Error) << bad;
   }
 }
 
@@ -47,9 +51,68 @@ TEST(KvPolicy, BufferRatioWithFloor) {
   KvPolicy p;
   p.recent_ratio = 0.55;
   p.recent_floor = 128;
-  EXPECT_EQ(ResolveKvPolicy(p, 1, 100).recent_tokens, 128);
-  EXPECT_EQ(ResolveKvPolicy(p, 1, 1000).recent_tokens, 550);
-  EXPECT_EQ(ResolveKvPolicy(p, 1, 1001).recent_tokens, 551);  // ceil
+  EXPECT_EQ(ResolveKvPolicy(p, Layers(1), 100).recent_tokens, 128);
+  EXPECT_EQ(ResolveKvPolicy(p, Layers(1), 1000).recent_tokens, 550);
+  EXPECT_EQ(ResolveKvPolicy(p, Layers(1), 1001).recent_tokens, 551);  // ceil
+}
+
+// "auto" is per layer: the measured default for the layer's head size.
+TEST(KvPolicy, AutoFollowsHeadSize) {
+  const KvPolicy d = DefaultKvPolicy();
+  EXPECT_EQ(d.k_type, "auto");
+  EXPECT_EQ(d.v_type, "auto");
+  EXPECT_EQ(d.sink_tokens, 4);
+  ResolvedKv r = ResolveKvPolicy(d, Layers(2, 128), 0);
+  EXPECT_EQ(r.Label(), "tq3/tq2");
+  r = ResolveKvPolicy(d, Layers(2, 256), 0);
+  EXPECT_EQ(r.Label(), "tq3/tq2");
+  r = ResolveKvPolicy(d, Layers(2, 64), 0);
+  EXPECT_EQ(r.Label(), "tq8/tq3");
+  EXPECT_EQ(r.sink_tokens, 4);
+
+  std::vector<kv::LayerGeometry> mixed = Layers(3, 128);
+  mixed[1].head_dim = 64;
+  r = ResolveKvPolicy(d, mixed, 0);
+  EXPECT_EQ(r.k_types[0].Name(), "tq3");
+  EXPECT_EQ(r.k_types[1].Name(), "tq8");
+  EXPECT_EQ(r.v_types[1].Name(), "tq3");
+  EXPECT_EQ(r.v_types[2].Name(), "tq2");
+  EXPECT_EQ(r.Label(), "tq3/tq2 (per-layer)");
+
+  // One side fixed, the other auto; and auto inside a profile rule.
+  KvPolicy p;
+  p.k_type = "tq4";
+  p.v_type = "auto";
+  p.profile = "0=auto/f16";
+  r = ResolveKvPolicy(p, mixed, 0);
+  EXPECT_EQ(r.k_types[0].Name(), "tq3");
+  EXPECT_EQ(r.v_types[0].Name(), "f16");
+  EXPECT_EQ(r.k_types[1].Name(), "tq4");
+  EXPECT_EQ(r.v_types[1].Name(), "tq3");
+}
+
+TEST(KvPolicy, ConcreteNamesWhereAutoIsOneType) {
+  KvPolicy c = ConcreteKvPolicy(DefaultKvPolicy(), Layers(4, 64));
+  EXPECT_EQ(c.k_type, "tq8");
+  EXPECT_EQ(c.v_type, "tq3");
+  c = ConcreteKvPolicy(DefaultKvPolicy(), Layers(4, 128));
+  EXPECT_EQ(c.k_type, "tq3");
+  EXPECT_EQ(c.v_type, "tq2");
+  std::vector<kv::LayerGeometry> mixed = Layers(2, 128);
+  mixed[0].head_dim = 64;
+  c = ConcreteKvPolicy(DefaultKvPolicy(), mixed);
+  EXPECT_EQ(c.k_type, "auto");  // differs per layer: stays auto
+  KvPolicy fixed;
+  fixed.k_type = "q8_0";
+  EXPECT_EQ(ConcreteKvPolicy(fixed, mixed).k_type, "q8_0");
+}
+
+TEST(KvPolicy, UnknownTypesRejectedWithoutLayers) {
+  KvPolicy p;
+  p.k_type = "tq9";
+  EXPECT_THROW(ResolveKvPolicy(p, {}, 0), Error);
+  p.k_type = "auto";
+  EXPECT_NO_THROW(ResolveKvPolicy(p, {}, 0));
 }
 
 }  // namespace

@@ -26,7 +26,7 @@ model::ModelInfo TinyInfo() {
 void ExpectPlanMatchesCache(const KvPolicy& policy, int ctx) {
   const model::ModelInfo info = TinyInfo();
   const MemoryEstimate m = EstimateMemory(info, policy, ctx, 64);
-  const ResolvedKv r = ResolveKvPolicy(policy, info.n_layer, ctx);
+  const ResolvedKv r = ResolveKvPolicy(policy, info.layers, ctx);
   auto cache = kv::KvCache::Create(MakeKvCacheConfig(info, r, ctx));
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;

@@ -28,7 +28,8 @@ void AddModelFlags(CLI::App& app, ModelFlags& f) {
   app.add_option("-b,--batch-size", f.session.batch, "prefill chunk in tokens")
       ->envname("TQLM_BATCH_SIZE")->capture_default_str();
   app.add_option("--ctk,--cache-type-k", f.session.kv.k_type,
-                 "K cache type: f32 f16 q8_0 q4_0 tq2 tq2.5 tq3 tq3.5 tq4 tq8 (tqBp: QJL variant)")
+                 "K cache type: auto f32 f16 q8_0 q4_0 tq2 tq2.5 tq3 tq3.5 tq4 tq8 (tqBp: QJL variant; "
+                 "auto: tq3 K / tq2 V at head size >= 128, tq8 / tq3 below)")
       ->envname("TQLM_CACHE_TYPE_K")->capture_default_str();
   app.add_option("--ctv,--cache-type-v", f.session.kv.v_type, "V cache type (as --ctk)")
       ->envname("TQLM_CACHE_TYPE_V")->capture_default_str();

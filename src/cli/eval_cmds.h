@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -68,7 +69,18 @@ std::string ModelSha256(const std::string& path);  // cached by size and mtime
 // Fields every cell's configuration starts with (engine, version, protocol, model hash).
 nlohmann::json BaseCellConfig(const std::string& task, const std::string& model_path);
 // A progress bar for a sweep, and the one-line report after it (returns the exit code).
-eval::SweepProgress SweepProgressBar(const std::string& label);
+// Within(cell, f) moves the bar to fraction f of the running cell, for cells that take minutes
+// (a 16K-token needle prompt); Callback() is what RunSweep calls between cells.
+class SweepProgressBar {
+ public:
+  explicit SweepProgressBar(const std::string& label);
+  eval::SweepProgress Callback();
+  void Within(const eval::SweepCell& cell, double fraction);
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
 eval::ResultsFile OpenResults(const std::string& path);  // reports a truncated last line
 // The rows that tables may summarize: every row of another engine, and tqlm's only where they
 // were made by this version with this key-centering setting (older rows stay in the file).

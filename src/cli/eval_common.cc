@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -51,12 +52,28 @@ nlohmann::json BaseCellConfig(const std::string& task, const std::string& model_
           {"model_sha256", ModelSha256(model_path)}};
 }
 
-eval::SweepProgress SweepProgressBar(const std::string& label) {
-  auto bar = std::make_shared<ProgressBar>(label);
-  return [bar](double done, double total, const std::string&) {
-    bar->Update(done, total);
-    if (done >= total) bar->Finish();
+struct SweepProgressBar::State {
+  explicit State(const std::string& label) : bar(label) {}
+  ProgressBar bar;
+  double done = 0, total = 0;  // cost of the cells before the current one, of all
+};
+
+SweepProgressBar::SweepProgressBar(const std::string& label)
+    : state_(std::make_shared<State>(label)) {}
+
+eval::SweepProgress SweepProgressBar::Callback() {
+  return [s = state_](double done, double total, const std::string&) {
+    s->bar.Update(done, total);
+    if (done >= total) s->bar.Finish();
+    s->done = done;
+    s->total = total;
   };
+}
+
+void SweepProgressBar::Within(const eval::SweepCell& cell, double fraction) {
+  State& s = *state_;
+  if (s.total <= 0 || s.done >= s.total) return;
+  s.bar.Update(std::min(s.total, s.done + std::clamp(fraction, 0.0, 1.0) * cell.cost), s.total);
 }
 
 eval::ResultsFile OpenResults(const std::string& path) {

@@ -56,7 +56,7 @@ int RunNiah(const NiahFlags& f) {
   const model::ModelInfo& info = lm.model->info();
   const std::vector<int> lengths = ParseLengths(f.lengths, info.n_ctx_train - f.max_answer);
   const std::vector<eval::NamedKvConfig> configs =
-      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, info.n_layer);
+      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, info.layers);
   const std::vector<int> corpus = lm.tokenizer->Encode(text, false, false);
   const std::string model_path = ModelPathOf(f.model);
   nlohmann::json base = BaseCellConfig("niah", model_path);
@@ -90,6 +90,8 @@ int RunNiah(const NiahFlags& f) {
   gen.max_tokens = f.max_answer;
   gen.sampler.temperature = 0;  // greedy
   gen.sampler.repeat_penalty = 1;
+  SweepProgressBar bar(fmt::format("niah {} configs x {} lengths x {} depths x {} trials",
+                                   configs.size(), lengths.size(), f.depths.size(), f.trials));
   auto run = [&](const eval::SweepCell& cell) -> nlohmann::json {
     const nlohmann::json& c = cell.config;
     const std::tuple<int, double, int> key{c["length"], c["depth"], c["trial"]};
@@ -106,7 +108,10 @@ int RunNiah(const NiahFlags& f) {
     opts.kv = cfg.policy;
     opts.n_ctx = int(prompt.tokens.size()) + f.max_answer;
     runtime::Session session(*lm.model, opts);
-    const runtime::GenerateResult r = runtime::Generate(session, *lm.tokenizer, prompt.tokens, gen);
+    runtime::GenerateCallbacks cb;
+    cb.on_prefill = [&](int done, int total) { bar.Within(cell, double(done) / total); };
+    const runtime::GenerateResult r =
+        runtime::Generate(session, *lm.tokenizer, prompt.tokens, gen, cb);
     const kv::KvMemoryStats mem = session.cache().MemoryStats();
     const bool correct = eval::NiahCorrect(r.text, needle);
     return {{"kv_name", name},
@@ -128,10 +133,7 @@ int RunNiah(const NiahFlags& f) {
     runtime::Session s(*lm.model, f.model.session);
     s.Feed(std::span<const int>(corpus).first(std::min<size_t>(corpus.size(), 64)));
   }
-  const eval::SweepSummary summary = eval::RunSweep(
-      results, cells, run,
-      SweepProgressBar(fmt::format("niah {} configs x {} lengths x {} depths x {} trials",
-                                   configs.size(), lengths.size(), f.depths.size(), f.trials)));
+  const eval::SweepSummary summary = eval::RunSweep(results, cells, run, bar.Callback());
   const int rc = ReportSweep(summary, results);
   const std::vector<eval::NiahGrid> grids =
       eval::SummarizeNiah(CurrentRows(results), base["model_sha256"]);

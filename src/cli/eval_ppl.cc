@@ -123,11 +123,11 @@ int SweepRun(const PplFlags& f, const std::string& path, const std::string& text
     throw Error(fmt::format("eval ppl: the text has {} tokens, fewer than one window of {}",
                             tokens.size(), ctx));
   std::vector<eval::NamedKvConfig> configs =
-      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, lm.model->info().n_layer);
+      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, lm.model->info().layers);
   // The f16 run is every other configuration's reference: it goes first in each window.
   auto f16 = std::find_if(configs.begin(), configs.end(), [](auto& c) { return c.name == "f16/f16"; });
   if (f16 == configs.end()) {
-    configs.insert(configs.begin(), eval::ParseKvConfigs("f16/f16", {}, lm.model->info().n_layer)[0]);
+    configs.insert(configs.begin(), eval::ParseKvConfigs("f16/f16", {}, lm.model->info().layers)[0]);
   } else {
     std::rotate(configs.begin(), f16, f16 + 1);
   }
@@ -169,7 +169,7 @@ int SweepRun(const PplFlags& f, const std::string& path, const std::string& text
   }
   const eval::SweepSummary summary = eval::RunSweep(
       results, cells, [&](const eval::SweepCell& c) { return sweep.Run(c, configs); },
-      SweepProgressBar(fmt::format("ppl {} configs x {} windows", configs.size(), windows)));
+      SweepProgressBar(fmt::format("ppl {} configs x {} windows", configs.size(), windows)).Callback());
   const int rc = ReportSweep(summary, results);
   const std::vector<eval::PplSummary> table =
       eval::SummarizePpl(CurrentRows(results), base["model_sha256"], base["text_sha256"], ctx);

@@ -108,7 +108,7 @@ int RunEvalTools(const ToolsFlags& f) {
   std::sort(ratios.begin(), ratios.end());
   ratios.erase(std::unique(ratios.begin(), ratios.end()), ratios.end());
   const std::vector<eval::NamedKvConfig> configs =
-      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, info.n_layer);
+      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, info.layers);
   const tokenizer::ToolCallFormat format =
       tokenizer::DetectToolCallFormat(lm.tokenizer->vocab().chat_template, info.arch);
   const std::vector<int> corpus = lm.tokenizer->Encode(text, false, false);
@@ -167,7 +167,7 @@ int RunEvalTools(const ToolsFlags& f) {
     opts.kv.recent_ratio = c["ratio"];
     const int total = int(prompt.tokens.size()) + f.max_new;
     const runtime::ResolvedKv resolved =
-        runtime::ResolveKvPolicy(opts.kv, info.n_layer, int(prompt.tokens.size()));
+        runtime::ResolveKvPolicy(opts.kv, info.layers, int(prompt.tokens.size()));
     const auto key = std::make_tuple(prompt_length, name, resolved.sink_tokens,
                                      std::min(resolved.recent_tokens, total));
     if (auto it = done.find(key); it != done.end()) {
@@ -211,7 +211,8 @@ int RunEvalTools(const ToolsFlags& f) {
   const eval::SweepSummary sweep =
       eval::RunSweep(results, cells, run,
                      SweepProgressBar(fmt::format("tools {} configs x {} ratios x {} lengths",
-                                                  configs.size(), ratios.size(), lengths.size())));
+                                                  configs.size(), ratios.size(), lengths.size()))
+                         .Callback());
   const int rc = ReportSweep(sweep, results);
 
   const std::string model_sha = base["model_sha256"];

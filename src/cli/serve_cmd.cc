@@ -105,13 +105,12 @@ int Serve(ServeFlags& f) {
     scheduler.Shutdown(std::chrono::milliseconds(int64_t(f.shutdown_grace * 1000)));
     http.Stop();
   });
-  const runtime::ResolvedKv kv = runtime::ResolveKvPolicy(so.kv, lm.model->info().n_layer, 0);
+  const runtime::ResolvedKv kv = runtime::ResolveKvPolicy(so.kv, lm.model->info().layers, 0);
   std::fprintf(stderr,
-               "tqlm serve: %s on http://%s:%d (model id '%s', %d slots x %d tokens, KV %s/%s, "
+               "tqlm serve: %s on http://%s:%d (model id '%s', %d slots x %d tokens, KV %s, "
                "prompt cache %s)\n",
                lm.model->info().name.c_str(), opt.host.c_str(), port, opt.model_id.c_str(),
-               f.parallel, scheduler.n_ctx(), kv.k_types.empty() ? "?" : kv.k_types[0].Name().c_str(),
-               kv.v_types.empty() ? "?" : kv.v_types[0].Name().c_str(), f.prompt_cache.c_str());
+               f.parallel, scheduler.n_ctx(), kv.Label().c_str(), f.prompt_cache.c_str());
   http.Listen();
   // Listen returned without a signal (it failed): wake the waiter so it can end.
   pthread_kill(waiter.native_handle(), SIGTERM);

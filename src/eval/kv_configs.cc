@@ -41,7 +41,7 @@ std::string Trim(const std::string& s) {
 }  // namespace
 
 std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime::KvPolicy& base,
-                                          int n_layers) {
+                                          const std::vector<kv::LayerGeometry>& layers) {
   std::vector<NamedKvConfig> out;
   std::set<std::string> seen;
   for (const std::string& raw : Split(list, ',')) {
@@ -71,7 +71,8 @@ std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime
                                 key));
       }
     }
-    runtime::ResolveKvPolicy(p, n_layers, 0);  // throws on unknown types or bad profiles
+    runtime::ResolveKvPolicy(p, layers, 0);  // throws on unknown types or bad profiles
+    p = runtime::ConcreteKvPolicy(p, layers);
     // Canonical name: types, then only the options that differ from "none".
     std::string name = p.k_type + "/" + p.v_type;
     if (p.sink_tokens > 0) name += fmt::format("+s={}", p.sink_tokens);
@@ -101,7 +102,7 @@ nlohmann::json KvPolicyJson(const runtime::KvPolicy& p) {
 }
 
 double FormatBitsPerValue(const model::ModelInfo& info, const runtime::KvPolicy& policy) {
-  const runtime::ResolvedKv kv = runtime::ResolveKvPolicy(policy, info.n_layer, 0);
+  const runtime::ResolvedKv kv = runtime::ResolveKvPolicy(policy, info.layers, 0);
   double bits = 0, values = 0;
   for (int l = 0; l < info.n_layer; ++l) {
     const kv::LayerGeometry& g = info.layers[size_t(l)];

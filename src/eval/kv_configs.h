@@ -20,10 +20,11 @@ struct NamedKvConfig {
   runtime::KvPolicy policy;
 };
 
-// `base` supplies what an entry leaves out (the --kv-sink/--kv-buffer… flags). Throws
-// tqlm::Error for malformed entries, unknown types, bad profiles or duplicates.
+// `base` supplies what an entry leaves out (the --kv-sink/--kv-buffer… flags); "auto" types
+// become the types they stand for on `layers` (the model's), so names and result keys say what
+// ran. Throws tqlm::Error for malformed entries, unknown types, bad profiles or duplicates.
 std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime::KvPolicy& base,
-                                          int n_layers);
+                                          const std::vector<kv::LayerGeometry>& layers);
 
 // The policy's fields as JSON (part of a cell's configuration hash).
 nlohmann::json KvPolicyJson(const runtime::KvPolicy& policy);

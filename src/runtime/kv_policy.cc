@@ -43,9 +43,38 @@ kv::KvCacheConfig MakeKvCacheConfig(const model::ModelInfo& info, const Resolved
 
 KvPolicy DefaultKvPolicy() {
   KvPolicy p;
-  p.k_type = "tq3";
-  p.v_type = "tq2";
+  p.k_type = "auto";
+  p.v_type = "auto";
   p.sink_tokens = 4;
+  return p;
+}
+
+kv::KvType AutoKvType(bool key, int head_dim) {
+  const bool small_heads = head_dim < 128;
+  if (key) return kv::KvType::Parse(small_heads ? "tq8" : "tq3");
+  return kv::KvType::Parse(small_heads ? "tq3" : "tq2");
+}
+
+std::string ResolvedKv::Label() const {
+  if (k_types.empty()) return "none";
+  std::string s = k_types[0].Name() + "/" + v_types[0].Name();
+  for (size_t l = 1; l < k_types.size(); ++l) {
+    if (k_types[l].Name() != k_types[0].Name() || v_types[l].Name() != v_types[0].Name())
+      return s + " (per-layer)";
+  }
+  return s;
+}
+
+KvPolicy ConcreteKvPolicy(const KvPolicy& policy, const std::vector<kv::LayerGeometry>& layers) {
+  KvPolicy p = policy;
+  for (auto [name, key] : {std::pair{&p.k_type, true}, std::pair{&p.v_type, false}}) {
+    if (*name != "auto" || layers.empty()) continue;
+    const std::string first = AutoKvType(key, layers[0].head_dim).Name();
+    const bool uniform = std::all_of(layers.begin(), layers.end(), [&](const auto& g) {
+      return AutoKvType(key, g.head_dim).Name() == first;
+    });
+    if (uniform) *name = first;
+  }
   return p;
 }
 
@@ -59,10 +88,21 @@ std::string ExpandKvProfilePreset(const std::string& profile) {
   return it == presets.end() ? profile : it->second;
 }
 
-ResolvedKv ResolveKvPolicy(const KvPolicy& policy, int n_layers, int prompt_tokens) {
+ResolvedKv ResolveKvPolicy(const KvPolicy& policy, const std::vector<kv::LayerGeometry>& layers,
+                           int prompt_tokens) {
+  const int n_layers = int(layers.size());
+  auto type_at = [&](const std::string& name, bool key, int layer) {
+    return name == "auto" ? AutoKvType(key, layers[size_t(layer)].head_dim) : kv::KvType::Parse(name);
+  };
   ResolvedKv r;
-  r.k_types.assign(n_layers, kv::KvType::Parse(policy.k_type));
-  r.v_types.assign(n_layers, kv::KvType::Parse(policy.v_type));
+  for (int l = 0; l < n_layers; ++l) {
+    r.k_types.push_back(type_at(policy.k_type, true, l));
+    r.v_types.push_back(type_at(policy.v_type, false, l));
+  }
+  if (n_layers == 0) {  // still reject unknown names
+    if (policy.k_type != "auto") kv::KvType::Parse(policy.k_type);
+    if (policy.v_type != "auto") kv::KvType::Parse(policy.v_type);
+  }
   const std::string rules = ExpandKvProfilePreset(policy.profile);
   size_t start = 0;
   while (start < rules.size()) {
@@ -75,8 +115,10 @@ ResolvedKv ResolveKvPolicy(const KvPolicy& policy, int n_layers, int prompt_toke
     if (eq == std::string::npos || slash == std::string::npos || slash < eq)
       throw Error(fmt::format("kv profile: rule '{}' is not LAYERS=K/V", rule));
     const std::string layers = Trim(std::string_view(rule).substr(0, eq));
-    const kv::KvType k = kv::KvType::Parse(Trim(std::string_view(rule).substr(eq + 1, slash - eq - 1)));
-    const kv::KvType v = kv::KvType::Parse(Trim(std::string_view(rule).substr(slash + 1)));
+    const std::string k = Trim(std::string_view(rule).substr(eq + 1, slash - eq - 1));
+    const std::string v = Trim(std::string_view(rule).substr(slash + 1));
+    if (k != "auto") kv::KvType::Parse(k);  // reject unknown names even for empty layer ranges
+    if (v != "auto") kv::KvType::Parse(v);
     int lo = 0, hi = n_layers - 1;
     if (layers == "*") {
     } else if (layers.rfind("first:", 0) == 0) {
@@ -91,7 +133,7 @@ ResolvedKv ResolveKvPolicy(const KvPolicy& policy, int n_layers, int prompt_toke
     }
     if (lo > hi + 1 || hi >= n_layers)
       throw Error(fmt::format("kv profile: layers '{}' outside 0..{}", layers, n_layers - 1));
-    for (int l = lo; l <= hi; ++l) r.k_types[l] = k, r.v_types[l] = v;
+    for (int l = lo; l <= hi; ++l) r.k_types[l] = type_at(k, true, l), r.v_types[l] = type_at(v, false, l);
   }
   if (policy.sink_tokens < 0 || policy.recent_tokens < 0 || policy.recent_ratio < 0)
     throw Error("kv policy: sink and buffer sizes must be >= 0");

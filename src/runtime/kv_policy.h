@@ -18,6 +18,8 @@
 namespace tqlm::runtime {
 
 struct KvPolicy {
+  // Cache type names (kv::KvType::Parse) or "auto": the measured default for each layer's head
+  // size (AutoKvType).
   std::string k_type = "f16";
   std::string v_type = "f16";
   std::string profile;        // rules or a preset name; empty: every layer k_type/v_type
@@ -27,25 +29,40 @@ struct KvPolicy {
   int recent_floor = 128;
 };
 
-// The cache `tqlm run`, `chat` and `serve` use unless told otherwise: TurboQuant K 3 bits /
-// V 2 bits (centered key blocks), 4 full-precision sink tokens, no recent buffer beyond the
-// block being filled. Chosen by the rule of docs/RESULTS.md ("Default KV policy"): the smallest
-// cache that passed every tested prompt length of the tool-calling sweep on Qwen2.5-Coder
-// (no cliff at any buffer ratio), matched f16 on every needle cell up to 4K tokens, and met the
-// evaluation issue's quality bars on both installed models (ΔPPL <= 2%, KL divergence below
-// llama.cpp q4_0's). Known limit: at SmolLM2's 8K context limit it, like every configuration
-// with keys below 8 bits, loses needle cells that f16 retrieves. --ctk f16 --ctv f16 gives
-// the plain cache.
+// The cache `tqlm run`, `chat` and `serve` use unless told otherwise: K and V "auto" (see
+// AutoKvType), 4 full-precision sink tokens, no recent buffer beyond the block being filled.
+// Chosen by the rule of docs/RESULTS.md ("Default KV policy"): the smallest cache that passed
+// every tested prompt length of the tool-calling sweep on Qwen2.5-Coder (no cliff at any buffer
+// ratio), matched f16 on every needle cell that was run on both installed models, and met the
+// evaluation issue's quality bars (ΔPPL <= 2%, KL divergence below llama.cpp q4_0's).
+// --ctk f16 --ctv f16 gives the plain cache.
 KvPolicy DefaultKvPolicy();
+
+// What "auto" stands for at a head size. Head size >= 128: TurboQuant K 3 bits / V 2 bits
+// (centered key blocks). Smaller heads: K 8 bits / V 3 bits, because at SmolLM2-135M's 8K limit
+// (head size 64) every narrower key and 2-bit values lost needles that f16 retrieved, while
+// on Qwen2.5-Coder (head size 128) K3/V2 kept all of them. A score's error from a b-bit key
+// grows as the head shrinks (fewer coordinates average out each one's rounding).
+kv::KvType AutoKvType(bool key, int head_dim);
 
 struct ResolvedKv {
   std::vector<kv::KvType> k_types, v_types;  // per layer
   int sink_tokens = 0;
   int recent_tokens = 0;
+
+  // "K/V" of the first layer, with " (per-layer)" when the layers differ: for logs.
+  std::string Label() const;
 };
 
-// Throws tqlm::Error for unknown type names, malformed rules or out-of-range layers.
-ResolvedKv ResolveKvPolicy(const KvPolicy& policy, int n_layers, int prompt_tokens);
+// Per layer of `layers` (their head sizes resolve "auto"). Throws tqlm::Error for unknown type
+// names, malformed rules or out-of-range layers.
+ResolvedKv ResolveKvPolicy(const KvPolicy& policy, const std::vector<kv::LayerGeometry>& layers,
+                           int prompt_tokens);
+
+// The policy with "auto" replaced by the type it stands for on `layers`, when that is one type
+// for every layer (else left as "auto"): for names and result keys that must not change meaning
+// when the auto rule does.
+KvPolicy ConcreteKvPolicy(const KvPolicy& policy, const std::vector<kv::LayerGeometry>& layers);
 
 // The cache configuration for `info`'s layers with the resolved types and buffers.
 kv::KvCacheConfig MakeKvCacheConfig(const model::ModelInfo& info, const ResolvedKv& kv,

@@ -20,7 +20,7 @@ MemoryEstimate EstimateMemory(const model::ModelInfo& info, const KvPolicy& poli
                               int batch) {
   MemoryEstimate m;
   m.weights = info.weight_bytes;
-  const ResolvedKv kv = ResolveKvPolicy(policy, info.n_layer, ctx);
+  const ResolvedKv kv = ResolveKvPolicy(policy, info.layers, ctx);
   for (int l = 0; l < info.n_layer; ++l) {
     const kv::LayerGeometry& g = info.layers[l];
     const int held = g.sliding_window > 0 ? std::min(ctx, g.sliding_window) : ctx;

@@ -100,7 +100,7 @@ Scheduler::Scheduler(model::Model& model, const tokenizer::Tokenizer& tokenizer,
   if (options_.batch < 1) throw Error("the prefill batch must be at least 1 token");
   if (options_.max_queue < 0) throw Error("the queue limit must not be negative");
   if (n_ctx_ < 2) throw Error(fmt::format("context size {} is too small", n_ctx_));
-  ResolveKvPolicy(options_.kv, model.info().n_layer, 0);  // reject a bad policy up front
+  ResolveKvPolicy(options_.kv, model.info().layers, 0);  // reject a bad policy up front
   for (int i = 0; i < options_.parallel; ++i) {
     slots_.push_back(std::make_unique<Slot>());
     slots_.back()->logits.resize(model.info().n_vocab);
@@ -235,7 +235,7 @@ void Scheduler::Admit(Pending pending) {
     if (hit.cache) {
       s.cache = std::move(hit.cache);
     } else {
-      const ResolvedKv kv = ResolveKvPolicy(options_.kv, model_.info().n_layer, int(prompt.size()));
+      const ResolvedKv kv = ResolveKvPolicy(options_.kv, model_.info().layers, int(prompt.size()));
       s.cache = kv::KvCache::Create(MakeKvCacheConfig(model_.info(), kv, n_ctx_));
     }
     s.fed.assign(prompt.begin(), prompt.begin() + hit.tokens);

@@ -18,11 +18,11 @@ Session::Session(model::Model& model, const SessionOptions& options)
       n_ctx_(options.n_ctx > 0 ? options.n_ctx : model.info().n_ctx_train),
       batch_(std::max(1, options.batch)),
       pool_(options.n_threads > 0 ? options.n_threads : DefaultThreads()) {
-  ResolveKvPolicy(policy_, model.info().n_layer, 0);  // reject a bad policy up front
+  ResolveKvPolicy(policy_, model.info().layers, 0);  // reject a bad policy up front
 }
 
 void Session::CreateCache(int prompt_tokens) {
-  const ResolvedKv kv = ResolveKvPolicy(policy_, model_.info().n_layer, prompt_tokens);
+  const ResolvedKv kv = ResolveKvPolicy(policy_, model_.info().layers, prompt_tokens);
   cache_ = kv::KvCache::Create(MakeKvCacheConfig(model_.info(), kv, n_ctx_));
 }
 

@@ -22,7 +22,7 @@ TEST(EvalKvConfigs, ParsesTypesAndOptions) {
   const auto c = ParseKvConfigs(
       "f16/f16, tq4/tq3 ,tq3/tq3+s=4+b=128,tq3/tq2+r=0.25+floor=64,q8_0/q8_0+p=edges2,"
       "tq3/tq3+p=first:1=q8_0/q8_0;last:1=tq8/tq8",
-      base, 30);
+      base, Info(30, 3, 64).layers);
   ASSERT_EQ(c.size(), 6u);
   EXPECT_EQ(c[0].name, "f16/f16+s=2");
   EXPECT_EQ(c[1].policy.k_type, "tq4");
@@ -36,7 +36,7 @@ TEST(EvalKvConfigs, ParsesTypesAndOptions) {
   EXPECT_EQ(c[5].policy.profile, "first:1=q8_0/q8_0,last:1=tq8/tq8");
   EXPECT_EQ(c[5].name, "tq3/tq3+s=2+p=first:1=q8_0/q8_0;last:1=tq8/tq8");
   // The policy is the one `tqlm run` resolves: profile rules apply per layer.
-  const runtime::ResolvedKv r = runtime::ResolveKvPolicy(c[5].policy, 30, 0);
+  const runtime::ResolvedKv r = runtime::ResolveKvPolicy(c[5].policy, Info(30, 3, 64).layers, 0);
   EXPECT_EQ(r.k_types[0].Name(), "q8_0");
   EXPECT_EQ(r.k_types[1].Name(), "tq3");
   EXPECT_EQ(r.v_types[29].Name(), "tq8");
@@ -46,7 +46,7 @@ TEST(EvalKvConfigs, RejectsBadEntries) {
   const runtime::KvPolicy base;
   for (const char* bad : {"tq3", "tq3/", "tq9/tq3", "tq3/tq3+s=-1", "tq3/tq3+x=1", "tq3/tq3+s",
                           "tq3/tq3+p=40=q8_0/q8_0", "f16/f16,f16/f16", "", " , "}) {
-    EXPECT_THROW(ParseKvConfigs(bad, base, 30), Error) << bad;
+    EXPECT_THROW(ParseKvConfigs(bad, base, Info(30, 3, 64).layers), Error) << bad;
   }
 }
 

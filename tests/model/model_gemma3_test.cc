@@ -80,7 +80,7 @@ TEST_F(Gemma3, MemoryReportCountsWindows) {
   EXPECT_EQ(m.kv_f16, (3 * size_t(ctx) + 15 * size_t(512)) * per_token);
   EXPECT_EQ(m.kv_full, m.kv_f16);
 
-  const runtime::ResolvedKv r = runtime::ResolveKvPolicy(policy, info.n_layer, ctx);
+  const runtime::ResolvedKv r = runtime::ResolveKvPolicy(policy, info.layers, ctx);
   auto cache = kv::KvCache::Create(runtime::MakeKvCacheConfig(info, r, ctx));
   std::mt19937 rng(7);
   std::normal_distribution<float> nd;

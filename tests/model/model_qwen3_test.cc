@@ -100,7 +100,7 @@ TEST_F(Qwen3Tiny, CompressedCacheStaysClose) {
   testing::ReferenceKvCache ref(Config());
   const std::vector<float> exact = Logits(ref);
   const runtime::ResolvedKv kv = runtime::ResolveKvPolicy(
-      runtime::DefaultKvPolicy(), model->info().n_layer, int(tokens.size()));
+      runtime::DefaultKvPolicy(), model->info().layers, int(tokens.size()));
   auto cache = kv::KvCache::Create(
       runtime::MakeKvCacheConfig(model->info(), kv, int(tokens.size())));
   const std::vector<float> approx = Logits(*cache);
