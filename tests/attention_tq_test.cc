@@ -18,6 +18,7 @@ namespace {
 
 // Code at position p of a unit of `bits` bits (the layout comment, read literally).
 int RefCode(const uint8_t* u, int bits, int p) {
+  if (bits == 8) return u[p];
   if (bits == 4) return p < 32 ? u[p] & 15 : u[p - 32] >> 4;
   if (bits == 1) return (u[p / 8] >> (p % 8)) & 1;
   int c = (u[p % 16] >> (2 * (p / 16))) & 3;
@@ -161,7 +162,7 @@ INSTANTIATE_TEST_SUITE_P(
     AllDimsAndBits, TqKernels,
     ::testing::Combine(::testing::Values(64, 80, 96, 128, 256),
                        ::testing::Values(Split{1, 1}, Split{2, 1}, Split{2, 2}, Split{3, 2},
-                                         Split{3, 3}, Split{4, 3}, Split{4, 4})),
+                                         Split{3, 3}, Split{4, 3}, Split{4, 4}, Split{8, 8})),
     [](const auto& info) {
       char name[64];
       std::snprintf(name, sizeof(name), "d%d_hi%d_lo%d", std::get<0>(info.param),

@@ -83,7 +83,8 @@ class SweepProgressBar {
 };
 eval::ResultsFile OpenResults(const std::string& path);  // reports a truncated last line
 // The rows that tables may summarize: every row of another engine, and tqlm's only where they
-// were made by this version with this key-centering setting (older rows stay in the file).
+// were made by this version with this key-centering setting and the current layout of their
+// KV types (older rows stay in the file).
 std::vector<nlohmann::json> CurrentRows(const eval::ResultsFile& results);
 int ReportSweep(const eval::SweepSummary& s, const eval::ResultsFile& results);
 void WriteTextFile(const std::string& path, const std::string& text);

@@ -7,6 +7,7 @@
 
 #include "cli/eval_cmds.h"
 #include "cli/progress.h"
+#include "eval/kv_configs.h"
 #include "eval/sha256.h"
 #include "kv/block_format.h"
 #include "tqlm/error.h"
@@ -92,7 +93,8 @@ std::vector<nlohmann::json> CurrentRows(const eval::ResultsFile& results) {
     const nlohmann::json& c = r.value("config", nlohmann::json::object());
     if (c.value("engine", "tqlm") == "tqlm" &&
         (c.value("tqlm_version", "") != kTqlmVersion ||
-         c.value("kv_key_centering", false) != kv::KeyCenteringEnabled()))
+         c.value("kv_key_centering", false) != kv::KeyCenteringEnabled() ||
+         !eval::KvJsonCurrent(c.value("kv", nlohmann::json::object()))))
       continue;
     out.push_back(r);
   }

@@ -91,14 +91,41 @@ std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime
   return out;
 }
 
+namespace {
+
+// tq8 (not tq8p) anywhere in a type or profile text.
+bool MentionsTq8(const std::string& s) {
+  for (size_t at = s.find("tq8"); at != std::string::npos; at = s.find("tq8", at + 3))
+    if (at + 3 >= s.size() || s[at + 3] != 'p') return true;
+  return false;
+}
+
+// tq8 rows before 2026-11-23 used the codec's per-vector layout with uncentered keys.
+constexpr const char* kTq8Layout = "simd-centered";
+
+bool UsesTq8(const nlohmann::json& kv) {
+  for (const char* field : {"k_type", "v_type", "profile"})
+    if (kv.contains(field) && kv[field].is_string() && MentionsTq8(kv[field].get<std::string>()))
+      return true;
+  return false;
+}
+
+}  // namespace
+
 nlohmann::json KvPolicyJson(const runtime::KvPolicy& p) {
-  return {{"k_type", p.k_type},
-          {"v_type", p.v_type},
-          {"profile", runtime::ExpandKvProfilePreset(p.profile)},
-          {"sink_tokens", p.sink_tokens},
-          {"recent_tokens", p.recent_tokens},
-          {"recent_ratio", p.recent_ratio},
-          {"recent_floor", p.recent_ratio > 0 ? p.recent_floor : 0}};
+  nlohmann::json j = {{"k_type", p.k_type},
+                      {"v_type", p.v_type},
+                      {"profile", runtime::ExpandKvProfilePreset(p.profile)},
+                      {"sink_tokens", p.sink_tokens},
+                      {"recent_tokens", p.recent_tokens},
+                      {"recent_ratio", p.recent_ratio},
+                      {"recent_floor", p.recent_ratio > 0 ? p.recent_floor : 0}};
+  if (UsesTq8(j)) j["tq8_layout"] = kTq8Layout;
+  return j;
+}
+
+bool KvJsonCurrent(const nlohmann::json& kv) {
+  return !kv.is_object() || !UsesTq8(kv) || kv.value("tq8_layout", "") == kTq8Layout;
 }
 
 double FormatBitsPerValue(const model::ModelInfo& info, const runtime::KvPolicy& policy) {

@@ -26,8 +26,13 @@ struct NamedKvConfig {
 std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime::KvPolicy& base,
                                           const std::vector<kv::LayerGeometry>& layers);
 
-// The policy's fields as JSON (part of a cell's configuration hash).
+// The policy's fields as JSON (part of a cell's configuration hash). Types whose storage changed
+// after rows were recorded add a field naming the current layout ("tq8_layout"), so their old
+// rows are neither reused nor summarized beside new ones.
 nlohmann::json KvPolicyJson(const runtime::KvPolicy& policy);
+
+// False for a row's "kv" JSON made with an older layout of one of its types (see KvPolicyJson).
+bool KvJsonCurrent(const nlohmann::json& kv);
 
 // Bits per cached K/V value when every token is stored in the configuration's (compressed)
 // block layouts: whole blocks as allocated, averaged over layers, K and V (sinks and the

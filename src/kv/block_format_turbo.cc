@@ -1,6 +1,8 @@
-// TurboQuant block formats. MSE types of at most 4 bits per coordinate use the SIMD layout of
-// kernels/cpu/attention_tq.h (K and V laid out differently); tq8 and TurboQuant-prod keep the
-// codec's per-vector layout, token-major, and use the codec's own dot products.
+// TurboQuant block formats. MSE types (at most 4 bits per coordinate, and tq8) use the SIMD
+// layout of kernels/cpu/attention_tq.h (K and V laid out differently); TurboQuant-prod keeps the
+// codec's per-vector layout, token-major, and uses the codec's own dot products. tq8 moved to
+// the SIMD layout when it became the default key type for small heads: through the codec's dot
+// products its scores were 3x slower than f16's (SmolLM2 geometry, 8K tokens).
 //
 // Fractional widths (2.5, 3.5) give hi_bits to the first n_hi rotated coordinates, with n_hi the
 // multiple of 16 nearest dim/2 (the kernels' unit granularity; after the random rotation every
@@ -51,6 +53,7 @@ struct UnitPos {
 
 int GetCode(const uint8_t* u, int bits, int p) {
   switch (bits) {
+    case 8: return u[p];
     case 4: return (u[p % 32] >> (4 * (p / 32))) & 15;
     case 2: return (u[p % 16] >> (2 * (p / 16))) & 3;
     case 3: return ((u[p % 16] >> (2 * (p / 16))) & 3) | (((u[16 + p / 8] >> (p % 8)) & 1) << 2);
@@ -60,6 +63,7 @@ int GetCode(const uint8_t* u, int bits, int p) {
 
 void SetCode(uint8_t* u, int bits, int p, int c) {
   switch (bits) {
+    case 8: u[p] = uint8_t(c); break;
     case 4: u[p % 32] |= uint8_t(c << (4 * (p / 32))); break;
     case 3:
       u[16 + p / 8] |= uint8_t(((c >> 2) & 1) << (p % 8));
@@ -287,7 +291,7 @@ class TurboBlockFormat final : public BlockFormat {
   size_t k_row_bytes_ = 0;
 };
 
-// tq8 and tqBp: the codec's per-vector bytes, one row per token.
+// tqBp: the codec's per-vector bytes, one row per token.
 class TurboCodecFormat final : public BlockFormat {
  public:
   TurboCodecFormat(const KvType& type, int dim) : codec_(CodecConfigFor(type, dim)) {
@@ -336,7 +340,8 @@ bool KeyCenteringEnabled() {
 }
 
 std::unique_ptr<BlockFormat> MakeTurboFormat(const KvType& type, int dim, TensorRole role) {
-  if (!type.prod && type.bits <= 4) return std::make_unique<TurboBlockFormat>(type, dim, role);
+  if (!type.prod && (type.bits <= 4 || type.bits == 8))
+    return std::make_unique<TurboBlockFormat>(type, dim, role);
   return std::make_unique<TurboCodecFormat>(type, dim);
 }
 

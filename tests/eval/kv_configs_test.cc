@@ -50,6 +50,27 @@ TEST(EvalKvConfigs, RejectsBadEntries) {
   }
 }
 
+// tq8 changed layout (SIMD blocks, centered keys): its rows name the layout, and rows made
+// before are not current; rows of other types keep their hashes.
+TEST(EvalKvConfigs, Tq8RowsNameTheirLayout) {
+  runtime::KvPolicy p;
+  p.k_type = "tq4", p.v_type = "tq3";
+  nlohmann::json j = KvPolicyJson(p);
+  EXPECT_FALSE(j.contains("tq8_layout"));
+  EXPECT_TRUE(KvJsonCurrent(j));
+  for (const char* k : {"tq8", "tq4"}) {
+    p.k_type = k;
+    p.profile = std::string(k) == "tq4" ? "edges2-tq8" : "";
+    j = KvPolicyJson(p);
+    ASSERT_TRUE(j.contains("tq8_layout")) << k;
+    EXPECT_TRUE(KvJsonCurrent(j));
+    j.erase("tq8_layout");  // as rows recorded before the change
+    EXPECT_FALSE(KvJsonCurrent(j)) << k;
+  }
+  p.k_type = "tq8p", p.profile = "";
+  EXPECT_FALSE(KvPolicyJson(p).contains("tq8_layout"));  // prod keeps the codec layout
+}
+
 TEST(EvalKvConfigs, BitsPerValueFromBlockLayouts) {
   const model::ModelInfo info = Info(4, 2, 64);
   runtime::KvPolicy p;

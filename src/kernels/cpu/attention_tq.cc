@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/tensor_format.h"
 
@@ -41,6 +42,9 @@ namespace {
 
 void UnpackUnit(const uint8_t* u, int bits, uint8_t* c) {
   switch (bits) {
+    case 8:
+      std::memcpy(c, u, 64);
+      break;
     case 4:
       for (int i = 0; i < 32; ++i) {
         c[i] = u[i] & 15;
@@ -203,6 +207,10 @@ std::pair<ScoresFn, AccumFn> SimdFns(int hb, int lb) {
     case 33: return Fns<3, 3>(path);
     case 43: return Fns<4, 3>(path);
     case 44: return Fns<4, 4>(path);
+    case 88:  // the 256-entry lookup needs VBMI's two-table byte permute
+      if (path == TqKernelPath::kVnniVbmi)
+        return {&vnni_vbmi::ScoresVnni<8, 8>, &vnni_vbmi::AccumVnni<8, 8>};
+      return {nullptr, nullptr};
     default: return {nullptr, nullptr};
   }
 }

@@ -1,7 +1,8 @@
 // Attention kernels on TurboQuant-compressed KV blocks (AVX-512 VNNI), for blocks of
 // kTqBlockTokens tokens of one KV head in a token-blocked layout made for SIMD:
 //
-// A "unit" is 64 b-bit codes (b = 1..4) stored in 8·b bytes as bit planes:
+// A "unit" is 64 b-bit codes (b = 1..4, or 8) stored in 8·b bytes as bit planes:
+//   b = 8: 64 bytes, byte i = c[i]
 //   b = 4: 32 bytes, byte i = c[i] | c[i + 32] << 4
 //   b = 2: 16 bytes, byte i = c[i] | c[i + 16] << 2 | c[i + 32] << 4 | c[i + 48] << 6
 //   b = 3: the b = 2 plane of the low two bits, then 8 bytes whose bit p is bit 2 of c[p]
@@ -34,7 +35,7 @@ inline constexpr int kTqBlockTokens = 64;
 struct TqBlockLayout {
   int dim = 0;
   int n_hi = 0;
-  int hi_bits = 0, lo_bits = 0;  // 1..4
+  int hi_bits = 0, lo_bits = 0;  // 1..4, or 8 for both (no split)
   size_t codes_bytes = 0;        // of one block (K or V: same size)
   size_t norms_offset = 0;       // 64 f16 norms
   size_t block_bytes = 0;
@@ -44,10 +45,11 @@ struct TqBlockLayout {
   static size_t UnitBytes(int bits) { return size_t(8 * bits); }
 };
 
-// Codebook tables: the 2^bits levels of hi and lo as int8 (zero-padded to 16 entries).
+// Codebook tables: the 2^bits levels of hi and lo as int8 (zero-padded; 256 entries for 8-bit
+// codes).
 struct TqTables {
-  int8_t hi[16] = {};
-  int8_t lo[16] = {};
+  int8_t hi[256] = {};
+  int8_t lo[256] = {};
   float cb_scale = 0;  // level = int8 value * cb_scale
 };
 
@@ -66,6 +68,7 @@ void TqAccumulate(const TqBlockLayout& layout, const TqTables& tables, const flo
 
 // Kernel implementations, each computing the same integers: portable scalar code, AVX-512
 // VNNI (code lookups by VPSHUFB), and AVX-512 VNNI + VBMI (lookups by VPERMB, no masking).
+// 8-bit codes have SIMD kernels on the VBMI path only (elsewhere the portable ones run).
 enum class TqKernelPath { kPortable, kVnni, kVnniVbmi };
 // The best path this CPU runs (the one in use unless a test chose another).
 TqKernelPath TqBestKernelPath();
