@@ -67,7 +67,8 @@ void BM_TqBlock(benchmark::State& state) {
   };
   const std::vector<uint8_t> k = block(lk), v = block(lv);
   TqTables tk, tv;
-  for (int i = 0; i < 16; ++i) tk.hi[i] = tk.lo[i] = tv.hi[i] = tv.lo[i] = int8_t(8 * i - 60);
+  for (int i = 0; i < 256; ++i)
+    tk.hi[i] = tk.lo[i] = tv.hi[i] = tv.lo[i] = int8_t(i / 2 - 64);
   tk.cb_scale = tv.cb_scale = 1.0f / 127;
   std::vector<int8_t> q8(size_t(kRows) * kDim);
   std::vector<float> q_scale(kRows, 1e-3f);
@@ -95,7 +96,7 @@ void BM_TqBlock(benchmark::State& state) {
 // Both SIMD paths per configuration, side by side.
 BENCHMARK(BM_TqBlock)->ArgsProduct({{4}, {3}, {0, 1, 2, 3}, {1, 2}})
     ->Args({3, 3, 0, 1})->Args({3, 3, 0, 2})->Args({4, 4, 0, 1})->Args({4, 4, 0, 2})
-    ->Args({3, 2, 0, 1})->Args({3, 2, 0, 2});
+    ->Args({3, 2, 0, 1})->Args({3, 2, 0, 2})->Args({8, 3, 0, 2})->Args({8, 3, 1, 2});
 
 }  // namespace
 

@@ -7,6 +7,7 @@
 #   scripts/eval_results.sh                 SmolLM2 (and Qwen2.5-Coder if installed), full grids
 #   QUICK=1 scripts/eval_results.sh         small grids (minutes): 2 windows, NIAH 1K/2K
 #   MODELS="path.gguf ..." / NIAH_LENGTHS=1024,2048,4096,max / NIAH_TRIALS=3 / SKIP_LLAMACPP=1
+# "auto/auto+s=4" is the default of `tqlm run`: tq8/tq3+s=4 on SmolLM2, tq3/tq2+s=4 on Qwen.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${TQLM_CACHE:-$HOME/.cache/tqlm}"
@@ -17,8 +18,8 @@ TQLM="$BUILD_DIR/tqlm"
 [ -x "$TQLM" ] || BUILD_DIR="$BUILD_DIR" scripts/build.sh
 mkdir -p "$OUT"
 
-KV_PPL="${KV_PPL:-f16/f16,q8_0/q8_0,q4_0/q4_0,tq8/tq8,tq4/tq4,tq4/tq3,tq3/tq3,tq3/tq2,tq2/tq2,tq4/tq3+s=4,tq3/tq3+s=4,tq3/tq2+s=4,tq4/tq3+s=4+b=128,tq3/tq3+s=4+b=128,tq3/tq3+p=edges2}"
-KV_NIAH="${KV_NIAH:-f16/f16,q4_0/q4_0,tq4/tq3,tq3/tq3,tq3/tq2+s=4,tq4/tq3+s=4+b=128}"
+KV_PPL="${KV_PPL:-f16/f16,q8_0/q8_0,q4_0/q4_0,tq8/tq8,tq4/tq4,tq4/tq3,tq3/tq3,tq3/tq2,tq2/tq2,tq4/tq3+s=4,tq3/tq3+s=4,tq3/tq2+s=4,auto/auto+s=4,tq4/tq3+s=4+b=128,tq3/tq3+s=4+b=128,tq3/tq3+p=edges2}"
+KV_NIAH="${KV_NIAH:-f16/f16,q4_0/q4_0,tq4/tq3,tq3/tq3,tq3/tq2+s=4,auto/auto+s=4,tq4/tq3+s=4+b=128}"
 # Tool calling (models that call tools: Qwen2.5-Coder here); 4 sinks unless a config says +s=.
 KV_TOOLS="${KV_TOOLS:-f16/f16,tq3/tq2,tq4/tq3,tq3/tq3}"
 TOOLS_RATIOS="${TOOLS_RATIOS:-0,0.25,0.5,0.75}"

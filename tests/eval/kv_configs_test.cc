@@ -42,6 +42,20 @@ TEST(EvalKvConfigs, ParsesTypesAndOptions) {
   EXPECT_EQ(r.v_types[29].Name(), "tq8");
 }
 
+// "auto" entries name what they resolve to on the model's layers; one that duplicates an
+// entry listed beside it is dropped (not an error), since which it duplicates depends on the model.
+TEST(EvalKvConfigs, AutoResolvesPerModel) {
+  const runtime::KvPolicy base;
+  auto c = ParseKvConfigs("tq3/tq2+s=4,auto/auto+s=4", base, Info(4, 2, 64).layers);
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(c[1].name, "tq8/tq3+s=4");
+  EXPECT_EQ(c[1].policy.k_type, "tq8");
+  c = ParseKvConfigs("tq3/tq2+s=4,auto/auto+s=4", base, Info(4, 2, 128).layers);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].name, "tq3/tq2+s=4");
+  EXPECT_THROW(ParseKvConfigs("tq3/tq2,tq3/tq2", base, Info(4, 2, 128).layers), Error);
+}
+
 TEST(EvalKvConfigs, RejectsBadEntries) {
   const runtime::KvPolicy base;
   for (const char* bad : {"tq3", "tq3/", "tq9/tq3", "tq3/tq3+s=-1", "tq3/tq3+x=1", "tq3/tq3+s",
