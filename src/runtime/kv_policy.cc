@@ -67,8 +67,9 @@ std::string ResolvedKv::Label() const {
 
 KvPolicy ConcreteKvPolicy(const KvPolicy& policy, const std::vector<kv::LayerGeometry>& layers) {
   KvPolicy p = policy;
-  for (auto [name, key] : {std::pair{&p.k_type, true}, std::pair{&p.v_type, false}}) {
+  for (auto [name, is_key] : {std::pair{&p.k_type, true}, std::pair{&p.v_type, false}}) {
     if (*name != "auto" || layers.empty()) continue;
+    const bool key = is_key;  // a lambda may not capture a structured binding (clang 15)
     const std::string first = AutoKvType(key, layers[0].head_dim).Name();
     const bool uniform = std::all_of(layers.begin(), layers.end(), [&](const auto& g) {
       return AutoKvType(key, g.head_dim).Name() == first;
