@@ -74,7 +74,8 @@ int Run(const RunFlags& f) {
   const size_t peak_rss = size_t(usage.ru_maxrss) * 1024;  // Linux reports KiB
   const double prefill_tps = r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0;
   const double decode_tps = r.decode_seconds > 0 ? r.decode_forwards / r.decode_seconds : 0;
-  const runtime::KvPolicy kv_used = runtime::ConcreteKvPolicy(f.model.session.kv, lm.model->info().layers);
+  const runtime::KvPolicy kv_used =
+      runtime::ConcreteKvPolicy(f.model.session.kv, lm.model->info().layers);
   if (f.json) {
     nlohmann::json j = {
         {"model", lm.model->info().name},
@@ -100,7 +101,8 @@ int Run(const RunFlags& f) {
                  "load: %.2f s | prompt: %d tokens, %.1f tokens/s | generated: %d tokens, "
                  "%.1f tokens/s | KV cache %s/%s: %.2f MiB (f16 would be %.2f MiB) | peak RSS %.1f MiB | %s\n",
                  lm.load_seconds, r.prompt_tokens, prefill_tps, r.generated_tokens, decode_tps,
-                 kv_used.k_type.c_str(), kv_used.v_type.c_str(), mem.bytes_used / 1048576.0, mem.bytes_f16 / 1048576.0, peak_rss / 1048576.0,
+                 kv_used.k_type.c_str(), kv_used.v_type.c_str(), mem.bytes_used / 1048576.0,
+                 mem.bytes_f16 / 1048576.0, peak_rss / 1048576.0,
                  r.finish_reason.c_str());
   }
   return 0;

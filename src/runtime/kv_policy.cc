@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "tqlm/error.h"
 
@@ -24,6 +25,13 @@ std::string Trim(std::string_view s) {
   while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
   while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
   return std::string(s);
+}
+
+// A K or V type name of a policy, parsed once (unknown names throw): a fixed type, or "auto"
+// (nullopt) resolved per layer.
+std::optional<kv::KvType> ParseTypeOrAuto(const std::string& name) {
+  if (name == "auto") return std::nullopt;
+  return kv::KvType::Parse(name);
 }
 
 }  // namespace
@@ -67,13 +75,12 @@ std::string ResolvedKv::Label() const {
 
 KvPolicy ConcreteKvPolicy(const KvPolicy& policy, const std::vector<kv::LayerGeometry>& layers) {
   KvPolicy p = policy;
-  for (auto [name, is_key] : {std::pair{&p.k_type, true}, std::pair{&p.v_type, false}}) {
+  for (auto [name, key] : {std::pair{&p.k_type, true}, std::pair{&p.v_type, false}}) {
     if (*name != "auto" || layers.empty()) continue;
-    const bool key = is_key;  // a lambda may not capture a structured binding (clang 15)
     const std::string first = AutoKvType(key, layers[0].head_dim).Name();
-    const bool uniform = std::all_of(layers.begin(), layers.end(), [&](const auto& g) {
-      return AutoKvType(key, g.head_dim).Name() == first;
-    });
+    bool uniform = true;
+    for (const kv::LayerGeometry& g : layers)
+      uniform = uniform && AutoKvType(key, g.head_dim).Name() == first;
     if (uniform) *name = first;
   }
   return p;
@@ -92,17 +99,15 @@ std::string ExpandKvProfilePreset(const std::string& profile) {
 ResolvedKv ResolveKvPolicy(const KvPolicy& policy, const std::vector<kv::LayerGeometry>& layers,
                            int prompt_tokens) {
   const int n_layers = int(layers.size());
-  auto type_at = [&](const std::string& name, bool key, int layer) {
-    return name == "auto" ? AutoKvType(key, layers[size_t(layer)].head_dim) : kv::KvType::Parse(name);
+  auto type_at = [&](const std::optional<kv::KvType>& t, bool key, int layer) {
+    return t ? *t : AutoKvType(key, layers[size_t(layer)].head_dim);
   };
+  const std::optional<kv::KvType> k_all = ParseTypeOrAuto(policy.k_type);
+  const std::optional<kv::KvType> v_all = ParseTypeOrAuto(policy.v_type);
   ResolvedKv r;
   for (int l = 0; l < n_layers; ++l) {
-    r.k_types.push_back(type_at(policy.k_type, true, l));
-    r.v_types.push_back(type_at(policy.v_type, false, l));
-  }
-  if (n_layers == 0) {  // still reject unknown names
-    if (policy.k_type != "auto") kv::KvType::Parse(policy.k_type);
-    if (policy.v_type != "auto") kv::KvType::Parse(policy.v_type);
+    r.k_types.push_back(type_at(k_all, true, l));
+    r.v_types.push_back(type_at(v_all, false, l));
   }
   const std::string rules = ExpandKvProfilePreset(policy.profile);
   size_t start = 0;
@@ -115,26 +120,28 @@ ResolvedKv ResolveKvPolicy(const KvPolicy& policy, const std::vector<kv::LayerGe
     const size_t eq = rule.find('='), slash = rule.find('/');
     if (eq == std::string::npos || slash == std::string::npos || slash < eq)
       throw Error(fmt::format("kv profile: rule '{}' is not LAYERS=K/V", rule));
-    const std::string layers = Trim(std::string_view(rule).substr(0, eq));
-    const std::string k = Trim(std::string_view(rule).substr(eq + 1, slash - eq - 1));
-    const std::string v = Trim(std::string_view(rule).substr(slash + 1));
-    if (k != "auto") kv::KvType::Parse(k);  // reject unknown names even for empty layer ranges
-    if (v != "auto") kv::KvType::Parse(v);
+    const std::string range = Trim(std::string_view(rule).substr(0, eq));
+    const std::optional<kv::KvType> k =
+        ParseTypeOrAuto(Trim(std::string_view(rule).substr(eq + 1, slash - eq - 1)));
+    const std::optional<kv::KvType> v = ParseTypeOrAuto(Trim(std::string_view(rule).substr(slash + 1)));
     int lo = 0, hi = n_layers - 1;
-    if (layers == "*") {
-    } else if (layers.rfind("first:", 0) == 0) {
-      hi = std::min(n_layers, ParseInt(std::string_view(layers).substr(6), rule)) - 1;
-    } else if (layers.rfind("last:", 0) == 0) {
-      lo = std::max(0, n_layers - ParseInt(std::string_view(layers).substr(5), rule));
-    } else if (const size_t dash = layers.find('-'); dash != std::string::npos) {
-      lo = ParseInt(std::string_view(layers).substr(0, dash), rule);
-      hi = ParseInt(std::string_view(layers).substr(dash + 1), rule);
+    if (range == "*") {
+    } else if (range.rfind("first:", 0) == 0) {
+      hi = std::min(n_layers, ParseInt(std::string_view(range).substr(6), rule)) - 1;
+    } else if (range.rfind("last:", 0) == 0) {
+      lo = std::max(0, n_layers - ParseInt(std::string_view(range).substr(5), rule));
+    } else if (const size_t dash = range.find('-'); dash != std::string::npos) {
+      lo = ParseInt(std::string_view(range).substr(0, dash), rule);
+      hi = ParseInt(std::string_view(range).substr(dash + 1), rule);
     } else {
-      lo = hi = ParseInt(layers, rule);
+      lo = hi = ParseInt(range, rule);
     }
     if (lo > hi + 1 || hi >= n_layers)
-      throw Error(fmt::format("kv profile: layers '{}' outside 0..{}", layers, n_layers - 1));
-    for (int l = lo; l <= hi; ++l) r.k_types[l] = type_at(k, true, l), r.v_types[l] = type_at(v, false, l);
+      throw Error(fmt::format("kv profile: layers '{}' outside 0..{}", range, n_layers - 1));
+    for (int l = lo; l <= hi; ++l) {
+      r.k_types[l] = type_at(k, true, l);
+      r.v_types[l] = type_at(v, false, l);
+    }
   }
   if (policy.sink_tokens < 0 || policy.recent_tokens < 0 || policy.recent_ratio < 0)
     throw Error("kv policy: sink and buffer sizes must be >= 0");
