@@ -153,39 +153,59 @@ TEST(MatMul, AllFormatsMatchReference) {
   }
 }
 
-// Many tokens on AMX: weights and activations rounded to bf16 (8 significant bits each, so
-// every product within 2^-8 of its exact value), fp32 accumulation. Partial panels (37 rows),
-// partial token tiles (33, 70) and a column count that is not a multiple of 64.
-TEST(MatMul, AmxPathMatchesReference) {
-  if (!internal::HaveAmxKernels()) GTEST_SKIP() << "no AMX-BF16 granted on this CPU/OS";
+// Many tokens on each prefill engine (AMX tiles, AVX-512 FMAs), called directly so both
+// are checked where both exist, and through MatMul's dispatch: weights rounded to bf16, and
+// activations too on AMX (8 significant bits each, so every product within 2^-8 of its exact
+// value), fp32 accumulation. Partial panels (37 rows), partial token tiles (33, 70) and a column count
+// that is not a multiple of 64.
+TEST(MatMul, PrefillEnginesMatchReference) {
   std::mt19937 rng(13);
   ThreadPool pool(2);
-  int checked = 0;
-  for (TensorType type : kAllTypes) {
-    if (!internal::AmxSupports(type)) continue;
-    ++checked;
-    const int64_t cols = ColsFor(type, type >= TensorType::kQ2_K ? 3 : 5);
-    const int64_t rows = 37;
-    const auto w = RandomMatrix(type, rows, cols, &rng);
-    for (int n_tokens : {16, 33, 70}) {
-      const auto x = RandomActivations(size_t(n_tokens) * size_t(cols), &rng);
-      Expected e = Reference(type, w, rows, cols, x, n_tokens, false);
-      for (size_t i = 0; i < e.y.size(); ++i) {
-        const int64_t t = int64_t(i) / rows, r = int64_t(i) % rows;
-        const auto wr = RefRow(type, w.data() + size_t(r) * RowBytes(type, cols), cols);
-        double mag = 0;
-        for (int64_t c = 0; c < cols; ++c) {
-          mag += std::fabs(wr[size_t(c)] * x[size_t(t) * size_t(cols) + size_t(c)]);
+  int checked = 0, via_matmul = 0;
+  for (internal::PrefillEngine engine :
+       {internal::PrefillEngine::kAmxTiles, internal::PrefillEngine::kAvx512Fma}) {
+    const char* name = engine == internal::PrefillEngine::kAmxTiles ? "amx" : "avx512-fma";
+    for (TensorType type : kAllTypes) {
+      if (!internal::PrefillSupports(engine, type)) continue;
+      ++checked;
+      const int64_t cols = ColsFor(type, type >= TensorType::kQ2_K ? 3 : 5);
+      const int64_t rows = 37;
+      const auto w = RandomMatrix(type, rows, cols, &rng);
+      const size_t row_bytes = RowBytes(type, cols);
+      for (int n_tokens : {16, 33, 70}) {
+        const auto x = RandomActivations(size_t(n_tokens) * size_t(cols), &rng);
+        Expected e = Reference(type, w, rows, cols, x, n_tokens, false);
+        for (size_t i = 0; i < e.y.size(); ++i) {
+          const int64_t t = int64_t(i) / rows, r = int64_t(i) % rows;
+          const auto wr = RefRow(type, w.data() + size_t(r) * row_bytes, cols);
+          double mag = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            mag += std::fabs(wr[size_t(c)] * x[size_t(t) * size_t(cols) + size_t(c)]);
+          }
+          e.tol[i] = 0x1p-8 * mag + 2e-5 * mag + 1e-6;
         }
-        e.tol[i] = 0x1p-8 * mag + 2e-5 * mag + 1e-6;
+        const std::string what =
+            std::string(TypeName(type)) + " " + name + " tokens " + std::to_string(n_tokens);
+        internal::PrefillActs act;
+        internal::PrefillPrepare(engine, x.data(), n_tokens, cols, &act);
+        std::vector<float> y(size_t(rows) * size_t(n_tokens), -1.0f);
+        internal::PrefillMatMul(engine, type, w.data(), row_bytes, rows, 0, rows, act, y.data());
+        ExpectClose(y, e, what);
+        // MatMul takes this engine where it is the best one here and the batch is big enough.
+        if (engine != internal::BestPrefillEngine() ||
+            n_tokens < internal::PrefillMinTokens(engine)) {
+          continue;
+        }
+        ++via_matmul;
+        std::fill(y.begin(), y.end(), -1.0f);
+        MatMul(MakeWeightView(type, w.data(), rows, cols), x.data(), n_tokens, y.data(), pool);
+        ExpectClose(y, e, what + " via MatMul");
       }
-      std::vector<float> y(size_t(rows) * size_t(n_tokens), -1.0f);
-      MatMul(MakeWeightView(type, w.data(), rows, cols), x.data(), n_tokens, y.data(), pool);
-      ExpectClose(y, e, std::string(TypeName(type)) + " amx tokens " + std::to_string(n_tokens));
     }
+    EXPECT_FALSE(internal::PrefillSupports(engine, TensorType::kF32));
   }
-  EXPECT_GT(checked, 0);
-  EXPECT_FALSE(internal::AmxSupports(TensorType::kF32));
+  if (checked == 0) GTEST_SKIP() << "no prefill engine (AMX-BF16 or AVX512-BF16) on this CPU/OS";
+  EXPECT_GT(via_matmul, 0);
 }
 
 // With the activations replaced by their 8-bit reconstruction, the integer kernels must agree

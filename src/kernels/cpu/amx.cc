@@ -73,9 +73,19 @@ bool AmxBf16Available() {
   return ok;
 }
 
+bool Avx512Bf16Available() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return CpuAmxFeatures().avx512_bf16 && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw");
+  }();
+  return ok;
+}
+
 #else
 
 bool AmxInt8Available() { return false; }
+bool Avx512Bf16Available() { return false; }
 bool AmxBf16Available() { return false; }
 
 #endif

@@ -108,15 +108,16 @@ void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadP
   const int64_t chunk = ChunkRows(w.rows, n_tokens, pool.num_threads());
   const size_t n_chunks = size_t((w.rows + chunk - 1) / chunk);
 
-  if (n_tokens >= internal::kAmxMinTokens && internal::AmxSupports(w.type)) {
-    thread_local internal::AmxActs act_storage;
-    const internal::AmxActs* act = &act_storage;
-    internal::AmxPrepare(x, n_tokens, w.cols, &act_storage);
+  const internal::PrefillEngine engine = internal::BestPrefillEngine();
+  if (n_tokens >= internal::PrefillMinTokens(engine) && internal::PrefillSupports(engine, w.type)) {
+    thread_local internal::PrefillActs act_storage;
+    const internal::PrefillActs* act = &act_storage;
+    internal::PrefillPrepare(engine, x, n_tokens, w.cols, &act_storage);
     const auto* base = static_cast<const uint8_t*>(w.data);
     const int64_t panel = internal::kAmxPanelRows;
     pool.ParallelTasks(size_t((w.rows + panel - 1) / panel), [&](size_t c, int) {
       const int64_t r0 = int64_t(c) * panel, r1 = std::min(w.rows, r0 + panel);
-      internal::AmxMatMul(w.type, base, w.row_bytes, w.rows, r0, r1, *act, y);
+      internal::PrefillMatMul(engine, w.type, base, w.row_bytes, w.rows, r0, r1, *act, y);
     });
     return;
   }

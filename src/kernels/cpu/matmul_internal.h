@@ -35,28 +35,37 @@ void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActScale scale, Ac
 void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
                 int64_t r1, const ActQ8& act, int t0, int t1, float* y);
 // One weight row of `blocks` 32-value blocks decoded to bf16 (round to nearest even): block b
-// at out + b * stride. Only with AVX512-BF16 (i.e. after AmxSupports()); false for a format
+// at out + b * stride. Only with AVX512-BF16 (i.e. after PrefillSupports()); false for a format
 // without a VNNI decoder (the caller then uses DequantizeValues).
 bool VnniDecodeRowBf16(TensorType type, const uint8_t* row, size_t row_bytes, int64_t blocks,
                        uint16_t* out, size_t stride);
 
-// AMX-BF16 kernels for many tokens at once (matmul_amx.cc): weight rows decoded to bf16 once
-// per 32-row panel, multiplied with 32 tokens at a time by TDPBF16PS. Exist only where the CPU
-// has AMX-BF16 and the OS grants the tile state; float weight types keep their exact paths.
+// Prefill kernels for many tokens at once (matmul_prefill.cc): weight rows decoded to bf16
+// once per 32-row panel and multiplied with 32 tokens at a time, by AMX tiles (TDPBF16PS, bf16
+// tokens) or, without AMX, by AVX-512 FMAs (the panel widened to fp32, fp32 tokens). Both need
+// AVX512-BF16 for the panel decode. Float weight types keep their exact paths.
+enum class PrefillEngine { kNone, kAmxTiles, kAvx512Fma };
 constexpr int kAmxTile = 16;          // rows and tokens of one tile
 constexpr int kAmxPanelRows = 2 * kAmxTile;
-constexpr int kAmxMinTokens = 16;     // below this the VNNI tiles are faster
-bool HaveAmxKernels();
-bool AmxSupports(TensorType type);
-// Activations as bf16, zero-padded to a multiple of 32 tokens and 32 columns.
-struct AmxActs {
+bool HaveAmxKernels();         // AMX-BF16 granted by CPU and OS, and TQLM_NO_AMX unset
+bool HaveAvx512FmaKernels();   // AVX512-BF16 on this CPU, and TQLM_NO_FMA_PREFILL unset
+PrefillEngine BestPrefillEngine();  // AMX where granted, else FMA where present, else kNone
+// Fewest tokens for which `engine` beats the VNNI tiles (INT_MAX for kNone).
+int PrefillMinTokens(PrefillEngine engine);
+bool PrefillSupports(PrefillEngine engine, TensorType type);
+// Activations, zero-padded to a multiple of 32 tokens and 32 columns: bf16 in TDPBF16PS's
+// pair layout for the tiles (x), fp32 columns of 16-token tiles for the FMAs (xf).
+struct PrefillActs {
   std::vector<uint16_t> x;
+  std::vector<float> xf;
   int n_tokens = 0, padded_tokens = 0;
   int64_t cols = 0, padded_cols = 0;
 };
-void AmxPrepare(const float* x, int n_tokens, int64_t cols, AmxActs* out);
-// Rows [r0, r1) for all tokens: y[t * rows + r], in panels of kAmxPanelRows from r0.
-void AmxMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
-               int64_t r1, const AmxActs& act, float* y);
+void PrefillPrepare(PrefillEngine engine, const float* x, int n_tokens, int64_t cols,
+                    PrefillActs* out);
+// Rows [r0, r1) for all tokens: y[t * rows + r], in panels of kAmxPanelRows from r0. Call
+// only with an engine for which PrefillSupports(engine, type) holds, and acts prepared for it.
+void PrefillMatMul(PrefillEngine engine, TensorType type, const uint8_t* w, size_t row_bytes,
+                   int64_t rows, int64_t r0, int64_t r1, const PrefillActs& act, float* y);
 
 }  // namespace tqlm::kernels::internal
