@@ -163,8 +163,12 @@ TEST(MatMul, PrefillEnginesMatchReference) {
   ThreadPool pool(2);
   int checked = 0, via_matmul = 0;
   for (internal::PrefillEngine engine :
-       {internal::PrefillEngine::kAmxTiles, internal::PrefillEngine::kAvx512Fma}) {
-    const char* name = engine == internal::PrefillEngine::kAmxTiles ? "amx" : "avx512-fma";
+       {internal::PrefillEngine::kAmxTiles, internal::PrefillEngine::kVnniI16,
+        internal::PrefillEngine::kAvx512Fma}) {
+    const char* name = engine == internal::PrefillEngine::kAmxTiles  ? "amx"
+                       : engine == internal::PrefillEngine::kVnniI16 ? "vnni-i16"
+                                                                      : "avx512-fma";
+    const bool int8_acts = engine == internal::PrefillEngine::kVnniI16;
     for (TensorType type : kAllTypes) {
       if (!internal::PrefillSupports(engine, type)) continue;
       ++checked;
@@ -173,9 +177,21 @@ TEST(MatMul, PrefillEnginesMatchReference) {
       const auto w = RandomMatrix(type, rows, cols, &rng);
       const size_t row_bytes = RowBytes(type, cols);
       for (int n_tokens : {16, 33, 70}) {
-        const auto x = RandomActivations(size_t(n_tokens) * size_t(cols), &rng);
+        auto x = RandomActivations(size_t(n_tokens) * size_t(cols), &rng);
+        if (int8_acts) {
+          // The int16 engine uses the 8-bit activations of the VNNI tiles: on their
+          // reconstruction it must be exact to float rounding.
+          ActQ8 act8;
+          QuantizeActivations(x.data(), n_tokens, cols, ActScaleFor(type), &act8);
+          for (int t = 0; t < n_tokens; ++t) {
+            for (int64_t c = 0; c < cols; ++c) {
+              x[size_t(t) * size_t(cols) + size_t(c)] =
+                  float(act8.q_at(t)[c]) * act8.d_at(t)[c / 32];
+            }
+          }
+        }
         Expected e = Reference(type, w, rows, cols, x, n_tokens, false);
-        for (size_t i = 0; i < e.y.size(); ++i) {
+        for (size_t i = 0; !int8_acts && i < e.y.size(); ++i) {
           const int64_t t = int64_t(i) / rows, r = int64_t(i) % rows;
           const auto wr = RefRow(type, w.data() + size_t(r) * row_bytes, cols);
           double mag = 0;
@@ -192,10 +208,7 @@ TEST(MatMul, PrefillEnginesMatchReference) {
         internal::PrefillMatMul(engine, type, w.data(), row_bytes, rows, 0, rows, act, y.data());
         ExpectClose(y, e, what);
         // MatMul takes this engine where it is the best one here and the batch is big enough.
-        if (engine != internal::BestPrefillEngine() ||
-            n_tokens < internal::PrefillMinTokens(engine)) {
-          continue;
-        }
+        if (engine != internal::PrefillEngineFor(type, n_tokens)) continue;
         ++via_matmul;
         std::fill(y.begin(), y.end(), -1.0f);
         MatMul(MakeWeightView(type, w.data(), rows, cols), x.data(), n_tokens, y.data(), pool);

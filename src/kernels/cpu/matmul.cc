@@ -108,8 +108,8 @@ void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadP
   const int64_t chunk = ChunkRows(w.rows, n_tokens, pool.num_threads());
   const size_t n_chunks = size_t((w.rows + chunk - 1) / chunk);
 
-  const internal::PrefillEngine engine = internal::BestPrefillEngine();
-  if (n_tokens >= internal::PrefillMinTokens(engine) && internal::PrefillSupports(engine, w.type)) {
+  const internal::PrefillEngine engine = internal::PrefillEngineFor(w.type, n_tokens);
+  if (engine != internal::PrefillEngine::kNone) {
     thread_local internal::PrefillActs act_storage;
     const internal::PrefillActs* act = &act_storage;
     internal::PrefillPrepare(engine, x, n_tokens, w.cols, &act_storage);

@@ -40,26 +40,42 @@ void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t row
 bool VnniDecodeRowBf16(TensorType type, const uint8_t* row, size_t row_bytes, int64_t blocks,
                        uint16_t* out, size_t stride);
 
-// Prefill kernels for many tokens at once (matmul_prefill.cc): weight rows decoded to bf16
-// once per 32-row panel and multiplied with 32 tokens at a time, by AMX tiles (TDPBF16PS, bf16
-// tokens) or, without AMX, by AVX-512 FMAs (the panel widened to fp32, fp32 tokens). Both need
-// AVX512-BF16 for the panel decode. Float weight types keep their exact paths.
-enum class PrefillEngine { kNone, kAmxTiles, kAvx512Fma };
+// A Q4_K or Q6_K row of `super_blocks` 256-value super-blocks as int16 products of the integer
+// sub-block scales and quants: w16[k] = sc_j * q_k (Q4_K), sc_g * (q_k - 32) (Q6_K), with
+// d[sb] the super-block scale, so value k = d * w16[k] (Q6_K) or d * w16[k] - dmin[sb] *
+// mins[8 sb + j] (Q4_K, j = sub-block of 32; dmin and mins untouched for Q6_K). |w16| <= 4096.
+// False for other formats or without VNNI.
+bool VnniDecodeRowI16(TensorType type, const uint8_t* row, int64_t super_blocks, int16_t* w16,
+                      float* d, float* dmin, int16_t* mins);
+
+// Prefill kernels for many tokens at once (matmul_prefill.cc): a panel of 32 weight rows is
+// decoded once per call and multiplied with 32 tokens at a time by one of three engines:
+//  - AMX tiles: bf16 panel and tokens, TDPBF16PS (where CPU and OS grant AMX-BF16);
+//  - VNNI int16 (Q4_K, Q6_K without AMX): the panel as int16 products of the integer
+//    sub-block scales and quants, the tokens in the 8-bit k-quant activation format widened
+//    to int16, VPDPWSSD with one float fold per 256 values;
+//  - AVX-512 FMAs (other quantized formats without AMX; needs AVX512-BF16 for the panel
+//    decode): bf16 panel widened to fp32, fp32 tokens.
+// Float weight types keep their exact paths.
+enum class PrefillEngine { kNone, kAmxTiles, kVnniI16, kAvx512Fma };
 constexpr int kAmxTile = 16;          // rows and tokens of one tile
 constexpr int kAmxPanelRows = 2 * kAmxTile;
-bool HaveAmxKernels();         // AMX-BF16 granted by CPU and OS, and TQLM_NO_AMX unset
-bool HaveAvx512FmaKernels();   // AVX512-BF16 on this CPU, and TQLM_NO_FMA_PREFILL unset
-PrefillEngine BestPrefillEngine();  // AMX where granted, else FMA where present, else kNone
-// Fewest tokens for which `engine` beats the VNNI tiles (INT_MAX for kNone).
-int PrefillMinTokens(PrefillEngine engine);
+bool HaveAmxKernels();        // AMX-BF16 granted by CPU and OS, and TQLM_NO_AMX unset
+bool HaveVnniI16Kernels();    // VNNI kernels present, and TQLM_NO_I16_PREFILL unset
+bool HaveAvx512FmaKernels();  // AVX512-BF16 on this CPU, and TQLM_NO_FMA_PREFILL unset
 bool PrefillSupports(PrefillEngine engine, TensorType type);
-// Activations, zero-padded to a multiple of 32 tokens and 32 columns: bf16 in TDPBF16PS's
-// pair layout for the tiles (x), fp32 columns of 16-token tiles for the FMAs (xf).
+// The engine MatMul uses for n_tokens tokens of `type` weights, or kNone (VNNI tiles etc.).
+PrefillEngine PrefillEngineFor(TensorType type, int n_tokens);
+// Activations, zero-padded to a multiple of 32 tokens (and for the float engines of 32
+// columns): bf16 in TDPBF16PS's pair layout for the tiles (x), fp32 columns of 16-token tiles
+// for the FMAs (xf), int16 pairs with per-256 scales and 32-block sums for VNNI (xi, dxi, si).
 struct PrefillActs {
   std::vector<uint16_t> x;
   std::vector<float> xf;
+  std::vector<uint32_t> xi, si;
+  std::vector<float> dxi;
   int n_tokens = 0, padded_tokens = 0;
-  int64_t cols = 0, padded_cols = 0;
+  int64_t cols = 0, padded_cols = 0, super_blocks = 0;
 };
 void PrefillPrepare(PrefillEngine engine, const float* x, int n_tokens, int64_t cols,
                     PrefillActs* out);
