@@ -97,6 +97,20 @@ void ExpectClose(const std::vector<float>& y, const Expected& e, const std::stri
   }
 }
 
+// Replaces x by the values its 8-bit activation format (the one paired with `type`) stands
+// for; returns that quantization.
+ActQ8 ToEightBitReconstruction(TensorType type, int n_tokens, int64_t cols,
+                               std::vector<float>* x) {
+  ActQ8 act;
+  QuantizeActivations(x->data(), n_tokens, cols, ActScaleFor(type), &act);
+  for (int t = 0; t < n_tokens; ++t) {
+    for (int64_t c = 0; c < cols; ++c) {
+      (*x)[size_t(t) * size_t(cols) + size_t(c)] = float(act.q_at(t)[c]) * act.d_at(t)[c / 32];
+    }
+  }
+  return act;
+}
+
 int64_t ColsFor(TensorType t, int blocks) { return Traits(t).block_size * blocks; }
 
 TEST(MatMul, DequantizeRowMatchesReference) {
@@ -181,14 +195,7 @@ TEST(MatMul, PrefillEnginesMatchReference) {
         if (int8_acts) {
           // The int16 engine uses the 8-bit activations of the VNNI tiles: on their
           // reconstruction it must be exact to float rounding.
-          ActQ8 act8;
-          QuantizeActivations(x.data(), n_tokens, cols, ActScaleFor(type), &act8);
-          for (int t = 0; t < n_tokens; ++t) {
-            for (int64_t c = 0; c < cols; ++c) {
-              x[size_t(t) * size_t(cols) + size_t(c)] =
-                  float(act8.q_at(t)[c]) * act8.d_at(t)[c / 32];
-            }
-          }
+          ToEightBitReconstruction(type, n_tokens, cols, &x);
         }
         Expected e = Reference(type, w, rows, cols, x, n_tokens, false);
         for (size_t i = 0; !int8_acts && i < e.y.size(); ++i) {
@@ -235,14 +242,7 @@ TEST(MatMul, IntegerPathIsExactOnQuantizedActivations) {
     const int n_tokens = 5;
     const auto w = RandomMatrix(type, rows, cols, &rng);
     auto x = RandomActivations(size_t(n_tokens) * size_t(cols), &rng);
-    ActQ8 act;
-    QuantizeActivations(x.data(), n_tokens, cols, ActScaleFor(type), &act);
-    for (int t = 0; t < n_tokens; ++t) {
-      for (int64_t c = 0; c < cols; ++c) {
-        x[size_t(t) * size_t(cols) + size_t(c)] =
-            float(act.q_at(t)[c]) * act.d_at(t)[c / 32];
-      }
-    }
+    const ActQ8 act = ToEightBitReconstruction(type, n_tokens, cols, &x);
     Expected e = Reference(type, w, rows, cols, x, n_tokens, false);
     if (ActScaleFor(type) == ActScale::kBlock32F16Sum) {
       // Q8_1 rounds d·sum(q) to fp16 (half an ulp: 2^-11 relative); the weights' minimum

@@ -2,7 +2,7 @@
 // call and multiplied with the tokens 32 at a time, by one of three engines:
 //  - AMX tiles: the panel and the tokens as bf16 (tokens in the pair-interleaved layout
 //    TDPBF16PS takes for its second operand); 2 x 2 tiles of 16 rows x 16 tokens.
-//  - VNNI int16, for Q4_K and Q6_K without AMX: each weight as the int16 product of its
+//  - VNNI int16 (matmul_prefill_i16.cc), for Q4_K and Q6_K without AMX: each weight as the int16 product of its
 //    integer sub-block scale and quant (|w| <= 4096), the tokens in the 8-bit k-quant
 //    activation format (one scale per 256 values, as the VNNI tiles and llama.cpp use) widened
 //    to int16 pairs; VPDPWSSD sums a whole 256-value super-block in int32 exactly, so one float
@@ -29,14 +29,7 @@
 
 #include "kernels/cpu/amx.h"
 #include "kernels/cpu/dequant.h"
-#include "kernels/cpu/quant_act.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define TQLM_HAVE_BF16_KERNELS 1
-#include <immintrin.h>
-#else
-#define TQLM_HAVE_BF16_KERNELS 0
-#endif
+#include "kernels/cpu/matmul_prefill_common.h"
 
 namespace tqlm::kernels::internal {
 
@@ -56,13 +49,13 @@ bool EnvOff(const char* name) {
 // TQLM_NO_AMX=1 / TQLM_NO_FMA_PREFILL=1 turn an engine off (for tests and comparisons); with
 // both off, prefill takes the VNNI / portable paths.
 bool HaveAmxKernels() {
-  static const bool have = !EnvOff("TQLM_NO_AMX") && TQLM_HAVE_BF16_KERNELS && AmxBf16Available();
+  static const bool have = !EnvOff("TQLM_NO_AMX") && TQLM_HAVE_PREFILL_KERNELS && AmxBf16Available();
   return have;
 }
 
 bool HaveAvx512FmaKernels() {
   static const bool have =
-      !EnvOff("TQLM_NO_FMA_PREFILL") && TQLM_HAVE_BF16_KERNELS && Avx512Bf16Available();
+      !EnvOff("TQLM_NO_FMA_PREFILL") && TQLM_HAVE_PREFILL_KERNELS && Avx512Bf16Available();
   return have;
 }
 
@@ -97,21 +90,41 @@ PrefillEngine PrefillEngineFor(TensorType type, int n_tokens) {
   return PrefillEngine::kNone;
 }
 
-#if TQLM_HAVE_BF16_KERNELS
+#if TQLM_HAVE_PREFILL_KERNELS
 
 #define TQLM_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 #define TQLM_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
-#define TQLM_I16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+namespace prefill {
+
+// y[t * y_stride + j] = acc[j * tp + t] for t < n_tokens, j < nr <= 32: one token's 32 outputs
+// are gathered from the accumulator (L1-resident) and written as one contiguous run.
+TQLM_PREFILL_BASE void StoreTransposed(const float* acc, int tp, int n_tokens, int nr, float* y,
+                                       size_t y_stride) {
+  const __m512i idx = _mm512_mullo_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(tp));
+  const __mmask16 m0 = __mmask16((1u << std::min(nr, 16)) - 1);
+  const __mmask16 m1 = __mmask16((1u << std::clamp(nr - 16, 0, 16)) - 1);
+  const float* hi = acc + size_t(kAmxTile) * size_t(tp);
+  for (int t = 0; t < n_tokens; ++t) {
+    float* yt = y + size_t(t) * y_stride;
+    _mm512_mask_storeu_ps(yt, m0, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, idx, acc + t, 4));
+    if (m1 != 0) {
+      _mm512_mask_storeu_ps(yt + kAmxTile, m1,
+                            _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, idx, hi + t, 4));
+    }
+  }
+}
+
+}  // namespace prefill
+
+using prefill::kVecRows;
+using prefill::ScatterIndex;
+using prefill::StoreTransposed;
 
 namespace {
 
 constexpr int64_t kK = 32;  // bf16 values in one tile row (64 bytes)
-
-// Dword offsets kk * 16 (kk = 0..15): one dword per row of a 16 x 16-dword tile block.
-TQLM_BF16 inline __m512i ScatterIndex() {
-  return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                            _mm512_set1_epi32(kAmxTile));
-}
 
 // Values [c, c + 32) of a float row as 16 dwords, each a pair of bf16 (round to nearest even);
 // values at or past `n` read as zero.
@@ -254,9 +267,6 @@ TQLM_AMX void PanelTimesTokensAmx(const uint16_t* panel, int64_t kp, const Prefi
   }
 }
 
-// Rows per register block of the FMA engine: kVecRows rows x 32 tokens = 16 accumulators.
-constexpr int kVecRows = 8;
-
 // 16 bf16 values widened to fp32 (bf16 is the top half of an fp32).
 TQLM_BF16 inline __m512 WidenBf16(const uint16_t* v) {
   const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v));
@@ -317,25 +327,6 @@ TQLM_BF16 void PanelTimesTokensFma(const uint16_t* panel, int64_t kp, const Pref
   }
 }
 
-// y[t * y_stride + j] = acc[j * tp + t] for t < n_tokens, j < nr <= 32: one token's 32 outputs
-// are gathered from the accumulator (L1-resident) and written as one contiguous run.
-TQLM_BF16 void StoreTransposed(const float* acc, int tp, int n_tokens, int nr, float* y,
-                               size_t y_stride) {
-  const __m512i idx = _mm512_mullo_epi32(
-      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(tp));
-  const __mmask16 m0 = __mmask16((1u << std::min(nr, 16)) - 1);
-  const __mmask16 m1 = __mmask16((1u << std::clamp(nr - 16, 0, 16)) - 1);
-  const float* hi = acc + size_t(kAmxTile) * size_t(tp);
-  for (int t = 0; t < n_tokens; ++t) {
-    float* yt = y + size_t(t) * y_stride;
-    _mm512_mask_storeu_ps(yt, m0, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, idx, acc + t, 4));
-    if (m1 != 0) {
-      _mm512_mask_storeu_ps(yt + kAmxTile, m1,
-                            _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, idx, hi + t, 4));
-    }
-  }
-}
-
 // Rows [r0, r1) in panels of 32: decode, multiply with all tokens, write out transposed.
 template <void (*Product)(const uint16_t*, int64_t, const PrefillActs&, float*)>
 TQLM_BF16 void PanelLoop(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows,
@@ -367,176 +358,36 @@ TQLM_AMX void MatMulRowsAmx(TensorType type, const uint8_t* w, size_t row_bytes,
   _tile_release();
 }
 
-// The tokens for the int16 engine, from the 8-bit k-quant activation format (one scale per
-// 256 values, as the VNNI tiles and llama.cpp use): xi[tile][pair][t] holds columns 2 pair,
-// +1 of token 16 tile + t as int16; dxi[tile][sb][t] the token's scale for super-block sb;
-// si[tile][sb][i][t] the int8 sums of 32-blocks 2i, 2i + 1 of the super-block (for the
-// Q4_K minimums).
-TQLM_I16 void PrepareActivationsI16(const float* x, int n_tokens, int64_t cols,
-                                    PrefillActs* out) {
-  thread_local ActQ8 q8;
-  VnniQuantize(x, n_tokens, cols, ActScale::kBlock256, &q8);
-  const int64_t nsb = cols / 256, pairs = cols / 2, blocks = cols / 32;
-  const size_t tiles = size_t(out->padded_tokens) / kAmxTile;
-  out->super_blocks = nsb;
-  out->xi.assign(tiles * size_t(pairs) * kAmxTile, 0);
-  out->dxi.assign(tiles * size_t(nsb) * kAmxTile, 0.0f);
-  out->si.assign(tiles * size_t(nsb) * 4 * kAmxTile, 0);
-  const __m512i idx = ScatterIndex();
-  const __m512i ones = _mm512_set1_epi16(1);
-  for (int t = 0; t < n_tokens; ++t) {
-    const size_t tile = size_t(t) / kAmxTile, lane = size_t(t) % kAmxTile;
-    const int8_t* q = q8.q_at(t);
-    uint32_t* dst = out->xi.data() + tile * size_t(pairs) * kAmxTile + lane;
-    auto* sums = reinterpret_cast<int16_t*>(out->si.data());
-    for (int64_t b = 0; b < blocks; ++b) {
-      const __m512i v =
-          _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * b)));
-      _mm512_i32scatter_epi32(dst + size_t(b) * 16 * kAmxTile, idx, v, 4);
-      const int64_t sb = b / 8, j = b % 8;
-      const size_t dword = ((tile * size_t(nsb) + size_t(sb)) * 4 + size_t(j / 2)) * kAmxTile + lane;
-      alignas(64) int32_t part[16];
-      _mm512_store_si512(part, _mm512_madd_epi16(v, ones));
-      int sum = 0;
-      for (int32_t p : part) sum += p;
-      sums[2 * dword + size_t(j % 2)] = int16_t(sum);
-    }
-    for (int64_t sb = 0; sb < nsb; ++sb) {
-      out->dxi[(tile * size_t(nsb) + size_t(sb)) * kAmxTile + lane] = q8.d_at(t)[8 * sb];
-    }
-  }
-}
-
-// int32 -> fp32 (the maskz form: GCC 12 flags the plain one's undefined pass-through).
-TQLM_I16 inline __m512 ToFloat(__m512i v) { return _mm512_maskz_cvtepi32_ps(0xffff, v); }
-
-// A panel of 32 k-quant rows in the int16 form of VnniDecodeRowI16 (zero rows past r1).
-struct PanelI16 {
-  std::vector<int16_t> w, mins;  // w[j][cols]; mins[j][sb][8] (Q4_K)
-  std::vector<float> d, dmin;    // [j][sb]
-};
-
-// acc[j * tp + t] = row j . token t over all padded tokens: per super-block, 8 rows x 32
-// tokens of int32 accumulators summed by VPDPWSSD (each weight pair broadcast, 16 tokens'
-// pairs per zmm), then folded into fp32 with the row's d and the tokens' scales; Q4_K's
-// minimums add -dmin * sum_j m_j * S_j per super-block through 4 more VPDPWSSD.
-TQLM_I16 void PanelTimesTokensI16(const PanelI16& pn, bool has_mins, const PrefillActs& act,
-                                  float* acc) {
-  const int64_t cols = act.cols, nsb = act.super_blocks, pairs = cols / 2;
-  const int tp = act.padded_tokens;
-  constexpr int kPairs = 128;  // pairs per super-block
-  const auto* w32 = reinterpret_cast<const int32_t*>(pn.w.data());
-  const auto* m32 = reinterpret_cast<const int32_t*>(pn.mins.data());
-  for (int64_t sb = 0; sb < nsb; ++sb) {
-    for (int t0 = 0; t0 < tp; t0 += 2 * kAmxTile) {
-      const size_t tile = size_t(t0) / kAmxTile;
-      const uint32_t* x0 = act.xi.data() + (tile * size_t(pairs) + size_t(sb) * kPairs) * kAmxTile;
-      const uint32_t* x1 = x0 + size_t(pairs) * kAmxTile;
-      const float* dx = act.dxi.data() + (tile * size_t(nsb) + size_t(sb)) * kAmxTile;
-      const __m512 dx0 = _mm512_loadu_ps(dx), dx1 = _mm512_loadu_ps(dx + nsb * kAmxTile);
-      const uint32_t* s0 = act.si.data() + (tile * size_t(nsb) + size_t(sb)) * 4 * kAmxTile;
-      const uint32_t* s1 = s0 + size_t(nsb) * 4 * kAmxTile;
-      for (int j0 = 0; j0 < kAmxPanelRows; j0 += kVecRows) {
-        const int32_t* a = w32 + size_t(j0) * size_t(pairs) + size_t(sb) * kPairs;
-        __m512i c0[kVecRows], c1[kVecRows];
-        for (int r = 0; r < kVecRows; ++r) c0[r] = c1[r] = _mm512_setzero_si512();
-        for (int p = 0; p < kPairs; ++p) {
-          const __m512i b0 = _mm512_loadu_si512(x0 + size_t(p) * kAmxTile);
-          const __m512i b1 = _mm512_loadu_si512(x1 + size_t(p) * kAmxTile);
-#pragma GCC unroll 8
-          for (int r = 0; r < kVecRows; ++r) {
-            const __m512i wr = _mm512_set1_epi32(a[size_t(r) * size_t(pairs) + size_t(p)]);
-            c0[r] = _mm512_dpwssd_epi32(c0[r], wr, b0);
-            c1[r] = _mm512_dpwssd_epi32(c1[r], wr, b1);
-          }
-        }
-        for (int r = 0; r < kVecRows; ++r) {
-          const size_t j = size_t(j0 + r), js = j * size_t(nsb) + size_t(sb);
-          float* c = acc + j * size_t(tp) + size_t(t0);
-          __m512 f0 = sb == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(c);
-          __m512 f1 = sb == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(c + kAmxTile);
-          const __m512 dj = _mm512_set1_ps(pn.d[js]);
-          f0 = _mm512_fmadd_ps(ToFloat(c0[r]), _mm512_mul_ps(dx0, dj), f0);
-          f1 = _mm512_fmadd_ps(ToFloat(c1[r]), _mm512_mul_ps(dx1, dj), f1);
-          if (has_mins) {
-            __m512i m0 = _mm512_setzero_si512(), m1 = _mm512_setzero_si512();
-            for (int i = 0; i < 4; ++i) {
-              const __m512i mi = _mm512_set1_epi32(m32[js * 4 + size_t(i)]);
-              m0 = _mm512_dpwssd_epi32(m0, mi, _mm512_loadu_si512(s0 + i * kAmxTile));
-              m1 = _mm512_dpwssd_epi32(m1, mi, _mm512_loadu_si512(s1 + i * kAmxTile));
-            }
-            const __m512 ndm = _mm512_set1_ps(-pn.dmin[js]);
-            f0 = _mm512_fmadd_ps(ToFloat(m0), _mm512_mul_ps(dx0, ndm), f0);
-            f1 = _mm512_fmadd_ps(ToFloat(m1), _mm512_mul_ps(dx1, ndm), f1);
-          }
-          _mm512_storeu_ps(c, f0);
-          _mm512_storeu_ps(c + kAmxTile, f1);
-        }
-      }
-    }
-  }
-}
-
-TQLM_I16 void MatMulRowsI16(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows,
-                            int64_t r0, int64_t r1, const PrefillActs& act, float* y) {
-  thread_local PanelI16 pn;
-  thread_local std::vector<float> acc;
-  const int64_t cols = act.cols, nsb = act.super_blocks;
-  pn.w.resize(size_t(cols) * kAmxPanelRows);
-  pn.mins.resize(size_t(nsb) * 8 * kAmxPanelRows);
-  pn.d.resize(size_t(nsb) * kAmxPanelRows);
-  pn.dmin.resize(size_t(nsb) * kAmxPanelRows);
-  acc.resize(size_t(act.padded_tokens) * kAmxPanelRows);
-  for (int64_t p0 = r0; p0 < r1; p0 += kAmxPanelRows) {
-    const int64_t p1 = std::min(r1, p0 + kAmxPanelRows);
-    for (int j = 0; j < kAmxPanelRows; ++j) {
-      int16_t* wj = pn.w.data() + size_t(j) * size_t(cols);
-      float* dj = pn.d.data() + size_t(j) * size_t(nsb);
-      if (p0 + j >= p1) {
-        std::fill(wj, wj + cols, int16_t(0));
-        std::fill(dj, dj + nsb, 0.0f);
-        std::fill(pn.dmin.begin() + j * nsb, pn.dmin.begin() + (j + 1) * nsb, 0.0f);
-        continue;
-      }
-      VnniDecodeRowI16(type, w + size_t(p0 + j) * row_bytes, nsb, wj, dj,
-                       pn.dmin.data() + size_t(j) * size_t(nsb),
-                       pn.mins.data() + size_t(j) * size_t(nsb) * 8);
-    }
-    PanelTimesTokensI16(pn, type == TensorType::kQ4_K, act, acc.data());
-    StoreTransposed(acc.data(), act.padded_tokens, act.n_tokens, int(p1 - p0), y + p0,
-                    size_t(rows));
-  }
-}
-
 }  // namespace
 
-void PrefillPrepare(PrefillEngine engine, const float* x, int n_tokens, int64_t cols, PrefillActs* out) {
+void PrefillPrepare(PrefillEngine engine, const float* x, int n_tokens, int64_t cols,
+                    PrefillActs* out) {
   if (engine == PrefillEngine::kVnniI16) {
     out->n_tokens = n_tokens;
     out->cols = out->padded_cols = cols;
     out->padded_tokens = (n_tokens + 2 * kAmxTile - 1) / (2 * kAmxTile) * (2 * kAmxTile);
-    PrepareActivationsI16(x, n_tokens, cols, out);
+    prefill::PrepareActivationsI16(x, n_tokens, cols, out);
     return;
   }
   PrepareActivations(x, n_tokens, cols, engine == PrefillEngine::kAvx512Fma, out);
 }
 
 void PrefillMatMul(PrefillEngine engine, TensorType type, const uint8_t* w, size_t row_bytes,
-                int64_t rows, int64_t r0, int64_t r1, const PrefillActs& act, float* y) {
+                   int64_t rows, int64_t r0, int64_t r1, const PrefillActs& act, float* y) {
   if (engine == PrefillEngine::kAmxTiles) {
     MatMulRowsAmx(type, w, row_bytes, rows, r0, r1, act, y);
   } else if (engine == PrefillEngine::kVnniI16) {
-    MatMulRowsI16(type, w, row_bytes, rows, r0, r1, act, y);
+    prefill::MatMulRowsI16(type, w, row_bytes, rows, r0, r1, act, y);
   } else if (engine == PrefillEngine::kAvx512Fma) {
     PanelLoop<PanelTimesTokensFma>(type, w, row_bytes, rows, r0, r1, act, y);
   }
 }
 
-#else  // !TQLM_HAVE_BF16_KERNELS
+#else  // !TQLM_HAVE_PREFILL_KERNELS
 
 void PrefillPrepare(PrefillEngine, const float*, int, int64_t, PrefillActs*) {}
 void PrefillMatMul(PrefillEngine, TensorType, const uint8_t*, size_t, int64_t, int64_t, int64_t,
-                const PrefillActs&, float*) {}
+                   const PrefillActs&, float*) {}
 
 #endif
 

@@ -1,0 +1,44 @@
+// Shared by the prefill engines (matmul_prefill.cc: engine choice, AMX and FMA engines;
+// matmul_prefill_i16.cc: the VNNI int16 engine). x86-64 only; not for use outside them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/matmul_internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define TQLM_HAVE_PREFILL_KERNELS 1
+#include <immintrin.h>
+#else
+#define TQLM_HAVE_PREFILL_KERNELS 0
+#endif
+
+#if TQLM_HAVE_PREFILL_KERNELS
+
+#define TQLM_PREFILL_BASE __attribute__((target("avx512f,avx512bw")))
+
+namespace tqlm::kernels::internal::prefill {
+
+// Rows per register block of the vector engines: kVecRows rows x 32 tokens (2 zmm of 16
+// tokens each) = 16 accumulators.
+constexpr int kVecRows = 8;
+
+// Dword offsets kk * 16 (kk = 0..15): one dword per row of a 16 x 16-dword tile block.
+TQLM_PREFILL_BASE inline __m512i ScatterIndex() {
+  return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                            _mm512_set1_epi32(kAmxTile));
+}
+
+// y[t * y_stride + j] = acc[j * tp + t] for t < n_tokens, j < nr <= 32 (matmul_prefill.cc).
+void StoreTransposed(const float* acc, int tp, int n_tokens, int nr, float* y, size_t y_stride);
+
+// The VNNI int16 engine (matmul_prefill_i16.cc): tokens into out->xi/dxi/si (n_tokens,
+// padded_tokens and cols already set), and rows [r0, r1) of Q4_K/Q6_K weights for all tokens.
+void PrepareActivationsI16(const float* x, int n_tokens, int64_t cols, PrefillActs* out);
+void MatMulRowsI16(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
+                   int64_t r1, const PrefillActs& act, float* y);
+
+}  // namespace tqlm::kernels::internal::prefill
+
+#endif
