@@ -40,10 +40,11 @@ void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t row
 bool VnniDecodeRowBf16(TensorType type, const uint8_t* row, size_t row_bytes, int64_t blocks,
                        uint16_t* out, size_t stride);
 
-// A Q4_K or Q6_K row of `super_blocks` 256-value super-blocks as int16 products of the integer
-// sub-block scales and quants: w16[k] = sc_j * q_k (Q4_K), sc_g * (q_k - 32) (Q6_K), with
-// d[sb] the super-block scale, so value k = d * w16[k] (Q6_K) or d * w16[k] - dmin[sb] *
-// mins[8 sb + j] (Q4_K, j = sub-block of 32; dmin and mins untouched for Q6_K). |w16| <= 4096.
+// A Q4_K, Q5_K or Q6_K row of `super_blocks` 256-value super-blocks as int16 products of the
+// integer sub-block scales and quants: w16[k] = sc_j * q_k (Q4_K, Q5_K), sc_g * (q_k - 32)
+// (Q6_K), with d[sb] the super-block scale, so value k = d * w16[k] (Q6_K) or d * w16[k] -
+// dmin[sb] * mins[8 sb + j] (Q4_K/Q5_K, j = sub-block of 32; dmin and mins untouched for
+// Q6_K). |w16| <= 4096.
 // False for other formats or without VNNI.
 bool VnniDecodeRowI16(TensorType type, const uint8_t* row, int64_t super_blocks, int16_t* w16,
                       float* d, float* dmin, int16_t* mins);
@@ -51,7 +52,7 @@ bool VnniDecodeRowI16(TensorType type, const uint8_t* row, int64_t super_blocks,
 // Prefill kernels for many tokens at once (matmul_prefill.cc): a panel of 32 weight rows is
 // decoded once per call and multiplied with 32 tokens at a time by one of three engines:
 //  - AMX tiles: bf16 panel and tokens, TDPBF16PS (where CPU and OS grant AMX-BF16);
-//  - VNNI int16 (Q4_K, Q6_K without AMX): the panel as int16 products of the integer
+//  - VNNI int16 (Q4_K, Q5_K, Q6_K without AMX): the panel as int16 products of the integer
 //    sub-block scales and quants, the tokens in the 8-bit k-quant activation format widened
 //    to int16, VPDPWSSD with one float fold per 256 values;
 //  - AVX-512 FMAs (other quantized formats without AMX; needs AVX512-BF16 for the panel

@@ -2,11 +2,12 @@
 // call and multiplied with the tokens 32 at a time, by one of three engines:
 //  - AMX tiles: the panel and the tokens as bf16 (tokens in the pair-interleaved layout
 //    TDPBF16PS takes for its second operand); 2 x 2 tiles of 16 rows x 16 tokens.
-//  - VNNI int16 (matmul_prefill_i16.cc), for Q4_K and Q6_K without AMX: each weight as the int16 product of its
-//    integer sub-block scale and quant (|w| <= 4096), the tokens in the 8-bit k-quant
+//  - VNNI int16 (matmul_prefill_i16.cc), for Q4_K, Q5_K and Q6_K without AMX: each weight
+//    as the int16 product of its integer sub-block scale and quant (|w| <= 4096), the
+//    tokens in the 8-bit k-quant
 //    activation format (one scale per 256 values, as the VNNI tiles and llama.cpp use) widened
 //    to int16 pairs; VPDPWSSD sums a whole 256-value super-block in int32 exactly, so one float
-//    fold per super-block (d x token scale; Q4_K's minimums through 4 more VPDPWSSD against
+//    fold per super-block (d x token scale; Q4_K/Q5_K minimums through 4 more VPDPWSSD against
 //    the tokens' 32-block sums) is all the float work. Same numbers as the VNNI tiles up to
 //    float summation order.
 //  - AVX-512 FMAs, for the other quantized formats without AMX: the bf16 panel widened to
@@ -69,7 +70,8 @@ bool PrefillSupports(PrefillEngine engine, TensorType type) {
   switch (engine) {
     case PrefillEngine::kAmxTiles: return HaveAmxKernels();
     case PrefillEngine::kVnniI16:
-      return HaveVnniI16Kernels() && (type == TensorType::kQ4_K || type == TensorType::kQ6_K);
+      return HaveVnniI16Kernels() && (type == TensorType::kQ4_K || type == TensorType::kQ5_K ||
+                                      type == TensorType::kQ6_K);
     case PrefillEngine::kAvx512Fma: return HaveAvx512FmaKernels();
     case PrefillEngine::kNone: break;
   }

@@ -34,7 +34,8 @@ TQLM_PREFILL_BASE inline __m512i ScatterIndex() {
 void StoreTransposed(const float* acc, int tp, int n_tokens, int nr, float* y, size_t y_stride);
 
 // The VNNI int16 engine (matmul_prefill_i16.cc): tokens into out->xi/dxi/si (n_tokens,
-// padded_tokens and cols already set), and rows [r0, r1) of Q4_K/Q6_K weights for all tokens.
+// padded_tokens and cols already set), and rows [r0, r1) of Q4_K/Q5_K/Q6_K weights for all
+// tokens.
 void PrepareActivationsI16(const float* x, int n_tokens, int64_t cols, PrefillActs* out);
 void MatMulRowsI16(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
                    int64_t r1, const PrefillActs& act, float* y);

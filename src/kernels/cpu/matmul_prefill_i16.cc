@@ -1,5 +1,5 @@
-// The VNNI int16 prefill engine for Q4_K and Q6_K weights (see matmul_prefill.cc for how it
-// fits with the others, and PERF_NOTES "CPU matmul" v6c for its measurements).
+// The VNNI int16 prefill engine for Q4_K, Q5_K and Q6_K weights (see matmul_prefill.cc for how
+// it fits with the others, and PERF_NOTES "CPU matmul" v6c for its measurements).
 #include "kernels/cpu/matmul_prefill_common.h"
 
 #if TQLM_HAVE_PREFILL_KERNELS
@@ -20,13 +20,13 @@ TQLM_I16 inline __m512 ToFloat(__m512i v) { return _mm512_maskz_cvtepi32_ps(0xff
 
 // A panel of 32 k-quant rows in the int16 form of VnniDecodeRowI16 (zero rows past r1).
 struct PanelI16 {
-  std::vector<int16_t> w, mins;  // w[j][cols]; mins[j][sb][8] (Q4_K)
+  std::vector<int16_t> w, mins;  // w[j][cols]; mins[j][sb][8] (Q4_K, Q5_K)
   std::vector<float> d, dmin;    // [j][sb]
 };
 
 // acc[j * tp + t] = row j . token t over all padded tokens: per super-block, 8 rows x 32
 // tokens of int32 accumulators summed by VPDPWSSD (each weight pair broadcast, 16 tokens'
-// pairs per zmm), then folded into fp32 with the row's d and the tokens' scales; Q4_K's
+// pairs per zmm), then folded into fp32 with the row's d and the tokens' scales; Q4_K/Q5_K
 // minimums add -dmin * sum_j m_j * S_j per super-block through 4 more VPDPWSSD.
 TQLM_I16 void PanelTimesTokensI16(const PanelI16& pn, bool has_mins, const PrefillActs& act,
                                   float* acc) {
@@ -91,7 +91,7 @@ TQLM_I16 void PanelTimesTokensI16(const PanelI16& pn, bool has_mins, const Prefi
 // 256 values, as the VNNI tiles and llama.cpp use): xi[tile][pair][t] holds columns 2 pair,
 // +1 of token 16 tile + t as int16; dxi[tile][sb][t] the token's scale for super-block sb;
 // si[tile][sb][i][t] the int8 sums of 32-blocks 2i, 2i + 1 of the super-block (for the
-// Q4_K minimums).
+// Q4_K/Q5_K minimums).
 TQLM_I16 void PrepareActivationsI16(const float* x, int n_tokens, int64_t cols,
                                     PrefillActs* out) {
   thread_local ActQ8 q8;
@@ -152,7 +152,7 @@ TQLM_I16 void MatMulRowsI16(TensorType type, const uint8_t* w, size_t row_bytes,
                        pn.dmin.data() + size_t(j) * size_t(nsb),
                        pn.mins.data() + size_t(j) * size_t(nsb) * 8);
     }
-    PanelTimesTokensI16(pn, type == TensorType::kQ4_K, act, acc.data());
+    PanelTimesTokensI16(pn, type != TensorType::kQ6_K, act, acc.data());
     StoreTransposed(acc.data(), act.padded_tokens, act.n_tokens, int(p1 - p0), y + p0,
                     size_t(rows));
   }

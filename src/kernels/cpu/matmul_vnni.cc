@@ -641,12 +641,13 @@ TQLM_VNNI inline __m512i TwoScales(int a, int b) {
   return _mm512_inserti64x4(_mm512_set1_epi16(int16_t(a)), _mm256_set1_epi16(int16_t(b)), 1);
 }
 
-TQLM_VNNI void DecodeRowI16Q4K(const uint8_t* row, int64_t super_blocks, int16_t* w16, float* d,
-                               float* dmin, int16_t* mins) {
-  K4Decoder<false> dec;
+template <bool kHigh>
+TQLM_VNNI void DecodeRowI16K4(const uint8_t* row, int64_t super_blocks, int16_t* w16, float* d,
+                              float* dmin, int16_t* mins) {
+  K4Decoder<kHigh> dec;
   dec.Init(row, 0);
   for (int64_t sb = 0; sb < super_blocks; ++sb) {
-    const uint8_t* b = row + size_t(sb) * K4Decoder<false>::kB;
+    const uint8_t* b = row + size_t(sb) * K4Decoder<kHigh>::kB;
     d[sb] = Half(b);
     dmin[sb] = Half(b + 2);
     uint8_t sm[16];  // scale j, then min j
@@ -810,7 +811,8 @@ bool VnniDecodeRowI16(TensorType type, const uint8_t* row, int64_t super_blocks,
                       float* d, float* dmin, int16_t* mins) {
   if (!HaveVnniKernels()) return false;
   switch (type) {
-    case TensorType::kQ4_K: DecodeRowI16Q4K(row, super_blocks, w16, d, dmin, mins); return true;
+    case TensorType::kQ4_K: DecodeRowI16K4<false>(row, super_blocks, w16, d, dmin, mins); return true;
+    case TensorType::kQ5_K: DecodeRowI16K4<true>(row, super_blocks, w16, d, dmin, mins); return true;
     case TensorType::kQ6_K: DecodeRowI16Q6K(row, super_blocks, w16, d); return true;
     default: return false;
   }
