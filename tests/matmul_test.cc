@@ -167,59 +167,72 @@ TEST(MatMul, AllFormatsMatchReference) {
   }
 }
 
-// Many tokens on each prefill engine (AMX tiles, AVX-512 FMAs), called directly so both
-// are checked where both exist, and through MatMul's dispatch: weights rounded to bf16, and
-// activations too on AMX (8 significant bits each, so every product within 2^-8 of its exact
-// value), fp32 accumulation. Partial panels (37 rows), partial token tiles (33, 70) and a column count
-// that is not a multiple of 64.
+constexpr internal::PrefillEngine kPrefillEngines[] = {internal::PrefillEngine::kAmxTiles,
+                                                       internal::PrefillEngine::kVnniI16,
+                                                       internal::PrefillEngine::kAvx512Fma};
+
+// One weight matrix on one prefill engine, called directly (so every engine present is
+// checked) and, where MatMul picks this engine, through MatMul. The int16 engine uses the
+// 8-bit activations of the VNNI tiles: on their reconstruction it must be exact to float
+// rounding. The float engines round weights to bf16, and activations too on AMX (8
+// significant bits each, so every product within 2^-8 of its exact value), fp32 accumulation.
+// Returns whether MatMul took the engine.
+bool CheckPrefillEngine(internal::PrefillEngine engine, TensorType type,
+                        const std::vector<uint8_t>& w, int64_t rows, int64_t cols, int n_tokens,
+                        const std::string& what, std::mt19937* rng, ThreadPool& pool) {
+  const bool int8_acts = engine == internal::PrefillEngine::kVnniI16;
+  const size_t row_bytes = RowBytes(type, cols);
+  auto x = RandomActivations(size_t(n_tokens) * size_t(cols), rng);
+  if (int8_acts) ToEightBitReconstruction(type, n_tokens, cols, &x);
+  Expected e = Reference(type, w, rows, cols, x, n_tokens, false);
+  for (size_t i = 0; !int8_acts && i < e.y.size(); ++i) {
+    const int64_t t = int64_t(i) / rows, r = int64_t(i) % rows;
+    const auto wr = RefRow(type, w.data() + size_t(r) * row_bytes, cols);
+    double mag = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      mag += std::fabs(wr[size_t(c)] * x[size_t(t) * size_t(cols) + size_t(c)]);
+    }
+    e.tol[i] = 0x1p-8 * mag + 2e-5 * mag + 1e-6;
+  }
+  internal::PrefillActs act;
+  internal::PrefillPrepare(engine, x.data(), n_tokens, cols, &act);
+  std::vector<float> y(size_t(rows) * size_t(n_tokens), -1.0f);
+  internal::PrefillMatMul(engine, type, w.data(), row_bytes, rows, 0, rows, act, y.data());
+  ExpectClose(y, e, what);
+  if (engine != internal::PrefillEngineFor(type, n_tokens)) return false;
+  std::fill(y.begin(), y.end(), -1.0f);
+  MatMul(MakeWeightView(type, w.data(), rows, cols), x.data(), n_tokens, y.data(), pool);
+  ExpectClose(y, e, what + " via MatMul");
+  return true;
+}
+
+const char* EngineName(internal::PrefillEngine engine) {
+  switch (engine) {
+    case internal::PrefillEngine::kAmxTiles: return "amx";
+    case internal::PrefillEngine::kVnniI16: return "vnni-i16";
+    case internal::PrefillEngine::kAvx512Fma: return "avx512-fma";
+    case internal::PrefillEngine::kNone: break;
+  }
+  return "none";
+}
+
+// Every prefill engine present on random matrices of every format it takes: partial panels
+// (37 rows), partial token tiles (33, 70) and a column count that is not a multiple of 64.
 TEST(MatMul, PrefillEnginesMatchReference) {
   std::mt19937 rng(13);
   ThreadPool pool(2);
   int checked = 0, via_matmul = 0;
-  for (internal::PrefillEngine engine :
-       {internal::PrefillEngine::kAmxTiles, internal::PrefillEngine::kVnniI16,
-        internal::PrefillEngine::kAvx512Fma}) {
-    const char* name = engine == internal::PrefillEngine::kAmxTiles  ? "amx"
-                       : engine == internal::PrefillEngine::kVnniI16 ? "vnni-i16"
-                                                                      : "avx512-fma";
-    const bool int8_acts = engine == internal::PrefillEngine::kVnniI16;
+  for (internal::PrefillEngine engine : kPrefillEngines) {
     for (TensorType type : kAllTypes) {
       if (!internal::PrefillSupports(engine, type)) continue;
       ++checked;
       const int64_t cols = ColsFor(type, type >= TensorType::kQ2_K ? 3 : 5);
       const int64_t rows = 37;
       const auto w = RandomMatrix(type, rows, cols, &rng);
-      const size_t row_bytes = RowBytes(type, cols);
       for (int n_tokens : {16, 33, 70}) {
-        auto x = RandomActivations(size_t(n_tokens) * size_t(cols), &rng);
-        if (int8_acts) {
-          // The int16 engine uses the 8-bit activations of the VNNI tiles: on their
-          // reconstruction it must be exact to float rounding.
-          ToEightBitReconstruction(type, n_tokens, cols, &x);
-        }
-        Expected e = Reference(type, w, rows, cols, x, n_tokens, false);
-        for (size_t i = 0; !int8_acts && i < e.y.size(); ++i) {
-          const int64_t t = int64_t(i) / rows, r = int64_t(i) % rows;
-          const auto wr = RefRow(type, w.data() + size_t(r) * row_bytes, cols);
-          double mag = 0;
-          for (int64_t c = 0; c < cols; ++c) {
-            mag += std::fabs(wr[size_t(c)] * x[size_t(t) * size_t(cols) + size_t(c)]);
-          }
-          e.tol[i] = 0x1p-8 * mag + 2e-5 * mag + 1e-6;
-        }
-        const std::string what =
-            std::string(TypeName(type)) + " " + name + " tokens " + std::to_string(n_tokens);
-        internal::PrefillActs act;
-        internal::PrefillPrepare(engine, x.data(), n_tokens, cols, &act);
-        std::vector<float> y(size_t(rows) * size_t(n_tokens), -1.0f);
-        internal::PrefillMatMul(engine, type, w.data(), row_bytes, rows, 0, rows, act, y.data());
-        ExpectClose(y, e, what);
-        // MatMul takes this engine where it is the best one here and the batch is big enough.
-        if (engine != internal::PrefillEngineFor(type, n_tokens)) continue;
-        ++via_matmul;
-        std::fill(y.begin(), y.end(), -1.0f);
-        MatMul(MakeWeightView(type, w.data(), rows, cols), x.data(), n_tokens, y.data(), pool);
-        ExpectClose(y, e, what + " via MatMul");
+        const std::string what = std::string(TypeName(type)) + " " + EngineName(engine) +
+                                 " tokens " + std::to_string(n_tokens);
+        via_matmul += CheckPrefillEngine(engine, type, w, rows, cols, n_tokens, what, &rng, pool);
       }
     }
     EXPECT_FALSE(internal::PrefillSupports(engine, TensorType::kF32));
@@ -349,6 +362,8 @@ TEST(MatMul, RejectsBadViews) {
 }
 
 // Real weights: a few rows of each tensor type in the installed models.
+// The first rows of a real model's tensor: 3 tokens through MatMul (VNNI tiles or portable),
+// and 40 tokens on every prefill engine present (real scale and minimum distributions).
 void CheckRealTensor(const model::GgufFile& f, const std::string& name, int64_t rows) {
   const model::GgufTensor& t = f.GetTensor(name);
   rows = std::min(rows, t.ne[1]);
@@ -364,6 +379,11 @@ void CheckRealTensor(const model::GgufFile& f, const std::string& name, int64_t 
   std::vector<float> y(size_t(rows) * n_tokens);
   MatMul(v, x.data(), n_tokens, y.data(), pool);
   ExpectClose(y, e, name);
+  for (internal::PrefillEngine engine : kPrefillEngines) {
+    if (!internal::PrefillSupports(engine, t.type)) continue;
+    CheckPrefillEngine(engine, t.type, w, rows, v.cols, 40, name + " " + EngineName(engine),
+                       &rng, pool);
+  }
 }
 
 TEST(MatMul, RealModelTensors) {
@@ -377,10 +397,17 @@ TEST(MatMul, RealModelTensors) {
     CheckRealTensor(*f, "token_embd.weight", 64);      // Q8_0
     any = true;
   }
-  if (std::filesystem::exists(dir + "qwen2.5-coder.gguf")) {
-    auto f = model::GgufFile::Open(dir + "qwen2.5-coder.gguf");
-    CheckRealTensor(*f, "blk.0.ffn_gate.weight", 32);  // Q4_K
-    CheckRealTensor(*f, "blk.0.ffn_down.weight", 32);  // Q6_K
+  if (std::filesystem::exists(dir + "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")) {
+    auto f = model::GgufFile::Open(dir + "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+    CheckRealTensor(*f, "blk.0.ffn_gate.weight", 40);  // Q4_K
+    CheckRealTensor(*f, "blk.0.ffn_down.weight", 40);  // Q6_K
+    any = true;
+  }
+  if (std::filesystem::exists(dir + "gemma-3-270m-q4_k_m.gguf")) {
+    auto f = model::GgufFile::Open(dir + "gemma-3-270m-q4_k_m.gguf");
+    for (const auto& t : f->tensors()) {
+      if (t.name.rfind("blk.0.", 0) == 0 && t.ne[1] > 1) CheckRealTensor(*f, t.name, 40);
+    }
     any = true;
   }
   if (!any) GTEST_SKIP() << "no models installed in " << dir;
