@@ -11,6 +11,8 @@
 #include <string>
 
 #include "eval/sha256.h"
+#include "kernels/cpu/attention_tq.h"
+#include "kernels/cpu/matmul.h"
 
 namespace tqlm::eval {
 namespace {
@@ -43,6 +45,12 @@ class SigintScope {
  private:
   struct sigaction old_ {};
 };
+
+// Which CPU kernels made a row: wall times, and the last bits of the numbers, depend on them.
+std::string CpuKernels() {
+  return fmt::format("matmul {}; tq attention {}", kernels::MatMulKernelSummary(),
+                     kernels::TqKernelPathName(kernels::TqBestKernelPath()));
+}
 
 }  // namespace
 
@@ -111,7 +119,8 @@ SweepSummary RunSweep(ResultsFile& results, const std::vector<SweepCell>& cells,
                           {"config", todo[i]->config},
                           {"wall_seconds", wall},
                           {"peak_rss_bytes", PeakRssBytes()},
-                          {"peak_rss_scope", cell_scope ? "cell" : "process"}};
+                          {"peak_rss_scope", cell_scope ? "cell" : "process"},
+                          {"cpu_kernels", CpuKernels()}};
     for (auto it = result.begin(); it != result.end(); ++it) row[it.key()] = it.value();
     results.Append(row);
     ++s.ran;

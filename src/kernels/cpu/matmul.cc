@@ -98,6 +98,18 @@ void DequantizeRow(const WeightView& w, int64_t row, float* out) {
   DequantizeValues(w.type, p, w.cols, out);
 }
 
+std::string MatMulKernelSummary() {
+  std::string prefill;
+  if (internal::HaveAmxKernels()) {
+    prefill = "amx-bf16";
+  } else {
+    if (internal::HaveVnniI16Kernels()) prefill = "vnni-int16 (k-quants)";
+    if (internal::HaveAvx512FmaKernels()) prefill += prefill.empty() ? "avx512-fma" : " / avx512-fma";
+  }
+  const std::string rest = internal::HaveVnniKernels() ? "vnni" : "portable";
+  return prefill.empty() ? rest : "prefill " + prefill + ", else " + rest;
+}
+
 void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadPool& pool) {
   CheckView(w, "matmul");
   if (n_tokens <= 0 || w.rows == 0) return;

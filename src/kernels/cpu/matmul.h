@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/tensor_format.h"
@@ -36,6 +37,11 @@ WeightView MakeWeightView(TensorType type, const void* data, int64_t rows, int64
 // y[t * rows + r] = sum_c W[r, c] * x[t * cols + c] for t < n_tokens, r < rows.
 // x and y must not overlap. Throws tqlm::Error for an unsupported type.
 void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadPool& pool);
+
+// The CPU kernels MatMul uses in this process, for result provenance (timings and the last
+// bits of numerics depend on them), e.g. "prefill amx-bf16, else vnni" or "prefill
+// vnni-int16 (k-quants) / avx512-fma, else vnni".
+std::string MatMulKernelSummary();
 
 // out[c] = W[row, c] for c < cols (embedding lookup).
 void DequantizeRow(const WeightView& w, int64_t row, float* out);
