@@ -39,6 +39,10 @@ head -c 5000 "$MODEL" > "$tmp/trunc.gguf"
 check "truncated GGUF: exit 1 with a gguf error" '[ $? -eq 1 ] && grep -q "gguf" "$tmp/trunc.err"'
 "$TQLM" run -p hi --ctk tq7 > /dev/null 2> "$tmp/type.err"
 check "unknown cache type: exit 1" '[ $? -eq 1 ] && grep -q "tq7" "$tmp/type.err"'
+for bad in . 12XB -5GiB; do
+  "$TQLM" plan --memory "$bad" > /dev/null 2> "$tmp/size.err"
+  check "plan --memory '$bad': exit 1 naming the flag" '[ $? -eq 1 ] && grep -q -- "--memory" "$tmp/size.err"'
+done
 printf 'Hi\n/exit\n' | "$TQLM" chat -n 4 --temp 0 > /dev/null 2>&1
 check "chat on piped stdin exits 0" '[ $? -eq 0 ]'
 echo '{"name": "not a list"}' > "$tmp/tools_bad.json"

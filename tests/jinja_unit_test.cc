@@ -68,6 +68,11 @@ TEST(JinjaExpressions, ErrorsAreTqlmErrors) {
   EXPECT_NE(ErrorOf("{% include 'x' %}").find("unsupported tag 'include'"), std::string::npos);
   EXPECT_NE(ErrorOf("a\n{% if %}").find("line 2"), std::string::npos);
   EXPECT_NE(ErrorOf("{{ raise_exception('boom') }}").find("boom"), std::string::npos);
+  // Literals past int64 are template errors, not std::out_of_range (found by the fuzzer).
+  EXPECT_NE(ErrorOf("{{ x.99999999999999999999 }}").find("bad integer literal"), std::string::npos);
+  EXPECT_NE(ErrorOf("{{ 99999999999999999999 }}").find("bad integer literal"), std::string::npos);
+  EXPECT_NE(ErrorOf("{{ '{99999999999999999999}'.format(1) }}").find("no value for field"),
+            std::string::npos);
   EXPECT_THROW(Template("{% for x in y %}"), Error);
   EXPECT_THROW(Template("{{ 'unterminated }}"), Error);
 }

@@ -1,11 +1,32 @@
 #include "cli/common_flags.h"
 
+#include <fmt/format.h>
+
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
 
 #include "cli/progress.h"
+#include "tqlm/error.h"
 
 namespace tqlm::cli {
+
+size_t ParseByteSize(const std::string& flag, const std::string& s) {
+  double v = -1;
+  const auto num = std::from_chars(s.data(), s.data() + s.size(), v, std::chars_format::fixed);
+  const std::string unit(num.ptr, s.data() + s.size());
+  double mult = -1;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KiB" || unit == "K") mult = 1024.0;
+  else if (unit == "MiB" || unit == "M") mult = 1024.0 * 1024;
+  else if (unit == "GiB" || unit == "G") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "KB") mult = 1e3;
+  else if (unit == "MB") mult = 1e6;
+  else if (unit == "GB") mult = 1e9;
+  if (num.ec != std::errc() || !(v >= 0) || mult < 0 || v * mult > 1e15)
+    throw Error(fmt::format("{}: expected a size like 256MiB, 1GiB or 1000000, got '{}'", flag, s));
+  return size_t(v * mult);
+}
 
 std::string DefaultModelPath() {
   std::string cache;

@@ -22,6 +22,10 @@ struct ModelFlags {
 void AddModelFlags(CLI::App& app, ModelFlags& flags);
 void AddSamplerFlags(CLI::App& app, runtime::SamplerParams& params);
 
+// "8GiB", "512MiB", "2GB", "1000000": binary (K/KiB, M/MiB, G/GiB) and decimal (KB, MB, GB)
+// units. Anything else, or more than 1e15 bytes, is an Error that names the flag.
+size_t ParseByteSize(const std::string& flag, const std::string& text);
+
 // ~/.cache/tqlm/models/SmolLM2-135M-Instruct.Q4_1.gguf (or under $TQLM_CACHE).
 std::string DefaultModelPath();
 

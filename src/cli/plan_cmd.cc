@@ -2,7 +2,6 @@
 // longest context a configuration allows), with the arithmetic printed.
 #include <fmt/format.h>
 
-#include <cctype>
 #include <cstdio>
 
 #include "cli/command.h"
@@ -12,29 +11,6 @@
 
 namespace tqlm::cli {
 namespace {
-
-size_t ParseBytes(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
-  if (i == 0) throw Error("--memory: expected a size like 8GiB, 512MiB or 2000000000");
-  double v = std::stod(s.substr(0, i));
-  const std::string unit = s.substr(i);
-  if (unit == "" || unit == "B") {
-  } else if (unit == "KiB" || unit == "K") {
-    v *= 1024.0;
-  } else if (unit == "MiB" || unit == "M") {
-    v *= 1024.0 * 1024;
-  } else if (unit == "GiB" || unit == "G") {
-    v *= 1024.0 * 1024 * 1024;
-  } else if (unit == "GB") {
-    v *= 1e9;
-  } else if (unit == "MB") {
-    v *= 1e6;
-  } else {
-    throw Error("--memory: unknown unit '" + unit + "' (B, KiB, MiB, GiB, MB, GB)");
-  }
-  return size_t(v);
-}
 
 double MiB(size_t b) { return b / 1048576.0; }
 
@@ -57,7 +33,7 @@ struct PlanFlags {
 };
 
 int Plan(const PlanFlags& f) {
-  const size_t budget = ParseBytes(f.memory);
+  const size_t budget = ParseByteSize("--memory", f.memory);
   const std::string path = f.model.model.empty() ? DefaultModelPath() : f.model.model;
   auto model = model::Model::Load(path);
   const model::ModelInfo& info = model->info();

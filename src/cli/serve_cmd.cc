@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <pthread.h>
 
-#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <thread>
@@ -33,29 +32,6 @@ struct ServeFlags {
   bool no_idle_trim = false;
 };
 
-size_t ParseSize(const std::string& flag, const std::string& s) {
-  size_t i = 0;
-  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
-  double v = 0;
-  try {
-    v = i ? std::stod(s.substr(0, i)) : -1;
-  } catch (const std::exception&) {
-    v = -1;
-  }
-  const std::string unit = s.substr(i);
-  double mult = -1;
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "KiB" || unit == "K") mult = 1024.0;
-  else if (unit == "MiB" || unit == "M") mult = 1024.0 * 1024;
-  else if (unit == "GiB" || unit == "G") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "KB") mult = 1e3;
-  else if (unit == "MB") mult = 1e6;
-  else if (unit == "GB") mult = 1e9;
-  if (v < 0 || mult < 0 || v * mult > 1e15)
-    throw Error(fmt::format("{}: expected a size like 256MiB, 1GiB or 1000000, got '{}'", flag, s));
-  return size_t(v * mult);
-}
-
 std::string ModelId(const std::string& path) {
   std::string name = path.substr(path.find_last_of('/') + 1);
   if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
@@ -79,7 +55,7 @@ int Serve(ServeFlags& f) {
   so.n_threads = f.model.session.n_threads;
   so.batch = f.model.session.batch;
   so.kv = f.model.session.kv;
-  so.prompt_cache_bytes = ParseSize("--prompt-cache-bytes", f.prompt_cache);
+  so.prompt_cache_bytes = ParseByteSize("--prompt-cache-bytes", f.prompt_cache);
   so.max_queue = f.max_queue;
   so.trim_when_idle = !f.no_idle_trim;
   runtime::Scheduler scheduler(*lm.model, *lm.tokenizer, so);
@@ -88,7 +64,7 @@ int Serve(ServeFlags& f) {
   opt.model_id = f.alias.empty() ? ModelId(f.model.model.empty() ? DefaultModelPath() : f.model.model)
                                  : f.alias;
   opt.sampler = f.sampler;
-  opt.max_body_bytes = ParseSize("--max-body-bytes", f.max_body);
+  opt.max_body_bytes = ParseByteSize("--max-body-bytes", f.max_body);
   if (opt.limits.max_tokens < 1) throw Error("--max-tokens-limit must be at least 1");
   if (opt.http_threads <= 0) opt.http_threads = f.parallel + f.max_queue + 4;
   server::ChatSetup chat{lm.tokenizer.get(), lm.chat.get(), lm.tokenizer->vocab().chat_template,

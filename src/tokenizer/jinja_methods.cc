@@ -2,6 +2,7 @@
 // allows), argument helpers, and Python string operations shared with the filters.
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 #include "tokenizer/jinja_builtins.h"
 #include "tokenizer/jinja_interpreter.h"
@@ -188,8 +189,10 @@ std::string PyFormat(Interpreter& in, const std::string& fmt, CallArgs& a) {
     if (field.empty()) {
       if (auto_index < a.positional.size()) v = &a.positional[auto_index++];
     } else if (std::all_of(field.begin(), field.end(), ::isdigit)) {
-      const size_t k = std::stoul(field);
-      if (k < a.positional.size()) v = &a.positional[k];
+      // Digits only, but possibly more than fit: from_chars reports that instead of throwing.
+      size_t k = 0;
+      const auto r = std::from_chars(field.data(), field.data() + field.size(), k);
+      if (r.ec == std::errc() && k < a.positional.size()) v = &a.positional[k];
     } else {
       for (const auto& [name, kv] : a.keyword) {
         if (name == field) v = &kv;

@@ -424,6 +424,20 @@ class Parser {
     return e;
   }
 
+  // Out-of-range literals (the lexer accepts any run of digits) are template errors, not
+  // exceptions from the standard library.
+  int64_t IntegerLiteral(const std::string& t) const {
+    int64_t v = 0;
+    int base = 10;
+    size_t skip = 0;
+    if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) base = 16, skip = 2;
+    else if (t.size() > 2 && t[0] == '0' && (t[1] == 'o' || t[1] == 'O')) base = 8, skip = 2;
+    else if (t.size() > 2 && t[0] == '0' && (t[1] == 'b' || t[1] == 'B')) base = 2, skip = 2;
+    auto r = std::from_chars(t.data() + skip, t.data() + t.size(), v, base);
+    if (r.ec != std::errc() || r.ptr != t.data() + t.size()) Fail("bad integer literal '" + t + "'");
+    return v;
+  }
+
   ExprPtr ParsePrimary() {
     Depth d(*this);
     const Token& tok = Cur();
@@ -454,16 +468,7 @@ class Parser {
       }
       case TokenKind::kInteger: {
         auto e = Make(ExprKind::kLiteral, line);
-        int64_t v = 0;
-        const std::string& t = tok.text;
-        int base = 10;
-        size_t skip = 0;
-        if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) base = 16, skip = 2;
-        else if (t.size() > 2 && t[0] == '0' && (t[1] == 'o' || t[1] == 'O')) base = 8, skip = 2;
-        else if (t.size() > 2 && t[0] == '0' && (t[1] == 'b' || t[1] == 'B')) base = 2, skip = 2;
-        auto r = std::from_chars(t.data() + skip, t.data() + t.size(), v, base);
-        if (r.ec != std::errc() || r.ptr != t.data() + t.size()) Fail("bad integer literal");
-        e->literal = Value::Int(v);
+        e->literal = Value::Int(IntegerLiteral(tok.text));
         Next();
         return e;
       }
@@ -545,7 +550,7 @@ class Parser {
           auto g = Make(ExprKind::kGetItem, line);
           g->args.push_back(std::move(e));
           auto idx = Make(ExprKind::kLiteral, line);
-          idx->literal = Value::Int(std::stoll(Cur().text));
+          idx->literal = Value::Int(IntegerLiteral(Cur().text));
           g->args.push_back(std::move(idx));
           Next();
           e = std::move(g);
