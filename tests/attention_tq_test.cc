@@ -89,7 +89,7 @@ TEST_P(TqKernels, MatchScalarReference) {
   for (TqKernelPath path : {TqKernelPath::kPortable, TqKernelPath::kVnni, TqKernelPath::kVnniVbmi}) {
     if (!SetTqKernelPathForTest(path)) continue;
     SCOPED_TRACE(TqKernelPathName(path));
-    for (int nq : {1, 3, 4, 6}) {
+    for (int nq : {1, 2, 3, 4, 5, 6, 7, 8, 11, 17}) {
       SCOPED_TRACE(nq);
       std::vector<int8_t> q8(size_t(nq) * dim);
       std::vector<float> q_scale(nq);

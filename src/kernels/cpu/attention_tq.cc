@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -141,6 +142,20 @@ void AccumulatePortable(const TqBlockLayout& l, const TqTables& tb, const float*
 }
 
 // ---------------------------------------------------------------- AVX-512 VNNI paths
+
+// Query rows (scores) or weight rows (accumulate) per tile: each code unit is looked up once
+// per tile and used by every row in it, with 2 x rows independent vpdpbusd chains. 8 rows keep
+// 16 accumulators plus the tables in the 32 vector registers and cover a GQA group of up to 8
+// query heads per KV head in one tile (Qwen2.5's 6 were 4 + 2 with tiles of 4). For A/B
+// measurements, TQLM_TQ_TILE_ROWS=N (1..8) caps it.
+constexpr int kMaxTileRows = 8;
+int TileRows() {
+  static const int rows = [] {
+    const char* e = std::getenv("TQLM_TQ_TILE_ROWS");
+    return e ? std::clamp(std::atoi(e), 1, kMaxTileRows) : kMaxTileRows;
+  }();
+  return rows;
+}
 
 #define TQ_ISA_NS vnni
 #define TQ_TARGET \
