@@ -18,13 +18,13 @@ namespace {
 
 using namespace tqlm::kernels;
 
-constexpr int kDim = 128, kRows = 4, kTok = 64, kStride = 64;
+constexpr int kDim = 128, kRows = 4, kMaxRows = 64, kTok = 64, kStride = 64;
 
 struct Rows {
-  std::vector<float> m = std::vector<float>(kRows, -std::numeric_limits<float>::infinity());
-  std::vector<float> l = std::vector<float>(kRows, 0.0f);
-  std::vector<float> acc = std::vector<float>(size_t(kRows) * kDim, 0.0f);
-  std::vector<float> scores = std::vector<float>(size_t(kRows) * kStride);
+  std::vector<float> m = std::vector<float>(kMaxRows, -std::numeric_limits<float>::infinity());
+  std::vector<float> l = std::vector<float>(kMaxRows, 0.0f);
+  std::vector<float> acc = std::vector<float>(size_t(kMaxRows) * kDim, 0.0f);
+  std::vector<float> scores = std::vector<float>(size_t(kMaxRows) * kStride);
 };
 
 void BM_F16Block(benchmark::State& state) {
@@ -48,8 +48,10 @@ void BM_F16Block(benchmark::State& state) {
 BENCHMARK(BM_F16Block);
 
 // TurboQuant K at state.range(0) bits, V at state.range(1) bits (uniform per block), on kernel
-// path state.range(3) (TqKernelPath: 1 VNNI, 2 VNNI + VBMI).
-void BM_TqBlock(benchmark::State& state) {
+// path state.range(3) (TqKernelPath: 1 VNNI, 2 VNNI + VBMI), for state.range(4) query rows
+// (BM_TqBlock: 4; BM_TqRows: state.range(4), e.g. 6 for Qwen2.5's GQA group, 60 for a prefill
+// task's row chunk, with items/s counting token-rows so that row counts compare).
+void TqBlock(benchmark::State& state, int rows, bool per_row) {
   const int kb = int(state.range(0)), vb = int(state.range(1));
   if (!SetTqKernelPathForTest(TqKernelPath(state.range(3)))) {
     state.SkipWithError("kernel path not supported by this CPU");
@@ -70,33 +72,39 @@ void BM_TqBlock(benchmark::State& state) {
   for (int i = 0; i < 256; ++i)
     tk.hi[i] = tk.lo[i] = tv.hi[i] = tv.lo[i] = int8_t(i / 2 - 64);
   tk.cb_scale = tv.cb_scale = 1.0f / 127;
-  std::vector<int8_t> q8(size_t(kRows) * kDim);
-  std::vector<float> q_scale(kRows, 1e-3f);
-  std::vector<int32_t> q_sum(kRows, 0);
-  for (int i = 0; i < kRows; ++i)
+  std::vector<int8_t> q8(size_t(rows) * kDim);
+  std::vector<float> q_scale(rows, 1e-3f);
+  std::vector<int32_t> q_sum(rows, 0);
+  for (int i = 0; i < rows; ++i)
     for (int j = 0; j < kDim; ++j) q_sum[i] += (q8[size_t(i) * kDim + j] = int8_t(int(rng() % 255) - 127));
   Rows r;
   const int part = int(state.range(2));  // 0: whole step, 1: scores, 2: softmax, 3: accumulate
   for (auto& x : r.scores) x = 0.01f;  // weights for a lone accumulate
   for (auto _ : state) {
     if (part == 0 || part == 1)
-      TqScores(lk, tk, q8.data(), q_scale.data(), q_sum.data(), kRows, k.data(), r.scores.data(),
+      TqScores(lk, tk, q8.data(), q_scale.data(), q_sum.data(), rows, k.data(), r.scores.data(),
                kStride);
     if (part == 0 || part == 2)
-      AttnSoftmaxUpdate(r.scores.data(), kRows, kStride, kTok, r.m.data(), r.l.data(),
+      AttnSoftmaxUpdate(r.scores.data(), rows, kStride, kTok, r.m.data(), r.l.data(),
                         r.acc.data(), kDim);
     if (part == 0 || part == 3)
-      TqAccumulate(lv, tv, r.scores.data(), kRows, kStride, v.data(), r.acc.data());
+      TqAccumulate(lv, tv, r.scores.data(), rows, kStride, v.data(), r.acc.data());
     benchmark::DoNotOptimize(r.acc.data());
     benchmark::DoNotOptimize(r.scores.data());
   }
-  state.SetItemsProcessed(int64_t(state.iterations()) * kTok);
+  state.SetItemsProcessed(int64_t(state.iterations()) * kTok * (per_row ? rows : 1));
   SetTqKernelPathForTest(TqBestKernelPath());
 }
+void BM_TqBlock(benchmark::State& state) { TqBlock(state, kRows, false); }
+void BM_TqRows(benchmark::State& state) { TqBlock(state, int(state.range(4)), true); }
+
 // Both SIMD paths per configuration, side by side.
 BENCHMARK(BM_TqBlock)->ArgsProduct({{4}, {3}, {0, 1, 2, 3}, {1, 2}})
     ->Args({3, 3, 0, 1})->Args({3, 3, 0, 2})->Args({4, 4, 0, 1})->Args({4, 4, 0, 2})
     ->Args({3, 2, 0, 1})->Args({3, 2, 0, 2})->Args({8, 3, 0, 2})->Args({8, 3, 1, 2});
+// Tile shapes: per-row cost of scores and accumulate by row count (TQLM_TQ_TILE_ROWS
+    // changes how 6 and 60 rows are split).
+BENCHMARK(BM_TqRows)->ArgsProduct({{4}, {3}, {1, 3}, {2}, {1, 2, 3, 4, 5, 6, 7, 8, 60}});
 
 }  // namespace
 
