@@ -27,25 +27,35 @@ struct Rows {
   std::vector<float> scores = std::vector<float>(size_t(kMaxRows) * kStride);
 };
 
-void BM_F16Block(benchmark::State& state) {
+void F16Block(benchmark::State& state, int rows, bool per_row) {
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
   std::vector<uint16_t> k(size_t(kTok) * kDim), v(k.size());
   for (auto& x : k) x = F32ToF16(nd(rng));
   for (auto& x : v) x = F32ToF16(nd(rng));
-  std::vector<float> q(size_t(kRows) * kDim);
+  std::vector<float> q(size_t(rows) * kDim);
   for (auto& x : q) x = 0.1f * nd(rng);
   Rows r;
+  const int part = per_row ? int(state.range(0)) : 0;  // as BM_TqBlock's part
+  for (auto& x : r.scores) x = 0.01f;
   for (auto _ : state) {
-    AttnScoresF16T(q.data(), kRows, k.data(), kDim, r.scores.data(), kStride);
-    AttnSoftmaxUpdate(r.scores.data(), kRows, kStride, kTok, r.m.data(), r.l.data(),
-                      r.acc.data(), kDim);
-    AttnAccumF16(r.scores.data(), kRows, kStride, v.data(), kTok, kDim, r.acc.data());
+    if (part == 0 || part == 1)
+      AttnScoresF16T(q.data(), rows, k.data(), kDim, r.scores.data(), kStride);
+    if (part == 0 || part == 2)
+      AttnSoftmaxUpdate(r.scores.data(), rows, kStride, kTok, r.m.data(), r.l.data(),
+                        r.acc.data(), kDim);
+    if (part == 0 || part == 3)
+      AttnAccumF16(r.scores.data(), rows, kStride, v.data(), kTok, kDim, r.acc.data());
     benchmark::DoNotOptimize(r.acc.data());
+    benchmark::DoNotOptimize(r.scores.data());
   }
-  state.SetItemsProcessed(int64_t(state.iterations()) * kTok);
+  state.SetItemsProcessed(int64_t(state.iterations()) * kTok * (per_row ? rows : 1));
 }
+void BM_F16Block(benchmark::State& state) { F16Block(state, kRows, false); }
+// (part, rows): per-row cost as BM_TqRows measures it (TQLM_RAW_TILE_ROWS changes the split).
+void BM_F16Rows(benchmark::State& state) { F16Block(state, int(state.range(1)), true); }
 BENCHMARK(BM_F16Block);
+BENCHMARK(BM_F16Rows)->ArgsProduct({{1, 3}, {4, 6, 8, 60}});
 
 // TurboQuant K at state.range(0) bits, V at state.range(1) bits (uniform per block), on kernel
 // path state.range(3) (TqKernelPath: 1 VNNI, 2 VNNI + VBMI), for state.range(4) query rows

@@ -21,7 +21,7 @@ TEST_P(AttnRaw, ScoresAccumulateSoftmaxMatchScalar) {
   const int d = GetParam(), stride = 72;
   std::mt19937 rng(d);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (int nq : {1, 2, 4, 5, 8}) {
+  for (int nq : {1, 2, 4, 5, 6, 7, 8, 13}) {
     for (int n_tok : {64, 37, 1}) {
       SCOPED_TRACE(testing::Message() << "nq " << nq << " n_tok " << n_tok);
       std::vector<float> q(size_t(nq) * d), k(64 * size_t(d)), kt(64 * size_t(d), 0.0f);

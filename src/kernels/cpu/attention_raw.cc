@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #undef HWY_TARGET_INCLUDE
@@ -90,16 +91,41 @@ HWY_INLINE void ScoresTileT(const float* q, const T* k, int d, float* scores, in
   }
 }
 
+// Rows per tile. Each tile converts and loads a block's rows once for all its rows, so GQA
+// groups of 5-8 query heads (Qwen2.5: 6) run as one tile where there are registers for it:
+// with 32 vector registers, 6 rows x 4 token groups of scores, 8 rows x 2 strips of sums
+// (with 16, tiles of 4). TQLM_RAW_TILE_ROWS=N caps both, for A/B measurements.
+#if HWY_TARGET <= HWY_AVX3
+constexpr int kScoreTileRows = 6, kAccumTileRows = 8;
+#else
+constexpr int kScoreTileRows = 4, kAccumTileRows = 4;
+#endif
+
+HWY_INLINE int TileRowsCap() {
+  static const int cap = [] {
+    const char* e = std::getenv("TQLM_RAW_TILE_ROWS");
+    return e ? std::clamp(std::atoi(e), 1, 8) : 8;
+  }();
+  return cap;
+}
+
 template <typename T>
 void ScoresT(const float* q, int nq, const T* k, int d, float* scores, int stride,
              PrefetchRange next) {
   const DF df;
   // The first tile's coordinate loop carries the prefetch of the next block.
   PrefetchTrickle pf(next, d * (64 / (4 * int(hn::Lanes(df)))));
-  for (int i = 0; i < nq; i += 4) {
+  const int rows = std::min(kScoreTileRows, TileRowsCap());
+  for (int i = 0; i < nq; i += rows) {
     const float* qi = q + size_t(i) * d;
     float* si = scores + size_t(i) * stride;
-    switch (std::min(4, nq - i)) {
+    switch (std::min(rows, nq - i)) {
+      case 6:
+        if constexpr (kScoreTileRows >= 6) ScoresTileT<6>(qi, k, d, si, stride, pf);
+        break;
+      case 5:
+        if constexpr (kScoreTileRows >= 5) ScoresTileT<5>(qi, k, d, si, stride, pf);
+        break;
       case 4: ScoresTileT<4>(qi, k, d, si, stride, pf); break;
       case 3: ScoresTileT<3>(qi, k, d, si, stride, pf); break;
       case 2: ScoresTileT<2>(qi, k, d, si, stride, pf); break;
@@ -179,10 +205,23 @@ void Accum(const float* p, int nq, int stride, const T* v, int n_tok, int d, flo
   const DF df;
   // The first tile's token loops (one per strip of 2N dims) carry the next block's prefetch.
   PrefetchTrickle pf(next, n_tok * std::max(1, d / (2 * int(hn::Lanes(df)))));
-  for (int i = 0; i < nq; i += 4) {
+  const int rows = std::min(kAccumTileRows, TileRowsCap());
+  for (int i = 0; i < nq; i += rows) {
     const float* pi = p + size_t(i) * stride;
     float* ai = acc + size_t(i) * d;
-    switch (std::min(4, nq - i)) {
+    switch (std::min(rows, nq - i)) {
+      case 8:
+        if constexpr (kAccumTileRows >= 8) AccumTile<8>(pi, stride, v, n_tok, d, ai, pf);
+        break;
+      case 7:
+        if constexpr (kAccumTileRows >= 7) AccumTile<7>(pi, stride, v, n_tok, d, ai, pf);
+        break;
+      case 6:
+        if constexpr (kAccumTileRows >= 6) AccumTile<6>(pi, stride, v, n_tok, d, ai, pf);
+        break;
+      case 5:
+        if constexpr (kAccumTileRows >= 5) AccumTile<5>(pi, stride, v, n_tok, d, ai, pf);
+        break;
       case 4: AccumTile<4>(pi, stride, v, n_tok, d, ai, pf); break;
       case 3: AccumTile<3>(pi, stride, v, n_tok, d, ai, pf); break;
       case 2: AccumTile<2>(pi, stride, v, n_tok, d, ai, pf); break;
