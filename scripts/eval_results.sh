@@ -6,7 +6,8 @@
 #
 #   scripts/eval_results.sh                 SmolLM2 (and Qwen2.5-Coder if installed), full grids
 #   QUICK=1 scripts/eval_results.sh         small grids (minutes): 2 windows, NIAH 1K/2K
-#   MODELS="path.gguf ..." / NIAH_LENGTHS=1024,2048,4096,max / NIAH_TRIALS=3 / SKIP_LLAMACPP=1
+#   MODELS="path.gguf ..." / NIAH_LENGTHS=1024,2048,4096,max / QWEN_NIAH_LENGTHS=... / NIAH_TRIALS=3
+#   SKIP_LLAMACPP=1 (Qwen NIAH runs to its 32K context: hours on 2 cores)
 # "auto/auto+s=4" is the default of `tqlm run`: tq8/tq3+s=4 on SmolLM2, tq3/tq2+s=4 on Qwen.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +55,7 @@ for model in $MODELS; do
 
   echo "== $tag: needle in a haystack"
   lengths=$NIAH_LENGTHS
-  case "$tag" in qwen*) lengths=${QWEN_NIAH_LENGTHS:-1024,2048,4096,8192} ;; esac
+  case "$tag" in qwen*) lengths=${QWEN_NIAH_LENGTHS:-1024,2048,4096,8192,16384,max} ;; esac
   "$TQLM" eval niah -m "$model" -t "$THREADS" --kv "$KV_NIAH" --lengths "$lengths" \
     --trials "$NIAH_TRIALS" -o "$OUT/niah.jsonl" --table-md "$OUT/niah_$tag.md" \
     --summary "$OUT/niah_$tag.summary.jsonl"

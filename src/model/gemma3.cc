@@ -21,6 +21,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
+#include "model/block_scratch.h"
 #include "model/model.h"
 #include "model/weights.h"
 #include "tqlm/error.h"
@@ -53,7 +54,6 @@ class Gemma3Model final : public Model {
 
  private:
   void LoadWeights();
-  void EnsureScratch(int n);
 
   int n_head_ = 0, n_head_kv_ = 0, head_dim_ = 0, n_ff_ = 0;
   float eps_ = 1e-6f;
@@ -64,9 +64,7 @@ class Gemma3Model final : public Model {
   const float* output_norm_ = nullptr;
   std::vector<Gemma3Layer> layers_;
 
-  int scratch_tokens_ = 0;
-  std::vector<float> x_, h_, q_, k_, v_, att_, gate_, up_;
-  std::vector<int> pos_;
+  BlockScratch s_;
 };
 
 std::vector<float> InverseFrequencies(float base, float scale, int dims) {
@@ -155,73 +153,56 @@ void Gemma3Model::LoadWeights() {
   const float pre_attn = f.GetF32(key("attention.query_pre_attn_scalar"), float(head_dim_));
   if (!(pre_attn > 0)) throw Error(fmt::format("{}: bad query_pre_attn_scalar", f.name()));
   info_.attn_scale = 1.0f / std::sqrt(pre_attn);
-  info_.weight_bytes = 0;
-  for (const auto& tensor : f.tensors()) info_.weight_bytes += tensor.nbytes;
-}
-
-void Gemma3Model::EnsureScratch(int n) {
-  if (n <= scratch_tokens_) return;
-  scratch_tokens_ = n;
-  const size_t d = info_.n_embd, qd = size_t(n_head_) * head_dim_,
-               kvd = size_t(n_head_kv_) * head_dim_;
-  x_.resize(n * d);
-  h_.resize(n * d);
-  q_.resize(n * qd);
-  att_.resize(n * qd);
-  k_.resize(n * kvd);
-  v_.resize(n * kvd);
-  gate_.resize(size_t(n) * n_ff_);
-  up_.resize(size_t(n) * n_ff_);
-  pos_.resize(n);
+  info_.weight_bytes = TensorDataBytes(f);
 }
 
 void Gemma3Model::Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits,
                           float* logits, kernels::ThreadPool& pool) {
   using namespace kernels;
   if (n <= 0) return;
-  EnsureScratch(n);
   const int d = info_.n_embd;
+  s_.Reserve(n, d, n_head_ * head_dim_, n_head_kv_ * head_dim_, n_ff_);
+  float *x = s_.x.data(), *h = s_.h.data(), *q = s_.q.data(), *k = s_.k.data(),
+        *v = s_.v.data(), *att = s_.att.data(), *gate = s_.gate.data(), *up = s_.up.data();
   const int pos0 = cache.n_tokens();
   for (int t = 0; t < n; ++t) {
-    if (tokens[t] < 0 || tokens[t] >= info_.n_vocab)
-      throw Error(fmt::format("token id {} out of range [0, {})", tokens[t], info_.n_vocab));
-    DequantizeRow(tok_embd_, tokens[t], &x_[size_t(t) * d]);
-    pos_[t] = pos0 + t;
+    EmbedToken(tok_embd_, info_.n_vocab, tokens[t], &x[size_t(t) * d]);
+    s_.pos[t] = pos0 + t;
   }
-  Scale(x_.data(), embd_scale_, size_t(n) * d);
+  Scale(x, embd_scale_, size_t(n) * d);
 
   for (int l = 0; l < info_.n_layer; ++l) {
     const Gemma3Layer& L = layers_[l];
     const float* inv_freq = L.global ? inv_freq_global_.data() : inv_freq_local_.data();
     // Attention.
-    RmsNorm(x_.data(), L.attn_norm, 0.0f, eps_, n, d, h_.data());
-    MatMul(L.wq, h_.data(), n, q_.data(), pool);
-    MatMul(L.wk, h_.data(), n, k_.data(), pool);
-    MatMul(L.wv, h_.data(), n, v_.data(), pool);
-    RmsNorm(q_.data(), L.q_norm, 0.0f, eps_, n * n_head_, head_dim_, q_.data());
-    RmsNorm(k_.data(), L.k_norm, 0.0f, eps_, n * n_head_kv_, head_dim_, k_.data());
-    Rope(q_.data(), n, n_head_, head_dim_, head_dim_, pos_.data(), inv_freq, /*neox=*/true);
-    Rope(k_.data(), n, n_head_kv_, head_dim_, head_dim_, pos_.data(), inv_freq, /*neox=*/true);
-    cache.Append(l, k_.data(), v_.data(), n);
-    cache.Attend(l, q_.data(), n, att_.data(), pool);
-    MatMul(L.wo, att_.data(), n, h_.data(), pool);
-    RmsNorm(h_.data(), L.post_attn_norm, 0.0f, eps_, n, d, h_.data());
-    Add(x_.data(), h_.data(), size_t(n) * d);
+    RmsNorm(x, L.attn_norm, 0.0f, eps_, n, d, h);
+    MatMul(L.wq, h, n, q, pool);
+    MatMul(L.wk, h, n, k, pool);
+    MatMul(L.wv, h, n, v, pool);
+    RmsNorm(q, L.q_norm, 0.0f, eps_, n * n_head_, head_dim_, q);
+    RmsNorm(k, L.k_norm, 0.0f, eps_, n * n_head_kv_, head_dim_, k);
+    Rope(q, n, n_head_, head_dim_, head_dim_, s_.pos.data(), inv_freq, /*neox=*/true);
+    Rope(k, n, n_head_kv_, head_dim_, head_dim_, s_.pos.data(), inv_freq, /*neox=*/true);
+    cache.Append(l, k, v, n);
+    cache.Attend(l, q, n, att, pool);
+    MatMul(L.wo, att, n, h, pool);
+    RmsNorm(h, L.post_attn_norm, 0.0f, eps_, n, d, h);
+    Add(x, h, size_t(n) * d);
     // Feed-forward (GELU-gated).
-    RmsNorm(x_.data(), L.ffn_norm, 0.0f, eps_, n, d, h_.data());
-    MatMul(L.w_gate, h_.data(), n, gate_.data(), pool);
-    MatMul(L.w_up, h_.data(), n, up_.data(), pool);
-    GeluMul(gate_.data(), up_.data(), size_t(n) * n_ff_);
-    MatMul(L.w_down, gate_.data(), n, h_.data(), pool);
-    RmsNorm(h_.data(), L.post_ffn_norm, 0.0f, eps_, n, d, h_.data());
-    Add(x_.data(), h_.data(), size_t(n) * d);
+    RmsNorm(x, L.ffn_norm, 0.0f, eps_, n, d, h);
+    MatMul(L.w_gate, h, n, gate, pool);
+    MatMul(L.w_up, h, n, up, pool);
+    GeluMul(gate, up, size_t(n) * n_ff_);
+    MatMul(L.w_down, gate, n, h, pool);
+    RmsNorm(h, L.post_ffn_norm, 0.0f, eps_, n, d, h);
+    Add(x, h, size_t(n) * d);
   }
   cache.Commit(n);
 
   const int first = all_logits ? 0 : n - 1;
   const int rows = n - first;
-  RmsNorm(&x_[size_t(first) * d], output_norm_, 0.0f, eps_, rows, d, h_.data());
-  MatMul(output_, h_.data(), rows, logits, pool);
+  RmsNorm(&x[size_t(first) * d], output_norm_, 0.0f, eps_, rows, d, h);
+  MatMul(output_, h, rows, logits, pool);
   if (final_softcap_ > 0) {
     const size_t count = size_t(rows) * info_.n_vocab;
     for (size_t i = 0; i < count; ++i)

@@ -16,6 +16,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
+#include "model/block_scratch.h"
 #include "model/model.h"
 #include "model/weights.h"
 #include "tqlm/error.h"
@@ -42,10 +43,13 @@ class LlamaModel final : public Model {
 
  private:
   void LoadWeights();
-  void EnsureScratch(int n);
-  // q_, k_, v_ of n tokens at positions pos_ from the normalized input h_: projections, biases,
-  // QK-norm and RoPE.
+  void Reserve(int n);
+  // s_.q, s_.k, s_.v of n tokens at positions s_.pos from the residual stream s_.x: RMSNorm,
+  // projections, biases, QK-norm and RoPE.
   void ProjectQkv(const LlamaLayer& L, int n, kernels::ThreadPool& pool);
+  // The rest of the block once s_.att holds the attention output: Wo and the residual add,
+  // then the feed-forward sub-layer and its residual add.
+  void FinishBlock(const LlamaLayer& L, int n, kernels::ThreadPool& pool);
 
   int n_head_ = 0, n_head_kv_ = 0, head_dim_ = 0, n_ff_ = 0, rot_dim_ = 0;
   float eps_ = 1e-5f;
@@ -55,9 +59,7 @@ class LlamaModel final : public Model {
   const float* output_norm_ = nullptr;
   std::vector<LlamaLayer> layers_;
 
-  int scratch_tokens_ = 0;
-  std::vector<float> x_, h_, q_, k_, v_, att_, gate_, up_;
-  std::vector<int> pos_;
+  BlockScratch s_;
   std::vector<float> batch_logits_;  // ForwardBatch: all items' logits before scattering
 };
 
@@ -132,78 +134,70 @@ void LlamaModel::LoadWeights() {
 
   info_.layers.assign(info_.n_layer, kv::LayerGeometry{n_head_, n_head_kv_, head_dim_, 0});
   info_.attn_scale = 1.0f / std::sqrt(float(head_dim_));
-  info_.weight_bytes = 0;
-  for (const auto& tensor : f.tensors()) info_.weight_bytes += tensor.nbytes;
+  info_.weight_bytes = TensorDataBytes(f);
 }
 
-void LlamaModel::EnsureScratch(int n) {
-  if (n <= scratch_tokens_) return;
-  scratch_tokens_ = n;
-  const size_t d = info_.n_embd, qd = size_t(n_head_) * head_dim_,
-               kvd = size_t(n_head_kv_) * head_dim_;
-  x_.resize(n * d);
-  h_.resize(n * d);
-  q_.resize(n * qd);
-  att_.resize(n * qd);
-  k_.resize(n * kvd);
-  v_.resize(n * kvd);
-  gate_.resize(size_t(n) * n_ff_);
-  up_.resize(size_t(n) * n_ff_);
-  pos_.resize(n);
+void LlamaModel::Reserve(int n) {
+  s_.Reserve(n, info_.n_embd, n_head_ * head_dim_, n_head_kv_ * head_dim_, n_ff_);
 }
 
 void LlamaModel::ProjectQkv(const LlamaLayer& L, int n, kernels::ThreadPool& pool) {
   using namespace kernels;
   const int qd = n_head_ * head_dim_, kvd = n_head_kv_ * head_dim_;
-  MatMul(L.wq, h_.data(), n, q_.data(), pool);
-  MatMul(L.wk, h_.data(), n, k_.data(), pool);
-  MatMul(L.wv, h_.data(), n, v_.data(), pool);
-  if (L.bq) AddRows(q_.data(), L.bq, n, qd);
-  if (L.bk) AddRows(k_.data(), L.bk, n, kvd);
-  if (L.bv) AddRows(v_.data(), L.bv, n, kvd);
-  if (L.q_norm) RmsNorm(q_.data(), L.q_norm, 0.0f, eps_, n * n_head_, head_dim_, q_.data());
-  if (L.k_norm) RmsNorm(k_.data(), L.k_norm, 0.0f, eps_, n * n_head_kv_, head_dim_, k_.data());
-  Rope(q_.data(), n, n_head_, head_dim_, rot_dim_, pos_.data(), inv_freq_.data(), neox_rope_);
-  Rope(k_.data(), n, n_head_kv_, head_dim_, rot_dim_, pos_.data(), inv_freq_.data(), neox_rope_);
+  RmsNorm(s_.x.data(), L.attn_norm, 0.0f, eps_, n, info_.n_embd, s_.h.data());
+  MatMul(L.wq, s_.h.data(), n, s_.q.data(), pool);
+  MatMul(L.wk, s_.h.data(), n, s_.k.data(), pool);
+  MatMul(L.wv, s_.h.data(), n, s_.v.data(), pool);
+  if (L.bq) AddRows(s_.q.data(), L.bq, n, qd);
+  if (L.bk) AddRows(s_.k.data(), L.bk, n, kvd);
+  if (L.bv) AddRows(s_.v.data(), L.bv, n, kvd);
+  if (L.q_norm) RmsNorm(s_.q.data(), L.q_norm, 0.0f, eps_, n * n_head_, head_dim_, s_.q.data());
+  if (L.k_norm)
+    RmsNorm(s_.k.data(), L.k_norm, 0.0f, eps_, n * n_head_kv_, head_dim_, s_.k.data());
+  Rope(s_.q.data(), n, n_head_, head_dim_, rot_dim_, s_.pos.data(), inv_freq_.data(), neox_rope_);
+  Rope(s_.k.data(), n, n_head_kv_, head_dim_, rot_dim_, s_.pos.data(), inv_freq_.data(),
+       neox_rope_);
+}
+
+void LlamaModel::FinishBlock(const LlamaLayer& L, int n, kernels::ThreadPool& pool) {
+  using namespace kernels;
+  const int d = info_.n_embd;
+  MatMul(L.wo, s_.att.data(), n, s_.h.data(), pool);
+  Add(s_.x.data(), s_.h.data(), size_t(n) * d);
+  // Feed-forward (SwiGLU).
+  RmsNorm(s_.x.data(), L.ffn_norm, 0.0f, eps_, n, d, s_.h.data());
+  MatMul(L.w_gate, s_.h.data(), n, s_.gate.data(), pool);
+  MatMul(L.w_up, s_.h.data(), n, s_.up.data(), pool);
+  SiluMul(s_.gate.data(), s_.up.data(), size_t(n) * n_ff_);
+  MatMul(L.w_down, s_.gate.data(), n, s_.h.data(), pool);
+  Add(s_.x.data(), s_.h.data(), size_t(n) * d);
 }
 
 void LlamaModel::Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits,
                          float* logits, kernels::ThreadPool& pool) {
   using namespace kernels;
   if (n <= 0) return;
-  EnsureScratch(n);
+  Reserve(n);
   const int d = info_.n_embd;
   const int pos0 = cache.n_tokens();
   for (int t = 0; t < n; ++t) {
-    if (tokens[t] < 0 || tokens[t] >= info_.n_vocab)
-      throw Error(fmt::format("token id {} out of range [0, {})", tokens[t], info_.n_vocab));
-    DequantizeRow(tok_embd_, tokens[t], &x_[size_t(t) * d]);
-    pos_[t] = pos0 + t;
+    EmbedToken(tok_embd_, info_.n_vocab, tokens[t], &s_.x[size_t(t) * d]);
+    s_.pos[t] = pos0 + t;
   }
 
   for (int l = 0; l < info_.n_layer; ++l) {
     const LlamaLayer& L = layers_[l];
-    // Attention.
-    RmsNorm(x_.data(), L.attn_norm, 0.0f, eps_, n, d, h_.data());
     ProjectQkv(L, n, pool);
-    cache.Append(l, k_.data(), v_.data(), n);
-    cache.Attend(l, q_.data(), n, att_.data(), pool);
-    MatMul(L.wo, att_.data(), n, h_.data(), pool);
-    Add(x_.data(), h_.data(), size_t(n) * d);
-    // Feed-forward (SwiGLU).
-    RmsNorm(x_.data(), L.ffn_norm, 0.0f, eps_, n, d, h_.data());
-    MatMul(L.w_gate, h_.data(), n, gate_.data(), pool);
-    MatMul(L.w_up, h_.data(), n, up_.data(), pool);
-    SiluMul(gate_.data(), up_.data(), size_t(n) * n_ff_);
-    MatMul(L.w_down, gate_.data(), n, h_.data(), pool);
-    Add(x_.data(), h_.data(), size_t(n) * d);
+    cache.Append(l, s_.k.data(), s_.v.data(), n);
+    cache.Attend(l, s_.q.data(), n, s_.att.data(), pool);
+    FinishBlock(L, n, pool);
   }
   cache.Commit(n);
 
   const int first = all_logits ? 0 : n - 1;
   const int rows = n - first;
-  RmsNorm(&x_[size_t(first) * d], output_norm_, 0.0f, eps_, rows, d, h_.data());
-  MatMul(output_, h_.data(), rows, logits, pool);
+  RmsNorm(&s_.x[size_t(first) * d], output_norm_, 0.0f, eps_, rows, d, s_.h.data());
+  MatMul(output_, s_.h.data(), rows, logits, pool);
 }
 
 // The same block as Forward with one token per sequence: every matmul runs once over the n
@@ -220,37 +214,29 @@ void LlamaModel::ForwardBatch(std::span<const BatchItem> items, kernels::ThreadP
     if (it.token < 0 || it.token >= info_.n_vocab)
       throw Error(fmt::format("token id {} out of range [0, {})", it.token, info_.n_vocab));
   }
-  EnsureScratch(n);
+  Reserve(n);
   const int d = info_.n_embd, qd = n_head_ * head_dim_, kvd = n_head_kv_ * head_dim_;
   for (int t = 0; t < n; ++t) {
-    DequantizeRow(tok_embd_, items[t].token, &x_[size_t(t) * d]);
-    pos_[t] = items[t].cache.n_tokens();
+    EmbedToken(tok_embd_, info_.n_vocab, items[t].token, &s_.x[size_t(t) * d]);
+    s_.pos[t] = items[t].cache.n_tokens();
   }
 
   for (int l = 0; l < info_.n_layer; ++l) {
     const LlamaLayer& L = layers_[l];
-    RmsNorm(x_.data(), L.attn_norm, 0.0f, eps_, n, d, h_.data());
     ProjectQkv(L, n, pool);
     for (int t = 0; t < n; ++t) {
       kv::KvCache& cache = items[t].cache;
-      cache.Append(l, &k_[size_t(t) * kvd], &v_[size_t(t) * kvd], 1);
-      cache.Attend(l, &q_[size_t(t) * qd], 1, &att_[size_t(t) * qd], pool);
+      cache.Append(l, &s_.k[size_t(t) * kvd], &s_.v[size_t(t) * kvd], 1);
+      cache.Attend(l, &s_.q[size_t(t) * qd], 1, &s_.att[size_t(t) * qd], pool);
     }
-    MatMul(L.wo, att_.data(), n, h_.data(), pool);
-    Add(x_.data(), h_.data(), size_t(n) * d);
-    RmsNorm(x_.data(), L.ffn_norm, 0.0f, eps_, n, d, h_.data());
-    MatMul(L.w_gate, h_.data(), n, gate_.data(), pool);
-    MatMul(L.w_up, h_.data(), n, up_.data(), pool);
-    SiluMul(gate_.data(), up_.data(), size_t(n) * n_ff_);
-    MatMul(L.w_down, gate_.data(), n, h_.data(), pool);
-    Add(x_.data(), h_.data(), size_t(n) * d);
+    FinishBlock(L, n, pool);
   }
   for (const BatchItem& it : items) it.cache.Commit(1);
 
   const size_t nv = size_t(info_.n_vocab);
   batch_logits_.resize(size_t(n) * nv);
-  RmsNorm(x_.data(), output_norm_, 0.0f, eps_, n, d, h_.data());
-  MatMul(output_, h_.data(), n, batch_logits_.data(), pool);
+  RmsNorm(s_.x.data(), output_norm_, 0.0f, eps_, n, d, s_.h.data());
+  MatMul(output_, s_.h.data(), n, batch_logits_.data(), pool);
   for (int t = 0; t < n; ++t)
     std::memcpy(items[t].logits, &batch_logits_[size_t(t) * nv], nv * sizeof(float));
 }
