@@ -160,7 +160,8 @@ std::string ToolsMarkdown(const ToolsSummary& s) {
   const std::vector<ToolsLeader> leaders = ToolsLeaderboard(s);
   md +=
       "\nLeaderboard: configurations that pass at every tested length, smallest KV cache first "
-      "(cache size measured at the largest prompt's cell, as a share of f16)\n\n"
+      "(KV cache as a share of f16: the largest over the tested lengths, usually the shortest "
+      "prompt's, where sinks and the block being filled weigh most)\n\n"
       "| KV | buffer ratio | bits/value (compressed part) | KV cache vs f16 "
       "|\n|---|---:|---:|---:|\n";
   for (const ToolsLeader& l : leaders)
