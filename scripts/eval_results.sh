@@ -22,14 +22,14 @@ mkdir -p "$OUT"
 KV_PPL="${KV_PPL:-f16/f16,q8_0/q8_0,q4_0/q4_0,tq8/tq8,tq4/tq4,tq4/tq3,tq3/tq3,tq3/tq2,tq2/tq2,tq4/tq3+s=4,tq3/tq3+s=4,tq3/tq2+s=4,auto/auto+s=4,tq4/tq3+s=4+b=128,tq3/tq3+s=4+b=128,tq3/tq3+p=edges2}"
 KV_NIAH="${KV_NIAH:-f16/f16,q4_0/q4_0,tq4/tq3,tq3/tq3,tq3/tq2+s=4,auto/auto+s=4,tq4/tq3+s=4+b=128}"
 # Tool calling (models that call tools: Qwen2.5-Coder here); 4 sinks unless a config says +s=.
-KV_TOOLS="${KV_TOOLS:-f16/f16,tq3/tq2,tq4/tq3,tq3/tq3}"
+KV_TOOLS="${KV_TOOLS:-f16/f16,tq3/tq2,tq4/tq3,tq3/tq3,tq3/tq2+s=0,tq2/tq2+s=0}"
 TOOLS_RATIOS="${TOOLS_RATIOS:-0,0.25,0.5,0.75}"
 if [ -n "${QUICK:-}" ]; then
   CHUNKS=${CHUNKS:-2}; NIAH_LENGTHS=${NIAH_LENGTHS:-1024,2048}; NIAH_TRIALS=${NIAH_TRIALS:-1}
   TOOLS_LENGTHS=${TOOLS_LENGTHS:-512}
 else
   CHUNKS=${CHUNKS:-8}; NIAH_LENGTHS=${NIAH_LENGTHS:-1024,2048,4096,max}; NIAH_TRIALS=${NIAH_TRIALS:-3}
-  TOOLS_LENGTHS=${TOOLS_LENGTHS:-512,1024,2048}
+  TOOLS_LENGTHS=${TOOLS_LENGTHS:-512,1024,2048,4096}
 fi
 if [ -z "${MODELS:-}" ]; then
   MODELS="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
