@@ -7,9 +7,8 @@
 namespace tqlm::model {
 
 void BlockScratch::Reserve(int n, int d, int q_dim, int kv_dim, int ff) {
-  if (n <= tokens_) return;
-  tokens_ = n;
   const size_t t = size_t(n);
+  if (t <= pos.size()) return;
   x.resize(t * d);
   h.resize(t * d);
   q.resize(t * q_dim);
@@ -21,9 +20,13 @@ void BlockScratch::Reserve(int n, int d, int q_dim, int kv_dim, int ff) {
   pos.resize(t);
 }
 
-void EmbedToken(const kernels::WeightView& embd, int n_vocab, int token, float* out) {
+void CheckTokenId(int token, int n_vocab) {
   if (token < 0 || token >= n_vocab)
     throw Error(fmt::format("token id {} out of range [0, {})", token, n_vocab));
+}
+
+void EmbedToken(const kernels::WeightView& embd, int n_vocab, int token, float* out) {
+  CheckTokenId(token, n_vocab);
   kernels::DequantizeRow(embd, token, out);
 }
 

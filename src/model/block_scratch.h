@@ -16,15 +16,16 @@ struct BlockScratch {
   std::vector<float> x, h, q, k, v, att, gate, up;
   std::vector<int> pos;
 
-  // Makes room for n tokens of widths d (model), q_dim, kv_dim and ff (feed-forward).
+  // Makes room for n tokens of widths d (model), q_dim, kv_dim and ff (feed-forward); the
+  // widths are the model's, the same on every call, so pos.size() is the token capacity.
   void Reserve(int n, int d, int q_dim, int kv_dim, int ff);
-
- private:
-  int tokens_ = 0;
 };
 
-// Writes the embedding row of `token` (d floats) to `out`; throws tqlm::Error when the id is
-// not in [0, n_vocab), so a bad id from a client never indexes past the table.
+// Throws tqlm::Error when a token id is not in [0, n_vocab), so a bad id from a client never
+// indexes past the embedding table.
+void CheckTokenId(int token, int n_vocab);
+
+// Writes the embedding row of `token` (d floats) to `out`, after CheckTokenId.
 void EmbedToken(const kernels::WeightView& embd, int n_vocab, int token, float* out);
 
 // Bytes of tensor data in the file (what a forward pass streams per token, at most).

@@ -211,8 +211,7 @@ void LlamaModel::ForwardBatch(std::span<const BatchItem> items, kernels::ThreadP
   for (const BatchItem& it : items) {
     if (!seen.insert(&it.cache).second)
       throw Error("ForwardBatch: the same KV cache appears twice in one batch");
-    if (it.token < 0 || it.token >= info_.n_vocab)
-      throw Error(fmt::format("token id {} out of range [0, {})", it.token, info_.n_vocab));
+    CheckTokenId(it.token, info_.n_vocab);  // before any cache is touched
   }
   Reserve(n);
   const int d = info_.n_embd, qd = n_head_ * head_dim_, kvd = n_head_kv_ * head_dim_;
