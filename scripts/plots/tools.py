@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Heatmap of `tqlm eval tools --summary`: the verdict of each cell over recent-buffer ratio (x)
 and KV configuration (y), one panel per prompt length, with the measured cliff (smallest ratio
-from which every larger tested ratio passes) in each row's label. Writes OUT.png and OUT.svg.
+from which every larger tested ratio passes) in each row's label. A cell run over several filler
+seeds is coloured by its verdict (PASS only if every seed passed, else the most frequent failure)
+and says how many seeds passed. Writes OUT.png and OUT.svg.
 Usage: tools.py OUT SUMMARY.jsonl"""
 import json
 import sys
@@ -30,17 +32,25 @@ def main():
         rows = [l for l in lines if l["length"] == length]
         rows.sort(key=lambda l: (not l["reference"], l["kv_name"]))
         m = np.full((len(rows), len(ratios)), np.nan)
+        seeds = {}  # (y, x) -> "passed/run" where a cell has several seeds
         for y, l in enumerate(rows):
-            for r, v in zip(l["ratios"], l["verdicts"]):
+            runs = l.get("runs", [1] * len(l["ratios"]))
+            passes = l.get("passes", [int(v == "PASS") for v in l["verdicts"]])
+            for r, v, n, k in zip(l["ratios"], l["verdicts"], runs, passes):
                 # The reference has no buffer: its one verdict fills the row.
                 for x in range(len(ratios)) if l["reference"] else [ratios.index(r)]:
                     m[y, x] = VERDICTS.index(v) if v in VERDICTS else len(VERDICTS) - 1
+                    if n > 1:
+                        seeds[(y, x)] = f"{k}/{n}"
         ax = axes[0][i]
         ax.imshow(m, cmap=ListedColormap(COLOURS), vmin=-0.5, vmax=len(VERDICTS) - 0.5,
                   aspect="auto")
         for (y, x), v in np.ndenumerate(m):
             if not np.isnan(v):
-                ax.text(x, y, VERDICTS[int(v)].replace("_", "\n"), ha="center", va="center",
+                text = VERDICTS[int(v)].replace("_", "\n")
+                if (y, x) in seeds:
+                    text = f"{seeds[(y, x)]}\n{text}"
+                ax.text(x, y, text, ha="center", va="center",
                         fontsize=5.5, color="white" if v in (0, 6) else "black")
         labels = []
         for l in rows:

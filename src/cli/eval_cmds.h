@@ -47,6 +47,7 @@ struct ToolsFlags {
   std::vector<double> ratios = {0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0};
   std::vector<int> lengths = {512, 1024};
   uint64_t seed = 1;
+  int seeds = 1;  // filler texts per cell: seed, seed+1, ...
   int max_new = 96;
   std::string results = "tqlm_eval_tools.jsonl";
   std::string table_md;

@@ -1,7 +1,7 @@
-// `tqlm eval tools`: the tool-calling buffer-cliff sweep. Per prompt length, KV configuration
-// and recent-buffer ratio (buffer = ratio x prompt tokens, at least --kv-buffer-floor), one greedy
-// answer to a request that needs one tool call, after F tokens of unrelated filler; graded by
-// eval/tools_grade.h. One results row per cell (resumable), then the verdict grids, the cliff
+// `tqlm eval tools`: the tool-calling buffer-cliff sweep. Per prompt length, filler seed, KV
+// configuration and recent-buffer ratio (buffer = ratio x prompt tokens, at least
+// --kv-buffer-floor), one greedy answer to a request that needs one tool call, after F tokens
+// of unrelated filler; graded by eval/tools_grade.h. One results row per cell (resumable), then the verdict grids, the cliff
 // per configuration and length, and the leaderboard of configurations by KV memory.
 #include <fmt/format.h>
 
@@ -36,15 +36,16 @@ std::string CsvField(std::string s) {
 
 std::string CellsCsv(const std::vector<nlohmann::json>& rows, const std::string& model_sha256) {
   std::string out =
-      "model,kv,length,ratio,prompt_tokens,head_tokens,sink_tokens,buffer_tokens,verdict,detail,"
+      "model,kv,length,seed,ratio,prompt_tokens,head_tokens,sink_tokens,buffer_tokens,verdict,detail,"
       "kv_fraction_of_f16\n";
   for (const nlohmann::json& r : rows) {
     const nlohmann::json& c = r["config"];
     if (c.value("task", "") != "tools" || c.value("model_sha256", "") != model_sha256) continue;
     const double f16 = r.value("kv_bytes_f16", 0.0);
     out += fmt::format(
-        "{},{},{},{:g},{},{},{},{},{},{},{:.4f}\n", CsvField(c.value("model", "")),
-        CsvField(c.value("kv_name", "")), c.value("length", 0), c.value("ratio", 0.0),
+        "{},{},{},{},{:g},{},{},{},{},{},{},{:.4f}\n", CsvField(c.value("model", "")),
+        CsvField(c.value("kv_name", "")), c.value("length", 0), c.value("seed", uint64_t(0)),
+        c.value("ratio", 0.0),
         r.value("prompt_tokens", 0), r.value("head_tokens", 0), r.value("sink_tokens", 0),
         r.value("buffer_tokens", 0), r.value("verdict", ""), CsvField(r.value("detail", "")),
         f16 > 0 ? r.value("kv_bytes_used", 0.0) / f16 : 1.0);
@@ -72,7 +73,12 @@ CLI::App* AddToolsCommand(CLI::App& eval, ToolsFlags& f) {
   t->add_option("--lengths", f.lengths, "prompt lengths in tokens")
       ->delimiter(',')
       ->capture_default_str();
-  t->add_option("--seed", f.seed, "filler offset seed")->capture_default_str();
+  t->add_option("--seed", f.seed, "filler offset seed (the first one with --seeds)")
+      ->capture_default_str();
+  t->add_option("--seeds", f.seeds,
+                "filler texts per cell, seeds --seed, --seed+1, ...; a cell passes only if "
+                "every one does")
+      ->capture_default_str();
   t->add_option("--max-new", f.max_new, "answer tokens at most (greedy, stops at end of turn)")
       ->capture_default_str();
   t->add_option("-o,--results", f.results, "results JSONL (resumed)")->capture_default_str();
@@ -87,6 +93,7 @@ CLI::App* AddToolsCommand(CLI::App& eval, ToolsFlags& f) {
 
 int RunEvalTools(const ToolsFlags& f) {
   if (f.max_new < 1) throw Error("eval tools: --max-new must be at least 1");
+  if (f.seeds < 1 || f.seeds > 1000) throw Error("eval tools: --seeds must be in 1..1000");
   if (f.ratios.empty() || f.lengths.empty())
     throw Error("eval tools: --ratios and --lengths must not be empty");
   for (double r : f.ratios)
@@ -118,32 +125,36 @@ int RunEvalTools(const ToolsFlags& f) {
   base["corpus_sha256"] = eval::Sha256Hex(text);
   base["max_new_tokens"] = f.max_new;
   base["batch"] = f.model.session.batch;
-  base["seed"] = f.seed;
   base["tools"] = eval::ExperimentTools();
   base["request"] = eval::ExperimentRequest();
   base["tool_call_format"] = tokenizer::ToolCallFormatName(format);
 
-  // Cells: length outermost (one prompt per length), f16 once per length (it has no buffer).
+  // Cells: length and seed outermost (one prompt each), f16 once per prompt (it has no buffer).
   std::vector<eval::SweepCell> cells;
   for (int len : lengths)
-    for (const auto& c : configs) {
-      const bool ref = IsReference(c.policy);
-      for (double r : ref ? std::vector<double>{0.0} : ratios) {
-        runtime::KvPolicy p = c.policy;
-        p.recent_ratio = r;
-        nlohmann::json cfg = base;
-        cfg["length"] = len;
-        cfg["kv_name"] = c.name;
-        cfg["reference"] = ref;
-        cfg["ratio"] = r;
-        cfg["kv"] = eval::KvPolicyJson(p);
-        cells.push_back(
-            {cfg, fmt::format("L{} {} r={:g}", len, c.name, r), double(len + f.max_new / 4)});
+    for (uint64_t seed = f.seed; seed < f.seed + uint64_t(f.seeds); ++seed)
+      for (const auto& c : configs) {
+        const bool ref = IsReference(c.policy);
+        for (double r : ref ? std::vector<double>{0.0} : ratios) {
+          runtime::KvPolicy p = c.policy;
+          p.recent_ratio = r;
+          nlohmann::json cfg = base;
+          cfg["seed"] = seed;
+          cfg["length"] = len;
+          cfg["kv_name"] = c.name;
+          cfg["reference"] = ref;
+          cfg["ratio"] = r;
+          cfg["kv"] = eval::KvPolicyJson(p);
+          cells.push_back({cfg,
+                           f.seeds > 1 ? fmt::format("L{} seed {} {} r={:g}", len, seed, c.name, r)
+                                       : fmt::format("L{} {} r={:g}", len, c.name, r),
+                           double(len + f.max_new / 4)});
+        }
       }
-    }
   eval::ResultsFile results = OpenResults(f.results);
 
   int prompt_length = -1;
+  uint64_t prompt_seed = 0;
   eval::ToolsPrompt prompt;
   runtime::GenerateParams gen;
   gen.max_tokens = f.max_new;
@@ -152,12 +163,13 @@ int RunEvalTools(const ToolsFlags& f) {
   gen.stop = {lm.chat->EndOfTurn()};
   // Cells whose caches are identical (same types and sinks, and buffers that resolve to the
   // same size or both hold every token) give the same answer: run once, reuse the result.
-  std::map<std::tuple<int, std::string, int, int>, nlohmann::json> done;
+  std::map<std::tuple<int, uint64_t, std::string, int, int>, nlohmann::json> done;
   auto run = [&](const eval::SweepCell& cell) -> nlohmann::json {
     const nlohmann::json& c = cell.config;
-    if (c["length"] != prompt_length) {
-      prompt = eval::BuildToolsPrompt(*lm.tokenizer, *lm.chat, corpus, c["length"], f.seed);
+    if (c["length"] != prompt_length || c["seed"] != prompt_seed) {
       prompt_length = c["length"];
+      prompt_seed = c["seed"];
+      prompt = eval::BuildToolsPrompt(*lm.tokenizer, *lm.chat, corpus, prompt_length, prompt_seed);
     }
     const std::string name = c["kv_name"];
     const auto& named = *std::find_if(configs.begin(), configs.end(),
@@ -168,7 +180,7 @@ int RunEvalTools(const ToolsFlags& f) {
     const int total = int(prompt.tokens.size()) + f.max_new;
     const runtime::ResolvedKv resolved =
         runtime::ResolveKvPolicy(opts.kv, info.layers, int(prompt.tokens.size()));
-    const auto key = std::make_tuple(prompt_length, name, resolved.sink_tokens,
+    const auto key = std::make_tuple(prompt_length, prompt_seed, name, resolved.sink_tokens,
                                      std::min(resolved.recent_tokens, total));
     if (auto it = done.find(key); it != done.end()) {
       nlohmann::json row = it->second;
@@ -184,6 +196,7 @@ int RunEvalTools(const ToolsFlags& f) {
                                                     eval::ExperimentExpectedCall());
     nlohmann::json row = {{"kv_name", name},
                           {"length", prompt_length},
+                          {"seed", prompt_seed},
                           {"ratio", c["ratio"]},
                           {"prompt_tokens", r.prompt_tokens},
                           {"head_tokens", prompt.head_tokens},
@@ -210,8 +223,9 @@ int RunEvalTools(const ToolsFlags& f) {
   }
   const eval::SweepSummary sweep =
       eval::RunSweep(results, cells, run,
-                     SweepProgressBar(fmt::format("tools {} configs x {} ratios x {} lengths",
-                                                  configs.size(), ratios.size(), lengths.size()))
+                     SweepProgressBar(fmt::format("tools {} configs x {} ratios x {} lengths x {} seeds",
+                                                  configs.size(), ratios.size(), lengths.size(),
+                                                  f.seeds))
                          .Callback());
   const int rc = ReportSweep(sweep, results);
 

@@ -38,13 +38,25 @@ ToolsSummary SummarizeTools(const std::vector<nlohmann::json>& rows,
     if (line.reference) references.insert(name);
     line.bits_per_value = r.value("bits_per_value", 16.0);
     ToolsCell& cell = line.cells[ratio];
-    cell.verdict = r.value("verdict", "?");
+    const std::string verdict = r.value("verdict", "?");
+    ++cell.runs;
+    if (verdict == "PASS")
+      ++cell.passes;
+    else
+      ++cell.failures[verdict];
     const double f16 = r.value("kv_bytes_f16", 0.0);
     cell.kv_fraction = f16 > 0 ? r.value("kv_bytes_used", 0.0) / f16 : 1;
     cell.buffer_tokens = r.value("buffer_tokens", 0);
     if (!line.reference) ratios.insert(ratio);
     lengths.insert(length);
   }
+  for (auto& [key, line] : lines)
+    for (auto& [ratio, cell] : line.cells) {
+      cell.verdict = "PASS";
+      int most = 0;
+      for (const auto& [v, n] : cell.failures)
+        if (n > most) most = n, cell.verdict = v;
+    }
   std::stable_partition(order.begin(), order.end(),
                         [&](const std::string& n) { return references.count(n) > 0; });
   s.ratios.assign(ratios.begin(), ratios.end());
@@ -104,6 +116,17 @@ std::string Short(const std::string& verdict) {
   return verdict;
 }
 
+// A cell's text: the verdict for one seed; over several, how many passed and how the rest
+// failed ("PASS 3/3", "2/3 nocall").
+std::string CellText(const ToolsCell& c) {
+  if (c.runs == 1) return Short(c.verdict);
+  if (c.passes == c.runs) return fmt::format("PASS {}/{}", c.passes, c.runs);
+  std::string out = fmt::format("{}/{}", c.passes, c.runs);
+  for (const auto& [v, n] : c.failures)
+    out += n == c.runs - c.passes ? " " + Short(v) : fmt::format(" {}×{}", Short(v), n);
+  return out;
+}
+
 std::string CliffText(const ToolsLine& l) {
   const std::optional<double> c = l.cliff();
   if (!c) return "none (fails at the largest ratio)";
@@ -118,7 +141,9 @@ std::string ToolsMarkdown(const ToolsSummary& s) {
   std::string md;
   for (int len : s.lengths) {
     md += fmt::format(
-        "**{} prompt tokens**: verdict by recent-buffer ratio (buffer = ratio × prompt)\n\n", len);
+        "**{} prompt tokens**: verdict by recent-buffer ratio (buffer = ratio × prompt); over "
+        "several filler seeds, seeds passed / run and the failures\n\n",
+        len);
     md += "| KV \\ ratio |";
     for (double r : s.ratios) md += fmt::format(" {:g} |", r);
     md += "\n|---|";
@@ -129,10 +154,10 @@ std::string ToolsMarkdown(const ToolsSummary& s) {
       md += fmt::format("| {}{} |", l.kv_name, l.reference ? " (ref)" : "");
       for (double r : s.ratios) {
         if (l.reference) {
-          md += fmt::format(" {} |", Short(l.cells.begin()->second.verdict));
+          md += fmt::format(" {} |", CellText(l.cells.begin()->second));
         } else {
           auto it = l.cells.find(r);
-          md += it == l.cells.end() ? " – |" : fmt::format(" {} |", Short(it->second.verdict));
+          md += it == l.cells.end() ? " – |" : fmt::format(" {} |", CellText(it->second));
         }
       }
       md += "\n";
@@ -179,10 +204,18 @@ std::string ToolsSummaryJsonl(const ToolsSummary& s, const std::string& model) {
                         {"length", l.length},
                         {"reference", l.reference},
                         {"bits_per_value", l.bits_per_value}};
-    nlohmann::json ratios = nlohmann::json::array(), verdicts = nlohmann::json::array();
-    for (const auto& [r, c] : l.cells) ratios.push_back(r), verdicts.push_back(c.verdict);
+    nlohmann::json ratios = nlohmann::json::array(), verdicts = nlohmann::json::array(),
+                   runs = nlohmann::json::array(), passes = nlohmann::json::array();
+    for (const auto& [r, c] : l.cells) {
+      ratios.push_back(r);
+      verdicts.push_back(c.verdict);
+      runs.push_back(c.runs);
+      passes.push_back(c.passes);
+    }
     j["ratios"] = ratios;
     j["verdicts"] = verdicts;
+    j["runs"] = runs;
+    j["passes"] = passes;
     const std::optional<double> c = l.cliff();
     j["cliff"] = c ? nlohmann::json(*c) : nlohmann::json(nullptr);
     out += j.dump() + "\n";

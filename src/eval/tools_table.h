@@ -1,7 +1,7 @@
 // Summaries of `tqlm eval tools` rows: per KV configuration and prompt length the verdict at
-// each buffer ratio, the cliff (the smallest ratio from which every larger tested ratio
-// PASSes), and a leaderboard of configurations by the KV memory they need to pass at every
-// tested length - as Markdown, CSV and JSONL.
+// each buffer ratio (over every filler seed run there), the cliff (the smallest ratio from
+// which every larger tested ratio PASSes on every seed), and a leaderboard of configurations
+// by the KV memory they need to pass at every tested length - as Markdown, CSV and JSONL.
 #pragma once
 
 #include <map>
@@ -13,8 +13,13 @@
 
 namespace tqlm::eval {
 
+// One configuration, length and ratio over its filler seeds: a cell passes only if every seed
+// does, because a default must not miss a call that f16 makes.
 struct ToolsCell {
-  std::string verdict;     // ToolVerdictName
+  std::string verdict;     // PASS if every seed passed, else the most frequent failure
+  int runs = 0;            // seeds graded
+  int passes = 0;          // of them PASS
+  std::map<std::string, int> failures;  // verdict -> seeds
   double kv_fraction = 1;  // cache bytes used / the same tokens in f16 (measured)
   int buffer_tokens = 0;   // resolved full-precision recent buffer
 };

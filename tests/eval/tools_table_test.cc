@@ -8,14 +8,15 @@ namespace tqlm::eval {
 namespace {
 
 nlohmann::json Row(const std::string& kv, int length, double ratio, const std::string& verdict,
-                   double used = 50, bool reference = false) {
-  return {{"hash", kv + std::to_string(length) + std::to_string(ratio)},
+                   double used = 50, bool reference = false, int seed = 1) {
+  return {{"hash", kv + std::to_string(length) + std::to_string(ratio) + std::to_string(seed)},
           {"config",
            {{"task", "tools"},
             {"model_sha256", "abc"},
             {"model", "m.gguf"},
             {"kv_name", kv},
             {"length", length},
+            {"seed", seed},
             {"ratio", ratio},
             {"reference", reference}}},
           {"verdict", verdict},
@@ -94,6 +95,43 @@ TEST(ToolsTable, MarkdownAndJsonl) {
   EXPECT_EQ(first["kv_name"], "f16/f16");
   EXPECT_EQ(first["cliff"], 0.0);
   EXPECT_NE(jsonl.find("\"cliff\":null"), std::string::npos);
+}
+
+// Several filler seeds in one cell: it passes only if all do; the text says how many did.
+TEST(ToolsTable, SeedsPassOnlyIfEveryOnePasses) {
+  std::vector<nlohmann::json> rows = {
+      Row("f16/f16", 8192, 0.0, "PASS", 100, true, 1),
+      Row("f16/f16", 8192, 0.0, "PASS", 100, true, 2),
+      Row("f16/f16", 8192, 0.0, "PASS", 100, true, 3),
+      Row("tq3/tq2", 8192, 0.0, "NO_CALL", 20, false, 1),
+      Row("tq3/tq2", 8192, 0.0, "PASS", 20, false, 2),
+      Row("tq3/tq2", 8192, 0.0, "NO_CALL", 20, false, 3),
+      Row("tq3/tq2", 8192, 0.5, "PASS", 60, false, 1),
+      Row("tq3/tq2", 8192, 0.5, "HALLUCINATION", 60, false, 2),
+      Row("tq3/tq2", 8192, 0.5, "PASS", 60, false, 3),
+      Row("tq8/tq3", 8192, 0.0, "PASS", 36, false, 1),
+      Row("tq8/tq3", 8192, 0.0, "PASS", 36, false, 2),
+      Row("tq8/tq3", 8192, 0.0, "PASS", 36, false, 3),
+      Row("tq8/tq3", 8192, 0.5, "PASS", 66, false, 1),
+  };
+  const ToolsSummary s = SummarizeTools(rows, "abc");
+  const ToolsCell& c0 = Line(s, "tq3/tq2", 8192).cells.at(0.0);
+  EXPECT_EQ(c0.runs, 3);
+  EXPECT_EQ(c0.passes, 1);
+  EXPECT_EQ(c0.verdict, "NO_CALL");
+  EXPECT_EQ(Line(s, "tq3/tq2", 8192).cells.at(0.5).verdict, "HALLUCINATION");
+  EXPECT_FALSE(Line(s, "tq3/tq2", 8192).cliff().has_value());
+  EXPECT_EQ(Line(s, "tq8/tq3", 8192).cliff(), 0.0);
+  const std::string md = ToolsMarkdown(s);
+  EXPECT_NE(md.find("| f16/f16 (ref) | PASS 3/3 | PASS 3/3 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| tq3/tq2 | 1/3 nocall | 2/3 halluc |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| tq8/tq3 | PASS 3/3 | PASS |"), std::string::npos) << md;
+  const std::vector<ToolsLeader> lb = ToolsLeaderboard(s);
+  ASSERT_EQ(lb.size(), 2u);  // tq3/tq2 misses a seed at every ratio
+  EXPECT_EQ(lb[0].kv_name, "tq8/tq3");
+  const std::string jsonl = ToolsSummaryJsonl(s, "m.gguf");
+  EXPECT_NE(jsonl.find("\"passes\":[1,2]"), std::string::npos) << jsonl;
+  EXPECT_NE(jsonl.find("\"runs\":[3,3]"), std::string::npos) << jsonl;
 }
 
 }  // namespace
