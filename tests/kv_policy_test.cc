@@ -56,6 +56,23 @@ TEST(KvPolicy, BufferRatioWithFloor) {
   EXPECT_EQ(ResolveKvPolicy(p, Layers(1), 1001).recent_tokens, 551);  // ceil
 }
 
+// A prompt's tool-defining head becomes sinks, up to tools_head_max; the default has it on.
+TEST(KvPolicy, ToolsHeadExtendsTheSinks) {
+  KvPolicy p;
+  p.sink_tokens = 4;
+  EXPECT_EQ(ResolveKvPolicy(p, Layers(2), 1000, 300).sink_tokens, 4);  // off by default
+  p.tools_head_max = 256;
+  EXPECT_EQ(ResolveKvPolicy(p, Layers(2), 1000, 0).sink_tokens, 4);    // no tools
+  EXPECT_EQ(ResolveKvPolicy(p, Layers(2), 1000, 2).sink_tokens, 4);    // never fewer sinks
+  EXPECT_EQ(ResolveKvPolicy(p, Layers(2), 1000, 200).sink_tokens, 200);
+  EXPECT_EQ(ResolveKvPolicy(p, Layers(2), 1000, 300).sink_tokens, 256);  // capped
+  EXPECT_THROW(ResolveKvPolicy(p, Layers(2), 1000, -1), Error);
+  p.tools_head_max = -1;
+  EXPECT_THROW(ResolveKvPolicy(p, Layers(2), 1000, 0), Error);
+  EXPECT_EQ(DefaultKvPolicy().tools_head_max, kDefaultToolsHeadMax);
+  EXPECT_EQ(DefaultKvPolicy().sink_tokens, 4);
+}
+
 // "auto" is per layer: the measured default for the layer's head size.
 TEST(KvPolicy, AutoFollowsHeadSize) {
   const KvPolicy d = DefaultKvPolicy();

@@ -19,6 +19,7 @@
 #include "runtime/kv_policy.h"
 #include "runtime/generate.h"
 #include "tokenizer/tool_call_schema.h"
+#include "tokenizer/prompt_head.h"
 #include "tokenizer/tool_calls.h"
 #include "tqlm/error.h"
 
@@ -114,6 +115,10 @@ class ChatLoop {
     const std::string prompt = tools_.is_null() ? lm_.chat->Format(messages_, true)
                                                 : lm_.chat->FormatWithTools(messages_, tools_, true);
     const std::vector<int> ids = tok.EncodeChat(prompt);
+    if (!head_measured_) {  // the cache is made at the first feed, with the head as sinks
+      session_.SetToolsHead(tokenizer::ToolsHeadTokens(tok, *lm_.chat, messages_, tools_));
+      head_measured_ = true;
+    }
     // Reuse the cached prefix; feed only what differs.
     const auto& hist = session_.history();
     size_t common = 0;
@@ -176,6 +181,7 @@ class ChatLoop {
 
   const ChatFlags& f_;
   nlohmann::ordered_json tools_;  // null without --tools
+  bool head_measured_ = false;
   LoadedModel lm_;
   runtime::Session session_;
   tokenizer::ToolCallFormat format_;

@@ -56,6 +56,10 @@ void AddModelFlags(CLI::App& app, ModelFlags& f) {
       ->envname("TQLM_CACHE_TYPE_V")->capture_default_str();
   app.add_option("--kv-sink", f.session.kv.sink_tokens, "first N tokens kept full precision")
       ->envname("TQLM_KV_SINK")->capture_default_str();
+  app.add_option("--kv-sink-tools", f.session.kv.tools_head_max,
+                 "a prompt that defines tools keeps its head (system message and tool "
+                 "definitions) full precision, up to N tokens (0: off)")
+      ->envname("TQLM_KV_SINK_TOOLS")->capture_default_str();
   app.add_option("--kv-buffer", f.session.kv.recent_tokens,
                  "most recent N tokens kept full precision")
       ->envname("TQLM_KV_BUFFER")->capture_default_str();

@@ -179,7 +179,8 @@ int RunEvalTools(const ToolsFlags& f) {
     opts.kv.recent_ratio = c["ratio"];
     const int total = int(prompt.tokens.size()) + f.max_new;
     const runtime::ResolvedKv resolved =
-        runtime::ResolveKvPolicy(opts.kv, info.layers, int(prompt.tokens.size()));
+        runtime::ResolveKvPolicy(opts.kv, info.layers, int(prompt.tokens.size()),
+                                 prompt.tools_head_tokens);
     const auto key = std::make_tuple(prompt_length, prompt_seed, name, resolved.sink_tokens,
                                      std::min(resolved.recent_tokens, total));
     if (auto it = done.find(key); it != done.end()) {
@@ -190,6 +191,7 @@ int RunEvalTools(const ToolsFlags& f) {
     }
     opts.n_ctx = total;
     runtime::Session session(*lm.model, opts);
+    session.SetToolsHead(prompt.tools_head_tokens);
     const runtime::GenerateResult r = runtime::Generate(session, *lm.tokenizer, prompt.tokens, gen);
     const kv::KvMemoryStats mem = session.cache().MemoryStats();
     const eval::ToolGrade g = eval::GradeToolOutput(r.text, format, eval::ExperimentTools(),

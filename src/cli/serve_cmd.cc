@@ -83,10 +83,12 @@ int Serve(ServeFlags& f) {
   });
   const runtime::ResolvedKv kv = runtime::ResolveKvPolicy(so.kv, lm.model->info().layers, 0);
   std::fprintf(stderr,
-               "tqlm serve: %s on http://%s:%d (model id '%s', %d slots x %d tokens, KV %s, "
-               "prompt cache %s)\n",
+               "tqlm serve: %s on http://%s:%d (model id '%s', %d slots x %d tokens, KV %s with "
+               "%d sink tokens and tool definitions up to %d tokens full precision, prompt "
+               "cache %s)\n",
                lm.model->info().name.c_str(), opt.host.c_str(), port, opt.model_id.c_str(),
-               f.parallel, scheduler.n_ctx(), kv.Label().c_str(), f.prompt_cache.c_str());
+               f.parallel, scheduler.n_ctx(), kv.Label().c_str(), kv.sink_tokens,
+               so.kv.tools_head_max, f.prompt_cache.c_str());
   http.Listen();
   // Listen returned without a signal (it failed): wake the waiter so it can end.
   pthread_kill(waiter.native_handle(), SIGTERM);

@@ -60,6 +60,7 @@ std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime
         throw Error(fmt::format("kv config '{}': option '{}' is not NAME=VALUE", entry, parts[i]));
       const std::string key = parts[i].substr(0, eq), value = parts[i].substr(eq + 1);
       if (key == "s") p.sink_tokens = ParseNumber<int>(value, entry);
+      else if (key == "th") p.tools_head_max = ParseNumber<int>(value, entry);
       else if (key == "b") p.recent_tokens = ParseNumber<int>(value, entry);
       else if (key == "r") p.recent_ratio = ParseNumber<double>(value, entry);
       else if (key == "floor") p.recent_floor = ParseNumber<int>(value, entry);
@@ -67,7 +68,7 @@ std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime
         p.profile = value;
         std::replace(p.profile.begin(), p.profile.end(), ';', ',');
       } else {
-        throw Error(fmt::format("kv config '{}': unknown option '{}' (s, b, r, floor, p)", entry,
+        throw Error(fmt::format("kv config '{}': unknown option '{}' (s, th, b, r, floor, p)", entry,
                                 key));
       }
     }
@@ -76,6 +77,7 @@ std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime
     // Canonical name: types, then only the options that differ from "none".
     std::string name = p.k_type + "/" + p.v_type;
     if (p.sink_tokens > 0) name += fmt::format("+s={}", p.sink_tokens);
+    if (p.tools_head_max > 0) name += fmt::format("+th={}", p.tools_head_max);
     if (p.recent_tokens > 0) name += fmt::format("+b={}", p.recent_tokens);
     if (p.recent_ratio > 0) name += fmt::format("+r={}+floor={}", p.recent_ratio, p.recent_floor);
     if (!p.profile.empty()) {
@@ -124,6 +126,8 @@ nlohmann::json KvPolicyJson(const runtime::KvPolicy& p) {
                       {"recent_ratio", p.recent_ratio},
                       {"recent_floor", p.recent_ratio > 0 ? p.recent_floor : 0}};
   if (UsesTq8(j)) j["tq8_layout"] = kTq8Layout;
+  // Only when on, so rows recorded before the field existed keep their hashes.
+  if (p.tools_head_max > 0) j["tools_head_max"] = p.tools_head_max;
   return j;
 }
 

@@ -1,5 +1,5 @@
 // KV configurations as evaluation sweeps name them: a comma-separated list of entries
-//   K/V[+s=SINKS][+b=BUFFER][+r=RATIO][+floor=N][+p=PROFILE]
+//   K/V[+s=SINKS][+th=TOOLS_HEAD_MAX][+b=BUFFER][+r=RATIO][+floor=N][+p=PROFILE]
 // e.g. "f16/f16,q4_0/q4_0,tq4/tq3,tq3/tq3+s=4+b=128,tq3/tq3+p=edges2". Each entry becomes a
 // runtime::KvPolicy (validated by runtime::ResolveKvPolicy, the same code `tqlm run` uses);
 // PROFILE is a preset name or rules separated by ';' (',' separates entries).

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "tokenizer/prompt_head.h"
 #include "tqlm/error.h"
 
 namespace tqlm::eval {
@@ -20,10 +21,12 @@ std::string UserText(const std::string& filler) {
   return std::string(kFillerIntro) + filler + "\n\n" + ExperimentRequest();
 }
 
+std::vector<tokenizer::ChatMessage> Messages(const std::string& filler) {
+  return {{"system", kSystem}, {"user", UserText(filler)}};
+}
+
 std::string Render(const tokenizer::ChatFormatter& chat, const std::string& filler) {
-  const std::vector<tokenizer::ChatMessage> messages = {{"system", kSystem},
-                                                        {"user", UserText(filler)}};
-  return chat.FormatWithTools(messages, ExperimentTools(), true);
+  return chat.FormatWithTools(Messages(filler), ExperimentTools(), true);
 }
 
 }  // namespace
@@ -81,6 +84,7 @@ ToolsPrompt BuildToolsPrompt(const tokenizer::Tokenizer& tok, const tokenizer::C
   p.filler_tokens = filler;
   const std::string marked = Render(chat, kMarker);
   p.head_tokens = int(tok.EncodeChat(marked.substr(0, marked.find(kMarker))).size());
+  p.tools_head_tokens = tokenizer::ToolsHeadTokens(tok, chat, Messages(text), ExperimentTools());
   return p;
 }
 

@@ -29,6 +29,9 @@ struct ToolsPrompt {
   std::vector<int> tokens;  // the whole chat prompt (generation prompt included), ready to feed
   int filler_tokens = 0;    // corpus tokens in the user turn
   int head_tokens = 0;      // tokens before the filler: system prompt with the tool definitions
+  // The head as the runtime measures it for its tools-head sinks (tokenizer/prompt_head.h):
+  // up to the user turn's text, so a little shorter than head_tokens.
+  int tools_head_tokens = 0;
 };
 
 // Builds a prompt of about `length` tokens; the filler is a run of `corpus` tokens from an

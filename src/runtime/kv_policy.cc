@@ -54,6 +54,7 @@ KvPolicy DefaultKvPolicy() {
   p.k_type = "auto";
   p.v_type = "auto";
   p.sink_tokens = 4;
+  p.tools_head_max = kDefaultToolsHeadMax;
   return p;
 }
 
@@ -97,7 +98,7 @@ std::string ExpandKvProfilePreset(const std::string& profile) {
 }
 
 ResolvedKv ResolveKvPolicy(const KvPolicy& policy, const std::vector<kv::LayerGeometry>& layers,
-                           int prompt_tokens) {
+                           int prompt_tokens, int tools_head_tokens) {
   const int n_layers = int(layers.size());
   auto type_at = [&](const std::optional<kv::KvType>& t, bool key, int layer) {
     return t ? *t : AutoKvType(key, layers[size_t(layer)].head_dim);
@@ -143,9 +144,11 @@ ResolvedKv ResolveKvPolicy(const KvPolicy& policy, const std::vector<kv::LayerGe
       r.v_types[l] = type_at(v, false, l);
     }
   }
-  if (policy.sink_tokens < 0 || policy.recent_tokens < 0 || policy.recent_ratio < 0)
-    throw Error("kv policy: sink and buffer sizes must be >= 0");
-  r.sink_tokens = policy.sink_tokens;
+  if (policy.sink_tokens < 0 || policy.tools_head_max < 0 || policy.recent_tokens < 0 ||
+      policy.recent_ratio < 0 || tools_head_tokens < 0)
+    throw Error("kv policy: sink, head and buffer sizes must be >= 0");
+  r.sink_tokens =
+      std::max(policy.sink_tokens, std::min(tools_head_tokens, policy.tools_head_max));
   r.recent_tokens = policy.recent_tokens;
   if (policy.recent_ratio > 0)
     r.recent_tokens = std::max({r.recent_tokens, policy.recent_floor,

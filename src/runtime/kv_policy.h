@@ -24,19 +24,27 @@ struct KvPolicy {
   std::string v_type = "f16";
   std::string profile;        // rules or a preset name; empty: every layer k_type/v_type
   int sink_tokens = 0;
+  // A prompt that defines tools keeps its head (the rendered turns before the first user
+  // message's text: system message and tool definitions) full precision, up to this many
+  // tokens, as extra sinks; 0: off. See DefaultKvPolicy for why.
+  int tools_head_max = 0;
   int recent_tokens = 0;      // fixed full-precision recent buffer
   double recent_ratio = 0;    // > 0: buffer = max(recent_floor, ceil(ratio × prompt tokens))
   int recent_floor = 128;
 };
 
 // The cache `tqlm run`, `chat` and `serve` use unless told otherwise: K and V "auto" (see
-// AutoKvType), 4 full-precision sink tokens, no recent buffer beyond the block being filled.
+// AutoKvType), 4 full-precision sink tokens, a tool-defining head kept full precision (up to
+// kDefaultToolsHeadMax tokens), no recent buffer beyond the block being filled. The head rule
+// is there because with K3/V2 and 4 sinks Qwen2.5-Coder missed tool calls that f16 made on
+// 8K-token prompts at every buffer size, and with the head full precision it did not.
 // Chosen by the rule of docs/RESULTS.md ("Default KV policy"): the smallest cache that passed
 // every tested prompt length of the tool-calling sweep on Qwen2.5-Coder (no cliff at any buffer
 // ratio), matched f16 on every needle cell that was run on both installed models, and met the
 // evaluation issue's quality bars (ΔPPL <= 2%, KL divergence below llama.cpp q4_0's).
 // --ctk f16 --ctv f16 gives the plain cache.
 KvPolicy DefaultKvPolicy();
+inline constexpr int kDefaultToolsHeadMax = 2048;
 
 // What "auto" stands for at a head size. Head size >= 128: TurboQuant K 3 bits / V 2 bits
 // (centered key blocks). Smaller heads: K 8 bits / V 3 bits, because at SmolLM2-135M's 8K limit
@@ -54,10 +62,12 @@ struct ResolvedKv {
   std::string Label() const;
 };
 
-// Per layer of `layers` (their head sizes resolve "auto"). Throws tqlm::Error for unknown type
-// names, malformed rules or out-of-range layers.
+// Per layer of `layers` (their head sizes resolve "auto"). `tools_head_tokens` is the length of
+// the prompt's tool-defining head (0 when it defines no tools): sinks cover it up to
+// policy.tools_head_max. Throws tqlm::Error for unknown type names, malformed rules,
+// out-of-range layers or negative sizes.
 ResolvedKv ResolveKvPolicy(const KvPolicy& policy, const std::vector<kv::LayerGeometry>& layers,
-                           int prompt_tokens);
+                           int prompt_tokens, int tools_head_tokens = 0);
 
 // The policy with "auto" replaced by the type it stands for on `layers`, when that is one type
 // for every layer (else left as "auto"): for names and result keys that must not change meaning

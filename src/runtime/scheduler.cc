@@ -235,7 +235,8 @@ void Scheduler::Admit(Pending pending) {
     if (hit.cache) {
       s.cache = std::move(hit.cache);
     } else {
-      const ResolvedKv kv = ResolveKvPolicy(options_.kv, model_.info().layers, int(prompt.size()));
+      const ResolvedKv kv = ResolveKvPolicy(options_.kv, model_.info().layers, int(prompt.size()),
+                                            s.req.tools_head_tokens);
       s.cache = kv::KvCache::Create(MakeKvCacheConfig(model_.info(), kv, n_ctx_));
     }
     s.fed.assign(prompt.begin(), prompt.begin() + hit.tokens);

@@ -51,6 +51,7 @@ struct SchedulerOptions {
 struct GenerationRequest {
   std::vector<int> prompt;
   GenerateParams params;    // max_tokens <= 0: until the context is full
+  int tools_head_tokens = 0;  // the prompt's tool-defining head (tokenizer/prompt_head.h)
 };
 
 struct StreamEvent {

@@ -22,8 +22,14 @@ Session::Session(model::Model& model, const SessionOptions& options)
 }
 
 void Session::CreateCache(int prompt_tokens) {
-  const ResolvedKv kv = ResolveKvPolicy(policy_, model_.info().layers, prompt_tokens);
+  const ResolvedKv kv = ResolveKvPolicy(policy_, model_.info().layers, prompt_tokens, tools_head_);
   cache_ = kv::KvCache::Create(MakeKvCacheConfig(model_.info(), kv, n_ctx_));
+}
+
+void Session::SetToolsHead(int tokens) {
+  if (cache_) throw Error("SetToolsHead after the cache was made (the first Feed)");
+  if (tokens < 0) throw Error("SetToolsHead: negative head length");
+  tools_head_ = tokens;
 }
 
 kv::KvCache& Session::cache() {

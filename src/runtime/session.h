@@ -33,6 +33,10 @@ class Session {
   std::span<const float> Feed(std::span<const int> tokens, bool all_logits = false,
                               const std::function<void(int, int)>& progress = {});
 
+  // Before the first Feed: the prompt's first `tokens` are its tool-defining head, kept full
+  // precision as the policy's tools_head_max allows (see ResolveKvPolicy).
+  void SetToolsHead(int tokens);
+
   // Forgets everything from position n on.
   void Rewind(int n);
 
@@ -52,6 +56,7 @@ class Session {
   KvPolicy policy_;
   int n_ctx_;
   int batch_;
+  int tools_head_ = 0;
   kernels::ThreadPool pool_;
   std::unique_ptr<kv::KvCache> cache_;
   std::vector<int> history_;

@@ -10,6 +10,7 @@
 #include "server/client_socket.h"
 #include "server/openai_json.h"
 #include "server/tool_choice.h"
+#include "tokenizer/prompt_head.h"
 #include "tokenizer/tool_calls.h"
 
 namespace tqlm::server {
@@ -248,9 +249,11 @@ std::string HttpServer::NewId(const char* prefix) {
 }
 
 std::shared_ptr<runtime::RequestStream> HttpServer::Submit(std::vector<int> prompt,
-                                                           const SamplingFields& sampling) {
+                                                           const SamplingFields& sampling,
+                                                           int tools_head_tokens) {
   runtime::GenerationRequest request;
   request.prompt = std::move(prompt);
+  request.tools_head_tokens = tools_head_tokens;
   const uint64_t n = counter_.load();
   request.params = ToGenerateParams(sampling, options_.sampler, options_.default_max_tokens,
                                     options_.sampler.seed + n * 0x9E3779B97F4A7C15ull);
@@ -278,9 +281,12 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   ChatRequest r = ParseChatRequest(req.body, options_.limits);
   CheckModel(r.model, options_.model_id);
   std::string text;
+  int tools_head = 0;  // kept full precision by the default KV policy
   try {
     text = r.tools.is_null() ? chat_.formatter->Format(r.messages, true)
                              : chat_.formatter->FormatWithTools(r.messages, r.tools, true);
+    tools_head =
+        tokenizer::ToolsHeadTokens(*chat_.tokenizer, *chat_.formatter, r.messages, r.tools);
   } catch (const Error& e) {
     throw BadRequest(fmt::format("the chat template failed on these messages: {}", e.what()), "messages");
   }
@@ -300,7 +306,7 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   }
   std::vector<int> prompt = chat_.tokenizer->EncodeChat(text + forced);
   auto client = ClientOf(req);
-  auto stream = Submit(std::move(prompt), r.sampling);
+  auto stream = Submit(std::move(prompt), r.sampling, tools_head);
   ResponseMeta meta{NewId("chatcmpl"), int64_t(std::time(nullptr)), options_.model_id};
 
   if (!r.stream) {

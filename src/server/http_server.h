@@ -70,7 +70,8 @@ class HttpServer {
   void Handle(const std::string& endpoint, const httplib::Request& req, httplib::Response& res,
               const std::function<void()>& handler);
   std::shared_ptr<runtime::RequestStream> Submit(std::vector<int> prompt,
-                                                 const SamplingFields& sampling);
+                                                 const SamplingFields& sampling,
+                                                 int tools_head_tokens = 0);
   std::string NewId(const char* prefix);
 
   ServerOptions options_;

@@ -42,6 +42,19 @@ TEST(EvalKvConfigs, ParsesTypesAndOptions) {
   EXPECT_EQ(r.v_types[29].Name(), "tq8");
 }
 
+// +th=N keeps a tool-defining head full precision; only a policy with it on carries the field
+// in its JSON, so rows recorded before it existed keep their hashes.
+TEST(EvalKvConfigs, ToolsHeadOption) {
+  const auto c = ParseKvConfigs("tq3/tq2+s=4+th=2048,tq3/tq2+s=4", runtime::KvPolicy{},
+                                Info(2, 2, 128).layers);
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(c[0].name, "tq3/tq2+s=4+th=2048");
+  EXPECT_EQ(c[0].policy.tools_head_max, 2048);
+  EXPECT_EQ(KvPolicyJson(c[0].policy)["tools_head_max"], 2048);
+  EXPECT_FALSE(KvPolicyJson(c[1].policy).contains("tools_head_max"));
+  EXPECT_THROW(ParseKvConfigs("tq3/tq2+th=-1", runtime::KvPolicy{}, Info(2, 2, 128).layers), Error);
+}
+
 // "auto" entries name what they resolve to on the model's layers; one that duplicates an
 // entry listed beside it is dropped (not an error), since which it duplicates depends on the model.
 TEST(EvalKvConfigs, AutoResolvesPerModel) {
