@@ -22,14 +22,19 @@ mkdir -p "$OUT"
 KV_PPL="${KV_PPL:-f16/f16,q8_0/q8_0,q4_0/q4_0,tq8/tq8,tq4/tq4,tq4/tq3,tq3/tq3,tq3/tq2,tq2/tq2,tq4/tq3+s=4,tq3/tq3+s=4,tq3/tq2+s=4,auto/auto+s=4,tq4/tq3+s=4+b=128,tq3/tq3+s=4+b=128,tq3/tq3+p=edges2}"
 KV_NIAH="${KV_NIAH:-f16/f16,q4_0/q4_0,tq4/tq3,tq3/tq3,tq3/tq2+s=4,auto/auto+s=4,tq4/tq3+s=4+b=128}"
 # Tool calling (models that call tools: Qwen2.5-Coder here); 4 sinks unless a config says +s=.
-KV_TOOLS="${KV_TOOLS:-f16/f16,tq3/tq2,tq4/tq3,tq3/tq3,tq3/tq2+s=0,tq2/tq2+s=0}"
+# tq3/tq2+th=2048 is the default policy on Qwen (head size 128): 4 sinks, tool-defining head kept.
+KV_TOOLS="${KV_TOOLS:-f16/f16,tq3/tq2,tq3/tq2+th=2048,tq4/tq3,tq3/tq3,tq3/tq2+s=0,tq2/tq2+s=0}"
+# The call rate over filler texts at long prompts, no buffer: the default against f16 and 4 sinks.
+KV_TOOLS_SEEDS="${KV_TOOLS_SEEDS:-f16/f16,tq3/tq2,tq3/tq2+th=2048}"
 TOOLS_RATIOS="${TOOLS_RATIOS:-0,0.25,0.5,0.75}"
 if [ -n "${QUICK:-}" ]; then
   CHUNKS=${CHUNKS:-2}; NIAH_LENGTHS=${NIAH_LENGTHS:-1024,2048}; NIAH_TRIALS=${NIAH_TRIALS:-1}
-  TOOLS_LENGTHS=${TOOLS_LENGTHS:-512}
+  TOOLS_LENGTHS=${TOOLS_LENGTHS:-512}; TOOLS_SEED_LENGTHS=${TOOLS_SEED_LENGTHS:-1024}
+  TOOLS_SEEDS=${TOOLS_SEEDS:-2}
 else
   CHUNKS=${CHUNKS:-8}; NIAH_LENGTHS=${NIAH_LENGTHS:-1024,2048,4096,max}; NIAH_TRIALS=${NIAH_TRIALS:-3}
-  TOOLS_LENGTHS=${TOOLS_LENGTHS:-512,1024,2048,4096}
+  TOOLS_LENGTHS=${TOOLS_LENGTHS:-512,1024,2048,4096}; TOOLS_SEED_LENGTHS=${TOOLS_SEED_LENGTHS:-8192}
+  TOOLS_SEEDS=${TOOLS_SEEDS:-10}
 fi
 if [ -z "${MODELS:-}" ]; then
   MODELS="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -63,6 +68,10 @@ for model in $MODELS; do
 
   case "$tag" in
     qwen*)
+      echo "== $tag: tool calls over $TOOLS_SEEDS filler texts at $TOOLS_SEED_LENGTHS tokens"
+      "$TQLM" eval tools -m "$model" -t "$THREADS" --kv "$KV_TOOLS_SEEDS" --ratios 0 \
+        --lengths "$TOOLS_SEED_LENGTHS" --seeds "$TOOLS_SEEDS" --max-new 64 \
+        -o "$OUT/tools.jsonl" > /dev/null
       echo "== $tag: tool-calling buffer cliff"
       "$TQLM" eval tools -m "$model" -t "$THREADS" --kv "$KV_TOOLS" --ratios "$TOOLS_RATIOS" \
         --lengths "$TOOLS_LENGTHS" --max-new 64 -o "$OUT/tools.jsonl" \
