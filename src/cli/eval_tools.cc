@@ -248,8 +248,9 @@ int RunEvalTools(const ToolsFlags& f) {
         // The name carries the configuration's own sinks (+s=N; none without it), which may
         // differ from the --kv-sink default printed above.
         "\nsmallest cache passing at every tested length: %s with buffer ratio %g: "
-        "KV cache %.1f%% of f16\n",
-        l.kv_name.c_str(), l.ratio, 100 * l.kv_fraction);
+        "KV cache %.1f%% of f16 at %d tokens (%.1f%% at most over the lengths)\n",
+        l.kv_name.c_str(), l.ratio, 100 * l.kv_fraction_longest, summary.lengths.back(),
+        100 * l.kv_fraction);
     break;
   }
   if (!f.table_md.empty()) WriteTextFile(f.table_md, md);

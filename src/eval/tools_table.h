@@ -53,10 +53,13 @@ struct ToolsLeader {
   double ratio = 0;        // the ratio that passes at every tested length (max of the cliffs)
   double kv_fraction = 1;  // worst measured cache size at that ratio over the lengths, vs f16
   double bits_per_value = 16;
+  // Cache size at that ratio at the longest tested length, vs f16: where memory matters, and
+  // what the board is sorted by (full-precision sinks weigh most in the shortest prompts).
+  double kv_fraction_longest = 1;
 };
 
-// Configurations that pass at every tested length from some ratio on, smallest cache first
-// (the default-policy candidates); configurations without a cliff at some length are left out.
+// Configurations that pass at every tested length from some ratio on, smallest cache at the
+// longest length first (the default-policy candidates); configurations without a cliff at some length are left out.
 std::vector<ToolsLeader> ToolsLeaderboard(const ToolsSummary& s);
 
 // Markdown: one verdict grid per length (configuration x ratio), the cliff table

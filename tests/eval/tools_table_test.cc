@@ -78,8 +78,9 @@ TEST(ToolsTable, LeaderboardNeedsEveryLengthAndSortsByCacheSize) {
   EXPECT_EQ(lb[2].kv_name, "tq3/tq2");  // needs ratio 1.0 at 512
   EXPECT_DOUBLE_EQ(lb[2].ratio, 1.0);
   const std::string csv = ToolsLeaderboardCsv(lb, "m.gguf");
-  EXPECT_EQ(csv.substr(0, csv.find('\n')), "model,kv,buffer_ratio,bits_per_value,kv_fraction_of_f16");
-  EXPECT_NE(csv.find("m.gguf,tq4/tq3,0.5,3.0000,0.6200"), std::string::npos);
+  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+            "model,kv,buffer_ratio,bits_per_value,kv_fraction_of_f16,kv_fraction_at_longest");
+  EXPECT_NE(csv.find("m.gguf,tq4/tq3,0.5,3.0000,0.6200,0.6200"), std::string::npos) << csv;
 }
 
 TEST(ToolsTable, MarkdownAndJsonl) {
@@ -95,6 +96,20 @@ TEST(ToolsTable, MarkdownAndJsonl) {
   EXPECT_EQ(first["kv_name"], "f16/f16");
   EXPECT_EQ(first["cliff"], 0.0);
   EXPECT_NE(jsonl.find("\"cliff\":null"), std::string::npos);
+}
+
+// Sinks weigh most in short prompts: the board sorts by the cache at the longest prompt.
+TEST(ToolsTable, LeaderboardSortsByTheLongestPrompt) {
+  const std::vector<nlohmann::json> rows = {
+      Row("tq3/tq2+th", 512, 0.0, "PASS", 70), Row("tq3/tq2+th", 8192, 0.0, "PASS", 20),
+      Row("tq8/tq3", 512, 0.0, "PASS", 40), Row("tq8/tq3", 8192, 0.0, "PASS", 36)};
+  const std::vector<ToolsLeader> lb = ToolsLeaderboard(SummarizeTools(rows, "abc"));
+  ASSERT_EQ(lb.size(), 2u);
+  EXPECT_EQ(lb[0].kv_name, "tq3/tq2+th");
+  EXPECT_DOUBLE_EQ(lb[0].kv_fraction_longest, 0.20);
+  EXPECT_DOUBLE_EQ(lb[0].kv_fraction, 0.70);
+  EXPECT_NE(ToolsMarkdown(SummarizeTools(rows, "abc")).find("| tq3/tq2+th | 0 | 3.00 | 20.0% | 70.0% |"),
+            std::string::npos);
 }
 
 // Several filler seeds in one cell: it passes only if all do; the text says how many did.
