@@ -1,6 +1,7 @@
 #include "eval/tools_table.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <set>
@@ -24,12 +25,23 @@ ToolsSummary SummarizeTools(const std::vector<nlohmann::json>& rows,
   std::set<double> ratios;
   std::set<int> lengths;
   std::set<std::string> references;
+  auto ours = [&](const nlohmann::json& c) {
+    return c.value("task", "") == "tools" && c.value("model_sha256", "") == model_sha256;
+  };
+  std::set<std::pair<int, uint64_t>> reference_missed;  // (length, seed)
   for (const nlohmann::json& r : rows) {
     const nlohmann::json& c = r.value("config", nlohmann::json::object());
-    if (c.value("task", "") != "tools" || c.value("model_sha256", "") != model_sha256) continue;
+    if (ours(c) && c.value("reference", false) && r.value("verdict", "?") != "PASS")
+      reference_missed.insert({c.value("length", 0), c.value("seed", uint64_t(0))});
+  }
+  for (const auto& [length, seed] : reference_missed) s.ungraded_seeds[length].push_back(seed);
+  for (const nlohmann::json& r : rows) {
+    const nlohmann::json& c = r.value("config", nlohmann::json::object());
+    if (!ours(c)) continue;
     const std::string name = c.value("kv_name", "?");
     const int length = c.value("length", 0);
     const double ratio = c.value("ratio", 0.0);
+    if (reference_missed.count({length, c.value("seed", uint64_t(0))})) continue;
     if (std::find(order.begin(), order.end(), name) == order.end()) order.push_back(name);
     ToolsLine& line = lines[{name, length}];
     line.kv_name = name;
@@ -140,11 +152,23 @@ std::string CliffText(const ToolsLine& l) {
 
 std::string ToolsMarkdown(const ToolsSummary& s) {
   std::string md;
+  auto ungraded = [&](int len) {
+    auto it = s.ungraded_seeds.find(len);
+    if (it == s.ungraded_seeds.end()) return std::string();
+    return fmt::format("f16 missed the call on filler seed{} {}: not graded for any "
+                       "configuration (those prompts test the model, not the cache).",
+                       it->second.size() > 1 ? "s" : "", fmt::join(it->second, ", "));
+  };
+  for (const auto& [len, seeds] : s.ungraded_seeds)
+    if (std::find(s.lengths.begin(), s.lengths.end(), len) == s.lengths.end())
+      md += fmt::format("**{} prompt tokens**: {} Nothing else was run there.\n\n", len,
+                        ungraded(len));
   for (int len : s.lengths) {
     md += fmt::format(
         "**{} prompt tokens**: verdict by recent-buffer ratio (buffer = ratio × prompt); over "
         "several filler seeds, seeds passed / run and the failures\n\n",
         len);
+    if (const std::string note = ungraded(len); !note.empty()) md += note + "\n\n";
     md += "| KV \\ ratio |";
     for (double r : s.ratios) md += fmt::format(" {:g} |", r);
     md += "\n|---|";

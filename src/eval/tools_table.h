@@ -38,12 +38,15 @@ struct ToolsLine {
 
 struct ToolsSummary {
   std::vector<double> ratios;  // every ratio tested, ascending
-  std::vector<int> lengths;    // ascending
+  std::vector<int> lengths;    // ascending; lengths with at least one graded cell
   std::vector<ToolsLine>
       lines;  // configuration order of first appearance (references first), then length
+  // Filler seeds per length on which the reference (f16) itself missed the call: those prompts
+  // test the model, not the cache, so no configuration's row for them is graded.
+  std::map<int, std::vector<uint64_t>> ungraded_seeds;
 };
 
-// Rows with config.task == "tools" for `model_sha256`.
+// Rows with config.task == "tools" for `model_sha256`, less those on an ungraded seed.
 ToolsSummary SummarizeTools(const std::vector<nlohmann::json>& rows,
                             const std::string& model_sha256);
 

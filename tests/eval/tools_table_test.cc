@@ -112,6 +112,35 @@ TEST(ToolsTable, LeaderboardSortsByTheLongestPrompt) {
             std::string::npos);
 }
 
+// A seed on which f16 itself misses the call is graded for no configuration; a length where
+// that leaves nothing drops out of the grids (and so out of the leaderboard's "every length").
+TEST(ToolsTable, SeedsTheReferenceMissesAreNotGraded) {
+  const std::vector<nlohmann::json> rows = {
+      Row("f16/f16", 512, 0.0, "PASS", 100, true, 1),
+      Row("tq3/tq2", 512, 0.0, "PASS", 20, false, 1),
+      Row("f16/f16", 16384, 0.0, "NO_CALL", 100, true, 1),
+      Row("f16/f16", 16384, 0.0, "PASS", 100, true, 2),
+      Row("tq3/tq2", 16384, 0.0, "NO_CALL", 20, false, 1),
+      Row("tq3/tq2", 16384, 0.0, "PASS", 20, false, 2),
+      Row("f16/f16", 32768, 0.0, "NO_CALL", 100, true, 1),
+      Row("tq3/tq2", 32768, 0.0, "NO_CALL", 20, false, 1),
+  };
+  const ToolsSummary s = SummarizeTools(rows, "abc");
+  EXPECT_EQ(s.lengths, (std::vector<int>{512, 16384}));
+  EXPECT_EQ(s.ungraded_seeds.at(16384), (std::vector<uint64_t>{1}));
+  const ToolsCell& c = Line(s, "tq3/tq2", 16384).cells.at(0.0);
+  EXPECT_EQ(c.runs, 1);
+  EXPECT_EQ(c.verdict, "PASS");
+  const std::vector<ToolsLeader> lb = ToolsLeaderboard(s);
+  ASSERT_EQ(lb.size(), 2u);
+  EXPECT_EQ(lb[0].kv_name, "tq3/tq2");
+  const std::string md = ToolsMarkdown(s);
+  EXPECT_NE(md.find("**32768 prompt tokens**: f16 missed the call on filler seed 1"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("f16 missed the call on filler seed 1: not graded"), std::string::npos);
+}
+
 // Several filler seeds in one cell: it passes only if all do; the text says how many did.
 TEST(ToolsTable, SeedsPassOnlyIfEveryOnePasses) {
   std::vector<nlohmann::json> rows = {
