@@ -26,8 +26,14 @@ def main():
     lines = [json.loads(line) for line in open(path) if line.strip()]
     lengths = sorted({l["length"] for l in lines})
     ratios = sorted({r for l in lines if not l["reference"] for r in l["ratios"]})
-    fig, axes = plt.subplots(1, len(lengths), squeeze=False,
-                             figsize=(1.2 + 0.75 * len(ratios) * len(lengths) + 2.2, 2.6))
+    # Panels in rows of at most three, each tall enough for its configurations' labels.
+    ncols = min(3, len(lengths))
+    nrows = (len(lengths) + ncols - 1) // ncols
+    most = max(sum(1 for l in lines if l["length"] == n) for n in lengths)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(ncols * (3.2 + 0.6 * len(ratios)), nrows * (1.0 + 0.28 * most)))
+    for j in range(len(lengths), nrows * ncols):
+        axes[j // ncols][j % ncols].axis("off")
     for i, length in enumerate(lengths):
         rows = [l for l in lines if l["length"] == length]
         rows.sort(key=lambda l: (not l["reference"], l["kv_name"]))
@@ -42,7 +48,7 @@ def main():
                     m[y, x] = VERDICTS.index(v) if v in VERDICTS else len(VERDICTS) - 1
                     if n > 1:
                         seeds[(y, x)] = f"{k}/{n}"
-        ax = axes[0][i]
+        ax = axes[i // ncols][i % ncols]
         ax.imshow(m, cmap=ListedColormap(COLOURS), vmin=-0.5, vmax=len(VERDICTS) - 0.5,
                   aspect="auto")
         for (y, x), v in np.ndenumerate(m):
