@@ -30,8 +30,8 @@ def main():
     ncols = min(3, len(lengths))
     nrows = (len(lengths) + ncols - 1) // ncols
     most = max(sum(1 for l in lines if l["length"] == n) for n in lengths)
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
-                             figsize=(ncols * (3.2 + 0.6 * len(ratios)), nrows * (1.0 + 0.28 * most)))
+    size = (ncols * (3.2 + 0.6 * len(ratios)), nrows * (1.0 + 0.28 * most))
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=size)
     for j in range(len(lengths), nrows * ncols):
         axes[j // ncols][j % ncols].axis("off")
     for i, length in enumerate(lengths):
@@ -40,9 +40,7 @@ def main():
         m = np.full((len(rows), len(ratios)), np.nan)
         seeds = {}  # (y, x) -> "passed/run" where a cell has several seeds
         for y, l in enumerate(rows):
-            runs = l.get("runs", [1] * len(l["ratios"]))
-            passes = l.get("passes", [int(v == "PASS") for v in l["verdicts"]])
-            for r, v, n, k in zip(l["ratios"], l["verdicts"], runs, passes):
+            for r, v, n, k in zip(l["ratios"], l["verdicts"], l["runs"], l["passes"]):
                 # The reference has no buffer: its one verdict fills the row.
                 for x in range(len(ratios)) if l["reference"] else [ratios.index(r)]:
                     m[y, x] = VERDICTS.index(v) if v in VERDICTS else len(VERDICTS) - 1

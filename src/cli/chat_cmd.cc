@@ -18,8 +18,8 @@
 #include "cli/common_flags.h"
 #include "runtime/kv_policy.h"
 #include "runtime/generate.h"
-#include "tokenizer/tool_call_schema.h"
 #include "tokenizer/prompt_head.h"
+#include "tokenizer/tool_call_schema.h"
 #include "tokenizer/tool_calls.h"
 #include "tqlm/error.h"
 

@@ -1,8 +1,9 @@
 // `tqlm eval tools`: the tool-calling buffer-cliff sweep. Per prompt length, filler seed, KV
 // configuration and recent-buffer ratio (buffer = ratio x prompt tokens, at least
 // --kv-buffer-floor), one greedy answer to a request that needs one tool call, after F tokens
-// of unrelated filler; graded by eval/tools_grade.h. One results row per cell (resumable), then the verdict grids, the cliff
-// per configuration and length, and the leaderboard of configurations by KV memory.
+// of unrelated filler; graded by eval/tools_grade.h. One results row per cell (resumable),
+// then the verdict grids, the cliff per configuration and length, and the leaderboard of
+// configurations by KV memory.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -36,8 +37,8 @@ std::string CsvField(std::string s) {
 
 std::string CellsCsv(const std::vector<nlohmann::json>& rows, const std::string& model_sha256) {
   std::string out =
-      "model,kv,length,seed,ratio,prompt_tokens,head_tokens,sink_tokens,buffer_tokens,verdict,detail,"
-      "kv_fraction_of_f16\n";
+      "model,kv,length,seed,ratio,prompt_tokens,head_tokens,sink_tokens,buffer_tokens,verdict,"
+      "detail,kv_fraction_of_f16\n";
   for (const nlohmann::json& r : rows) {
     const nlohmann::json& c = r["config"];
     if (c.value("task", "") != "tools" || c.value("model_sha256", "") != model_sha256) continue;
@@ -45,8 +46,8 @@ std::string CellsCsv(const std::vector<nlohmann::json>& rows, const std::string&
     out += fmt::format(
         "{},{},{},{},{:g},{},{},{},{},{},{},{:.4f}\n", CsvField(c.value("model", "")),
         CsvField(c.value("kv_name", "")), c.value("length", 0), c.value("seed", uint64_t(0)),
-        c.value("ratio", 0.0),
-        r.value("prompt_tokens", 0), r.value("head_tokens", 0), r.value("sink_tokens", 0),
+        c.value("ratio", 0.0), r.value("prompt_tokens", 0), r.value("head_tokens", 0),
+        r.value("sink_tokens", 0),
         r.value("buffer_tokens", 0), r.value("verdict", ""), CsvField(r.value("detail", "")),
         f16 > 0 ? r.value("kv_bytes_used", 0.0) / f16 : 1.0);
   }

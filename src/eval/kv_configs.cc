@@ -68,8 +68,8 @@ std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime
         p.profile = value;
         std::replace(p.profile.begin(), p.profile.end(), ';', ',');
       } else {
-        throw Error(fmt::format("kv config '{}': unknown option '{}' (s, th, b, r, floor, p)", entry,
-                                key));
+        throw Error(fmt::format("kv config '{}': unknown option '{}' (s, th, b, r, floor, p)",
+                                entry, key));
       }
     }
     runtime::ResolveKvPolicy(p, layers, 0);  // throws on unknown types or bad profiles

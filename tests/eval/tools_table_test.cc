@@ -108,8 +108,8 @@ TEST(ToolsTable, LeaderboardSortsByTheLongestPrompt) {
   EXPECT_EQ(lb[0].kv_name, "tq3/tq2+th");
   EXPECT_DOUBLE_EQ(lb[0].kv_fraction_longest, 0.20);
   EXPECT_DOUBLE_EQ(lb[0].kv_fraction, 0.70);
-  EXPECT_NE(ToolsMarkdown(SummarizeTools(rows, "abc")).find("| tq3/tq2+th | 0 | 3.00 | 20.0% | 70.0% |"),
-            std::string::npos);
+  const std::string md = ToolsMarkdown(SummarizeTools(rows, "abc"));
+  EXPECT_NE(md.find("| tq3/tq2+th | 0 | 3.00 | 20.0% | 70.0% |"), std::string::npos) << md;
 }
 
 // A seed on which f16 itself misses the call is graded for no configuration; a length where

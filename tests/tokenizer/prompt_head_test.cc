@@ -67,7 +67,8 @@ TEST(ToolsHead, EmptyWithoutToolsOrUserText) {
 }
 
 TEST(ToolsHead, QwenTemplatePromptStartsWithTheHead) {
-  const std::string path = ::tqlm::testing::CachePath("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+  const std::string path =
+      ::tqlm::testing::CachePath("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "model not installed: " << path;
   const auto file = model::GgufFile::Open(path);
   const auto tok = Tokenizer::FromGguf(*file);
