@@ -101,10 +101,9 @@ void DequantizeRow(const WeightView& w, int64_t row, float* out) {
 std::string MatMulKernelSummary() {
   std::string prefill;
   if (internal::HaveAmxKernels()) {
-    prefill = "amx-bf16";
-  } else {
-    if (internal::HaveVnniI16Kernels()) prefill = "vnni-int16 (k-quants)";
-    if (internal::HaveAvx512FmaKernels()) prefill += prefill.empty() ? "avx512-fma" : " / avx512-fma";
+    prefill = "amx-int8 (k-quants)";
+  } else if (internal::HaveVnniI16Kernels()) {
+    prefill = "vnni-int16 (k-quants)";
   }
   const std::string rest = internal::HaveVnniKernels() ? "vnni" : "portable";
   return prefill.empty() ? rest : "prefill " + prefill + ", else " + rest;
