@@ -5,6 +5,7 @@
 #include "kernels/cpu/matmul.h"
 
 #include <fmt/format.h>
+#include <hwy/targets.h>
 
 #include <algorithm>
 #include <vector>
@@ -107,6 +108,12 @@ std::string MatMulKernelSummary() {
   }
   const std::string rest = internal::HaveVnniKernels() ? "vnni" : "portable";
   return prefill.empty() ? rest : "prefill " + prefill + ", else " + rest;
+}
+
+std::string NumericsSignature() {
+  return fmt::format("matmul {}, float kernels {}",
+                     internal::HaveVnniKernels() ? "int8 (avx512-vnni)" : "float (portable)",
+                     hwy::TargetName(hwy::SupportedTargets() & ~(hwy::SupportedTargets() - 1)));
 }
 
 void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadPool& pool) {
