@@ -237,6 +237,7 @@ class ChatLoop {
     } else {
       cb.on_text = [&](const std::string& piece) { PrintDeltas(parser.Push(piece), &call_name); };
     }
+    LineReader::TakeInterrupt();  // one pressed at the prompt is not for this reply
     cb.should_stop = [] { return LineReader::TakeInterrupt(); };
     runtime::GenerateResult r;
     try {

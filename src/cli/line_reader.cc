@@ -43,7 +43,11 @@ bool LineReader::TakeInterrupt() { return g_interrupt.exchange(false); }
 
 LineReader::Input LineReader::Read(const std::string& prompt) {
   Input in;
-  g_interrupt.store(false);
+  // A Ctrl-C pressed while the last answer was being printed counts for this prompt.
+  if (g_interrupt.exchange(false)) {
+    in.interrupted = true;
+    return in;
+  }
   if (tty_) {
     char* line = readline(prompt.c_str());
     if (g_interrupt.exchange(false)) {
