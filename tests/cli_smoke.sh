@@ -54,4 +54,18 @@ cat > "$tmp/tools.json" <<'JSON'
 JSON
 printf 'Hi\n/exit\n' | "$TQLM" chat --tools "$tmp/tools.json" -n 4 --temp 0 > /dev/null 2> "$tmp/tools.err"
 check "chat --tools on piped stdin exits 0 and names the convention" '[ $? -eq 0 ] && grep -q "convention" "$tmp/tools.err"'
+
+# Models by name: `tqlm models` lists the installed ones; -m takes an alias or a file name.
+"$TQLM" models > "$tmp/models.out" 2>&1
+check "models lists the default model with its alias" 'grep -q "SmolLM2-135M-Instruct.Q4_1.gguf *smollm2" "$tmp/models.out"'
+"$TQLM" run -m smollm2 -p "The capital of France is" -n 2 --temp 0 > /dev/null 2>&1
+check "run -m smollm2 (alias)" '[ $? -eq 0 ]'
+"$TQLM" run -m SmolLM2-135M-Instruct.Q4_1 -p hi -n 1 > /dev/null 2>&1
+check "run -m FILE-NAME without .gguf" '[ $? -eq 0 ]'
+"$TQLM" run -m no-such-model -p hi > /dev/null 2> "$tmp/name.err"
+check "run -m unknown name: non-zero exit listing the installed models" '[ $? -ne 0 ] && grep -q "SmolLM2-135M-Instruct.Q4_1.gguf" "$tmp/name.err"'
+if [ -f "$CACHE/models/gemma-3-270m-q4_k_m.gguf" ]; then
+  "$TQLM" run -m gemma3-270m --chat -p hi -n 1 > /dev/null 2> "$tmp/gemma.err"
+  check "a model without a chat template warns with --chat" 'grep -q "no chat template" "$tmp/gemma.err"'
+fi
 exit $fail

@@ -87,6 +87,7 @@ class ChatLoop {
                                                 lm_.model->info().arch)) {}
 
   int Run() {
+    WarnIfNoChatTemplate(lm_);
     if (!f_.system.empty()) messages_.push_back({"system", f_.system});
     std::fprintf(stderr, "chat with %s: /help lists the commands, Ctrl-C stops a reply, "
                  "Ctrl-D or /exit ends\n", lm_.model->info().name.c_str());

@@ -4,8 +4,10 @@
 
 #include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 
+#include "cli/model_names.h"
 #include "cli/progress.h"
 #include "tqlm/error.h"
 
@@ -28,20 +30,20 @@ size_t ParseByteSize(const std::string& flag, const std::string& s) {
   return size_t(v * mult);
 }
 
-std::string DefaultModelPath() {
-  std::string cache;
-  if (const char* c = std::getenv("TQLM_CACHE")) {
-    cache = c;
-  } else {
-    const char* home = std::getenv("HOME");
-    cache = std::string(home ? home : ".") + "/.cache/tqlm";
-  }
-  return cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
+std::string DefaultModelPath() { return ModelCacheDir() + "/" + ModelAliases()[0].file; }
 
 void AddModelFlags(CLI::App& app, ModelFlags& f) {
-  app.add_option("-m,--model", f.model, "GGUF model file (default: " + DefaultModelPath() + ")")
-      ->envname("TQLM_MODEL");
+  app.add_option("-m,--model", f.model,
+                 "GGUF model file, or an installed model's file name or alias (tqlm models "
+                 "lists them; default: " + DefaultModelPath() + ")")
+      ->envname("TQLM_MODEL")
+      ->transform(std::function<std::string(std::string)>([](std::string name) {
+        try {
+          return ResolveModel(name);
+        } catch (const Error& e) {
+          throw CLI::ValidationError(e.what());
+        }
+      }));
   app.add_option("-c,--ctx-size", f.session.n_ctx, "context size in tokens (0: model's own)")
       ->envname("TQLM_CTX_SIZE")->capture_default_str();
   app.add_option("-t,--threads", f.session.n_threads, "threads (0: all cores)")
@@ -104,6 +106,14 @@ LoadedModel LoadModel(const ModelFlags& flags) {
   out.chat = tokenizer::MakeChatFormatter(out.tokenizer->vocab());
   out.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
+}
+
+void WarnIfNoChatTemplate(const LoadedModel& lm) {
+  if (!lm.tokenizer->vocab().chat_template.empty()) return;
+  std::fprintf(stderr,
+               "warning: %s has no chat template (likely a base model, not instruction-tuned); "
+               "using a built-in %s format, replies may ramble\n",
+               lm.model->info().name.c_str(), lm.model->info().arch.c_str());
 }
 
 }  // namespace tqlm::cli

@@ -38,4 +38,9 @@ struct LoadedModel {
 // Loads model + tokenizer with a progress bar on stderr.
 LoadedModel LoadModel(const ModelFlags& flags);
 
+// For commands that chat (chat, serve, run --chat): one line on stderr when the model has no
+// chat template of its own (usually a base model, not instruction-tuned), so its rambling is
+// not a surprise.
+void WarnIfNoChatTemplate(const LoadedModel& lm);
+
 }  // namespace tqlm::cli

@@ -44,6 +44,7 @@ int Run(const RunFlags& f) {
   const tokenizer::Tokenizer& tok = *lm.tokenizer;
   std::vector<int> ids;
   if (f.chat) {
+    WarnIfNoChatTemplate(lm);
     const std::vector<tokenizer::ChatMessage> messages = {{"user", prompt}};
     const std::string text = lm.chat->Format(messages, true);
     ids = tok.EncodeChat(text);

@@ -49,6 +49,7 @@ int Serve(ServeFlags& f) {
   std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is an error return, not a signal
 
   LoadedModel lm = LoadModel(f.model);
+  WarnIfNoChatTemplate(lm);
   runtime::SchedulerOptions so;
   so.parallel = f.parallel;
   so.n_ctx = f.model.session.n_ctx;
