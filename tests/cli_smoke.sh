@@ -55,6 +55,23 @@ JSON
 printf 'Hi\n/exit\n' | "$TQLM" chat --tools "$tmp/tools.json" -n 4 --temp 0 > /dev/null 2> "$tmp/tools.err"
 check "chat --tools on piped stdin exits 0 and names the convention" '[ $? -eq 0 ] && grep -q "convention" "$tmp/tools.err"'
 
+# llama.cpp's flags with llama.cpp's meaning; unknown and out-of-range ones refused at parse
+# time (before the model loads: no "loading" line), with one message naming the flag.
+"$TQLM" run -ctk f16 -ctv f16 -fa on -p "The capital of France is" -n 2 --temp 0 --json > "$tmp/ll.json" 2>/dev/null
+check "run -ctk f16 -ctv f16 -fa on" "python3 -c \"import json; j=json.load(open('$tmp/ll.json')); assert (j['cache_type_k'], j['cache_type_v']) == ('f16', 'f16'), j\""
+for bad in "-hf user/repo" "-xyz 1" "--temp -1" "--top-p 2" "--top-k -3" "-t -3" "-b 0" "-c -5" "-n -5" "--min-p 1.5"; do
+  "$TQLM" run -p hi $bad > /dev/null 2> "$tmp/bad.err"
+  rc=$?
+  flag=${bad%% *}
+  check "run $bad: refused before loading, naming the flag" '[ $rc -ne 0 ] && ! grep -q loading "$tmp/bad.err" && grep -q -- "${flag#-}" "$tmp/bad.err"'
+done
+"$TQLM" run -c 1 -n 4 -p hi > /dev/null 2> "$tmp/room.err"
+check "run -c 1 -n 4: no room to generate is an error" '[ $? -eq 1 ] && grep -q "no room" "$tmp/room.err"'
+"$TQLM" plan -c 16k --memory 8GiB > "$tmp/plan.out" 2>&1
+check "plan -c 16k plans for 16384 tokens" 'grep -q "best fit: .* -c 16384" "$tmp/plan.out"'
+"$TQLM" plan --ctx max --memory 8GiB > "$tmp/planmax.out" 2>&1
+check "plan --ctx max stops at the trained context, with a best-fit line" 'grep -q "best fit: .* -c 8192 (the trained context)" "$tmp/planmax.out"'
+
 # Models by name: `tqlm models` lists the installed ones; -m takes an alias or a file name.
 "$TQLM" models > "$tmp/models.out" 2>&1
 check "models lists the default model with its alias" 'grep -q "SmolLM2-135M-Instruct.Q4_1.gguf *smollm2" "$tmp/models.out"'

@@ -307,9 +307,9 @@ CommandRegistration reg("chat", "interactive multi-turn chat", [](CLI::App& app)
   f->model.session.kv = runtime::DefaultKvPolicy();  // measured default, see kv_policy.h
   AddModelFlags(app, f->model);
   AddSamplerFlags(app, f->gen.sampler);
-  app.add_option("-n,--n-predict", f->gen.max_tokens, "max tokens per reply")
-      ->envname("TQLM_N_PREDICT")->capture_default_str();
-  app.add_option("--system", f->system, "system message");
+  app.add_option("-n,--n-predict", f->gen.max_tokens, "max tokens per reply (-1: context full)")
+      ->envname("TQLM_N_PREDICT")->capture_default_str()->check(CLI::Range(-1, 1 << 24));
+  app.add_option("--system,--system-prompt", f->system, "system message");
   app.add_option("--tools", f->tools_file,
                  "JSON file with an array of OpenAI function tools; the model may call them and "
                  "you type each result");

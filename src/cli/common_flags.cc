@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "cli/model_names.h"
+#include "runtime/sampling_limits.h"
 #include "cli/progress.h"
 #include "tqlm/error.h"
 
@@ -30,7 +31,33 @@ size_t ParseByteSize(const std::string& flag, const std::string& s) {
   return size_t(v * mult);
 }
 
+size_t ParseTokenCount(const std::string& flag, const std::string& s) {
+  uint64_t v = 0;
+  const auto num = std::from_chars(s.data(), s.data() + s.size(), v);
+  const std::string unit(num.ptr, s.data() + s.size());
+  uint64_t mult = 0;
+  if (unit.empty()) mult = 1;
+  else if (unit == "k" || unit == "K") mult = 1024;
+  else if (unit == "m" || unit == "M") mult = 1024 * 1024;
+  if (num.ec != std::errc() || mult == 0 || v > (uint64_t(1) << 24) / mult)
+    throw Error(fmt::format("{}: expected a token count like 4096, 16k or 1M (at most 16M), got "
+                            "'{}'", flag, s));
+  return size_t(v * mult);
+}
+
 std::string DefaultModelPath() { return ModelCacheDir() + "/" + ModelAliases()[0].file; }
+
+std::function<std::string(std::string)> TokenCount(std::string flag, bool allow_zero) {
+  return [flag, allow_zero](std::string text) {
+    try {
+      const size_t n = ParseTokenCount(flag, text);
+      if (n == 0 && !allow_zero) throw Error(flag + " must be at least 1");
+      return std::to_string(n);
+    } catch (const Error& e) {
+      throw CLI::ValidationError(e.what());
+    }
+  };
+}
 
 void AddModelFlags(CLI::App& app, ModelFlags& f) {
   app.add_option("-m,--model", f.model,
@@ -45,11 +72,18 @@ void AddModelFlags(CLI::App& app, ModelFlags& f) {
         }
       }));
   app.add_option("-c,--ctx-size", f.session.n_ctx, "context size in tokens (0: model's own)")
-      ->envname("TQLM_CTX_SIZE")->capture_default_str();
+      ->envname("TQLM_CTX_SIZE")->capture_default_str()
+      ->transform(TokenCount("--ctx-size", /*allow_zero=*/true));
   app.add_option("-t,--threads", f.session.n_threads, "threads (0: all cores)")
-      ->envname("TQLM_THREADS")->capture_default_str();
+      ->envname("TQLM_THREADS")->capture_default_str()->check(CLI::Range(0, 1024));
   app.add_option("-b,--batch-size", f.session.batch, "prefill chunk in tokens")
-      ->envname("TQLM_BATCH_SIZE")->capture_default_str();
+      ->envname("TQLM_BATCH_SIZE")->capture_default_str()
+      ->transform(TokenCount("--batch-size", /*allow_zero=*/false));
+  app.add_flag("--flash-attn", f.flash_attn,
+               "accepted for llama.cpp compatibility: tqlm's attention is always fused");
+  app.add_option("--n-gpu-layers", f.n_gpu_layers,
+                 "llama.cpp's offload count; this build runs every layer on the CPU")
+      ->envname("TQLM_N_GPU_LAYERS")->check(CLI::Range(-1, 1 << 20));
   app.add_option("--ctk,--cache-type-k", f.session.kv.k_type,
                  "K cache type: auto f32 f16 q8_0 q4_0 tq2 tq2.5 tq3 tq3.5 tq4 tq8 (tqBp: QJL variant; "
                  "auto: tq3 K / tq2 V at head size >= 128, tq8 / tq3 below)")
@@ -77,23 +111,34 @@ void AddModelFlags(CLI::App& app, ModelFlags& f) {
 }
 
 void AddSamplerFlags(CLI::App& app, runtime::SamplerParams& p) {
+  namespace lim = runtime::sampling_limits;
+  auto in = [](lim::Range r) { return CLI::Range(r.lo, r.hi); };
   app.add_option("--temp", p.temperature, "temperature (0: greedy)")
-      ->envname("TQLM_TEMP")->capture_default_str();
-  app.add_option("--top-k", p.top_k, "top-k (0: off)")->envname("TQLM_TOP_K")->capture_default_str();
-  app.add_option("--top-p", p.top_p, "top-p (1: off)")->envname("TQLM_TOP_P")->capture_default_str();
-  app.add_option("--min-p", p.min_p, "min-p (0: off)")->envname("TQLM_MIN_P")->capture_default_str();
+      ->envname("TQLM_TEMP")->capture_default_str()->check(in(lim::kTemperature));
+  app.add_option("--top-k", p.top_k, "top-k (0: off)")
+      ->envname("TQLM_TOP_K")->capture_default_str()->check(in(lim::kTopK));
+  app.add_option("--top-p", p.top_p, "top-p (1: off)")
+      ->envname("TQLM_TOP_P")->capture_default_str()->check(in(lim::kTopP));
+  app.add_option("--min-p", p.min_p, "min-p (0: off)")
+      ->envname("TQLM_MIN_P")->capture_default_str()->check(in(lim::kMinP));
   app.add_option("--repeat-penalty", p.repeat_penalty, "repetition penalty (1: off)")
-      ->envname("TQLM_REPEAT_PENALTY")->capture_default_str();
+      ->envname("TQLM_REPEAT_PENALTY")->capture_default_str()->check(in(lim::kRepeatPenalty));
   app.add_option("--repeat-last-n", p.penalty_last_n, "tokens the penalties look back")
-      ->envname("TQLM_REPEAT_LAST_N")->capture_default_str();
+      ->envname("TQLM_REPEAT_LAST_N")->capture_default_str()->check(in(lim::kRepeatLastN));
   app.add_option("--presence-penalty", p.presence_penalty, "presence penalty")
-      ->envname("TQLM_PRESENCE_PENALTY")->capture_default_str();
+      ->envname("TQLM_PRESENCE_PENALTY")->capture_default_str()
+      ->check(in(lim::kPresencePenalty));
   app.add_option("--frequency-penalty", p.frequency_penalty, "frequency penalty")
-      ->envname("TQLM_FREQUENCY_PENALTY")->capture_default_str();
+      ->envname("TQLM_FREQUENCY_PENALTY")->capture_default_str()
+      ->check(in(lim::kFrequencyPenalty));
   app.add_option("-s,--seed", p.seed, "random seed")->envname("TQLM_SEED")->capture_default_str();
 }
 
 LoadedModel LoadModel(const ModelFlags& flags) {
+  if (flags.n_gpu_layers > 0) {
+    std::fprintf(stderr, "note: -ngl %d: this build runs every layer on the CPU\n",
+                 flags.n_gpu_layers);
+  }
   LoadedModel out;
   const std::string path = flags.model.empty() ? DefaultModelPath() : flags.model;
   const auto t0 = std::chrono::steady_clock::now();

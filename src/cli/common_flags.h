@@ -17,6 +17,8 @@ namespace tqlm::cli {
 struct ModelFlags {
   std::string model;  // empty: the default model in the cache
   runtime::SessionOptions session;
+  bool flash_attn = false;  // llama.cpp's -fa: accepted, changes nothing
+  int n_gpu_layers = -1;    // llama.cpp's -ngl: -1 unset
 };
 
 void AddModelFlags(CLI::App& app, ModelFlags& flags);
@@ -25,6 +27,10 @@ void AddSamplerFlags(CLI::App& app, runtime::SamplerParams& params);
 // "8GiB", "512MiB", "2GB", "1000000": binary (K/KiB, M/MiB, G/GiB) and decimal (KB, MB, GB)
 // units. Anything else, or more than 1e15 bytes, is an Error that names the flag.
 size_t ParseByteSize(const std::string& flag, const std::string& text);
+
+// "4096", "16k", "32K", "1M" (k = 1024 tokens, as llama.cpp's sizes): an Error naming the flag
+// for anything else or more than 16M tokens.
+size_t ParseTokenCount(const std::string& flag, const std::string& text);
 
 // ~/.cache/tqlm/models/SmolLM2-135M-Instruct.Q4_1.gguf (or under $TQLM_CACHE).
 std::string DefaultModelPath();

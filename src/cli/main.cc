@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "cli/command.h"
+#include "cli/llama_flags.h"
 #include "tqlm/error.h"
 
 namespace tqlm::cli {
@@ -27,8 +30,17 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(cmd.name, cmd.description);
     actions.emplace_back(sub, cmd.setup(*sub));
   }
+  std::vector<std::string> args;
   try {
-    app.parse(argc, argv);
+    args = TranslateLlamaCppFlags(std::vector<std::string>(argv, argv + argc));
+  } catch (const tqlm::Error& e) {
+    std::fprintf(stderr, "tqlm: error: %s\n", e.what());
+    return 1;
+  }
+  try {
+    // CLI11 takes the arguments in reverse order, program name excluded.
+    std::vector<std::string> rev(args.rbegin(), args.rend() - 1);
+    app.parse(rev);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

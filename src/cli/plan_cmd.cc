@@ -28,7 +28,8 @@ void PrintEstimate(const runtime::KvPolicy& p, int ctx, const runtime::MemoryEst
 struct PlanFlags {
   ModelFlags model;
   std::string memory = "8GiB";
-  std::string ctx = "32768";
+  std::string ctx;            // --ctx: tokens ("16k" too) or "max"; empty: -c, else 32768
+  bool ctx_from_c = false;    // -c/--ctx-size was given
   bool fixed_types = false;
 };
 
@@ -45,19 +46,29 @@ int Plan(const PlanFlags& f) {
               info.name.c_str(), info.n_layer, info.layers[0].n_kv_heads, info.layers[0].head_dim,
               info.n_ctx_train);
   if (f.ctx == "max") {
-    // Longest context per configuration, capped at 4x the trained context.
+    // Longest context per configuration, up to the context the model was trained for.
+    const runtime::KvPolicy* best = nullptr;
+    int best_ctx = 0;
     for (const auto& p : candidates) {
-      const int best = runtime::MaxContextThatFits(info, p, budget, batch, 4 * info.n_ctx_train);
-      PrintEstimate(p, best, runtime::EstimateMemory(info, p, best, batch), budget);
+      const int c = runtime::MaxContextThatFits(info, p, budget, batch, info.n_ctx_train);
+      PrintEstimate(p, c, runtime::EstimateMemory(info, p, c, batch), budget);
+      if (c > best_ctx) {  // candidates go from most to least precise: ties keep precision
+        best_ctx = c;
+        best = &p;
+      }
     }
+    if (!best || best_ctx <= 0) {
+      std::printf("nothing fits in %.1f MiB\n", MiB(budget));
+      return 3;
+    }
+    std::printf("best fit: --ctk %s --ctv %s -c %d%s\n", best->k_type.c_str(),
+                best->v_type.c_str(), best_ctx,
+                best_ctx == info.n_ctx_train ? " (the trained context)" : "");
     return 0;
   }
-  int ctx = 0;
-  try {
-    ctx = std::stoi(f.ctx);
-  } catch (const std::exception&) {
-    throw Error("--ctx: expected a number of tokens or 'max'");
-  }
+  const int ctx = !f.ctx.empty()  ? int(ParseTokenCount("--ctx", f.ctx))
+                  : f.ctx_from_c ? f.model.session.n_ctx
+                                 : 32768;
   if (ctx <= 0) throw Error("--ctx must be positive");
   for (const auto& p : candidates) {
     const runtime::MemoryEstimate m = runtime::EstimateMemory(info, p, ctx, batch);
@@ -76,9 +87,14 @@ CommandRegistration reg("plan", "pick a KV configuration for a memory budget", [
   auto f = std::make_shared<PlanFlags>();
   AddModelFlags(app, f->model);
   app.add_option("--memory", f->memory, "memory budget (e.g. 8GiB, 512MiB)")->capture_default_str();
-  app.add_option("--ctx", f->ctx, "target context in tokens, or 'max'")->capture_default_str();
+  app.add_option("--ctx", f->ctx,
+                 "target context in tokens (16k, 32K ...), or 'max' (default: -c, else 32768)");
   app.add_flag("--fixed", f->fixed_types, "evaluate only the --ctk/--ctv given, no search");
-  return [f] { return Plan(*f); };
+  CLI::Option* c = app.get_option("-c");
+  return [f, c] {
+    f->ctx_from_c = c->count() > 0;
+    return Plan(*f);
+  };
 });
 
 }  // namespace

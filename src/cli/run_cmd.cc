@@ -25,6 +25,7 @@ struct RunFlags {
   runtime::GenerateParams gen;
   std::string prompt;
   std::string prompt_file;
+  std::string system;  // with --chat
   bool chat = false;
   bool json = false;
 };
@@ -39,13 +40,16 @@ int Run(const RunFlags& f) {
     prompt = ss.str();
   }
   if (prompt.empty()) throw Error("no prompt: give -p TEXT or -f FILE");
+  if (!f.system.empty() && !f.chat) throw Error("--system-prompt needs --chat (or use tqlm chat)");
 
   LoadedModel lm = LoadModel(f.model);
   const tokenizer::Tokenizer& tok = *lm.tokenizer;
   std::vector<int> ids;
   if (f.chat) {
     WarnIfNoChatTemplate(lm);
-    const std::vector<tokenizer::ChatMessage> messages = {{"user", prompt}};
+    std::vector<tokenizer::ChatMessage> messages;
+    if (!f.system.empty()) messages.push_back({"system", f.system});
+    messages.push_back({"user", prompt});
     const std::string text = lm.chat->Format(messages, true);
     ids = tok.EncodeChat(text);
   } else {
@@ -53,6 +57,10 @@ int Run(const RunFlags& f) {
   }
 
   runtime::Session session(*lm.model, f.model.session);
+  // (A prompt longer than the context is the session's error, which says how many tokens over.)
+  if (f.gen.max_tokens != 0 && int(ids.size()) == session.n_ctx())
+    throw Error(fmt::format("the {}-token prompt leaves no room to generate in a context of {} "
+                            "tokens (-c)", ids.size(), session.n_ctx()));
   ProgressBar bar(fmt::format("prefill {} tokens", ids.size()));
   runtime::GenerateCallbacks cb;
   cb.on_prefill = [&](int done, int total) {
@@ -118,9 +126,10 @@ CommandRegistration reg("run", "generate text from a prompt", [](CLI::App& app) 
   app.add_option("-p,--prompt", f->prompt, "prompt text")->envname("TQLM_PROMPT");
   app.add_option("-f,--file", f->prompt_file, "read the prompt from a file");
   app.add_option("-n,--n-predict", f->gen.max_tokens, "tokens to generate (-1: until context full)")
-      ->envname("TQLM_N_PREDICT")->capture_default_str();
+      ->envname("TQLM_N_PREDICT")->capture_default_str()->check(CLI::Range(-1, 1 << 24));
+  app.add_option("--system-prompt", f->system, "with --chat: a system message before the prompt");
   app.add_option("--min-tokens", f->gen.min_tokens, "generate at least N tokens")
-      ->capture_default_str();
+      ->capture_default_str()->check(CLI::Range(0, 1 << 24));
   app.add_option("--stop", f->gen.stop, "stop string (repeatable)");
   app.add_flag("--chat", f->chat, "wrap the prompt in the model's chat template as a user turn");
   app.add_flag("--json", f->json, "print one JSON object with text and statistics at the end");

@@ -123,9 +123,9 @@ CommandRegistration reg("serve", "OpenAI-compatible HTTP server with continuous 
   app.add_flag("--no-log-requests{false}", f->server.log_requests,
                "no line on stderr per finished request");
   app.add_option("--parallel,--np", f->parallel, "sequences decoded together (slots)")
-      ->envname("TQLM_PARALLEL")->capture_default_str();
+      ->envname("TQLM_PARALLEL")->capture_default_str()->check(CLI::Range(1, 1024));
   app.add_option("--max-queue", f->max_queue, "requests waiting for a slot before 429")
-      ->envname("TQLM_MAX_QUEUE")->capture_default_str();
+      ->envname("TQLM_MAX_QUEUE")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   app.add_option("--prompt-cache-bytes", f->prompt_cache, "prefix cache size cap (0: off)")
       ->envname("TQLM_PROMPT_CACHE_BYTES")->capture_default_str();
   app.add_option("--max-body-bytes", f->max_body, "largest request body")
@@ -134,8 +134,8 @@ CommandRegistration reg("serve", "OpenAI-compatible HTTP server with continuous 
                  "largest max_tokens a request may ask for")
       ->envname("TQLM_MAX_TOKENS_LIMIT")->capture_default_str();
   app.add_option("-n,--n-predict", f->server.default_max_tokens,
-                 "max_tokens for requests that give none")
-      ->envname("TQLM_N_PREDICT")->capture_default_str();
+                 "max_tokens for requests that give none (-1: until the context is full)")
+      ->envname("TQLM_N_PREDICT")->capture_default_str()->check(CLI::Range(-1, 1 << 24));
   app.add_option("--http-threads", f->server.http_threads,
                  "HTTP worker threads (0: parallel + max-queue + 4)")
       ->capture_default_str();

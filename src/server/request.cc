@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "runtime/sampling_limits.h"
+
 namespace tqlm::server {
 namespace {
 
@@ -112,13 +114,15 @@ void ParseCommon(const Json& j, const RequestLimits& limits, std::string& model,
     if (!so->is_object()) throw WrongType("stream_options", "an object", *so);
     include_usage = GetBool(*so, "include_usage").value_or(false);
   }
-  s.temperature = GetNumber(j, "temperature", 0, 2);
-  s.top_p = GetNumber(j, "top_p", 0, 1);
-  s.min_p = GetNumber(j, "min_p", 0, 1);
-  s.presence_penalty = GetNumber(j, "presence_penalty", -2, 2);
-  s.frequency_penalty = GetNumber(j, "frequency_penalty", -2, 2);
-  s.repeat_penalty = GetNumber(j, "repeat_penalty", 0.01, 10);
-  if (auto k = GetInt(j, "top_k", 0, 1 << 20)) s.top_k = int(*k);
+  namespace lim = runtime::sampling_limits;
+  auto number = [&](const char* name, lim::Range r) { return GetNumber(j, name, r.lo, r.hi); };
+  s.temperature = number("temperature", lim::kTemperature);
+  s.top_p = number("top_p", lim::kTopP);
+  s.min_p = number("min_p", lim::kMinP);
+  s.presence_penalty = number("presence_penalty", lim::kPresencePenalty);
+  s.frequency_penalty = number("frequency_penalty", lim::kFrequencyPenalty);
+  s.repeat_penalty = number("repeat_penalty", lim::kRepeatPenalty);
+  if (auto k = GetInt(j, "top_k", int64_t(lim::kTopK.lo), int64_t(lim::kTopK.hi))) s.top_k = int(*k);
   if (auto seed = GetInt(j, "seed", std::numeric_limits<int64_t>::min(),
                          std::numeric_limits<int64_t>::max()))
     s.seed = uint64_t(*seed);
