@@ -293,7 +293,11 @@ void Scheduler::SampleAll(std::vector<Slot*>& continuing) {
     }
     const TokenStream::Step step = s.out->Next(s.logits, s.fed);
     ++work_.generated_tokens;
-    if (!step.text.empty()) s.stream->Push(TextEvent(StreamEvent::Kind::kText, step.text));
+    if (!step.text.empty() || step.logprob) {
+      StreamEvent ev = TextEvent(StreamEvent::Kind::kText, step.text);
+      if (step.logprob) ev.logprobs.push_back(std::move(*step.logprob));
+      s.stream->Push(std::move(ev));
+    }
     if (step.done) {
       Finish(s, s.out->finish_reason());
       continue;

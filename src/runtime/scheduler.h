@@ -58,6 +58,7 @@ struct StreamEvent {
   enum class Kind { kText, kDone, kError };
   Kind kind = Kind::kText;
   std::string text;           // kText: the next piece of output; kError: the message
+  std::vector<TokenLogprob> logprobs;  // kText: the tokens sampled since the last event
   std::string finish_reason;  // kDone: "stop" (end token or stop string) or "length"
   int prompt_tokens = 0;      // kDone
   int cached_tokens = 0;      // kDone: prompt tokens reused from the prompt cache

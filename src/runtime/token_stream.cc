@@ -1,6 +1,7 @@
 #include "runtime/token_stream.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace tqlm::runtime {
 
@@ -25,6 +26,30 @@ std::string TokenStream::Release(bool final_piece) {
   return out;
 }
 
+namespace {
+
+TokenLogprob LogprobOf(std::span<const float> logits, int token, int top) {
+  float mx = logits[0];
+  for (float l : logits) mx = std::max(mx, l);
+  double sum = 0;
+  for (float l : logits) sum += std::exp(double(l) - mx);
+  const double lse = double(mx) + std::log(sum);
+  TokenLogprob out;
+  out.token = token;
+  out.logprob = float(double(logits[size_t(token)]) - lse);
+  std::vector<int> idx(logits.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = int(i);
+  top = std::min<int>(top, int(idx.size()));
+  std::partial_sort(idx.begin(), idx.begin() + top, idx.end(), [&](int a, int b) {
+    return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+  });
+  for (int i = 0; i < top; ++i)
+    out.top.emplace_back(idx[size_t(i)], float(double(logits[size_t(idx[size_t(i)])]) - lse));
+  return out;
+}
+
+}  // namespace
+
 TokenStream::Step TokenStream::Next(std::span<const float> logits,
                                     std::span<const int> history) {
   Step step;
@@ -42,6 +67,7 @@ TokenStream::Step TokenStream::Next(std::span<const float> logits,
     finish_reason_ = "stop";
     return step;
   }
+  if (params_.top_logprobs >= 0) step.logprob = LogprobOf(logits, id, params_.top_logprobs);
   text_ += decoder_.Push(id);
   for (const std::string& stop : params_.stop) {
     if (stop.empty()) continue;

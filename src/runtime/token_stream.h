@@ -4,7 +4,9 @@
 // each step's logits here, so every front end ends and streams a generation the same way.
 #pragma once
 
+#include <optional>
 #include <span>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -15,12 +17,21 @@
 
 namespace tqlm::runtime {
 
+// A sampled token's log-probability under the model (log-softmax of the raw logits), and the
+// most likely alternatives, for OpenAI's logprobs.
+struct TokenLogprob {
+  int token = -1;
+  float logprob = 0;
+  std::vector<std::pair<int, float>> top;  // (token, logprob), most likely first
+};
+
 struct GenerateParams {
   // < 0: until the context is full; 0: no token at all (the prompt only).
   int max_tokens = 256;
   int min_tokens = 0;     // end-of-generation tokens are banned before this many
   std::vector<std::string> stop;  // stop strings (not included in the output)
   SamplerParams sampler;
+  int top_logprobs = -1;  // >= 0: each step reports its token's logprob and this many top ones
 };
 
 class TokenStream {
@@ -32,6 +43,7 @@ class TokenStream {
     int token = -1;     // to feed next (when !done)
     bool done = false;  // the generation has ended: finish_reason says why
     std::string text;   // newly final text (possibly empty)
+    std::optional<TokenLogprob> logprob;  // with params.top_logprobs >= 0 (end tokens excluded)
   };
   // True when the generation may take a first token (false for max_tokens 0 or a full
   // context): then finish_reason is "length" already.

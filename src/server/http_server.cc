@@ -70,7 +70,7 @@ struct SseRelay {
   std::shared_ptr<ClientSocket> client;
   std::shared_ptr<RequestLog> log;
   std::function<std::string()> on_start;                      // before the first piece
-  std::function<std::string(const std::string&)> on_text;     // a piece of output
+  std::function<std::string(const StreamEvent&)> on_text;     // a piece of output
   std::function<std::string(const StreamEvent&)> on_done;     // kDone: last chunks
   bool started = false;
   bool finished = false;
@@ -98,7 +98,7 @@ struct SseRelay {
     while (ev) {
       if (ev->kind == StreamEvent::Kind::kText) {
         log->Text();
-        out += on_text(ev->text);
+        out += on_text(*ev);
       } else if (ev->kind == StreamEvent::Kind::kDone) {
         out += on_done(*ev) + SseDone();
         finished = true;
@@ -134,6 +134,7 @@ struct SseRelay {
 // closed request") to the closed connection, which counts it in /metrics.
 struct Collected {
   std::string text;
+  std::vector<runtime::TokenLogprob> logprobs;
   StreamEvent done;
 };
 Collected Collect(runtime::RequestStream& stream, const ClientSocket& client, RequestLog& log) {
@@ -153,6 +154,7 @@ Collected Collect(runtime::RequestStream& stream, const ClientSocket& client, Re
     if (ev->kind == StreamEvent::Kind::kText) {
       log.Text();
       c.text += ev->text;
+      for (auto& lp : ev->logprobs) c.logprobs.push_back(std::move(lp));
     } else if (ev->kind == StreamEvent::Kind::kDone) {
       c.done = std::move(*ev);
       log.Done(200, &c.done, c.done.finish_reason);
@@ -168,6 +170,19 @@ Collected Collect(runtime::RequestStream& stream, const ClientSocket& client, Re
 
 Usage UsageOf(const StreamEvent& done) {
   return {done.prompt_tokens, done.completion_tokens, done.cached_tokens};
+}
+
+std::vector<LogprobToken> LogprobTokens(const tokenizer::Tokenizer& tok,
+                                        const std::vector<runtime::TokenLogprob>& in) {
+  std::vector<LogprobToken> out;
+  for (const runtime::TokenLogprob& t : in) {
+    LogprobToken lt;
+    lt.token = tok.Decode(std::span<const int>(&t.token, 1), true);
+    lt.logprob = t.logprob;
+    for (const auto& [id, lp] : t.top) lt.top.emplace_back(tok.Decode(std::span<const int>(&id, 1), true), lp);
+    out.push_back(std::move(lt));
+  }
+  return out;
 }
 
 }  // namespace
@@ -372,8 +387,10 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
       calls = std::move(parsed.calls);
     }
     const std::string finish = calls.empty() ? c.done.finish_reason : "tool_calls";
-    res.set_content(Dump(ChatCompletion(meta, content, calls, finish, UsageOf(c.done))),
-                    "application/json");
+    Json j = ChatCompletion(meta, content, calls, finish, UsageOf(c.done));
+    if (r.sampling.top_logprobs)
+      j["choices"][0]["logprobs"] = ChatLogprobs(LogprobTokens(*chat_.tokenizer, c.logprobs));
+    res.set_content(Dump(j), "application/json");
     return;
   }
   auto relay = std::make_shared<SseRelay>();
@@ -382,8 +399,12 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   relay->log = log;
   relay->on_start = [meta] { return SseData(ChatChunk(meta, {{"role", "assistant"}, {"content", ""}})); };
   if (!tools) {
-    relay->on_text = [meta](const std::string& piece) {
-      return SseData(ChatChunk(meta, {{"content", piece}}));
+    const tokenizer::Tokenizer* tok = chat_.tokenizer;
+    const bool logprobs = r.sampling.top_logprobs.has_value();
+    relay->on_text = [meta, tok, logprobs](const StreamEvent& ev) {
+      Json chunk = ChatChunk(meta, {{"content", ev.text}});
+      if (logprobs) chunk["choices"][0]["logprobs"] = ChatLogprobs(LogprobTokens(*tok, ev.logprobs));
+      return SseData(chunk);
     };
     relay->on_done = [meta, usage = r.include_usage](const StreamEvent& done) {
       std::string out = SseData(ChatChunk(meta, Json::object(), done.finish_reason));
@@ -410,7 +431,7 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
     relay->on_start = [meta, first] {
       return SseData(ChatChunk(meta, {{"role", "assistant"}, {"content", ""}})) + first;
     };
-    relay->on_text = [parser, encode](const std::string& piece) { return encode(parser->Push(piece)); };
+    relay->on_text = [parser, encode](const StreamEvent& ev) { return encode(parser->Push(ev.text)); };
     relay->on_done = [meta, parser, encode, usage = r.include_usage](const StreamEvent& done) {
       std::string out = encode(parser->Finish());
       const std::string finish = parser->result().calls.empty() ? done.finish_reason : "tool_calls";
@@ -438,15 +459,28 @@ void HttpServer::Completion(const httplib::Request& req, httplib::Response& res)
   log->enabled = options_.log_requests;
   if (!r.stream) {
     Collected c = Collect(*stream, *client, *log);
-    res.set_content(Dump(TextCompletion(meta, c.text, c.done.finish_reason, UsageOf(c.done))),
-                    "application/json");
+    Json j = TextCompletion(meta, c.text, c.done.finish_reason, UsageOf(c.done));
+    if (r.sampling.top_logprobs)
+      j["choices"][0]["logprobs"] = TextLogprobs(LogprobTokens(*chat_.tokenizer, c.logprobs), 0);
+    res.set_content(Dump(j), "application/json");
     return;
   }
   auto relay = std::make_shared<SseRelay>();
   relay->stream = stream;
   relay->client = client;
   relay->log = log;
-  relay->on_text = [meta](const std::string& piece) { return SseData(TextChunk(meta, piece)); };
+  const tokenizer::Tokenizer* tok = chat_.tokenizer;
+  const bool logprobs = r.sampling.top_logprobs.has_value();
+  auto offset = std::make_shared<size_t>(0);
+  relay->on_text = [meta, tok, logprobs, offset](const StreamEvent& ev) {
+    Json chunk = TextChunk(meta, ev.text);
+    if (logprobs) {
+      const std::vector<LogprobToken> t = LogprobTokens(*tok, ev.logprobs);
+      chunk["choices"][0]["logprobs"] = TextLogprobs(t, *offset);
+      for (const LogprobToken& x : t) *offset += x.token.size();
+    }
+    return SseData(chunk);
+  };
   relay->on_done = [meta, usage = r.include_usage](const StreamEvent& done) {
     std::string out = SseData(TextChunk(meta, "", done.finish_reason));
     if (usage) out += SseData(TextUsageChunk(meta, UsageOf(done)));

@@ -109,4 +109,43 @@ Json ModelList(const std::vector<std::string>& ids, int64_t created) {
 std::string SseData(const Json& j) { return "data: " + Dump(j) + "\n\n"; }
 std::string SseDone() { return "data: [DONE]\n\n"; }
 
+namespace {
+Json Bytes(const std::string& s) {
+  Json b = Json::array();
+  for (unsigned char c : s) b.push_back(int(c));
+  return b;
+}
+}  // namespace
+
+Json ChatLogprobs(const std::vector<LogprobToken>& tokens) {
+  Json content = Json::array();
+  for (const LogprobToken& t : tokens) {
+    Json top = Json::array();
+    for (const auto& [tok, lp] : t.top)
+      top.push_back({{"token", tok}, {"logprob", lp}, {"bytes", Bytes(tok)}});
+    content.push_back({{"token", t.token},
+                       {"logprob", t.logprob},
+                       {"bytes", Bytes(t.token)},
+                       {"top_logprobs", std::move(top)}});
+  }
+  return {{"content", std::move(content)}};
+}
+
+Json TextLogprobs(const std::vector<LogprobToken>& tokens, size_t offset) {
+  Json toks = Json::array(), lps = Json::array(), tops = Json::array(), offsets = Json::array();
+  for (const LogprobToken& t : tokens) {
+    toks.push_back(t.token);
+    lps.push_back(t.logprob);
+    Json top = Json::object();
+    for (const auto& [tok, lp] : t.top) top[tok] = lp;
+    tops.push_back(std::move(top));
+    offsets.push_back(offset);
+    offset += t.token.size();
+  }
+  return {{"tokens", std::move(toks)},
+          {"token_logprobs", std::move(lps)},
+          {"top_logprobs", std::move(tops)},
+          {"text_offset", std::move(offsets)}};
+}
+
 }  // namespace tqlm::server

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -61,6 +62,18 @@ Json TextCompletion(const ResponseMeta& meta, const std::string& text,
 Json TextChunk(const ResponseMeta& meta, const std::string& text,
                const std::optional<std::string>& finish_reason = std::nullopt);
 Json TextUsageChunk(const ResponseMeta& meta, const Usage& usage);
+
+// One sampled token's log-probability with the most likely alternatives, tokens as text.
+struct LogprobToken {
+  std::string token;
+  float logprob = 0;
+  std::vector<std::pair<std::string, float>> top;
+};
+// Chat's choice.logprobs: {"content": [{token, logprob, bytes, top_logprobs}, ...]}.
+Json ChatLogprobs(const std::vector<LogprobToken>& tokens);
+// Completions' (legacy) choice.logprobs: tokens, token_logprobs, top_logprobs (one object per
+// token, alternative -> logprob), text_offset (from `offset`, bytes into the output).
+Json TextLogprobs(const std::vector<LogprobToken>& tokens, size_t offset);
 
 Json ModelList(const std::vector<std::string>& ids, int64_t created);
 

@@ -139,8 +139,6 @@ void ParseCommon(const Json& j, const RequestLimits& limits, std::string& model,
                       std::numeric_limits<int64_t>::max());
       n && *n != 1)
     throw BadRequest("only n = 1 is supported", "n");
-  if (GetBool(j, "logprobs").value_or(false))
-    throw BadRequest("logprobs are not supported", "logprobs");
   if (const Json* rf = Field(j, "response_format")) {
     if (!rf->is_object()) throw WrongType("response_format", "an object", *rf);
     const std::string type = GetString(*rf, "type", "response_format.type").value_or("text");
@@ -284,6 +282,11 @@ ChatRequest ParseChatRequest(std::string_view body, const RequestLimits& limits)
     throw BadRequest(fmt::format("at most {} messages are allowed, got {}", limits.max_messages,
                                  messages->size()), "messages");
   for (size_t i = 0; i < messages->size(); ++i) r.messages.push_back(ParseMessage((*messages)[i], i));
+  if (GetBool(j, "logprobs").value_or(false)) {
+    r.sampling.top_logprobs = int(GetInt(j, "top_logprobs", 0, 20).value_or(0));
+  } else if (Field(j, "top_logprobs") && !Field(j, "top_logprobs")->is_null()) {
+    throw BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
+  }
   r.tools = ParseTools(j);
   ParseToolChoice(j, r);
   if (r.tool_choice == ToolChoice::kNone) r.tools = nullptr;  // no tools shown, nothing parsed
@@ -307,6 +310,7 @@ CompletionRequest ParseCompletionRequest(std::string_view body, const RequestLim
   } else {
     throw WrongType("prompt", "a string", *p);
   }
+  if (auto lp = GetInt(j, "logprobs", 0, 5)) r.sampling.top_logprobs = int(*lp);
   if (GetBool(j, "echo").value_or(false)) throw BadRequest("echo is not supported", "echo");
   if (GetString(j, "suffix", "suffix").value_or("") != "")
     throw BadRequest("suffix is not supported", "suffix");
@@ -328,6 +332,7 @@ runtime::GenerateParams ToGenerateParams(const SamplingFields& f,
   p.sampler.seed = f.seed.value_or(fallback_seed);
   p.max_tokens = f.max_tokens.value_or(default_max_tokens);
   p.stop = f.stop;
+  p.top_logprobs = f.top_logprobs.value_or(-1);
   return p;
 }
 

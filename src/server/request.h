@@ -26,6 +26,9 @@ struct SamplingFields {
   std::optional<uint64_t> seed;
   std::optional<int> max_tokens;  // max_tokens or max_completion_tokens
   std::vector<std::string> stop;
+  // Log-probabilities wanted: the sampled token's and this many alternatives' (chat: logprobs
+  // true with top_logprobs 0-20; completions: logprobs 0-5).
+  std::optional<int> top_logprobs;
 };
 
 // tool_choice: kNone shows the model no tools and parses nothing; kAuto lets it choose;

@@ -254,6 +254,37 @@ class OpenAiClient(unittest.TestCase):
         status, _ = raw("GET", "/health", key="wrong")
         self.assertEqual(status, 200)  # health needs no key
 
+    def test_chat_logprobs(self):
+        r = self.chat("Name a color.", max_tokens=6, logprobs=True, top_logprobs=3)
+        content = r.choices[0].logprobs.content
+        self.assertEqual(len(content), r.usage.completion_tokens - (r.choices[0].finish_reason == "stop"))
+        self.assertEqual("".join(t.token for t in content), r.choices[0].message.content)
+        for t in content:
+            self.assertLessEqual(t.logprob, 0.0)
+            self.assertEqual(len(t.top_logprobs), 3)
+            self.assertEqual(bytes(t.bytes).decode(errors="replace"), t.token)
+            # Greedy: the sampled token is the most likely one.
+            self.assertEqual(t.top_logprobs[0].token, t.token)
+            self.assertAlmostEqual(t.top_logprobs[0].logprob, t.logprob, places=5)
+            self.assertGreaterEqual(t.top_logprobs[0].logprob, t.top_logprobs[1].logprob)
+        # Streamed: the same tokens and values, spread over the chunks.
+        chunks = list(self.c.chat.completions.create(
+            model=self.model, messages=[{"role": "user", "content": "Name a color."}],
+            max_tokens=6, temperature=0, logprobs=True, top_logprobs=3, stream=True))
+        streamed = [t for ch in chunks if ch.choices and ch.choices[0].logprobs
+                    for t in ch.choices[0].logprobs.content]
+        self.assertEqual([(t.token, t.logprob) for t in streamed],
+                         [(t.token, t.logprob) for t in content])
+
+    def test_completion_logprobs(self):
+        r = self.c.completions.create(model=self.model, prompt="The capital of France is",
+                                      max_tokens=4, temperature=0, logprobs=2)
+        lp = r.choices[0].logprobs
+        self.assertEqual("".join(lp.tokens), r.choices[0].text)
+        self.assertEqual(len(lp.token_logprobs), len(lp.tokens))
+        self.assertEqual(len(lp.top_logprobs[0]), 2)
+        self.assertEqual(lp.text_offset[0], 0)
+
     def test_any_model_name_is_served_and_unknown_path(self):
         # One model served: a client with a fixed model name gets it (as from llama-server),
         # and the response names the model that answered.
