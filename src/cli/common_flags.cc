@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 
 #include "cli/progress.h"
@@ -42,6 +43,10 @@ std::string DefaultModelPath() {
 void AddModelFlags(CLI::App& app, ModelFlags& f) {
   app.add_option("-m,--model", f.model, "GGUF model file (default: " + DefaultModelPath() + ")")
       ->envname("TQLM_MODEL");
+  app.add_option("--device", f.device,
+                 "where the model runs: cpu, cuda (weights, activations and KV cache on the GPU) "
+                 "or auto (cuda when this build has CUDA and a GPU is visible)")
+      ->envname("TQLM_DEVICE")->capture_default_str();
   app.add_option("-c,--ctx-size", f.session.n_ctx, "context size in tokens (0: model's own)")
       ->envname("TQLM_CTX_SIZE")->capture_default_str();
   app.add_option("-t,--threads", f.session.n_threads, "threads (0: all cores)")
@@ -95,11 +100,13 @@ LoadedModel LoadModel(const ModelFlags& flags) {
   LoadedModel out;
   const std::string path = flags.model.empty() ? DefaultModelPath() : flags.model;
   const auto t0 = std::chrono::steady_clock::now();
+  const backend::Device device = backend::ResolveDevice(flags.device);
   ProgressBar bar("loading " + path.substr(path.find_last_of('/') + 1));
-  out.model = model::Model::Load(path, [&](size_t done, size_t total) {
-    bar.Update(double(done), double(total));
-  });
+  out.model = model::Model::Load(
+      path, [&](size_t done, size_t total) { bar.Update(double(done), double(total)); }, device);
   bar.Finish();
+  if (device != backend::Device::kCpu)
+    std::fprintf(stderr, "device: %s\n", out.model->backend().Describe().c_str());
   out.tokenizer = tokenizer::Tokenizer::FromGguf(out.model->file());
   out.chat = tokenizer::MakeChatFormatter(out.tokenizer->vocab());
   out.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

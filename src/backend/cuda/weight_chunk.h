@@ -1,0 +1,239 @@
+// Decoding of GGUF weight rows 32 values at a time, for the CUDA matmul and embedding kernels.
+//
+// Every supported format's rows split into "chunks" of 32 consecutive values that decode on
+// their own: a whole block of the 32-value formats, one eighth of a 256-value k-quant
+// super-block (which brings its super-block's scales along). A kernel hands each lane whole
+// chunks, so any row length that is a multiple of 32 works. Only byte loads: GGUF blocks of 18,
+// 22, 34 or 210 bytes leave rows and blocks 2-byte aligned at best.
+//
+// Host and device code: the same functions run in the CUDA kernels and, compiled by the host
+// compiler, in tests/cuda_chunk_test.cc against the CPU's format definitions (kernels/cpu/
+// dequant.cc). The arithmetic per value follows the CPU decoders' (d * q, or dl * q - ml).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/tensor_format.h"
+
+#if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#define TQLM_CHUNK_FN __host__ __device__ __forceinline__
+#else
+#define TQLM_CHUNK_FN inline
+#endif
+#if defined(__CUDA_ARCH__)  // the device pass only: the host compiler knows no such pragma
+#define TQLM_UNROLL _Pragma("unroll")
+#else
+#define TQLM_UNROLL
+#endif
+
+namespace tqlm::cuda_backend {
+
+inline constexpr int kChunk = 32;
+
+TQLM_CHUNK_FN float HalfToFloat(uint16_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __half2float(__ushort_as_half(bits));
+#else
+  return kernels::F16ToF32(bits);
+#endif
+}
+TQLM_CHUNK_FN float Bf16ToFloat(uint16_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(uint32_t(bits) << 16);
+#else
+  return kernels::BF16ToF32(bits);
+#endif
+}
+TQLM_CHUNK_FN uint16_t Load16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
+TQLM_CHUNK_FN uint32_t Load32(const uint8_t* p) {
+  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
+}
+TQLM_CHUNK_FN float LoadF32(const uint8_t* p) {
+  const uint32_t u = Load32(p);
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+// Scale j (j < 8) and min j of a Q4_K / Q5_K super-block's 12 packed bytes.
+TQLM_CHUNK_FN void ScaleMinK4(const uint8_t* s, int j, int& sc, int& mn) {
+  if (j < 4) {
+    sc = s[j] & 63;
+    mn = s[j + 4] & 63;
+  } else {
+    sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+    mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+// Signed scale i (i < 16, minus 32) of a Q3_K super-block's 12 packed bytes.
+TQLM_CHUNK_FN int ScaleQ3K(const uint8_t* s, int i) {
+  const int low = i < 8 ? (s[i] & 0xF) : (s[i - 8] >> 4);
+  const int high = (s[8 + (i & 3)] >> (2 * (i >> 2))) & 3;
+  return (low | (high << 4)) - 32;
+}
+
+// y[0, 32) = values [32 c, 32 c + 32) of the row starting at `row`.
+template <kernels::TensorType T>
+TQLM_CHUNK_FN void DecodeChunk(const uint8_t* row, int c, float* y) {
+  using kernels::TensorType;
+  if constexpr (T == TensorType::kF32) {
+    const uint8_t* p = row + size_t(c) * 128;
+    TQLM_UNROLL
+    for (int j = 0; j < 32; ++j) y[j] = LoadF32(p + 4 * j);
+  } else if constexpr (T == TensorType::kF16 || T == TensorType::kBF16) {
+    const uint8_t* p = row + size_t(c) * 64;
+    TQLM_UNROLL
+    for (int j = 0; j < 32; ++j) {
+      const uint16_t h = Load16(p + 2 * j);
+      y[j] = T == TensorType::kF16 ? HalfToFloat(h) : Bf16ToFloat(h);
+    }
+  } else if constexpr (T == TensorType::kQ4_0) {
+    const uint8_t* b = row + size_t(c) * 18;
+    const float d = HalfToFloat(Load16(b));
+    TQLM_UNROLL
+    for (int j = 0; j < 16; ++j) {
+      y[j] = float((b[2 + j] & 0xF) - 8) * d;
+      y[j + 16] = float((b[2 + j] >> 4) - 8) * d;
+    }
+  } else if constexpr (T == TensorType::kQ4_1) {
+    const uint8_t* b = row + size_t(c) * 20;
+    const float d = HalfToFloat(Load16(b)), m = HalfToFloat(Load16(b + 2));
+    TQLM_UNROLL
+    for (int j = 0; j < 16; ++j) {
+      y[j] = float(b[4 + j] & 0xF) * d + m;
+      y[j + 16] = float(b[4 + j] >> 4) * d + m;
+    }
+  } else if constexpr (T == TensorType::kQ5_0) {
+    const uint8_t* b = row + size_t(c) * 22;
+    const float d = HalfToFloat(Load16(b));
+    const uint32_t qh = Load32(b + 2);
+    TQLM_UNROLL
+    for (int j = 0; j < 16; ++j) {
+      const int lo = (b[6 + j] & 0xF) | int(((qh >> j) & 1u) << 4);
+      const int hi = (b[6 + j] >> 4) | int(((qh >> (j + 16)) & 1u) << 4);
+      y[j] = float(lo - 16) * d;
+      y[j + 16] = float(hi - 16) * d;
+    }
+  } else if constexpr (T == TensorType::kQ5_1) {
+    const uint8_t* b = row + size_t(c) * 24;
+    const float d = HalfToFloat(Load16(b)), m = HalfToFloat(Load16(b + 2));
+    const uint32_t qh = Load32(b + 4);
+    TQLM_UNROLL
+    for (int j = 0; j < 16; ++j) {
+      const int lo = (b[8 + j] & 0xF) | int(((qh >> j) & 1u) << 4);
+      const int hi = (b[8 + j] >> 4) | int(((qh >> (j + 16)) & 1u) << 4);
+      y[j] = float(lo) * d + m;
+      y[j + 16] = float(hi) * d + m;
+    }
+  } else if constexpr (T == TensorType::kQ8_0) {
+    const uint8_t* b = row + size_t(c) * 34;
+    const float d = HalfToFloat(Load16(b));
+    TQLM_UNROLL
+    for (int j = 0; j < 32; ++j) y[j] = float(int8_t(b[2 + j])) * d;
+  } else if constexpr (T == TensorType::kQ2_K) {
+    // Layout (84 bytes): scales[16], qs[64], d, dmin. Chunk i of the super-block: half i / 4,
+    // shift 2 (i % 4); its two 16-value parts use scale bytes 2i and 2i + 1.
+    const uint8_t* b = row + size_t(c / 8) * 84;
+    const int i = c % 8;
+    const float d = HalfToFloat(Load16(b + 80)), dmin = HalfToFloat(Load16(b + 82));
+    const uint8_t* q = b + 16 + 32 * (i / 4);
+    const int shift = 2 * (i % 4);
+    TQLM_UNROLL
+    for (int part = 0; part < 2; ++part) {
+      const uint8_t sc = b[2 * i + part];
+      const float dl = d * float(sc & 0xF), ml = dmin * float(sc >> 4);
+      TQLM_UNROLL
+      for (int l = 0; l < 16; ++l)
+        y[16 * part + l] = dl * float((q[16 * part + l] >> shift) & 3) - ml;
+    }
+  } else if constexpr (T == TensorType::kQ3_K) {
+    // Layout (110 bytes): hmask[32], qs[64], scales[12], d. Chunk i: half i / 4, shift
+    // 2 (i % 4), high bit i of hmask; scales 2i and 2i + 1.
+    const uint8_t* b = row + size_t(c / 8) * 110;
+    const int i = c % 8;
+    const float d = HalfToFloat(Load16(b + 108));
+    const uint8_t* q = b + 32 + 32 * (i / 4);
+    const int shift = 2 * (i % 4);
+    TQLM_UNROLL
+    for (int part = 0; part < 2; ++part) {
+      const float dl = d * float(ScaleQ3K(b + 96, 2 * i + part));
+      TQLM_UNROLL
+      for (int l = 0; l < 16; ++l) {
+        const int idx = 16 * part + l;
+        const int low = (q[idx] >> shift) & 3;
+        const int high = (b[idx] >> i) & 1;
+        y[idx] = dl * float(low - (high ? 0 : 4));
+      }
+    }
+  } else if constexpr (T == TensorType::kQ4_K || T == TensorType::kQ5_K) {
+    // Layout: d, dmin, scales[12], (Q5_K: qh[32],) qs[128]. Chunk i (= sub-block i) is nibble
+    // i % 2 of qs[32 (i / 2) + l]; Q5_K adds bit i of qh[l] as bit 4.
+    constexpr bool k5 = T == TensorType::kQ5_K;
+    const uint8_t* b = row + size_t(c / 8) * (k5 ? 176 : 144);
+    const int i = c % 8;
+    const float d = HalfToFloat(Load16(b)), dmin = HalfToFloat(Load16(b + 2));
+    int sc, mn;
+    ScaleMinK4(b + 4, i, sc, mn);
+    const float dl = d * float(sc), ml = dmin * float(mn);
+    const uint8_t* q = b + (k5 ? 48 : 16) + 32 * (i / 2);
+    const int shift = 4 * (i % 2);
+    TQLM_UNROLL
+    for (int l = 0; l < 32; ++l) {
+      int v = (q[l] >> shift) & 0xF;
+      if constexpr (k5) v |= ((b[16 + l] >> i) & 1) << 4;
+      y[l] = dl * float(v) - ml;
+    }
+  } else if constexpr (T == TensorType::kQ6_K) {
+    // Layout (210 bytes): ql[128], qh[64], scales[16] (int8), d. Chunk i: half h = i / 4,
+    // k = i % 4; value l takes nibble k / 2 of ql[64 h + l + 32 (k % 2)] and bits 2k of
+    // qh[32 h + l]; scale 8 h + 2k + l / 16.
+    const uint8_t* b = row + size_t(c / 8) * 210;
+    const int i = c % 8, h = i / 4, k = i % 4;
+    const float d = HalfToFloat(Load16(b + 208));
+    const uint8_t* ql = b + 64 * h + 32 * (k % 2);
+    const uint8_t* qh = b + 128 + 32 * h;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192 + 8 * h + 2 * k);
+    TQLM_UNROLL
+    for (int l = 0; l < 32; ++l) {
+      const int q = ((ql[l] >> (4 * (k / 2))) & 0xF) | (((qh[l] >> (2 * k)) & 3) << 4);
+      y[l] = d * float(sc[l / 16]) * float(q - 32);
+    }
+  }
+}
+
+// Calls f(FormatTag<T>{}) for the format of `type` (in f, decltype(tag)::value is T); returns
+// false for a format without a chunk decoder.
+template <kernels::TensorType T>
+using FormatTag = std::integral_constant<kernels::TensorType, T>;
+
+template <typename F>
+bool DispatchFormat(kernels::TensorType type, F&& f) {
+  using kernels::TensorType;
+  switch (type) {
+    case TensorType::kF32: f(FormatTag<TensorType::kF32>{}); return true;
+    case TensorType::kF16: f(FormatTag<TensorType::kF16>{}); return true;
+    case TensorType::kBF16: f(FormatTag<TensorType::kBF16>{}); return true;
+    case TensorType::kQ4_0: f(FormatTag<TensorType::kQ4_0>{}); return true;
+    case TensorType::kQ4_1: f(FormatTag<TensorType::kQ4_1>{}); return true;
+    case TensorType::kQ5_0: f(FormatTag<TensorType::kQ5_0>{}); return true;
+    case TensorType::kQ5_1: f(FormatTag<TensorType::kQ5_1>{}); return true;
+    case TensorType::kQ8_0: f(FormatTag<TensorType::kQ8_0>{}); return true;
+    case TensorType::kQ2_K: f(FormatTag<TensorType::kQ2_K>{}); return true;
+    case TensorType::kQ3_K: f(FormatTag<TensorType::kQ3_K>{}); return true;
+    case TensorType::kQ4_K: f(FormatTag<TensorType::kQ4_K>{}); return true;
+    case TensorType::kQ5_K: f(FormatTag<TensorType::kQ5_K>{}); return true;
+    case TensorType::kQ6_K: f(FormatTag<TensorType::kQ6_K>{}); return true;
+    default: return false;
+  }
+}
+
+}  // namespace tqlm::cuda_backend
