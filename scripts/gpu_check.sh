@@ -10,13 +10,13 @@
 #       prebuilt binaries (tqlm, cuda_backend_test) and their shared libraries (a GPU machine
 #       without the build dependencies); SKELS: *.skel files (scripts/gpu_gguf_random.py
 #       skeleton) filled here with random weights; MODELS: real GGUFs to check too.
-#   STEPS="test check speed torch" (default all), CTX=512,32768, PREFILL=2048, KV=f16/f16
+#   STEPS="test check speed profile torch" (default all), CTX=512,32768, PREFILL=2048, KV=f16/f16
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/tqlm-gpu-out}
 J="$OUT/json"  # bundled into results.tgz at the end
 mkdir -p "$OUT" "$J"
-STEPS=${STEPS:-"test check speed torch"}
+STEPS=${STEPS:-"test check speed profile torch"}
 CTX=${CTX:-512,32768}
 PREFILL=${PREFILL:-2048}
 KV=${KV:-f16/f16}
@@ -78,6 +78,15 @@ if [[ " $STEPS " == *" speed "* ]]; then
     $TQLM bench e2e -m "${MODEL_FILES[$key]}" --device cuda --ctx ${CTX//,/ } \
       --kv ${KV//,/ } --prefill ${PREFILL//,/ } -b "${PREFILL_CHUNK:-2048}" \
       --json > "$J/speed-$key.json" || { rc=1; echo "speed failed: $key"; }
+  done
+fi
+
+if [[ " $STEPS " == *" profile "* ]]; then
+  for key in $(printf '%s\n' "${!MODEL_FILES[@]}" | sort); do
+    [[ "$key" == random-* ]] || continue
+    echo "== op profile of decode at 512 (TQLM_CUDA_PROFILE): $key"
+    TQLM_CUDA_PROFILE=1 $TQLM bench e2e -m "${MODEL_FILES[$key]}" --device cuda --ctx 512 \
+      --decode 64 2>&1 | tail -22 | tee "$J/profile-$key.txt"
   done
 fi
 

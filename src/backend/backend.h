@@ -88,8 +88,8 @@ class Backend {
   // --- KV cache -------------------------------------------------------------------------------
   virtual std::unique_ptr<kv::KvCache> CreateCache(const kv::KvCacheConfig& config) = 0;
   // One sequence's step: Append k, v of n tokens to `cache`, then Attend its n queries.
-  void AppendAttend(kv::KvCache& cache, int layer, const float* k, const float* v,
-                    const float* q, int n, float* out);
+  virtual void AppendAttend(kv::KvCache& cache, int layer, const float* k, const float* v,
+                            const float* q, int n, float* out);
   // A batched decode step: token t belongs to caches[t] (all distinct). k/v rows are kv_dim
   // floats, q/out rows q_dim. The default runs AppendAttend per sequence, in order; a backend
   // with a batched attention kernel runs all sequences at once.

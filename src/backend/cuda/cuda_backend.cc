@@ -9,6 +9,8 @@
 
 #include "backend/cuda/cuda_kv_cache.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/op_profile.h"
+#include "backend/cuda/pinned_staging.h"
 #include "kernels/cuda/cuda_check.h"
 #include "tqlm/error.h"
 
@@ -25,6 +27,7 @@ class CudaBackend final : public Backend {
     TQLM_CUDA_CHECK(cudaSetDevice(0));
     TQLM_CUDA_CHECK(cudaGetDeviceProperties(&props_, 0));
     TQLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    staging_ = std::make_shared<PinnedStaging>();
     tokens_.Bind(*this);
     pos_.Bind(*this);
     out_.Bind(*this);
@@ -35,6 +38,7 @@ class CudaBackend final : public Backend {
     pos_ = Array<int32_t>();
     out_ = Array<float>();
     batch_ = Array<int32_t>();
+    staging_.reset();
     for (void* p : extra_) cudaFree(p);
     cudaFree(arena_);
     cudaStreamDestroy(stream_);
@@ -62,8 +66,7 @@ class CudaBackend final : public Backend {
   }
   void Free(void* p) override { cudaFree(p); }
   void CopyToBackend(void* dst, const void* src, size_t bytes) override {
-    if (bytes)
-      TQLM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    staging_->Upload(dst, src, bytes, stream_);
   }
   void CopyToHost(void* dst, const void* src, size_t bytes) override {
     if (!bytes) return;
@@ -108,14 +111,20 @@ class CudaBackend final : public Backend {
         throw Error(fmt::format("token id {} out of range [0, {})", tokens[t], table.rows));
     tokens_.Reserve(size_t(n));
     CopyToBackend(tokens_.data(), tokens, size_t(n) * sizeof(int32_t));
+    prof_.Begin(stream_);
     cuda_backend::LaunchEmbed(table, tokens_.data(), n, scale, x, stream_);
+    prof_.End("embed", stream_);
   }
   void MatMul(const kernels::WeightView& w, const float* x, int n, float* y) override {
+    prof_.Begin(stream_);
     cuda_backend::LaunchMatMul(w, x, n, y, stream_);
+    prof_.End(n <= 8 ? "matmul (n<=8)" : "matmul (n>8)", stream_);
   }
   void RmsNorm(const float* x, const float* weight, float offset, float eps, int rows, int d,
                float* out) override {
+    prof_.Begin(stream_);
     cuda_backend::LaunchRmsNorm(x, weight, offset, eps, rows, d, out, stream_);
+    prof_.End("rmsnorm", stream_);
   }
   void SetPositions(const int* pos, int n) override {
     pos_.Reserve(size_t(n));
@@ -125,27 +134,39 @@ class CudaBackend final : public Backend {
   void Rope(float* x, int n, int n_heads, int head_dim, int rot_dim, const float* inv_freq,
             bool neox) override {
     if (n > n_pos_) throw Error("Rope: positions not set for this step");
+    prof_.Begin(stream_);
     cuda_backend::LaunchRope(x, n, n_heads, head_dim, rot_dim, pos_.data(), inv_freq, neox,
                              stream_);
+    prof_.End("rope", stream_);
   }
   void SiluMul(float* a, const float* b, size_t n) override {
+    prof_.Begin(stream_);
     cuda_backend::LaunchSiluMul(a, b, n, stream_);
+    prof_.End("silu*mul", stream_);
   }
   void GeluMul(float* a, const float* b, size_t n) override {
+    prof_.Begin(stream_);
     cuda_backend::LaunchGeluMul(a, b, n, stream_);
+    prof_.End("gelu*mul", stream_);
   }
   void Add(float* a, const float* b, size_t n) override {
+    prof_.Begin(stream_);
     cuda_backend::LaunchAdd(a, b, n, stream_);
+    prof_.End("add", stream_);
   }
   void AddRows(float* a, const float* bias, int n, int d) override {
+    prof_.Begin(stream_);
     cuda_backend::LaunchAddRows(a, bias, n, d, stream_);
+    prof_.End("bias", stream_);
   }
   void Softcap(float* a, float cap, size_t n) override {
+    prof_.Begin(stream_);
     cuda_backend::LaunchSoftcap(a, cap, n, stream_);
+    prof_.End("softcap", stream_);
   }
 
   std::unique_ptr<kv::KvCache> CreateCache(const kv::KvCacheConfig& config) override {
-    return std::make_unique<CudaKvCache>(config, stream_);
+    return std::make_unique<CudaKvCache>(config, stream_, staging_);
   }
   void AppendAttendBatch(std::span<kv::KvCache* const> caches, int layer, const float* k,
                          const float* v, int kv_dim, const float* q, int q_dim,
@@ -186,7 +207,21 @@ class CudaBackend final : public Backend {
     return out_.data();
   }
   void OutputToHost(const float* buffer, float* host, size_t n) override {
-    CopyToHost(host, buffer, n * sizeof(float));
+    prof_.Begin(stream_);
+    TQLM_CUDA_CHECK(cudaMemcpyAsync(host, buffer, n * sizeof(float), cudaMemcpyDeviceToHost,
+                                    stream_));
+    prof_.End("logits to host", stream_);
+    TQLM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    prof_.Break();
+  }
+  void AppendAttend(kv::KvCache& cache, int layer, const float* k, const float* v,
+                    const float* q, int n, float* out) override {
+    prof_.Begin(stream_);
+    cache.Append(layer, k, v, n);
+    prof_.End("kv append", stream_);
+    prof_.Begin(stream_);
+    cache.Attend(layer, q, n, out, pool());
+    prof_.End(n == 1 ? "attention (n=1)" : "attention (n>1)", stream_);
   }
 
  private:
@@ -203,7 +238,9 @@ class CudaBackend final : public Backend {
   }
 
   cudaDeviceProp props_{};
+  OpProfile prof_;
   cudaStream_t stream_ = nullptr;
+  std::shared_ptr<PinnedStaging> staging_;  // shared with the KV caches
   uint8_t* arena_ = nullptr;
   size_t arena_size_ = 0, arena_used_ = 0;
   std::vector<void*> extra_;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cuda/pinned_staging.h"
 #include "kernels/cuda/cuda_check.h"
 #include "tqlm/error.h"
 
@@ -30,8 +31,9 @@ T* DeviceAlloc(size_t count, const char* what) {
 
 }  // namespace
 
-CudaKvCache::CudaKvCache(const kv::KvCacheConfig& config, void* stream)
-    : config_(config), stream_(stream) {
+CudaKvCache::CudaKvCache(const kv::KvCacheConfig& config, void* stream,
+                         std::shared_ptr<PinnedStaging> staging)
+    : config_(config), stream_(stream), staging_(std::move(staging)) {
   const size_t n_layers = config.layers.size();
   if (n_layers == 0 || config.k_types.size() != n_layers || config.v_types.size() != n_layers)
     throw Error("KV cache: layer count and K/V type lists differ");
@@ -136,10 +138,8 @@ void CudaKvCache::BeginStep(int n) {
   }
   std::vector<int32_t> seq(n, 0), pos(n);
   for (int i = 0; i < n; ++i) pos[i] = n_tokens_ + i;
-  TQLM_CUDA_CHECK(cudaMemcpyAsync(step_seq_dev_, seq.data(), n * sizeof(int32_t),
-                                  cudaMemcpyHostToDevice, S(stream_)));
-  TQLM_CUDA_CHECK(cudaMemcpyAsync(step_pos_dev_, pos.data(), n * sizeof(int32_t),
-                                  cudaMemcpyHostToDevice, S(stream_)));
+  staging_->Upload(step_seq_dev_, seq.data(), n * sizeof(int32_t), S(stream_));
+  staging_->Upload(step_pos_dev_, pos.data(), n * sizeof(int32_t), S(stream_));
   step_n_ = n;
 }
 
@@ -217,7 +217,7 @@ kv::KvMemoryStats CudaKvCache::MemoryStats() const {
 }
 
 std::unique_ptr<kv::KvCache> CudaKvCache::Clone() const {
-  auto c = std::make_unique<CudaKvCache>(config_, stream_);
+  auto c = std::make_unique<CudaKvCache>(config_, stream_, staging_);
   c->EnsureCapacity(n_tokens_);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const size_t bytes = size_t(n_tokens_) * KvDim(int(l)) * 2;

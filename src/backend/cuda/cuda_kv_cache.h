@@ -15,10 +15,13 @@
 
 namespace tqlm::backend {
 
+class PinnedStaging;
+
 class CudaKvCache final : public kv::KvCache {
  public:
-  // stream: the backend's cudaStream_t.
-  CudaKvCache(const kv::KvCacheConfig& config, void* stream);
+  // stream: the backend's cudaStream_t; staging: its pinned upload ring.
+  CudaKvCache(const kv::KvCacheConfig& config, void* stream,
+              std::shared_ptr<PinnedStaging> staging);
   ~CudaKvCache() override;
   CudaKvCache(const CudaKvCache&) = delete;
   CudaKvCache& operator=(const CudaKvCache&) = delete;
@@ -44,6 +47,7 @@ class CudaKvCache final : public kv::KvCache {
 
   kv::KvCacheConfig config_;
   void* stream_;
+  std::shared_ptr<PinnedStaging> staging_;
   int n_tokens_ = 0;
   int capacity_ = 0;
   std::vector<cuda_backend::F16KvLayer> layers_;  // device buffers per layer
