@@ -32,12 +32,14 @@ class CudaBackend final : public Backend {
     pos_.Bind(*this);
     out_.Bind(*this);
     batch_.Bind(*this);
+    batch_partial_.Bind(*this);
   }
   ~CudaBackend() override {
     tokens_ = Array<int32_t>();
     pos_ = Array<int32_t>();
     out_ = Array<float>();
     batch_ = Array<int32_t>();
+    batch_partial_ = Array<float>();
     staging_.reset();
     for (void* p : extra_) cudaFree(p);
     cudaFree(arena_);
