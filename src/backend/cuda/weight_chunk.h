@@ -49,17 +49,6 @@ TQLM_CHUNK_FN float Bf16ToFloat(uint16_t bits) {
   return kernels::BF16ToF32(bits);
 #endif
 }
-// Scale j (j < 8) and min j of a Q4_K / Q5_K super-block's 12 packed bytes.
-TQLM_CHUNK_FN void ScaleMinK4(const uint8_t* s, int j, int& sc, int& mn) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    mn = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-    mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
 // Signed scale i (i < 16, minus 32) of a Q3_K super-block's 12 packed bytes.
 TQLM_CHUNK_FN int ScaleQ3K(const uint8_t* s, int i) {
   const int low = i < 8 ? (s[i] & 0xF) : (s[i - 8] >> 4);
@@ -80,8 +69,12 @@ TQLM_CHUNK_FN W LoadAligned(const uint8_t* p) {
 #endif
 }
 // Byte j of little-endian words w (j a compile-time constant once unrolled).
-TQLM_CHUNK_FN int ByteOf(const uint32_t* w, int j) { return int((w[j >> 2] >> (8 * (j & 3))) & 0xFF); }
-TQLM_CHUNK_FN int ByteOf16(const uint16_t* w, int j) { return int((w[j >> 1] >> (8 * (j & 1))) & 0xFF); }
+TQLM_CHUNK_FN int ByteOf(const uint32_t* w, int j) {
+  return int((w[j >> 2] >> (8 * (j & 3))) & 0xFF);
+}
+TQLM_CHUNK_FN int ByteOf16(const uint16_t* w, int j) {
+  return int((w[j >> 1] >> (8 * (j & 1))) & 0xFF);
+}
 // kWords words at p, 4-byte aligned (with 16-byte loads when kAlign16: p 16-byte aligned).
 template <int kWords, bool kAlign16 = false>
 TQLM_CHUNK_FN void LoadWords(const uint8_t* p, uint32_t* w) {
@@ -284,7 +277,8 @@ TQLM_CHUNK_FN void DecodeChunk(const uint8_t* row, int c, float* y) {
     const float ds[2] = {d * float(int8_t(sc2 & 0xFF)), d * float(int8_t(sc2 >> 8))};
     TQLM_UNROLL
     for (int l = 0; l < 32; ++l) {
-      const int q = ((ByteOf16(ql, l) >> (4 * (k / 2))) & 0xF) | (((ByteOf16(qh, l) >> (2 * k)) & 3) << 4);
+      const int q = ((ByteOf16(ql, l) >> (4 * (k / 2))) & 0xF) |
+                    (((ByteOf16(qh, l) >> (2 * k)) & 3) << 4);
       y[l] = ds[l / 16] * float(q - 32);
     }
   }
