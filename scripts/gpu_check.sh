@@ -1,44 +1,103 @@
 #!/usr/bin/env bash
-# On the GPU machine: builds the CUDA kernels standalone (src/kernels/cuda, nothing else of the
-# tree), runs the correctness test, the tqlm benchmark and PyTorch's SDPA on the same shapes, and
-# writes log.txt, test.txt, bench.json, sdpa.json, sass.txt and table.md to $OUT (default
-# /tmp/tqlm-gpu-out).
-#   scripts/gpu_check.sh [--quick]      --quick: test + 32K, batch 1 and 8 only
-#   CONTEXTS=4096,32768 BATCHES=8 SKIP_SDPA=1 scripts/gpu_check.sh     a subset, no PyTorch
+# The GPU engine end to end on a GPU machine, one command: op-by-op CUDA test against scalar CPU
+# references, whole models on the GPU against the CPU engine (same GGUF, same token ids), speed
+# (decode at several contexts with the roofline fraction, prefill) and the PyTorch baseline on
+# the same GPU, then a side-by-side table (printed last). Logs and JSON go to $OUT.
+#
+#   scripts/gpu_check.sh                   build here (needs the Debian -dev packages), models
+#                                          from ~/.cache/tqlm/models
+#   BIN=dir LIBS=dir SKELS=dir MODELS=dir TEXT=file scripts/gpu_check.sh
+#       prebuilt binaries (tqlm, cuda_backend_test) and their shared libraries (a GPU machine
+#       without the build dependencies); SKELS: *.skel files (scripts/gpu_gguf_random.py
+#       skeleton) filled here with random weights; MODELS: real GGUFs to check too.
+#   STEPS="test check speed profile torch" (default all), CTX=512,32768, PREFILL=2048, KV=f16/f16
 set -uo pipefail
-cd "$(dirname "$0")/.."
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/tqlm-gpu-out}
-mkdir -p "$OUT"
-BUILD=${BUILD:-/tmp/tqlm-cuda-build}
-ARCH=${TQLM_CUDA_ARCH:-90a}
-CONTEXTS=${CONTEXTS:-4096,8192,16384,32768,65536,131072}
-BATCHES=${BATCHES:-1,8,32}
-if [[ "${1:-}" == "--quick" ]]; then CONTEXTS=32768; BATCHES=1,8; fi
-exec > >(tee "$OUT/log.txt") 2>&1
+J="$OUT/json"  # bundled into results.tgz at the end
+mkdir -p "$OUT" "$J"
+STEPS=${STEPS:-"test check speed profile torch"}
+CTX=${CTX:-512,32768}
+PREFILL=${PREFILL:-2048}
+KV=${KV:-f16/f16}
+TEXT=${TEXT:-$HOME/.cache/tqlm/corpus/prideprejudice.txt}
+WORK=${WORK:-/tmp/tqlm-gpu-work}
+mkdir -p "$WORK"
+exec > >(tee -a "$OUT/log.txt") 2>&1
 
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
-nvcc --version | tail -2
-python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv || true
 
-cmake -S src/kernels/cuda -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >/dev/null && cmake --build "$BUILD" -j 16 ||
-  { echo "BUILD FAILED"; exit 1; }
-
-echo "== correctness"
-"$BUILD/cuda_attention_test" | tee "$OUT/test.txt"
-test_rc=${PIPESTATUS[0]}
-echo "== tqlm benchmark"
-"$BUILD/cuda_attention_bench" --contexts "$CONTEXTS" --batches "$BATCHES" --json "$OUT/bench.json"
-echo "== SASS instruction mix of the attention kernels (cuobjdump)"
-if command -v cuobjdump >/dev/null; then
-  cuobjdump -sass "$BUILD/libtqlm_cuda.a" | python3 bench/cuda_attention/sass_stats.py > "$OUT/sass.txt" || true
-  grep -E "AttendSplitKernel<128, (4, 3|16, 16)>" -A2 "$OUT/sass.txt" || true
+if [[ -z "${BIN:-}" ]]; then
+  BUILD=${BUILD:-/tmp/tqlm-gpu-build}
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTQLM_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="${TQLM_CUDA_ARCH:-90a}" -DTQLM_BENCH=OFF >/dev/null &&
+    cmake --build "$BUILD" -j"$(nproc)" --target tqlm_cli cuda_backend_test ||
+    { echo "BUILD FAILED"; exit 1; }
+  BIN=$BUILD
 fi
-if [[ "${SKIP_SDPA:-0}" != 1 ]]; then
-  echo "== PyTorch SDPA"
-  PYTHONUNBUFFERED=1 python3 bench/cuda_attention/sdpa_bench.py --contexts "$CONTEXTS" \
-    --batches "$BATCHES" --json "$OUT/sdpa.json"
-  python3 bench/cuda_attention/report.py "$OUT/bench.json" "$OUT/sdpa.json" | tee "$OUT/table.md"
+# The carried libraries serve tqlm only (PyTorch keeps the machine's own).
+run_bin() { LD_LIBRARY_PATH="${LIBS:+$LIBS:}${LD_LIBRARY_PATH:-}" "$@"; }
+TQLM="run_bin $BIN/tqlm"
+$TQLM --version || { run_bin ldd "$BIN/tqlm"; echo "tqlm does not start"; exit 1; }
+
+rc=0
+if [[ " $STEPS " == *" test "* ]]; then
+  echo "== op-by-op test (cuda_backend_test)"
+  run_bin "$BIN/cuda_backend_test" | tee "$OUT/ops_test.txt"
+  [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
 fi
-echo "correctness test exit code: $test_rc"
-exit "$test_rc"
+
+# Models: real files in $MODELS, random-weight ones made from $SKELS.
+declare -A MODEL_FILES
+for f in "${MODELS:-$HOME/.cache/tqlm/models}"/*.gguf; do
+  [[ -f "$f" ]] && MODEL_FILES["real-$(basename "$f" .gguf)"]="$f"
+done
+for s in "${SKELS:-}"/*.skel; do
+  [[ -f "$s" ]] || continue
+  name=$(basename "$s" .skel)
+  python3 "$ROOT/scripts/gpu_gguf_random.py" fill "$s" "$WORK/$name-random.gguf" &&
+    MODEL_FILES["random-$name"]="$WORK/$name-random.gguf"
+done
+
+if [[ " $STEPS " == *" check "* ]]; then
+  for key in $(printf '%s\n' "${!MODEL_FILES[@]}" | sort); do
+    echo "== GPU vs CPU engine: $key"
+    $TQLM bench e2e -m "${MODEL_FILES[$key]}" --device cuda --ctx 0 --check "$TEXT" \
+      --check-tokens "${CHECK_TOKENS:-2048}" -b 256 --json > "$J/check-$key.json" ||
+      { rc=1; echo "check failed: $key"; }
+    python3 -c "import json,sys; c=json.load(open(sys.argv[1])).get('check',{}); print(json.dumps(c))" \
+      "$J/check-$key.json" 2>/dev/null
+  done
+fi
+
+if [[ " $STEPS " == *" speed "* ]]; then
+  for key in $(printf '%s\n' "${!MODEL_FILES[@]}" | sort); do
+    [[ "$key" == random-* || -n "${SPEED_REAL:-}" ]] || continue
+    echo "== speed: $key"
+    # shellcheck disable=SC2086  # lists split on purpose
+    $TQLM bench e2e -m "${MODEL_FILES[$key]}" --device cuda --ctx ${CTX//,/ } \
+      --kv ${KV//,/ } --prefill ${PREFILL//,/ } -b "${PREFILL_CHUNK:-2048}" \
+      --json > "$J/speed-$key.json" || { rc=1; echo "speed failed: $key"; }
+  done
+fi
+
+if [[ " $STEPS " == *" profile "* ]]; then
+  for key in $(printf '%s\n' "${!MODEL_FILES[@]}" | sort); do
+    [[ "$key" == random-* ]] || continue
+    echo "== op profile of decode at 512 (TQLM_CUDA_PROFILE): $key"
+    TQLM_CUDA_PROFILE=1 $TQLM bench e2e -m "${MODEL_FILES[$key]}" --device cuda --ctx 512 \
+      --decode 64 2>&1 | tail -22 | tee "$J/profile-$key.txt"
+  done
+fi
+
+if [[ " $STEPS " == *" torch "* && -n "${MODEL_FILES[random-qwen]:-}" ]]; then
+  echo "== PyTorch baseline (transformers Qwen2, fp16, random weights, SDPA, static cache)"
+  PYTHONUNBUFFERED=1 timeout "${TORCH_TIMEOUT:-240}" python3 "$ROOT/bench/cuda_backend/torch_qwen2.py" "${MODEL_FILES[random-qwen]}" \
+    --ctx "$CTX" --prefill "$PREFILL,32768" ${TORCH_COMPILE:+--compile} > "$J/torch.json" ||
+    echo "torch baseline failed"
+fi
+
+python3 "$ROOT/bench/cuda_backend/report.py" "$J" | tee "$OUT/table.md"
+tar czf "$OUT/results.tgz" -C "$OUT" json && rm -rf "$J"
+echo "gpu_check exit code: $rc"
+exit $rc

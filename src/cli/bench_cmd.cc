@@ -17,6 +17,7 @@
 #include <sstream>
 #include <vector>
 
+#include "cli/bench_e2e.h"
 #include "cli/command.h"
 #include "kernels/cpu/read_probe.h"
 #include "kernels/cpu/thread_pool.h"
@@ -262,7 +263,8 @@ int RunAttn(const AttnFlags& f) {
 }
 
 const CommandRegistration kRegistration{
-    "bench", "micro-benchmarks (attn: decode attention over a compressed KV cache)",
+    "bench", "benchmarks (attn: decode attention over a compressed KV cache; e2e: the whole "
+             "model on a device)",
     [](CLI::App& app) -> std::function<int()> {
       app.require_subcommand(1);
       auto f = std::make_shared<AttnFlags>();
@@ -282,8 +284,11 @@ const CommandRegistration kRegistration{
       attn->add_flag("--sweep", f->sweep,
                      "contexts 1K..64K x K/V pairs tq4/tq3 tq3/tq3 tq4/tq4 tq2.5/tq2 q8_0/q8_0 "
                      "q4_0/q4_0 (unless --ctx/--ctk/--ctv are given)");
-      return [f, attn] {
-        if (!attn->parsed()) throw Error("bench: choose a benchmark (attn)");
+      auto e2e = std::make_shared<E2eFlags>();
+      AddBenchE2e(app, *e2e);
+      return [f, attn, e2e] {
+        if (e2e->subcommand->parsed()) return RunBenchE2e(*e2e);
+        if (!attn->parsed()) throw Error("bench: choose a benchmark (attn, e2e)");
         AttnFlags g = *f;
         if (g.sweep) {
           if (attn->count("--ctx") == 0) g.ctx = {1024, 2048, 4096, 8192, 16384, 32768, 65536};

@@ -71,6 +71,10 @@ void AddModelFlags(CLI::App& app, ModelFlags& f) {
           throw CLI::ValidationError(e.what());
         }
       }));
+  app.add_option("--device", f.device,
+                 "where the model runs: cpu, cuda (weights, activations and KV cache on the GPU) "
+                 "or auto (cuda when this build has CUDA and a GPU is visible)")
+      ->envname("TQLM_DEVICE")->capture_default_str();
   app.add_option("-c,--ctx-size", f.session.n_ctx, "context size in tokens (0: model's own)")
       ->envname("TQLM_CTX_SIZE")->capture_default_str()
       ->transform(TokenCount("--ctx-size", /*allow_zero=*/true));
@@ -82,7 +86,8 @@ void AddModelFlags(CLI::App& app, ModelFlags& f) {
   app.add_flag("--flash-attn", f.flash_attn,
                "accepted for llama.cpp compatibility: tqlm's attention is always fused");
   app.add_option("--n-gpu-layers", f.n_gpu_layers,
-                 "llama.cpp's offload count; this build runs every layer on the CPU")
+                 "llama.cpp's offload count: > 0 puts the whole model on the GPU when one is usable "
+                 "(as --device auto), 0 keeps it on the CPU")
       ->envname("TQLM_N_GPU_LAYERS")->check(CLI::Range(-1, 1 << 20));
   app.add_option("--ctk,--cache-type-k", f.session.kv.k_type,
                  "K cache type: auto f32 f16 q8_0 q4_0 tq2 tq2.5 tq3 tq3.5 tq4 tq8 (tqBp: QJL variant; "
@@ -135,18 +140,24 @@ void AddSamplerFlags(CLI::App& app, runtime::SamplerParams& p) {
 }
 
 LoadedModel LoadModel(const ModelFlags& flags) {
-  if (flags.n_gpu_layers > 0) {
-    std::fprintf(stderr, "note: -ngl %d: this build runs every layer on the CPU\n",
-                 flags.n_gpu_layers);
-  }
+  // llama.cpp's -ngl N offloads N layers; tqlm keeps a model on one device, so any N > 0 means
+  // the GPU when one is usable (--device auto), and -ngl 0 the CPU.
+  std::string device_name = flags.device;
+  if (flags.n_gpu_layers > 0 && device_name == "cpu") device_name = "auto";
+  if (flags.n_gpu_layers == 0) device_name = "cpu";
   LoadedModel out;
   const std::string path = flags.model.empty() ? DefaultModelPath() : flags.model;
   const auto t0 = std::chrono::steady_clock::now();
+  const backend::Device device = backend::ResolveDevice(device_name);
+  if (flags.n_gpu_layers > 0 && device == backend::Device::kCpu)
+    std::fprintf(stderr, "note: -ngl %d: no usable GPU in this build or machine, running on the "
+                 "CPU\n", flags.n_gpu_layers);
   ProgressBar bar("loading " + path.substr(path.find_last_of('/') + 1));
-  out.model = model::Model::Load(path, [&](size_t done, size_t total) {
-    bar.Update(double(done), double(total));
-  });
+  out.model = model::Model::Load(
+      path, [&](size_t done, size_t total) { bar.Update(double(done), double(total)); }, device);
   bar.Finish();
+  if (device != backend::Device::kCpu)
+    std::fprintf(stderr, "device: %s\n", out.model->backend().Describe().c_str());
   out.tokenizer = tokenizer::Tokenizer::FromGguf(out.model->file());
   out.chat = tokenizer::MakeChatFormatter(out.tokenizer->vocab());
   out.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -16,6 +16,7 @@ namespace tqlm::cli {
 
 struct ModelFlags {
   std::string model;  // empty: the default model in the cache
+  std::string device = "cpu";  // cpu, cuda or auto (backend::ResolveDevice)
   runtime::SessionOptions session;
   bool flash_attn = false;  // llama.cpp's -fa: accepted, changes nothing
   int n_gpu_layers = -1;    // llama.cpp's -ngl: -1 unset

@@ -34,6 +34,8 @@ struct PlanFlags {
 };
 
 int Plan(const PlanFlags& f) {
+  if (f.model.device == "cuda")
+    throw Error("plan --device cuda: not implemented yet (plan budgets host memory)");
   const size_t budget = ParseByteSize("--memory", f.memory);
   const std::string path = f.model.model.empty() ? DefaultModelPath() : f.model.model;
   auto model = model::Model::Load(path);

@@ -18,9 +18,7 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/matmul.h"
-#include "kernels/cpu/ops.h"
-#include "kernels/cpu/thread_pool.h"
+#include "backend/backend.h"
 #include "model/block_scratch.h"
 #include "model/model.h"
 #include "model/weights.h"
@@ -47,7 +45,11 @@ struct Gemma3Layer {
 
 class Gemma3Model final : public Model {
  public:
-  explicit Gemma3Model(std::unique_ptr<GgufFile> file) : Model(std::move(file)) { LoadWeights(); }
+  Gemma3Model(std::unique_ptr<GgufFile> file, std::unique_ptr<backend::Backend> backend)
+      : Model(std::move(file), std::move(backend)) {
+    s_.Bind(*backend_);
+    LoadWeights();
+  }
 
   void Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits, float* logits,
                kernels::ThreadPool& pool) override;
@@ -59,7 +61,8 @@ class Gemma3Model final : public Model {
   float eps_ = 1e-6f;
   float embd_scale_ = 1.0f;
   float final_softcap_ = 0.0f;  // 0: none (Gemma 3); tanh capping of logits otherwise
-  std::vector<float> inv_freq_local_, inv_freq_global_;
+  std::vector<float> inv_freq_local_host_, inv_freq_global_host_;
+  const float *inv_freq_local_ = nullptr, *inv_freq_global_ = nullptr;
   kernels::WeightView tok_embd_, output_;
   const float* output_norm_ = nullptr;
   std::vector<Gemma3Layer> layers_;
@@ -113,16 +116,25 @@ void Gemma3Model::LoadWeights() {
     if (!(factor > 0)) throw Error(fmt::format("{}: bad rope scaling factor", f.name()));
     global_scale = 1.0f / factor;
   }
-  inv_freq_global_ =
+  inv_freq_global_host_ =
       InverseFrequencies(f.GetF32(key("rope.freq_base"), 1000000.0f), global_scale, head_dim_);
-  inv_freq_local_ = InverseFrequencies(kLocalRopeBase, 1.0f, head_dim_);
+  inv_freq_local_host_ = InverseFrequencies(kLocalRopeBase, 1.0f, head_dim_);
+  backend::Backend& b = *backend_;
+  inv_freq_global_ = b.UploadVector(inv_freq_global_host_.data(), inv_freq_global_host_.size());
+  inv_freq_local_ = b.UploadVector(inv_freq_local_host_.data(), inv_freq_local_host_.size());
+  auto matrix = [&](const GgufTensor& t, int64_t cols, int64_t rows) {
+    return b.UploadMatrix(Matrix(t, cols, rows));
+  };
+  auto vec = [&](const GgufTensor& t, int64_t len) {
+    return b.UploadVector(F32Vector(t, len), size_t(len));
+  };
 
   const int d = info_.n_embd, q_dim = n_head_ * head_dim_, kv_dim = n_head_kv_ * head_dim_;
-  tok_embd_ = Matrix(f.GetTensor("token_embd.weight"), d, -1);
+  tok_embd_ = matrix(f.GetTensor("token_embd.weight"), d, -1);
   info_.n_vocab = int(tok_embd_.rows);
-  output_norm_ = F32Vector(f.GetTensor("output_norm.weight"), d);
+  output_norm_ = vec(f.GetTensor("output_norm.weight"), d);
   const GgufTensor* out = f.FindTensor("output.weight");
-  output_ = out ? Matrix(*out, d, info_.n_vocab) : tok_embd_;  // tied embeddings
+  output_ = out ? matrix(*out, d, info_.n_vocab) : tok_embd_;  // tied embeddings
 
   layers_.resize(info_.n_layer);
   info_.layers.clear();
@@ -132,19 +144,19 @@ void Gemma3Model::LoadWeights() {
     };
     Gemma3Layer& L = layers_[l];
     L.global = window == 0 || uint32_t(l) % pattern == pattern - 1;
-    L.attn_norm = F32Vector(t("attn_norm.weight"), d);
-    L.wq = Matrix(t("attn_q.weight"), d, q_dim);
-    L.wk = Matrix(t("attn_k.weight"), d, kv_dim);
-    L.wv = Matrix(t("attn_v.weight"), d, kv_dim);
-    L.wo = Matrix(t("attn_output.weight"), q_dim, d);
-    L.q_norm = F32Vector(t("attn_q_norm.weight"), head_dim_);
-    L.k_norm = F32Vector(t("attn_k_norm.weight"), head_dim_);
-    L.post_attn_norm = F32Vector(t("post_attention_norm.weight"), d);
-    L.ffn_norm = F32Vector(t("ffn_norm.weight"), d);
-    L.w_gate = Matrix(t("ffn_gate.weight"), d, n_ff_);
-    L.w_up = Matrix(t("ffn_up.weight"), d, n_ff_);
-    L.w_down = Matrix(t("ffn_down.weight"), n_ff_, d);
-    L.post_ffn_norm = F32Vector(t("post_ffw_norm.weight"), d);
+    L.attn_norm = vec(t("attn_norm.weight"), d);
+    L.wq = matrix(t("attn_q.weight"), d, q_dim);
+    L.wk = matrix(t("attn_k.weight"), d, kv_dim);
+    L.wv = matrix(t("attn_v.weight"), d, kv_dim);
+    L.wo = matrix(t("attn_output.weight"), q_dim, d);
+    L.q_norm = vec(t("attn_q_norm.weight"), head_dim_);
+    L.k_norm = vec(t("attn_k_norm.weight"), head_dim_);
+    L.post_attn_norm = vec(t("post_attention_norm.weight"), d);
+    L.ffn_norm = vec(t("ffn_norm.weight"), d);
+    L.w_gate = matrix(t("ffn_gate.weight"), d, n_ff_);
+    L.w_up = matrix(t("ffn_up.weight"), d, n_ff_);
+    L.w_down = matrix(t("ffn_down.weight"), n_ff_, d);
+    L.post_ffn_norm = vec(t("post_ffw_norm.weight"), d);
     info_.layers.push_back(kv::LayerGeometry{n_head_, n_head_kv_, head_dim_, L.global ? 0 : window});
   }
 
@@ -158,62 +170,60 @@ void Gemma3Model::LoadWeights() {
 
 void Gemma3Model::Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits,
                           float* logits, kernels::ThreadPool& pool) {
-  using namespace kernels;
   if (n <= 0) return;
+  backend::StepScope scope(*backend_, pool);
+  backend::Backend& b = *backend_;
   const int d = info_.n_embd;
   s_.Reserve(n, d, n_head_ * head_dim_, n_head_kv_ * head_dim_, n_ff_);
   float *x = s_.x.data(), *h = s_.h.data(), *q = s_.q.data(), *k = s_.k.data(),
         *v = s_.v.data(), *att = s_.att.data(), *gate = s_.gate.data(), *up = s_.up.data();
   const int pos0 = cache.n_tokens();
-  for (int t = 0; t < n; ++t) {
-    EmbedToken(tok_embd_, info_.n_vocab, tokens[t], &x[size_t(t) * d]);
-    s_.pos[t] = pos0 + t;
-  }
-  Scale(x, embd_scale_, size_t(n) * d);
+  for (int t = 0; t < n; ++t) s_.pos[t] = pos0 + t;
+  b.Embed(tok_embd_, tokens, n, embd_scale_, x);
+  b.SetPositions(s_.pos.data(), n);
 
   for (int l = 0; l < info_.n_layer; ++l) {
     const Gemma3Layer& L = layers_[l];
-    const float* inv_freq = L.global ? inv_freq_global_.data() : inv_freq_local_.data();
+    const float* inv_freq = L.global ? inv_freq_global_ : inv_freq_local_;
     // Attention.
-    RmsNorm(x, L.attn_norm, 0.0f, eps_, n, d, h);
-    MatMul(L.wq, h, n, q, pool);
-    MatMul(L.wk, h, n, k, pool);
-    MatMul(L.wv, h, n, v, pool);
-    RmsNorm(q, L.q_norm, 0.0f, eps_, n * n_head_, head_dim_, q);
-    RmsNorm(k, L.k_norm, 0.0f, eps_, n * n_head_kv_, head_dim_, k);
-    Rope(q, n, n_head_, head_dim_, head_dim_, s_.pos.data(), inv_freq, /*neox=*/true);
-    Rope(k, n, n_head_kv_, head_dim_, head_dim_, s_.pos.data(), inv_freq, /*neox=*/true);
-    cache.Append(l, k, v, n);
-    cache.Attend(l, q, n, att, pool);
-    MatMul(L.wo, att, n, h, pool);
-    RmsNorm(h, L.post_attn_norm, 0.0f, eps_, n, d, h);
-    Add(x, h, size_t(n) * d);
+    b.RmsNorm(x, L.attn_norm, 0.0f, eps_, n, d, h);
+    b.MatMul(L.wq, h, n, q);
+    b.MatMul(L.wk, h, n, k);
+    b.MatMul(L.wv, h, n, v);
+    b.RmsNorm(q, L.q_norm, 0.0f, eps_, n * n_head_, head_dim_, q);
+    b.RmsNorm(k, L.k_norm, 0.0f, eps_, n * n_head_kv_, head_dim_, k);
+    b.Rope(q, n, n_head_, head_dim_, head_dim_, inv_freq, /*neox=*/true);
+    b.Rope(k, n, n_head_kv_, head_dim_, head_dim_, inv_freq, /*neox=*/true);
+    b.AppendAttend(cache, l, k, v, q, n, att);
+    b.MatMul(L.wo, att, n, h);
+    b.RmsNorm(h, L.post_attn_norm, 0.0f, eps_, n, d, h);
+    b.Add(x, h, size_t(n) * d);
     // Feed-forward (GELU-gated).
-    RmsNorm(x, L.ffn_norm, 0.0f, eps_, n, d, h);
-    MatMul(L.w_gate, h, n, gate, pool);
-    MatMul(L.w_up, h, n, up, pool);
-    GeluMul(gate, up, size_t(n) * n_ff_);
-    MatMul(L.w_down, gate, n, h, pool);
-    RmsNorm(h, L.post_ffn_norm, 0.0f, eps_, n, d, h);
-    Add(x, h, size_t(n) * d);
+    b.RmsNorm(x, L.ffn_norm, 0.0f, eps_, n, d, h);
+    b.MatMul(L.w_gate, h, n, gate);
+    b.MatMul(L.w_up, h, n, up);
+    b.GeluMul(gate, up, size_t(n) * n_ff_);
+    b.MatMul(L.w_down, gate, n, h);
+    b.RmsNorm(h, L.post_ffn_norm, 0.0f, eps_, n, d, h);
+    b.Add(x, h, size_t(n) * d);
   }
   cache.Commit(n);
 
   const int first = all_logits ? 0 : n - 1;
   const int rows = n - first;
-  RmsNorm(&x[size_t(first) * d], output_norm_, 0.0f, eps_, rows, d, h);
-  MatMul(output_, h, rows, logits, pool);
-  if (final_softcap_ > 0) {
-    const size_t count = size_t(rows) * info_.n_vocab;
-    for (size_t i = 0; i < count; ++i)
-      logits[i] = final_softcap_ * std::tanh(logits[i] / final_softcap_);
-  }
+  const size_t count = size_t(rows) * info_.n_vocab;
+  float* out = b.OutputBuffer(logits, count);
+  b.RmsNorm(x + size_t(first) * d, output_norm_, 0.0f, eps_, rows, d, h);
+  b.MatMul(output_, h, rows, out);
+  if (final_softcap_ > 0) b.Softcap(out, final_softcap_, count);
+  b.OutputToHost(out, logits, count);
 }
 
 }  // namespace
 
-std::unique_ptr<Model> CreateGemma3(std::unique_ptr<GgufFile> file) {
-  return std::make_unique<Gemma3Model>(std::move(file));
+std::unique_ptr<Model> CreateGemma3(std::unique_ptr<GgufFile> file,
+                                    std::unique_ptr<backend::Backend> backend) {
+  return std::make_unique<Gemma3Model>(std::move(file), std::move(backend));
 }
 
 }  // namespace tqlm::model

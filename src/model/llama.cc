@@ -9,13 +9,10 @@
 #include <fmt/format.h>
 
 #include <cmath>
-#include <cstring>
 #include <unordered_set>
 #include <vector>
 
-#include "kernels/cpu/matmul.h"
-#include "kernels/cpu/ops.h"
-#include "kernels/cpu/thread_pool.h"
+#include "backend/backend.h"
 #include "model/block_scratch.h"
 #include "model/model.h"
 #include "model/weights.h"
@@ -35,7 +32,12 @@ struct LlamaLayer {
 
 class LlamaModel final : public Model {
  public:
-  explicit LlamaModel(std::unique_ptr<GgufFile> file) : Model(std::move(file)) { LoadWeights(); }
+  LlamaModel(std::unique_ptr<GgufFile> file, std::unique_ptr<backend::Backend> backend)
+      : Model(std::move(file), std::move(backend)) {
+    s_.Bind(*backend_);
+    batch_logits_.Bind(*backend_);
+    LoadWeights();
+  }
 
   void Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits, float* logits,
                kernels::ThreadPool& pool) override;
@@ -46,21 +48,24 @@ class LlamaModel final : public Model {
   void Reserve(int n);
   // s_.q, s_.k, s_.v of n tokens at positions s_.pos from the residual stream s_.x: RMSNorm,
   // projections, biases, QK-norm and RoPE.
-  void ProjectQkv(const LlamaLayer& L, int n, kernels::ThreadPool& pool);
+  void ProjectQkv(const LlamaLayer& L, int n);
   // The rest of the block once s_.att holds the attention output: Wo and the residual add,
   // then the feed-forward sub-layer and its residual add.
-  void FinishBlock(const LlamaLayer& L, int n, kernels::ThreadPool& pool);
+  void FinishBlock(const LlamaLayer& L, int n);
+  // Embeds the step's n tokens into s_.x and hands their positions to the backend.
+  void BeginStep(const int* tokens, int n);
 
   int n_head_ = 0, n_head_kv_ = 0, head_dim_ = 0, n_ff_ = 0, rot_dim_ = 0;
   float eps_ = 1e-5f;
   bool neox_rope_ = false;
-  std::vector<float> inv_freq_;
+  std::vector<float> inv_freq_host_;
+  const float* inv_freq_ = nullptr;
   kernels::WeightView tok_embd_, output_;
   const float* output_norm_ = nullptr;
   std::vector<LlamaLayer> layers_;
 
   BlockScratch s_;
-  std::vector<float> batch_logits_;  // ForwardBatch: all items' logits before scattering
+  backend::Array<float> batch_logits_;  // ForwardBatch: all items' logits before scattering
 };
 
 void LlamaModel::LoadWeights() {
@@ -87,22 +92,30 @@ void LlamaModel::LoadWeights() {
   neox_rope_ = arch == "qwen2" || arch == "qwen3";
 
   const float base = f.GetF32(key("rope.freq_base"), 10000.0f);
-  inv_freq_.resize(rot_dim_ / 2);
+  inv_freq_host_.resize(rot_dim_ / 2);
   // Llama 3 rope scaling ships as per-frequency divisors in rope_freqs.weight.
   const float* freq_factors = nullptr;
   if (const GgufTensor* rf = f.FindTensor("rope_freqs.weight"))
     freq_factors = F32Vector(*rf, rot_dim_ / 2);
   for (int i = 0; i < rot_dim_ / 2; ++i) {
-    inv_freq_[i] = float(std::pow(double(base), -2.0 * i / rot_dim_));
-    if (freq_factors) inv_freq_[i] /= freq_factors[i];
+    inv_freq_host_[i] = float(std::pow(double(base), -2.0 * i / rot_dim_));
+    if (freq_factors) inv_freq_host_[i] /= freq_factors[i];
   }
+  backend::Backend& b = *backend_;
+  inv_freq_ = b.UploadVector(inv_freq_host_.data(), inv_freq_host_.size());
+  auto matrix = [&](const GgufTensor& t, int64_t cols, int64_t rows) {
+    return b.UploadMatrix(Matrix(t, cols, rows));
+  };
+  auto vec = [&](const GgufTensor& t, int64_t len) {
+    return b.UploadVector(F32Vector(t, len), size_t(len));
+  };
 
   const int d = info_.n_embd, q_dim = n_head_ * head_dim_, kv_dim = n_head_kv_ * head_dim_;
-  tok_embd_ = Matrix(f.GetTensor("token_embd.weight"), d, -1);
+  tok_embd_ = matrix(f.GetTensor("token_embd.weight"), d, -1);
   info_.n_vocab = int(tok_embd_.rows);
-  output_norm_ = F32Vector(f.GetTensor("output_norm.weight"), d);
+  output_norm_ = vec(f.GetTensor("output_norm.weight"), d);
   const GgufTensor* out = f.FindTensor("output.weight");
-  output_ = out ? Matrix(*out, d, info_.n_vocab) : tok_embd_;  // tied embeddings
+  output_ = out ? matrix(*out, d, info_.n_vocab) : tok_embd_;  // tied embeddings
 
   layers_.resize(info_.n_layer);
   for (int l = 0; l < info_.n_layer; ++l) {
@@ -110,26 +123,26 @@ void LlamaModel::LoadWeights() {
       return f.GetTensor(fmt::format("blk.{}.{}", l, name));
     };
     auto bias = [&](const char* name, int len) -> const float* {
-      const GgufTensor* b = f.FindTensor(fmt::format("blk.{}.{}", l, name));
-      return b ? F32Vector(*b, len) : nullptr;
+      const GgufTensor* t = f.FindTensor(fmt::format("blk.{}.{}", l, name));
+      return t ? vec(*t, len) : nullptr;
     };
     LlamaLayer& L = layers_[l];
-    L.attn_norm = F32Vector(t("attn_norm.weight"), d);
-    L.wq = Matrix(t("attn_q.weight"), d, q_dim);
-    L.wk = Matrix(t("attn_k.weight"), d, kv_dim);
-    L.wv = Matrix(t("attn_v.weight"), d, kv_dim);
-    L.wo = Matrix(t("attn_output.weight"), q_dim, d);
+    L.attn_norm = vec(t("attn_norm.weight"), d);
+    L.wq = matrix(t("attn_q.weight"), d, q_dim);
+    L.wk = matrix(t("attn_k.weight"), d, kv_dim);
+    L.wv = matrix(t("attn_v.weight"), d, kv_dim);
+    L.wo = matrix(t("attn_output.weight"), q_dim, d);
     L.bq = bias("attn_q.bias", q_dim);
     L.bk = bias("attn_k.bias", kv_dim);
     L.bv = bias("attn_v.bias", kv_dim);
     if (arch == "qwen3") {
-      L.q_norm = F32Vector(t("attn_q_norm.weight"), head_dim_);
-      L.k_norm = F32Vector(t("attn_k_norm.weight"), head_dim_);
+      L.q_norm = vec(t("attn_q_norm.weight"), head_dim_);
+      L.k_norm = vec(t("attn_k_norm.weight"), head_dim_);
     }
-    L.ffn_norm = F32Vector(t("ffn_norm.weight"), d);
-    L.w_gate = Matrix(t("ffn_gate.weight"), d, n_ff_);
-    L.w_up = Matrix(t("ffn_up.weight"), d, n_ff_);
-    L.w_down = Matrix(t("ffn_down.weight"), n_ff_, d);
+    L.ffn_norm = vec(t("ffn_norm.weight"), d);
+    L.w_gate = matrix(t("ffn_gate.weight"), d, n_ff_);
+    L.w_up = matrix(t("ffn_up.weight"), d, n_ff_);
+    L.w_down = matrix(t("ffn_down.weight"), n_ff_, d);
   }
 
   info_.layers.assign(info_.n_layer, kv::LayerGeometry{n_head_, n_head_kv_, head_dim_, 0});
@@ -141,109 +154,116 @@ void LlamaModel::Reserve(int n) {
   s_.Reserve(n, info_.n_embd, n_head_ * head_dim_, n_head_kv_ * head_dim_, n_ff_);
 }
 
-void LlamaModel::ProjectQkv(const LlamaLayer& L, int n, kernels::ThreadPool& pool) {
-  using namespace kernels;
+void LlamaModel::ProjectQkv(const LlamaLayer& L, int n) {
+  backend::Backend& b = *backend_;
   const int qd = n_head_ * head_dim_, kvd = n_head_kv_ * head_dim_;
-  RmsNorm(s_.x.data(), L.attn_norm, 0.0f, eps_, n, info_.n_embd, s_.h.data());
-  MatMul(L.wq, s_.h.data(), n, s_.q.data(), pool);
-  MatMul(L.wk, s_.h.data(), n, s_.k.data(), pool);
-  MatMul(L.wv, s_.h.data(), n, s_.v.data(), pool);
-  if (L.bq) AddRows(s_.q.data(), L.bq, n, qd);
-  if (L.bk) AddRows(s_.k.data(), L.bk, n, kvd);
-  if (L.bv) AddRows(s_.v.data(), L.bv, n, kvd);
-  if (L.q_norm) RmsNorm(s_.q.data(), L.q_norm, 0.0f, eps_, n * n_head_, head_dim_, s_.q.data());
+  b.RmsNorm(s_.x.data(), L.attn_norm, 0.0f, eps_, n, info_.n_embd, s_.h.data());
+  b.MatMul(L.wq, s_.h.data(), n, s_.q.data());
+  b.MatMul(L.wk, s_.h.data(), n, s_.k.data());
+  b.MatMul(L.wv, s_.h.data(), n, s_.v.data());
+  if (L.bq) b.AddRows(s_.q.data(), L.bq, n, qd);
+  if (L.bk) b.AddRows(s_.k.data(), L.bk, n, kvd);
+  if (L.bv) b.AddRows(s_.v.data(), L.bv, n, kvd);
+  if (L.q_norm) b.RmsNorm(s_.q.data(), L.q_norm, 0.0f, eps_, n * n_head_, head_dim_, s_.q.data());
   if (L.k_norm)
-    RmsNorm(s_.k.data(), L.k_norm, 0.0f, eps_, n * n_head_kv_, head_dim_, s_.k.data());
-  Rope(s_.q.data(), n, n_head_, head_dim_, rot_dim_, s_.pos.data(), inv_freq_.data(), neox_rope_);
-  Rope(s_.k.data(), n, n_head_kv_, head_dim_, rot_dim_, s_.pos.data(), inv_freq_.data(),
-       neox_rope_);
+    b.RmsNorm(s_.k.data(), L.k_norm, 0.0f, eps_, n * n_head_kv_, head_dim_, s_.k.data());
+  b.Rope(s_.q.data(), n, n_head_, head_dim_, rot_dim_, inv_freq_, neox_rope_);
+  b.Rope(s_.k.data(), n, n_head_kv_, head_dim_, rot_dim_, inv_freq_, neox_rope_);
 }
 
-void LlamaModel::FinishBlock(const LlamaLayer& L, int n, kernels::ThreadPool& pool) {
-  using namespace kernels;
+void LlamaModel::FinishBlock(const LlamaLayer& L, int n) {
+  backend::Backend& b = *backend_;
   const int d = info_.n_embd;
-  MatMul(L.wo, s_.att.data(), n, s_.h.data(), pool);
-  Add(s_.x.data(), s_.h.data(), size_t(n) * d);
+  b.MatMul(L.wo, s_.att.data(), n, s_.h.data());
+  b.Add(s_.x.data(), s_.h.data(), size_t(n) * d);
   // Feed-forward (SwiGLU).
-  RmsNorm(s_.x.data(), L.ffn_norm, 0.0f, eps_, n, d, s_.h.data());
-  MatMul(L.w_gate, s_.h.data(), n, s_.gate.data(), pool);
-  MatMul(L.w_up, s_.h.data(), n, s_.up.data(), pool);
-  SiluMul(s_.gate.data(), s_.up.data(), size_t(n) * n_ff_);
-  MatMul(L.w_down, s_.gate.data(), n, s_.h.data(), pool);
-  Add(s_.x.data(), s_.h.data(), size_t(n) * d);
+  b.RmsNorm(s_.x.data(), L.ffn_norm, 0.0f, eps_, n, d, s_.h.data());
+  b.MatMul(L.w_gate, s_.h.data(), n, s_.gate.data());
+  b.MatMul(L.w_up, s_.h.data(), n, s_.up.data());
+  b.SiluMul(s_.gate.data(), s_.up.data(), size_t(n) * n_ff_);
+  b.MatMul(L.w_down, s_.gate.data(), n, s_.h.data());
+  b.Add(s_.x.data(), s_.h.data(), size_t(n) * d);
+}
+
+void LlamaModel::BeginStep(const int* tokens, int n) {
+  Reserve(n);
+  backend_->Embed(tok_embd_, tokens, n, 1.0f, s_.x.data());
+  backend_->SetPositions(s_.pos.data(), n);
 }
 
 void LlamaModel::Forward(const int* tokens, int n, kv::KvCache& cache, bool all_logits,
                          float* logits, kernels::ThreadPool& pool) {
-  using namespace kernels;
   if (n <= 0) return;
-  Reserve(n);
+  backend::StepScope scope(*backend_, pool);
+  backend::Backend& b = *backend_;
   const int d = info_.n_embd;
+  Reserve(n);
   const int pos0 = cache.n_tokens();
-  for (int t = 0; t < n; ++t) {
-    EmbedToken(tok_embd_, info_.n_vocab, tokens[t], &s_.x[size_t(t) * d]);
-    s_.pos[t] = pos0 + t;
-  }
+  for (int t = 0; t < n; ++t) s_.pos[t] = pos0 + t;
+  BeginStep(tokens, n);
 
   for (int l = 0; l < info_.n_layer; ++l) {
     const LlamaLayer& L = layers_[l];
-    ProjectQkv(L, n, pool);
-    cache.Append(l, s_.k.data(), s_.v.data(), n);
-    cache.Attend(l, s_.q.data(), n, s_.att.data(), pool);
-    FinishBlock(L, n, pool);
+    ProjectQkv(L, n);
+    b.AppendAttend(cache, l, s_.k.data(), s_.v.data(), s_.q.data(), n, s_.att.data());
+    FinishBlock(L, n);
   }
   cache.Commit(n);
 
   const int first = all_logits ? 0 : n - 1;
   const int rows = n - first;
-  RmsNorm(&s_.x[size_t(first) * d], output_norm_, 0.0f, eps_, rows, d, s_.h.data());
-  MatMul(output_, s_.h.data(), rows, logits, pool);
+  const size_t count = size_t(rows) * info_.n_vocab;
+  float* out = b.OutputBuffer(logits, count);
+  b.RmsNorm(s_.x.data() + size_t(first) * d, output_norm_, 0.0f, eps_, rows, d, s_.h.data());
+  b.MatMul(output_, s_.h.data(), rows, out);
+  b.OutputToHost(out, logits, count);
 }
 
 // The same block as Forward with one token per sequence: every matmul runs once over the n
 // sequences' tokens (a matrix-matrix product that reads each weight block once), and only RoPE
-// positions and attention differ per sequence (each against its own cache).
+// positions and attention differ per sequence (each against its own cache; the backend may
+// attend all of them in one launch).
 void LlamaModel::ForwardBatch(std::span<const BatchItem> items, kernels::ThreadPool& pool) {
-  using namespace kernels;
   const int n = int(items.size());
   if (n == 0) return;
   std::unordered_set<const kv::KvCache*> seen;
-  for (const BatchItem& it : items) {
-    if (!seen.insert(&it.cache).second)
-      throw Error("ForwardBatch: the same KV cache appears twice in one batch");
-    CheckTokenId(it.token, info_.n_vocab);  // before any cache is touched
-  }
-  Reserve(n);
-  const int d = info_.n_embd, qd = n_head_ * head_dim_, kvd = n_head_kv_ * head_dim_;
+  std::vector<int> tokens(n);
+  std::vector<kv::KvCache*> caches(n);
   for (int t = 0; t < n; ++t) {
-    EmbedToken(tok_embd_, info_.n_vocab, items[t].token, &s_.x[size_t(t) * d]);
-    s_.pos[t] = items[t].cache.n_tokens();
+    if (!seen.insert(&items[t].cache).second)
+      throw Error("ForwardBatch: the same KV cache appears twice in one batch");
+    tokens[t] = items[t].token;
+    caches[t] = &items[t].cache;
   }
+  backend::StepScope scope(*backend_, pool);
+  backend::Backend& b = *backend_;
+  Reserve(n);
+  for (int t = 0; t < n; ++t) s_.pos[t] = items[t].cache.n_tokens();
+  BeginStep(tokens.data(), n);  // checks every token id before any cache is touched
+  const int d = info_.n_embd, qd = n_head_ * head_dim_, kvd = n_head_kv_ * head_dim_;
 
   for (int l = 0; l < info_.n_layer; ++l) {
     const LlamaLayer& L = layers_[l];
-    ProjectQkv(L, n, pool);
-    for (int t = 0; t < n; ++t) {
-      kv::KvCache& cache = items[t].cache;
-      cache.Append(l, &s_.k[size_t(t) * kvd], &s_.v[size_t(t) * kvd], 1);
-      cache.Attend(l, &s_.q[size_t(t) * qd], 1, &s_.att[size_t(t) * qd], pool);
-    }
-    FinishBlock(L, n, pool);
+    ProjectQkv(L, n);
+    b.AppendAttendBatch(caches, l, s_.k.data(), s_.v.data(), kvd, s_.q.data(), qd,
+                        s_.att.data());
+    FinishBlock(L, n);
   }
   for (const BatchItem& it : items) it.cache.Commit(1);
 
   const size_t nv = size_t(info_.n_vocab);
-  batch_logits_.resize(size_t(n) * nv);
-  RmsNorm(s_.x.data(), output_norm_, 0.0f, eps_, n, d, s_.h.data());
-  MatMul(output_, s_.h.data(), n, batch_logits_.data(), pool);
+  batch_logits_.Reserve(size_t(n) * nv);
+  b.RmsNorm(s_.x.data(), output_norm_, 0.0f, eps_, n, d, s_.h.data());
+  b.MatMul(output_, s_.h.data(), n, batch_logits_.data());
   for (int t = 0; t < n; ++t)
-    std::memcpy(items[t].logits, &batch_logits_[size_t(t) * nv], nv * sizeof(float));
+    b.OutputToHost(batch_logits_.data() + size_t(t) * nv, items[t].logits, nv);
 }
 
 }  // namespace
 
-std::unique_ptr<Model> CreateLlamaFamily(std::unique_ptr<GgufFile> file) {
-  return std::make_unique<LlamaModel>(std::move(file));
+std::unique_ptr<Model> CreateLlamaFamily(std::unique_ptr<GgufFile> file,
+                                         std::unique_ptr<backend::Backend> backend) {
+  return std::make_unique<LlamaModel>(std::move(file), std::move(backend));
 }
 
 }  // namespace tqlm::model

@@ -8,7 +8,8 @@
 
 namespace tqlm::model {
 namespace {
-using Factory = std::unique_ptr<Model> (*)(std::unique_ptr<GgufFile>);
+using Factory = std::unique_ptr<Model> (*)(std::unique_ptr<GgufFile>,
+                                           std::unique_ptr<backend::Backend>);
 const std::map<std::string, Factory>& Registry() {
   static const std::map<std::string, Factory> registry = {
       {"gemma3", CreateGemma3},
@@ -21,7 +22,8 @@ const std::map<std::string, Factory>& Registry() {
 }
 }  // namespace
 
-std::unique_ptr<Model> Model::Load(const std::string& path, const ProgressFn& progress) {
+std::unique_ptr<Model> Model::Load(const std::string& path, const ProgressFn& progress,
+                                   backend::Device device) {
   auto file = GgufFile::Open(path);
   const std::string arch = file->GetString("general.architecture");
   auto it = Registry().find(arch);
@@ -30,9 +32,18 @@ std::unique_ptr<Model> Model::Load(const std::string& path, const ProgressFn& pr
     for (const auto& [name, _] : Registry()) known += (known.empty() ? "" : ", ") + name;
     throw Error(fmt::format("{}: unsupported architecture '{}' (supported: {})", path, arch, known));
   }
-  // Touch the weights once so the load cost is paid (and shown) here, not in the first token.
   size_t total = 0;
   for (const auto& t : file->tensors()) total += t.nbytes;
+  auto backend = backend::Backend::Create(device);
+  if (device != backend::Device::kCpu) {
+    // Weights are copied to the device as the family loads them; room for all of them is
+    // taken first, so a model that does not fit fails here with nothing half-loaded.
+    backend->ReserveWeights(total);
+    auto model = it->second(std::move(file), std::move(backend));
+    if (progress) progress(total, total);
+    return model;
+  }
+  // Touch the weights once so the load cost is paid (and shown) here, not in the first token.
   size_t done = 0;
   volatile uint8_t sink = 0;
   for (const auto& t : file->tensors()) {
@@ -41,7 +52,7 @@ std::unique_ptr<Model> Model::Load(const std::string& path, const ProgressFn& pr
     done += t.nbytes;
     if (progress) progress(done, total);
   }
-  return it->second(std::move(file));
+  return it->second(std::move(file), std::move(backend));
 }
 
 void Model::ForwardBatch(std::span<const BatchItem> items, kernels::ThreadPool& pool) {

@@ -1,5 +1,6 @@
-// A loaded model: architecture-specific forward pass over GGUF weights. The runtime owns the
-// KV cache and the thread pool and hands them in; the model owns only weights and scratch.
+// A loaded model: architecture-specific forward pass over GGUF weights, run by a backend (CPU or
+// CUDA, backend/backend.h) that holds the weights and activations. The runtime owns the KV cache
+// (made by CreateCache, in the backend's memory) and the thread pool and hands them in.
 #pragma once
 
 #include <functional>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "kv/kv_cache.h"
 #include "model/gguf.h"
 
@@ -44,11 +46,20 @@ class Model {
  public:
   // Opens `path` and builds the model for its general.architecture. Throws tqlm::Error for
   // unsupported architectures or missing/ill-shaped tensors.
-  static std::unique_ptr<Model> Load(const std::string& path, const ProgressFn& progress = {});
+  // The weights go to `device`'s memory; a model that does not fit there is a tqlm::Error
+  // naming the bytes needed, thrown before anything is loaded.
+  static std::unique_ptr<Model> Load(const std::string& path, const ProgressFn& progress = {},
+                                     backend::Device device = backend::Device::kCpu);
   virtual ~Model() = default;
 
   const ModelInfo& info() const { return info_; }
   const GgufFile& file() const { return *file_; }
+  backend::Backend& backend() const { return *backend_; }
+
+  // A KV cache in the backend's memory, the kind Forward and ForwardBatch take.
+  std::unique_ptr<kv::KvCache> CreateCache(const kv::KvCacheConfig& config) const {
+    return backend_->CreateCache(config);
+  }
 
   // Runs n tokens at positions [cache.n_tokens(), cache.n_tokens() + n), appending their K/V
   // to `cache` and committing them. Writes logits [n][n_vocab] when all_logits, else only the
@@ -63,14 +74,19 @@ class Model {
   virtual void ForwardBatch(std::span<const BatchItem> items, kernels::ThreadPool& pool);
 
  protected:
-  explicit Model(std::unique_ptr<GgufFile> file) : file_(std::move(file)) {}
+  Model(std::unique_ptr<GgufFile> file, std::unique_ptr<backend::Backend> backend)
+      : file_(std::move(file)), backend_(std::move(backend)) {}
+  // Declared before backend_: the CPU backend points into the file's mapping.
   std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<backend::Backend> backend_;
   ModelInfo info_;
 };
 
 // One factory per architecture family (each in its own file); Model::Load dispatches on
 // general.architecture through the table in model.cc.
-std::unique_ptr<Model> CreateLlamaFamily(std::unique_ptr<GgufFile> file);
-std::unique_ptr<Model> CreateGemma3(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> CreateLlamaFamily(std::unique_ptr<GgufFile> file,
+                                         std::unique_ptr<backend::Backend> backend);
+std::unique_ptr<Model> CreateGemma3(std::unique_ptr<GgufFile> file,
+                                    std::unique_ptr<backend::Backend> backend);
 
 }  // namespace tqlm::model

@@ -231,7 +231,7 @@ void Scheduler::Admit(Pending pending) {
     } else {
       const ResolvedKv kv = ResolveKvPolicy(options_.kv, model_.info().layers, int(prompt.size()),
                                             s.req.tools_head_tokens);
-      s.cache = kv::KvCache::Create(MakeKvCacheConfig(model_.info(), kv, n_ctx_));
+      s.cache = model_.CreateCache(MakeKvCacheConfig(model_.info(), kv, n_ctx_));
     }
     s.fed.assign(prompt.begin(), prompt.begin() + hit.tokens);
     s.prompt_done = size_t(hit.tokens);

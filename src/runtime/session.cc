@@ -23,7 +23,7 @@ Session::Session(model::Model& model, const SessionOptions& options)
 
 void Session::CreateCache(int prompt_tokens) {
   const ResolvedKv kv = ResolveKvPolicy(policy_, model_.info().layers, prompt_tokens, tools_head_);
-  cache_ = kv::KvCache::Create(MakeKvCacheConfig(model_.info(), kv, n_ctx_));
+  cache_ = model_.CreateCache(MakeKvCacheConfig(model_.info(), kv, n_ctx_));
 }
 
 void Session::SetToolsHead(int tokens) {
