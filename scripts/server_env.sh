@@ -8,7 +8,7 @@
 set -euo pipefail
 CACHE="${TQLM_CACHE:-$HOME/.cache/tqlm}"
 VENV="$CACHE/venv-server"
-PINS=(openai==3.51.0)
+PINS=(openai==3.51.0 websocket-client==1.9.2)
 STAMP="$VENV/.tqlm-pins"
 WANT="${PINS[*]}"
 

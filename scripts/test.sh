@@ -15,5 +15,11 @@ else
   scripts/fetch_data.sh --extra > /dev/null
 fi
 scripts/server_env.sh > /dev/null
+# Headless Chromium for the chat page test (Debian's package; the test skips without it).
+if ! command -v chromium > /dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -qq --no-install-recommends chromium > /dev/null ||
+    echo "[test] could not install chromium: the chat page test will skip" >&2
+fi
 BUILD_DIR="$BUILD_DIR" scripts/build.sh "$@"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" --timeout 600

@@ -80,6 +80,7 @@ struct Scheduler::Slot {
   bool has_logits = false;  // logits hold the distribution of the next token
   int next_token = -1;      // sampled, to be run in the next decode step
   std::unique_ptr<TokenStream> out;  // sampling, stop strings, limit (shared with Generate)
+  Clock::time_point first_token{};   // when the first token was sampled (decode timing)
 };
 
 Scheduler::Scheduler(model::Model& model, const tokenizer::Tokenizer& tokenizer,
@@ -293,6 +294,7 @@ void Scheduler::SampleAll(std::vector<Slot*>& continuing) {
     }
     const TokenStream::Step step = s.out->Next(s.logits, s.fed);
     ++work_.generated_tokens;
+    if (s.out->generated() == 1) s.first_token = Clock::now();
     if (!step.text.empty() || step.logprob) {
       StreamEvent ev = TextEvent(StreamEvent::Kind::kText, step.text);
       if (step.logprob) ev.logprobs.push_back(std::move(*step.logprob));
@@ -338,6 +340,12 @@ void Scheduler::Finish(Slot& s, const std::string& reason) {
   done.prompt_tokens = int(s.req.prompt.size());
   done.cached_tokens = s.cached_tokens;
   done.completion_tokens = s.out->generated();
+  if (s.cache) {
+    const kv::KvMemoryStats m = s.cache->MemoryStats();
+    done.kv_bytes = m.bytes_used;
+    done.kv_bytes_f16 = m.bytes_f16;
+  }
+  if (s.out->generated() > 1) done.decode_seconds = Seconds(s.first_token);
   ++work_.requests_finished;
   End(s, std::move(done));
 }

@@ -63,6 +63,8 @@ struct StreamEvent {
   int prompt_tokens = 0;      // kDone
   int cached_tokens = 0;      // kDone: prompt tokens reused from the prompt cache
   int completion_tokens = 0;  // kDone
+  size_t kv_bytes = 0, kv_bytes_f16 = 0;  // kDone: the sequence's KV cache, and as plain f16
+  double decode_seconds = 0;  // kDone: from the first sampled token to the last
   bool unavailable = false;   // kError: refused by a shutdown, not a failure of the request
 };
 

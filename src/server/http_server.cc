@@ -7,6 +7,7 @@
 #include <ctime>
 #include <random>
 
+#include "server/chat_page.h"
 #include "server/client_socket.h"
 #include "server/openai_json.h"
 #include "server/tool_choice.h"
@@ -169,7 +170,12 @@ Collected Collect(runtime::RequestStream& stream, const ClientSocket& client, Re
 }
 
 Usage UsageOf(const StreamEvent& done) {
-  return {done.prompt_tokens, done.completion_tokens, done.cached_tokens};
+  Usage u{done.prompt_tokens, done.completion_tokens, done.cached_tokens};
+  u.kv_bytes = done.kv_bytes;
+  u.kv_bytes_f16 = done.kv_bytes_f16;
+  if (done.decode_seconds > 0)
+    u.decode_tokens_per_s = (done.completion_tokens - 1) / done.decode_seconds;
+  return u;
 }
 
 std::vector<LogprobToken> LogprobTokens(const tokenizer::Tokenizer& tok,
@@ -279,6 +285,9 @@ void HttpServer::Routes() {
     Handle("/v1/models", req, res, [&] {
       res.set_content(Dump(ModelList({options_.model_id}, created_)), "application/json");
     });
+  });
+  http_->Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(kChatPage, "text/html; charset=utf-8");
   });
   http_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     if (shutting_down_) {

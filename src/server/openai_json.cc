@@ -19,6 +19,16 @@ Json UsageJson(const Usage& u) {
 }
 
 namespace {
+// Sets j["usage"] and, when the request's figures are known, j["tqlm"].
+void PutUsage(Json& j, const Usage& u) {
+  j["usage"] = UsageJson(u);
+  if (u.kv_bytes_f16 > 0) {
+    j["tqlm"] = {{"kv_cache_bytes", u.kv_bytes},
+                 {"kv_cache_bytes_f16", u.kv_bytes_f16},
+                 {"decode_tokens_per_s", u.decode_tokens_per_s}};
+  }
+}
+
 Json Header(const ResponseMeta& meta, const char* object) {
   return {{"id", meta.id}, {"object", object}, {"created", meta.created}, {"model", meta.model}};
 }
@@ -41,7 +51,7 @@ Json ChatCompletion(const ResponseMeta& meta, const std::string& content,
   j["choices"] = Json::array(
       {{{"index", 0}, {"message", std::move(message)}, {"logprobs", nullptr},
         {"finish_reason", finish_reason}}});
-  j["usage"] = UsageJson(usage);
+  PutUsage(j, usage);
   return j;
 }
 
@@ -71,7 +81,7 @@ Json ToolCallDelta(int index, const std::string& id, const std::string& name,
 Json ChatUsageChunk(const ResponseMeta& meta, const Usage& usage) {
   Json j = Header(meta, "chat.completion.chunk");
   j["choices"] = Json::array();
-  j["usage"] = UsageJson(usage);
+  PutUsage(j, usage);
   return j;
 }
 
@@ -80,7 +90,7 @@ Json TextCompletion(const ResponseMeta& meta, const std::string& text,
   Json j = Header(meta, "text_completion");
   j["choices"] = Json::array({{{"index", 0}, {"text", text}, {"logprobs", nullptr},
                                {"finish_reason", finish_reason}}});
-  j["usage"] = UsageJson(usage);
+  PutUsage(j, usage);
   return j;
 }
 
@@ -95,7 +105,7 @@ Json TextChunk(const ResponseMeta& meta, const std::string& text,
 Json TextUsageChunk(const ResponseMeta& meta, const Usage& usage) {
   Json j = Header(meta, "text_completion");
   j["choices"] = Json::array();
-  j["usage"] = UsageJson(usage);
+  PutUsage(j, usage);
   return j;
 }
 

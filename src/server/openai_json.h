@@ -23,6 +23,10 @@ struct Usage {
   int prompt_tokens = 0;
   int completion_tokens = 0;
   int cached_tokens = 0;  // prompt tokens served from the prompt cache
+  // tqlm's own figures, as "tqlm": {...} beside "usage" (clients ignore unknown fields): the
+  // request's KV cache at its end against the same tokens in f16, and its decode rate.
+  size_t kv_bytes = 0, kv_bytes_f16 = 0;
+  double decode_tokens_per_s = 0;
 };
 
 // Identifies one response: all chunks of a stream share it.

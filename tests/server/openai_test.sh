@@ -48,6 +48,11 @@ start_server smol -m "$MODEL" -c 512 --parallel 2 --api-key test-key "${KV[@]}" 
 TQLM_SERVER_URL="http://127.0.0.1:$port" TQLM_API_KEY=test-key TQLM_EXPECT_CHAT="$expect" \
   "$PY" "$HERE/test_openai.py" -v || fail=1
 
+# The browser chat page at /, in a real headless Chromium (skips only without Chromium).
+"$PY" "$HERE/test_web_page.py" "http://127.0.0.1:$port" test-key
+rc=$?
+if [ $rc -eq 77 ]; then echo "skip chat page: no chromium"; elif [ $rc -ne 0 ]; then fail=1; fi
+
 # Graceful shutdown: SIGTERM ends the server with exit code 0.
 kill -TERM "$server_pid"
 wait "$server_pid"; rc=$?
