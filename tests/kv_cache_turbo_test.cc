@@ -69,9 +69,8 @@ TEST_P(KvCacheTurbo, EqualsAttentionOverDecodedValues) {
     std::vector<float> out(q.size()), want(q.size());
     cache->Append(0, k.data(), v.data(), n);
     cache->Attend(0, q.data(), n, out.data(), pool);
-    // What the cache holds now: sinks and raw tokens as f16, compressed blocks decoded.
-    int n_comp = 0;
-    while (T - S - n_comp * 64 >= 64 + R) ++n_comp;
+    // What the query at position p reads: sinks and raw tokens as f16, and main block b decoded
+    // from its compressed form once p >= end_b + R (end_b = S + 64 (b + 1)).
     std::vector<float> ek(all_k.size()), ev(all_v.size());
     for (size_t i = 0; i < ek.size(); ++i) {
       ek[i] = RoundF16(all_k[i]);
@@ -79,29 +78,34 @@ TEST_P(KvCacheTurbo, EqualsAttentionOverDecodedValues) {
     }
     std::vector<uint8_t> kb(kf->block_bytes()), vb(vf->block_bytes());
     std::vector<float> dec(64 * d);
-    for (int b = 0; b < n_comp; ++b) {
-      for (int h = 0; h < G; ++h) {
-        const size_t base = size_t(S + 64 * b) * row + size_t(h) * d;
-        kf->Encode(ek.data() + base, row, 0, 64, kb.data());  // the cache encodes its f16 rows
-        kf->Decode(kb.data(), 0, 64, dec.data());
-        for (int t = 0; t < 64; ++t) std::copy_n(&dec[t * d], d, &ek[base + t * row]);
-        vf->Encode(ev.data() + base, row, 0, 64, vb.data());
-        vf->Decode(vb.data(), 0, 64, dec.data());
-        for (int t = 0; t < 64; ++t) std::copy_n(&dec[t * d], d, &ev[base + t * row]);
+    int n_comp = 0;  // blocks of ek/ev replaced by their decoded form so far
+    for (int i = 0; i < n; ++i) {
+      const int p = T + i;
+      for (; p >= S + 64 * (n_comp + 1) + R; ++n_comp) {
+        for (int h = 0; h < G; ++h) {
+          const size_t base = size_t(S + 64 * n_comp) * row + size_t(h) * d;
+          kf->Encode(ek.data() + base, row, 0, 64, kb.data());  // the cache encodes f16 rows
+          kf->Decode(kb.data(), 0, 64, dec.data());
+          for (int t = 0; t < 64; ++t) std::copy_n(&dec[t * d], d, &ek[base + t * row]);
+          vf->Encode(ev.data() + base, row, 0, 64, vb.data());
+          vf->Decode(vb.data(), 0, 64, dec.data());
+          for (int t = 0; t < 64; ++t) std::copy_n(&dec[t * d], d, &ev[base + t * row]);
+        }
       }
+      testing::ReferenceKvCache ref(c);
+      if (p > 0) {
+        ref.Append(0, ek.data(), ev.data(), p);
+        ref.Commit(p);
+      }
+      ref.Append(0, ek.data() + size_t(p) * row, ev.data() + size_t(p) * row, 1);
+      ref.Attend(0, q.data() + size_t(i) * H * d, 1, want.data() + size_t(i) * H * d, pool);
     }
-    testing::ReferenceKvCache ref(c);
-    if (T > 0) {
-      ref.Append(0, ek.data(), ev.data(), T);
-      ref.Commit(T);
-    }
-    ref.Append(0, ek.data() + T * row, ev.data() + T * row, n);
-    ref.Attend(0, q.data(), n, want.data(), pool);
     cache->Commit(n);
     return RelErr(out, want);
   };
-  double worst = step(300);  // prefill: no block compressed yet (all committed tokens are new)
-  EXPECT_LT(worst, 1e-3);
+  // A prefill whose later queries already read blocks [4, 68) .. compressed (from position
+  // 84 on), as decoding them one by one would.
+  double worst = step(300);
   for (int i = 0; i < 3; ++i) worst = std::max(worst, step(1));
   worst = std::max(worst, step(40));
   worst = std::max(worst, step(1));
@@ -113,7 +117,7 @@ TEST_P(KvCacheTurbo, EqualsAttentionOverDecodedValues) {
   const double raw = 2.0 * d * 2 * G;  // K + V f16 per token
   const double comp = double(kf->block_bytes() + vf->block_bytes()) * G / 64;
   int nc = 0;  // compressed blocks as of the last Append (T - 1 tokens committed then)
-  while ((T - 1) - S - nc * 64 >= 64 + R) ++nc;
+  while ((T - 1) - S - nc * 64 >= 64 + R) ++nc;  // (pending copies are not counted as used)
   const double want_bytes = (T - 64.0 * nc) * raw + 64.0 * nc * comp;
   EXPECT_NEAR(double(s.bytes_used), want_bytes, want_bytes * 0.01);
   EXPECT_EQ(s.bytes_f16, size_t(T) * G * d * 2 * 2);
@@ -176,30 +180,46 @@ TEST(KvCacheTurboCentering, SharedKeyOffsetDoesNotCostAccuracy) {
   EXPECT_LT(plain, 0.2447 * 1.25);
 }
 
-// Prefix reuse must not cut a compressed block (its tokens would be quantized twice).
+// Prefix reuse must leave the cache as an uninterrupted run of that length holds it: no
+// compressed block cut (its tokens would be quantized twice), and with a recent buffer no block
+// compressed that the run would still hold raw.
 TEST(KvCacheTurboTruncation, LosslessPointIsTheStartOfACutCompressedBlock) {
-  const int H = 4, G = 2, d = 64, S = 4, R = 16;
+  const int H = 4, G = 2, d = 64, S = 4;
   KvCacheConfig c;
   c.layers = {LayerGeometry{H, G, d, 0}};
   c.k_types = {KvType::Parse("tq4")};
   c.v_types = {KvType::Parse("tq3")};
   c.max_tokens = 512;
   c.sink_tokens = S;
-  c.recent_tokens = R;
-  auto cache = KvCache::Create(c);
   kernels::ThreadPool pool(1);
   std::vector<float> kv(size_t(200) * G * d, 0.5f), q(size_t(200) * H * d, 0.1f);
-  for (int n : {200, 100}) {  // the second Append compresses [4, 68) and [68, 132)
-    cache->Append(0, kv.data(), kv.data(), n);
-    cache->Attend(0, q.data(), n, q.data(), pool);
-    cache->Commit(n);
-  }
+  auto filled = [&](int recent) {
+    c.recent_tokens = recent;
+    auto cache = KvCache::Create(c);
+    // The second Append compresses [4, 68), [68, 132) and (recent 0) [132, 196).
+    for (int n : {200, 100}) {
+      cache->Append(0, kv.data(), kv.data(), n);
+      cache->Attend(0, q.data(), n, q.data(), pool);
+      cache->Commit(n);
+    }
+    return cache;
+  };
+  auto cache = filled(0);
   EXPECT_EQ(cache->LosslessTruncationPoint(100), 68);
   EXPECT_EQ(cache->LosslessTruncationPoint(131), 68);
   EXPECT_EQ(cache->LosslessTruncationPoint(132), 132);  // a block boundary
-  EXPECT_EQ(cache->LosslessTruncationPoint(150), 150);  // inside a raw block
+  EXPECT_EQ(cache->LosslessTruncationPoint(150), 132);
+  EXPECT_EQ(cache->LosslessTruncationPoint(200), 200);  // past the compressed blocks
   EXPECT_EQ(cache->LosslessTruncationPoint(3), 3);      // sinks
   EXPECT_EQ(cache->LosslessTruncationPoint(1000), 300);
+  // Recent buffer 16: at length m a run holds [68, 132) raw until m = 148, so between the
+  // sinks and 148 no point keeps the compressed blocks exactly.
+  cache = filled(16);
+  EXPECT_EQ(cache->LosslessTruncationPoint(100), 4);
+  EXPECT_EQ(cache->LosslessTruncationPoint(132), 4);
+  EXPECT_EQ(cache->LosslessTruncationPoint(147), 4);
+  EXPECT_EQ(cache->LosslessTruncationPoint(148), 148);
+  EXPECT_EQ(cache->LosslessTruncationPoint(3), 3);
   c.k_types = c.v_types = {KvType::Parse("f16")};
   auto plain = KvCache::Create(c);
   EXPECT_EQ(plain->LosslessTruncationPoint(0), 0);

@@ -64,11 +64,15 @@ class PlainFormat final : public BlockFormat {
   size_t Index(int t, int j) const {
     return transposed_ ? size_t(j) * kBlockTokens + t : size_t(t) * dim_ + j;
   }
+  // Finite values past f16's range saturate to +-65504 instead of becoming infinite: the
+  // attention kernels rely on stored values being finite (a masked token's weight is an exact
+  // 0, and 0 x inf would be NaN).
   static T To(float x) {
     if constexpr (std::is_same_v<T, float>) {
       return x;
     } else {
-      return kernels::F32ToF16(x);
+      constexpr float kF16Max = 65504.0f;
+      return kernels::F32ToF16(std::isfinite(x) ? std::clamp(x, -kF16Max, kF16Max) : x);
     }
   }
   static float From(T x) {

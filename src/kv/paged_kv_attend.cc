@@ -44,11 +44,19 @@ int PfSplitPercent() {
   return v;
 }
 
+// Segments of one split: kSplitSegments consecutive block slots (sink blocks, then main
+// blocks), fixed by position alone, so a query row's partial softmax states and their merge
+// order do not depend on the thread count, the number of queries in the step or which blocks
+// a sliding window has freed (issue 22).
+constexpr int kSplitSegments = 8;
+
 struct Segment {
   int pos0 = 0, n_tok = 0;
   bool sink = false;
-  bool comp = false;
-  int block = 0;  // index into the head's sinks or main list
+  bool comp = false;     // compressed for every query of the step
+  int comp_from = 0;     // else: queries at positions >= comp_from read the pending copy
+  int block = 0;         // index into the head's sinks or main list
+  int slot = 0;          // position-fixed ordinal: sink blocks, then main blocks
 };
 
 // Softmax state of nr rows in one basis: m, l, then acc rows.
@@ -99,30 +107,42 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
   const float scale = (config_.attn_scale > 0 ? config_.attn_scale : 1.0f / std::sqrt(float(d))) *
                       1.4426950408889634f;
   const int end = T + n;  // positions [0, end) are stored
+  constexpr int64_t kNever = std::numeric_limits<int32_t>::max();
 
   // The block structure is the same for every KV head.
   std::vector<Segment> segs;
   const int n_sink = std::min(end, L.sinks);
-  for (int b = 0; b * kBlockTokens < n_sink; ++b)
+  const int sink_slots = (L.sinks + kBlockTokens - 1) / kBlockTokens;
+  for (int b = 0; b * kBlockTokens < n_sink; ++b) {
     segs.push_back({b * kBlockTokens, std::min(kBlockTokens, n_sink - b * kBlockTokens), true,
-                    false, b});
+                    false, int(kNever), b, b});
+  }
   const int first_needed = W > 0 ? T - W + 1 : 0;
   for (int b = 0; b < int(L.k.main[0].size()); ++b) {
     const int pos0 = L.sinks + b * kBlockTokens;
     if (pos0 >= end) break;
     if (L.k.main[0][b] == kNoBlock || pos0 + kBlockTokens <= first_needed) continue;
-    segs.push_back({pos0, std::min(kBlockTokens, end - pos0), false, b < L.n_comp, b});
+    Segment sg{pos0, std::min(kBlockTokens, end - pos0), false, b < L.n_comp, 0, b,
+               sink_slots + b};
+    // A pending block: the step's queries from its compression point on read the copy.
+    const bool pending = !sg.comp && b - L.n_comp < L.n_pending;
+    sg.comp_from = pending ? pos0 + kBlockTokens + config_.recent_tokens : int(kNever);
+    segs.push_back(sg);
   }
+  // Splits: runs of segments in the same group of kSplitSegments slots.
+  std::vector<int> split_first;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    if (i == 0 || segs[i].slot / kSplitSegments != segs[i - 1].slot / kSplitSegments)
+      split_first.push_back(int(i));
+  }
+  const int splits = std::max<int>(1, int(split_first.size()));
+  split_first.push_back(int(segs.size()));
 
   const int rows = n * n_rep;
   const int row_chunk = rows <= 64 ? rows : std::max(n_rep, 64 / n_rep * n_rep);
   const int n_row_chunks = (rows + row_chunk - 1) / row_chunk;
   const int threads = pool.num_threads();
-  int splits = 1;
-  const int work = G * n_row_chunks;
-  if (work < 4 * threads) splits = std::clamp((4 * threads + work - 1) / work, 1, int(segs.size()) / 8);
-  splits = std::max(1, splits);
-  const int n_tasks = work * splits;
+  const int n_tasks = G * n_row_chunks * splits;
 
   const int state_floats = row_chunk * (2 + d);  // per basis
   task_states_.resize(size_t(n_tasks) * 2 * state_floats);
@@ -131,14 +151,14 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
     if (!s) s = std::make_unique<AttendScratch>();
   }
 
-  auto block_of = [&](const Tensor& t, const Segment& seg, int head) -> const uint8_t* {
+  auto block_of = [&](const Tensor& t, const Segment& seg, int head, bool comp) {
     if (seg.sink) return t.raw_pool[head]->data(t.sinks[head][seg.block]);
-    return (seg.comp ? t.comp_pool : t.raw_pool)[head]->data(t.main[head][seg.block]);
+    if (seg.comp) return t.comp_pool[head]->data(t.main[head][seg.block]);
+    // (A tensor stored uncompressed, e.g. f16 K beside TurboQuant V, has no pending copies.)
+    if (comp && t.comp != t.raw)
+      return t.comp_pool[head]->data(t.pending[head][seg.block - L.n_comp]);
+    return t.raw_pool[head]->data(t.main[head][seg.block]);
   };
-  auto KeyBlock = [&](const Segment& seg, int head) { return block_of(L.k, seg, head); };
-  auto ValueBlock = [&](const Segment& seg, int head) { return block_of(L.v, seg, head); };
-  auto KeyFormat = [&](const Segment& seg) { return seg.comp ? L.k.comp : L.k.raw; };
-  auto ValueFormat = [&](const Segment& seg) { return seg.comp ? L.v.comp : L.v.raw; };
   auto states_of = [&](int task, int basis, int nr) {
     float* base = task_states_.data() + (size_t(task) * 2 + basis) * state_floats;
     return RowStates{nr, d, base, base + row_chunk, base + 2 * row_chunk};
@@ -152,81 +172,101 @@ void PagedKvCache::Attend(int layer, const float* q, int n, float* out,
     const int rchunk = (task / splits) % n_row_chunks;
     const int head = task / splits / n_row_chunks;
     const int r0 = rchunk * row_chunk, nr = std::min(row_chunk, rows - r0);
-    // Query rows of this KV head: row r is position r / n_rep, head head*n_rep + r % n_rep.
+    // Query rows of this KV head: row r is position T + (r0 + r) / n_rep, head
+    // head * n_rep + (r0 + r) % n_rep; rows are in position order.
     s.q_rows.resize(size_t(nr) * d);
     for (int r = 0; r < nr; ++r) {
       const int i = (r0 + r) / n_rep, hh = (r0 + r) % n_rep;
       const float* src = q + (size_t(i) * H + size_t(head) * n_rep + hh) * d;
       for (int j = 0; j < d; ++j) s.q_rows[size_t(r) * d + j] = src[j] * scale;
     }
-    L.k.raw->PrepareQueries(s.q_rows.data(), nr, &s.q_raw);
-    if (L.k.comp != L.k.raw) L.k.comp->PrepareQueries(s.q_rows.data(), nr, &s.q_comp);
+    s.prepared_fmt = nullptr;
     RowStates plain = states_of(task, 0, nr), rot = states_of(task, 1, nr);
     plain.Reset();
     rot.Reset();
     s.scores.resize(size_t(nr) * kBlockTokens);
+    // First row (clamped to [0, nr]) whose query position is at least `pos`.
+    auto first_row_at = [&](int64_t pos) {
+      return int(std::clamp<int64_t>((pos - T) * n_rep - r0, 0, nr));
+    };
+    // Queries prepared for rows [ra, rb) and format f, reused while they stay the same.
+    auto prepared = [&](const BlockFormat* f, int ra, int rb) -> const PreparedQueries& {
+      if (s.prepared_fmt != f || s.prepared_ra != ra || s.prepared_rb != rb) {
+        f->PrepareQueries(s.q_rows.data() + size_t(ra) * d, rb - ra, &s.q_prepared);
+        s.prepared_fmt = f;
+        s.prepared_ra = ra;
+        s.prepared_rb = rb;
+      }
+      return s.q_prepared;
+    };
 
-    // Visible positions of the tile's rows: row r sees [lo(i), T + i].
-    const int i_first = r0 / n_rep, i_last = (r0 + nr - 1) / n_rep;
-    const int min_hi = T + i_first, max_hi = T + i_last;
-    const int min_lo = W > 0 ? std::max(0, T + i_first - W + 1) : 0;
-    const int max_lo = W > 0 ? std::max(0, T + i_last - W + 1) : 0;
-
-    const size_t seg_begin = segs.size() * split / splits;
-    const size_t seg_end = segs.size() * (split + 1) / splits;
-    for (size_t si = seg_begin; si < seg_end; ++si) {
+    const int seg_begin = split < int(split_first.size()) - 1 ? split_first[split] : 0;
+    const int seg_end = split < int(split_first.size()) - 1 ? split_first[split + 1] : 0;
+    for (int si = seg_begin; si < seg_end; ++si) {
       const Segment& seg = segs[si];
       const int last = seg.pos0 + seg.n_tok - 1;
-      if (last < min_lo || seg.pos0 > max_hi) continue;
-      const BlockFormat* kf = KeyFormat(seg);
-      const BlockFormat* vf = ValueFormat(seg);
-      const uint8_t* kb = KeyBlock(seg, head);
-      const uint8_t* vb = ValueBlock(seg, head);
-      const PreparedQueries& pq = (seg.comp && L.k.comp != L.k.raw) ? s.q_comp : s.q_raw;
-      // The kernels trickle a later segment's K (while scoring) and V (while accumulating)
-      // into L2.
+      // Rows that see a token of the segment: position >= pos0, and (sliding window) whose
+      // window starts at or before `last`.
+      const int ra = first_row_at(seg.pos0);
+      const int rb = W > 0 ? first_row_at(int64_t(last) + W) : nr;
+      if (ra >= rb) continue;
+      const int rk = seg.comp ? ra : std::clamp(first_row_at(seg.comp_from), ra, rb);
       const Segment* next =
-          trickle > 0 && si + trickle < seg_end ? &segs[si + trickle] : nullptr;
-      // The later segment's K lines go out while scoring and its V lines while accumulating;
-      // for compressed segments the scoring loop, shorter per line, takes only its share of all
-      // the lines (PfSplitPercent) and the rest of K goes out just before accumulating.
-      s.kernel.next = {};
-      kernels::PrefetchRange k_tail, v_next;
-      if (next) {
-        const size_t kbytes = KeyFormat(*next)->block_bytes();
-        const size_t vbytes = ValueFormat(*next)->block_bytes();
-        const uint8_t* nk = KeyBlock(*next, head);
-        size_t k_first = kbytes;
-        if (next->comp) {
-          const size_t lines = (kbytes + 63) / 64 + (vbytes + 63) / 64;
-          k_first = std::min(kbytes, lines * size_t(PfSplitPercent()) / 100 * 64);
+          trickle > 0 && si + int(trickle) < seg_end ? &segs[si + trickle] : nullptr;
+      for (int part = 0; part < 2; ++part) {
+        const int pa = part == 0 ? ra : rk, pb = part == 0 ? rk : rb;
+        if (pa >= pb) continue;
+        const bool comp = part == 1;
+        const BlockFormat* kf = comp ? L.k.comp : L.k.raw;
+        const BlockFormat* vf = comp ? L.v.comp : L.v.raw;
+        const int np = pb - pa;
+        float* sc = s.scores.data() + size_t(pa) * kBlockTokens;
+        // The kernels trickle the next segment's K (while scoring) and V (while accumulating)
+        // into L2: for compressed segments the scoring loop, shorter per line, takes only its
+        // share of all the lines (PfSplitPercent) and the rest of K goes out before accumulating.
+        s.kernel.next = {};
+        kernels::PrefetchRange k_tail, v_next;
+        if (next && part == (rk < rb ? 1 : 0)) {
+          const bool nc = next->comp;
+          const BlockFormat* nkf = nc ? L.k.comp : L.k.raw;
+          const BlockFormat* nvf = nc ? L.v.comp : L.v.raw;
+          const size_t kbytes = nkf->block_bytes(), vbytes = nvf->block_bytes();
+          const uint8_t* nk = block_of(L.k, *next, head, nc);
+          size_t k_first = kbytes;
+          if (nc) {
+            const size_t lines = (kbytes + 63) / 64 + (vbytes + 63) / 64;
+            k_first = std::min(kbytes, lines * size_t(PfSplitPercent()) / 100 * 64);
+          }
+          s.kernel.next = {nk, k_first};
+          k_tail = {nk + k_first, kbytes - k_first};
+          v_next = {block_of(L.v, *next, head, nc), vbytes};
         }
-        s.kernel.next = {nk, k_first};
-        k_tail = {nk + k_first, kbytes - k_first};
-        v_next = {ValueBlock(*next, head), vbytes};
-      }
-      kf->Scores(pq, kb, seg.n_tok, s.scores.data(), kBlockTokens, s.kernel);
-      if (seg.pos0 < max_lo || last > min_hi) {
-        for (int r = 0; r < nr; ++r) {
+        kf->Scores(prepared(kf, pa, pb), block_of(L.k, seg, head, comp), seg.n_tok, sc,
+                   kBlockTokens, s.kernel);
+        // The softmax always runs over the block's 64 slots, unstored and invisible ones at
+        // -inf, so its sums take the same shape whatever the step stored after a query.
+        for (int r = pa; r < pb; ++r) {
           const int i = (r0 + r) / n_rep;
           const int lo = W > 0 ? T + i - W + 1 : 0, hi = T + i;
           float* sr = s.scores.data() + size_t(r) * kBlockTokens;
-          for (int t = 0; t < seg.n_tok; ++t) {
+          for (int t = 0; t < kBlockTokens; ++t) {
             const int p = seg.pos0 + t;
-            if (p < lo || p > hi) sr[t] = kNegInf;
+            if (t >= seg.n_tok || p < lo || p > hi) sr[t] = kNegInf;
           }
         }
+        RowStates& st = vf->rotated() ? rot : plain;
+        kernels::AttnSoftmaxUpdate(sc, np, kBlockTokens, kBlockTokens, st.m + pa, st.l + pa,
+                                   st.acc + size_t(pa) * d, d);
+        kernels::PrefetchAll(k_tail);
+        s.kernel.next = v_next;
+        // Tokens a row does not see have weight exactly 0: adding them changes no sum.
+        vf->Accumulate(sc, np, kBlockTokens, block_of(L.v, seg, head, comp), seg.n_tok,
+                       st.acc + size_t(pa) * d, s.kernel);
       }
-      RowStates& st = vf->rotated() ? rot : plain;
-      kernels::AttnSoftmaxUpdate(s.scores.data(), nr, kBlockTokens, seg.n_tok, st.m, st.l,
-                                 st.acc, d);
-      kernels::PrefetchAll(k_tail);
-      s.kernel.next = v_next;
-      vf->Accumulate(s.scores.data(), nr, kBlockTokens, vb, seg.n_tok, st.acc, s.kernel);
     }
   });
 
-  // Merge splits, then the rotated basis into the plain one, per row.
+  // Merge splits in order, then the rotated basis into the plain one, per row.
   std::vector<float> acc(d), acc_rot(d);
   for (int task = 0; task < n_tasks; task += splits) {
     const int rchunk = (task / splits) % n_row_chunks;

@@ -46,6 +46,7 @@ PagedKvCache::PagedKvCache(const KvCacheConfig& config) : config_(config) {
       MakePools(*t, g.n_kv_heads);
       t->sinks.resize(g.n_kv_heads);
       t->main.resize(g.n_kv_heads);
+      t->pending.resize(g.n_kv_heads);
     }
   }
 }
@@ -56,6 +57,10 @@ PagedKvCache::PagedKvCache(const PagedKvCache& other)
   for (size_t l = 0; l < layers_.size(); ++l) {
     Layer& L = layers_[l];
     const Layer& O = other.layers_[l];
+    // Pending copies are not carried over: the copy's next Append encodes them again.
+    L.n_pending = 0;
+    for (Tensor* t : {&L.k, &L.v})
+      for (auto& p : t->pending) p.clear();
     const KvType* types[2] = {&config_.k_types[l], &config_.v_types[l]};
     Tensor* mine[2] = {&L.k, &L.v};
     const Tensor* theirs[2] = {&O.k, &O.v};
@@ -109,23 +114,72 @@ void PagedKvCache::MakePools(Tensor& t, int n_heads) {
   }
 }
 
-void PagedKvCache::CompressBlock(Tensor& t, int head, int b) {
-  uint32_t& id = t.main[head][b];
-  if (id == kNoBlock || t.comp == t.raw) return;
+uint32_t PagedKvCache::EncodeCompressed(Tensor& t, int head, uint32_t raw_id) {
   const int d = t.raw->dim();
   tmp_.resize(size_t(kBlockTokens) * d);
-  t.raw->Decode(t.raw_pool[head]->data(id), 0, kBlockTokens, tmp_.data());
+  t.raw->Decode(t.raw_pool[head]->data(raw_id), 0, kBlockTokens, tmp_.data());
   const uint32_t cid = t.comp_pool[head]->Allocate();
   t.comp->Encode(tmp_.data(), d, 0, kBlockTokens, t.comp_pool[head]->data(cid));
+  return cid;
+}
+
+// `pending`: the block's copy encoded ahead (kNoBlock if none), adopted instead of encoding
+// the block again (the same bytes: both encode the decoded raw block).
+void PagedKvCache::CompressBlock(Tensor& t, int head, int b, uint32_t pending) {
+  uint32_t& id = t.main[head][b];
+  if (id == kNoBlock || t.comp == t.raw) {
+    if (pending != kNoBlock) t.comp_pool[head]->Free(pending);
+    return;
+  }
+  const uint32_t cid = pending != kNoBlock ? pending : EncodeCompressed(t, head, id);
   t.raw_pool[head]->Free(id);
   id = cid;
 }
 
 void PagedKvCache::CompressBlock(Layer& L, int b) {
-  for (int h = 0; h < L.geom.n_kv_heads; ++h) {
-    CompressBlock(L.k, h, b);
-    CompressBlock(L.v, h, b);
+  const bool adopt = L.n_pending > 0;  // pending copies start at block n_comp == b
+  for (Tensor* t : {&L.k, &L.v}) {
+    for (int h = 0; h < L.geom.n_kv_heads; ++h) {
+      uint32_t pending = kNoBlock;
+      if (adopt) {
+        pending = t->pending[h].front();
+        t->pending[h].erase(t->pending[h].begin());
+      }
+      CompressBlock(*t, h, b, pending);
+    }
   }
+  if (adopt) --L.n_pending;
+}
+
+void PagedKvCache::EncodePending(Layer& L, int last_query) {
+  if (!L.compress) return;
+  const int R = config_.recent_tokens;
+  for (;;) {
+    const int b = L.n_comp + L.n_pending;
+    if (b >= int(L.k.main[0].size())) return;
+    const int end_b = L.sinks + (b + 1) * kBlockTokens;
+    if (end_b + R > last_query) return;
+    for (Tensor* t : {&L.k, &L.v}) {
+      for (int h = 0; h < L.geom.n_kv_heads; ++h) {
+        const uint32_t id = t->main[h][b];
+        t->pending[h].push_back(id == kNoBlock || t->comp == t->raw
+                                    ? kNoBlock
+                                    : EncodeCompressed(*t, h, id));
+      }
+    }
+    ++L.n_pending;
+  }
+}
+
+void PagedKvCache::DropPending(Layer& L) {
+  for (Tensor* t : {&L.k, &L.v}) {
+    for (size_t h = 0; h < t->pending.size(); ++h) {
+      for (uint32_t id : t->pending[h])
+        if (id != kNoBlock) t->comp_pool[h]->Free(id);
+      t->pending[h].clear();
+    }
+  }
+  L.n_pending = 0;
 }
 
 void PagedKvCache::FreeInvisible(Layer& L, int first_needed) {
@@ -138,6 +192,11 @@ void PagedKvCache::FreeInvisible(Layer& L, int first_needed) {
         if (blocks[b] == kNoBlock) continue;
         (int(b) < L.n_comp ? t->comp_pool : t->raw_pool)[h]->Free(blocks[b]);
         blocks[b] = kNoBlock;
+        const int pi = int(b) - L.n_comp;
+        if (pi >= 0 && pi < L.n_pending && t->pending[h][pi] != kNoBlock) {
+          t->comp_pool[h]->Free(t->pending[h][pi]);
+          t->pending[h][pi] = kNoBlock;
+        }
       }
     }
   }
@@ -192,6 +251,7 @@ void PagedKvCache::Append(int layer, const float* k, const float* v, int n) {
   WriteTokens(L, L.k, k, T, n);
   WriteTokens(L, L.v, v, T, n);
   L.n_written = T + n;
+  EncodePending(L, T + n - 1);
 }
 
 void PagedKvCache::Commit(int n) {
@@ -205,6 +265,7 @@ void PagedKvCache::Commit(int n) {
 }
 
 void PagedKvCache::TruncateLayer(Layer& L, int n) {
+  DropPending(L);
   const int S = L.sinks;
   const int keep_sink_blocks = (std::min(n, S) + kBlockTokens - 1) / kBlockTokens;
   const int keep_main = n > S ? (n - S + kBlockTokens - 1) / kBlockTokens : 0;
@@ -259,12 +320,35 @@ void PagedKvCache::Truncate(int n) {
   n_tokens_ = n;
 }
 
+// A cache truncated to n must hold what an uninterrupted run holds at length n: no compressed
+// block cut in the middle (its tokens cannot be stored again exactly), and no block compressed
+// that the run would still hold raw (block b is compressed from length end_b + recent on).
 int PagedKvCache::LosslessTruncationPoint(int n) const {
   n = std::clamp(n, 0, n_tokens_);
-  for (const Layer& L : layers_) {
-    const int rel = n - L.sinks;
-    if (rel <= 0 || rel % kBlockTokens == 0) continue;
-    if (rel / kBlockTokens < L.n_comp) n = L.sinks + rel / kBlockTokens * kBlockTokens;
+  const int R = config_.recent_tokens;
+  // The largest such point <= n for one layer.
+  auto largest_exact = [&](const Layer& L, int m) {
+    const int rel = m - L.sinks;
+    if (rel <= 0 || L.n_comp == 0) return m;
+    const int full = rel / kBlockTokens;  // main blocks entirely below m
+    if (full >= L.n_comp) {               // every compressed block kept
+      if (L.sinks + L.n_comp * kBlockTokens + R <= m) return m;
+      return R == 0 ? m : std::min(m, L.sinks);
+    }
+    if (R > 0) return L.sinks;  // some compressed block would be kept too early
+    return L.sinks + full * kBlockTokens;  // a block boundary (m itself when rel % 64 == 0)
+  };
+  // Layers whose blocks start at different offsets (sinks on global layers, none on window
+  // layers) can each move the point down, so repeat until no layer does.
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (const Layer& L : layers_) {
+      const int m = largest_exact(L, n);
+      if (m != n) {
+        n = m;
+        moved = true;
+      }
+    }
   }
   return n;
 }

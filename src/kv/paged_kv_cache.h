@@ -4,9 +4,14 @@
 //   sinks   [0, S)                   full precision (raw blocks), S = sink_tokens
 //   main    [S, ...)                 block b covers [S + 64 b, S + 64 b + 64):
 //             blocks [first_live, n_comp) are compressed, blocks from n_comp on are raw.
-// A raw block is compressed once it is full, committed, and at least recent_tokens committed
-// tokens follow it; so between recent_tokens and recent_tokens + 63 committed tokens (plus the
-// current step's) stay full precision. f32/f16 caches have no sinks and never compress.
+// A query at position p sees main block b compressed exactly when p >= end_b + recent_tokens
+// (end_b = S + 64 b + 64): the representation of every token it attends to depends only on p,
+// never on how the tokens were split into steps (issue 22). Blocks are compressed for good at
+// the first Append whose committed length reaches that bound; a block that crosses it inside
+// a step (a chunk of several queries) is encoded ahead into a "pending" compressed copy, which
+// the step's later queries read while its earlier ones read the raw block, and which is adopted
+// when the block is compressed. So between recent_tokens and recent_tokens + 63 committed tokens
+// (plus the current step's) stay full precision. f32/f16 caches have no sinks, never compress.
 // Sliding-window layers free blocks that no future query can see.
 #pragma once
 
@@ -46,6 +51,8 @@ class PagedKvCache final : public KvCache {
     std::vector<std::shared_ptr<BlockPool>> comp_pool, raw_pool;
     std::vector<std::vector<uint32_t>> sinks;  // [kv head] raw blocks of [0, S)
     std::vector<std::vector<uint32_t>> main;   // [kv head] blocks of [S, ...)
+    // [kv head][i]: compressed copy of main block n_comp + i, encoded ahead (see above).
+    std::vector<std::vector<uint32_t>> pending;
   };
   struct Layer {
     LayerGeometry geom;
@@ -53,6 +60,7 @@ class PagedKvCache final : public KvCache {
     bool compress = false;
     int n_written = 0;    // tokens stored (committed + the current step's)
     int n_comp = 0;       // main blocks [0, n_comp) are compressed (or freed)
+    int n_pending = 0;    // main blocks [n_comp, n_comp + n_pending) have pending copies
     Tensor k, v;
   };
 
@@ -64,7 +72,10 @@ class PagedKvCache final : public KvCache {
   static void MakePools(Tensor& t, int n_heads);
   const BlockFormat* FormatFor(const KvType& type, int dim, TensorRole role);
   void CompressBlock(Layer& L, int b);
-  void CompressBlock(Tensor& t, int head, int b);
+  void CompressBlock(Tensor& t, int head, int b, uint32_t pending);
+  uint32_t EncodeCompressed(Tensor& t, int head, uint32_t raw_id);
+  void EncodePending(Layer& L, int last_query);
+  void DropPending(Layer& L);
   void FreeInvisible(Layer& L, int first_needed);
   uint32_t NewRawBlock(Tensor& t, int head);
   void WriteTokens(Layer& L, Tensor& t, const float* x, int pos, int n);
@@ -77,7 +88,11 @@ class PagedKvCache final : public KvCache {
   std::vector<float> tmp_;  // decoded rows when a compressed block is cut by Truncate
   struct AttendScratch {
     KernelScratch kernel;
-    PreparedQueries q_raw, q_comp;
+    // Queries of rows [prepared_ra, prepared_rb) prepared for one format, reused by the
+    // segments that read the same rows in the same format.
+    PreparedQueries q_prepared;
+    const BlockFormat* prepared_fmt = nullptr;
+    int prepared_ra = 0, prepared_rb = 0;
     std::vector<float> q_rows;
     std::vector<float> scores;
   };

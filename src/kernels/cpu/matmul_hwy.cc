@@ -44,49 +44,49 @@ struct HalfLoader {
   }
 };
 
-template <class Loader, typename W>
-void DotRow(const W* w, const float* x, size_t x_stride, int n_tokens, size_t cols, float* out,
-            size_t out_stride) {
+// NT tokens against one weight row. Every token's sum is formed the same way whatever NT is
+// (two accumulators over alternating vectors, their sum reduced, then the scalar tail), so a
+// token's result does not depend on how many tokens share the call (issue 22).
+template <int NT, class Loader, typename W>
+HWY_INLINE void DotRowTile(const W* w, const float* x, size_t x_stride, size_t cols, float* out,
+                           size_t out_stride) {
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
   const size_t main = cols - cols % N;
+  const float* xt[NT];
+  for (int k = 0; k < NT; ++k) xt[k] = x + size_t(k) * x_stride;
+  hn::Vec<decltype(d)> a0[NT], a1[NT];
+  for (int k = 0; k < NT; ++k) a0[k] = a1[k] = hn::Zero(d);
+  size_t c = 0;
+  for (; c + 2 * N <= main; c += 2 * N) {
+    const auto w0 = Loader::Load(d, w, c), w1 = Loader::Load(d, w, c + N);
+    for (int k = 0; k < NT; ++k) {
+      a0[k] = hn::MulAdd(w0, hn::LoadU(d, xt[k] + c), a0[k]);
+      a1[k] = hn::MulAdd(w1, hn::LoadU(d, xt[k] + c + N), a1[k]);
+    }
+  }
+  for (; c < main; c += N) {
+    const auto w0 = Loader::Load(d, w, c);
+    for (int k = 0; k < NT; ++k) a0[k] = hn::MulAdd(w0, hn::LoadU(d, xt[k] + c), a0[k]);
+  }
+  for (int k = 0; k < NT; ++k) {
+    float s = hn::GetLane(hn::SumOfLanes(d, hn::Add(a0[k], a1[k])));
+    for (c = main; c < cols; ++c) s += Loader::Scalar(w, c) * xt[k][c];
+    out[size_t(k) * out_stride] = s;
+  }
+}
+
+template <class Loader, typename W>
+void DotRow(const W* w, const float* x, size_t x_stride, int n_tokens, size_t cols, float* out,
+            size_t out_stride) {
   int t = 0;
   for (; t + 4 <= n_tokens; t += 4) {
-    const float* x0 = x + size_t(t) * x_stride;
-    const float* x1 = x0 + x_stride;
-    const float* x2 = x1 + x_stride;
-    const float* x3 = x2 + x_stride;
-    auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-    for (size_t c = 0; c < main; c += N) {
-      const auto wv = Loader::Load(d, w, c);
-      a0 = hn::MulAdd(wv, hn::LoadU(d, x0 + c), a0);
-      a1 = hn::MulAdd(wv, hn::LoadU(d, x1 + c), a1);
-      a2 = hn::MulAdd(wv, hn::LoadU(d, x2 + c), a2);
-      a3 = hn::MulAdd(wv, hn::LoadU(d, x3 + c), a3);
-    }
-    float s[4] = {hn::GetLane(hn::SumOfLanes(d, a0)), hn::GetLane(hn::SumOfLanes(d, a1)),
-                  hn::GetLane(hn::SumOfLanes(d, a2)), hn::GetLane(hn::SumOfLanes(d, a3))};
-    for (size_t c = main; c < cols; ++c) {
-      const float wc = Loader::Scalar(w, c);
-      s[0] += wc * x0[c];
-      s[1] += wc * x1[c];
-      s[2] += wc * x2[c];
-      s[3] += wc * x3[c];
-    }
-    for (int k = 0; k < 4; ++k) out[size_t(t + k) * out_stride] = s[k];
+    DotRowTile<4, Loader>(w, x + size_t(t) * x_stride, x_stride, cols,
+                          out + size_t(t) * out_stride, out_stride);
   }
   for (; t < n_tokens; ++t) {
-    const float* xt = x + size_t(t) * x_stride;
-    auto a0 = hn::Zero(d), a1 = hn::Zero(d);
-    size_t c = 0;
-    for (; c + 2 * N <= main; c += 2 * N) {
-      a0 = hn::MulAdd(Loader::Load(d, w, c), hn::LoadU(d, xt + c), a0);
-      a1 = hn::MulAdd(Loader::Load(d, w, c + N), hn::LoadU(d, xt + c + N), a1);
-    }
-    for (; c < main; c += N) a0 = hn::MulAdd(Loader::Load(d, w, c), hn::LoadU(d, xt + c), a0);
-    float s = hn::GetLane(hn::SumOfLanes(d, hn::Add(a0, a1)));
-    for (c = main; c < cols; ++c) s += Loader::Scalar(w, c) * xt[c];
-    out[size_t(t) * out_stride] = s;
+    DotRowTile<1, Loader>(w, x + size_t(t) * x_stride, x_stride, cols,
+                          out + size_t(t) * out_stride, out_stride);
   }
 }
 

@@ -34,6 +34,11 @@ bool VnniSupports(TensorType type);
 void VnniQuantize(const float* x, int n_tokens, int64_t cols, ActScale scale, ActQ8* out);
 void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
                 int64_t r1, const ActQ8& act, int t0, int t1, float* y);
+// The k-quant part of VnniMatMul (matmul_vnni_kquant.cc): Q4_K, Q5_K and Q6_K, computing the
+// integer-first result that the int16 prefill engine computes too, bit for bit.
+bool VnniKQuantSupports(TensorType type);
+void VnniMatMulKQuant(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows,
+                      int64_t r0, int64_t r1, const ActQ8& act, int t0, int t1, float* y);
 // One weight row of `blocks` 32-value blocks decoded to bf16 (round to nearest even): block b
 // at out + b * stride. Only with AVX512-BF16 (i.e. after PrefillSupports()); false for a format
 // without a VNNI decoder (the caller then uses DequantizeValues).

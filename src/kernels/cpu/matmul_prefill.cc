@@ -78,16 +78,14 @@ bool PrefillSupports(PrefillEngine engine, TensorType type) {
   return false;
 }
 
-// Fewest tokens from which each engine beats the VNNI tiles. The vector engines pad tokens to
-// 32, so up to 32 tokens cost them the same while the tiles' cost grows with the count: the
-// int16 engine at 32 tokens already costs less than the tiles at 16, the FMA engine crosses
-// near 24 (bench_matmul qwen_up_prefill16/32, PERF_NOTES); AMX from 16.
+// The one prefill engine whose results are those of the VNNI tiles bit for bit: the int16
+// engine for k-quants (both compute the integer-first sums of matmul_vnni_kquant.cc). Other
+// formats stay on the tiles for every token count, so a token's outputs never depend on how
+// many tokens share the call (issue 22). From 16 tokens the int16 engine costs less than the
+// tiles (bench_matmul qwen_up_prefill16/32, PERF_NOTES).
 PrefillEngine PrefillEngineFor(TensorType type, int n_tokens) {
-  const PrefillEngine order[] = {PrefillEngine::kAmxTiles, PrefillEngine::kVnniI16,
-                                 PrefillEngine::kAvx512Fma};
-  for (PrefillEngine e : order) {
-    const int min_tokens = e == PrefillEngine::kAvx512Fma ? 24 : 16;
-    if (n_tokens >= min_tokens && PrefillSupports(e, type)) return e;
+  if (n_tokens >= 16 && PrefillSupports(PrefillEngine::kVnniI16, type)) {
+    return PrefillEngine::kVnniI16;
   }
   return PrefillEngine::kNone;
 }

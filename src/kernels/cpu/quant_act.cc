@@ -37,6 +37,9 @@ void StoreBlockScales(ActScale scale, ActQ8* out, size_t t, int64_t b, float d, 
   float* s32 = out->s32.data() + t * P * 2;
   float* s16 = out->s16.data() + t * P * 4;
   float* dd = out->d.data() + t * P * 2;
+  int16_t* is16 = out->isum16.data() + t * P * 4;
+  is16[2 * b] = int16_t(sum_lo);
+  is16[2 * b + 1] = int16_t(sum_hi);
   if (scale == ActScale::kBlock32F16Sum) {
     // Q8_1 keeps d and d·sum as fp16, both rounded from the fp32 d.
     dd[b] = RoundToF16(d);
@@ -76,6 +79,7 @@ void QuantizeActivations(const float* x, int n_tokens, int64_t cols, ActScale sc
   out->s32.assign(T * P * 2, 0.0f);
   out->s16.assign(T * P * 4, 0.0f);
   out->d.assign(T * P * 2, 0.0f);
+  out->isum16.assign(T * P * 4, 0);
   const int64_t group = act_scale::GroupBlocks(scale);
   for (size_t t = 0; t < T; ++t) {
     const float* xt = x + t * size_t(cols);

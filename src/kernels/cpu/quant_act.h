@@ -29,6 +29,10 @@ struct ActQ8 {
   std::vector<float> s32, s16;
   // Per token: d per block (for scalar tails and references).
   std::vector<float> d;
+  // Per token: the exact int8 sums of each 16-value half-block (pairs * 4 entries). The
+  // k-quant kernels fold minimums and offsets in the integer domain with them, so every
+  // engine reaches the same integers before the first float step (matmul_vnni_kquant.cc).
+  std::vector<int16_t> isum16;
 
   const int8_t* q_at(int t) const { return q.data() + size_t(t) * stride_q; }
   const float* dx_at(int t) const { return d_x.data() + size_t(t) * size_t(pairs) * 16; }
@@ -37,6 +41,9 @@ struct ActQ8 {
   const float* s32_at(int t) const { return s32.data() + size_t(t) * size_t(pairs) * 2; }
   const float* s16_at(int t) const { return s16.data() + size_t(t) * size_t(pairs) * 4; }
   const float* d_at(int t) const { return d.data() + size_t(t) * size_t(pairs) * 2; }
+  const int16_t* isum16_at(int t) const {
+    return isum16.data() + size_t(t) * size_t(pairs) * 4;
+  }
 };
 
 // How the int8 scales are chosen. tqlm rounds exactly as llama.cpp's CPU backend does for
