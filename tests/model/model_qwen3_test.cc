@@ -127,11 +127,12 @@ TEST_F(Qwen3Tiny, CompressedCacheStaysClose) {
   std::printf("[qwen3 tiny] default compressed cache: top-1 %d/%zu as with f32, mean |logit diff| "
               "%.5f of mean |logit|\n", agree, tokens.size(), rel);
   RecordProperty("relative_logit_diff", std::to_string(rel));
-  // Measured (AMX and TQLM_NO_AMX=1 alike: F32 weights): top-1 96/96, mean |logit diff| 1.16%
-  // of the mean |logit| (0.014% in two chunks, where nothing compressed is read). Margin: two
-  // flips at near ties, and twice the logit difference.
+  // Measured (AMX and TQLM_NO_AMX=1 alike: F32 weights): top-1 96/96, mean |logit diff| 1.36%
+  // of the mean |logit| (1.16% before issue 22 fixed which rows read a block compressed; 0.014%
+  // in two chunks, where nothing compressed is read). Margin: two flips at near ties, and
+  // twice the logit difference.
   EXPECT_GE(agree, int(tokens.size()) - 2);
-  EXPECT_LE(rel, 2 * 0.0116);
+  EXPECT_LE(rel, 2 * 0.0136);
 }
 
 TEST_F(Qwen3Tiny, TokenizerLoads) {
