@@ -133,10 +133,10 @@ MUTATIONS = [
       "*OpsReference*", "GeluMul: cubic coefficient 0.04715"),
     # Matmul (the lead's files, mutated only here, temporarily)
     M("dotrow-tail", "src/kernels/cpu/matmul_hwy.cc",
-      "    for (c = main; c < cols; ++c) s += Loader::Scalar(w, c) * xt[c];",
-      "    for (c = main; c + 1 < cols; ++c) s += Loader::Scalar(w, c) * xt[c];",
+      "    for (c = main; c < cols; ++c) s += Loader::Scalar(w, c) * xt[k][c];",
+      "    for (c = main; c + 1 < cols; ++c) s += Loader::Scalar(w, c) * xt[k][c];",
       "*SimdTarget.DotRow*:MatMul.*",
-      "float matmul rows (Highway): the last tail column of single-token rows skipped"),
+      "float matmul rows (Highway): the last tail column skipped"),
     M("vnni-q4k-min-scale", "src/kernels/cpu/matmul_vnni_decoders.h",
       "_mm256_set1_ps(-dmin)", "_mm256_set1_ps(-2 * dmin)",
       "MatMul.*",
@@ -171,12 +171,44 @@ def build(build_dir):
     return rc == 0, out
 
 
+def summarize(failed, old_tests):
+    """Per-target instances (Suite.Test/AVX2) grouped as Suite.Test/{AVX3,AVX2,...}; names of
+    tests that existed before (old_tests) marked with a dagger."""
+    groups = {}
+    for name in failed:
+        base, _, last = name.rpartition("/")
+        if base and last.isupper():
+            groups.setdefault(base, []).append(last)
+        else:
+            groups.setdefault(name, [])
+    parts = []
+    for base, targets in groups.items():
+        label = base + ("/{" + ",".join(targets) + "}" if targets else "")
+        if old_tests is not None and (base in old_tests or name_in(old_tests, base)):
+            label += " †"
+        parts.append(label)
+    shown = parts[:6]
+    more = len(parts) - len(shown)
+    return ", ".join(shown) + (f" (+{more} more)" if more else "")
+
+
+def name_in(names, base):
+    # Parameterized tests: an old instance of the same test counts.
+    return any(n.split("/")[0:2] == base.split("/")[0:2] for n in names if "/" in n)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default="build-mutation")
     ap.add_argument("--only", nargs="*", help="names of mutations to run")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--old-tests", help="file of test names (Suite.Test, one a line) that existed "
+                    "before the tests under review: those that fail are marked with a dagger")
     args = ap.parse_args()
+    old_tests = None
+    if args.old_tests:
+        with open(args.old_tests) as f:
+            old_tests = set(line.strip() for line in f if line.strip())
     todo = [m for m in MUTATIONS if not args.only or m.name in args.only]
     if args.list:
         for m in todo:
@@ -218,7 +250,7 @@ def main():
         failed = sorted(set(re.findall(r"^\[  FAILED  \] (\S+?)(?:,| \(|$)", out, re.M)))
         ran = re.search(r"\[==========\] (\d+) tests? from", out)
         if rc != 0 and failed:
-            rows.append((m, ", ".join(failed), time.time() - t0))
+            rows.append((m, summarize(failed, old_tests), time.time() - t0))
         else:
             rows.append((m, "SURVIVED (%s tests ran, none failed)" % (ran.group(1) if ran else "?"), 0))
             survived += 1
