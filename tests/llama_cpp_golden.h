@@ -57,6 +57,7 @@ struct GoldenComparison {
   int agree = 0, noise_agree = 0;     // argmax equal to llama.cpp's top-1
   double sum_abs = 0, noise_sum_abs = 0;  // |Δ logit| over the 8 largest of llama.cpp
   double max_abs = 0, noise_max_abs = 0;
+  double vs_noise_sum_abs = 0;  // |tqlm - llama.cpp's second run|
   int values = 0;
 
   // row: tqlm's logits at position i.
@@ -69,6 +70,7 @@ struct GoldenComparison {
       const double n = std::fabs(double(g.noise_top8_logit[i][k]) - g.top8_logit[i][k]);
       sum_abs += d;
       noise_sum_abs += n;
+      vs_noise_sum_abs += std::fabs(double(row[g.top8_ids[i][k]]) - g.noise_top8_logit[i][k]);
       max_abs = std::max(max_abs, d);
       noise_max_abs = std::max(noise_max_abs, n);
       ++values;
@@ -82,6 +84,7 @@ struct GoldenComparison {
                 "%.4f, max %.4f (llama.cpp with itself %.4f, %.4f): %.2fx its noise floor\n",
                 what, agree, positions, noise_agree, positions, mean_abs(), max_abs,
                 noise_mean_abs(), noise_max_abs, mean_abs() / noise_mean_abs());
+    std::printf("[%s] vs llama.cpp's second run: mean |diff| %.4f\n", what, vs_noise_sum_abs / values);
   }
 };
 
