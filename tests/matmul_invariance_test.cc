@@ -157,5 +157,37 @@ TEST(MatMulInvariance, KQuantsAreTheIntegerFirstSum) {
   if (checked == 0) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
 }
 
+// Every prefill engine this CPU has, called directly (MatMul picks only the best one), gives
+// the tiles' bits: partial panels, partial token tiles, several super-blocks.
+TEST(MatMulInvariance, PrefillEnginesAreTheTilesBitForBit) {
+  std::mt19937 rng(31);
+  ThreadPool pool(2);
+  int checked = 0;
+  for (internal::PrefillEngine engine :
+       {internal::PrefillEngine::kAmxInt8, internal::PrefillEngine::kVnniI16}) {
+    for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+      if (!internal::PrefillSupports(engine, type)) continue;
+      ++checked;
+      const int64_t cols = 1024, rows = 45;
+      const auto wb = RandomMatrix(type, rows, cols, &rng);
+      const WeightView w = MakeWeightView(type, wb.data(), rows, cols);
+      for (int n : {16, 33, 70}) {
+        const auto x = Activations(size_t(n) * size_t(cols), &rng);
+        const std::vector<float> want = Chunked(&Full, w, x, n, 1, pool);  // decode tiles
+        internal::PrefillActs act;
+        internal::PrefillPrepare(engine, x.data(), n, cols, &act);
+        std::vector<float> y(size_t(n) * size_t(rows), -1.0f);
+        internal::PrefillMatMul(engine, type, wb.data(), w.row_bytes, rows, 0, rows, act, y.data());
+        for (int t = 0; t < n; ++t) {
+          const size_t off = size_t(t) * size_t(rows);
+          ASSERT_EQ(0, std::memcmp(y.data() + off, want.data() + off, size_t(rows) * 4))
+              << TypeName(type) << " engine " << int(engine) << " token " << t << " of " << n;
+        }
+      }
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "no prefill engine on this CPU";
+}
+
 }  // namespace
 }  // namespace tqlm::kernels

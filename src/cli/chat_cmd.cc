@@ -191,7 +191,6 @@ class ChatLoop {
 CommandRegistration reg("chat", "interactive multi-turn chat", [](CLI::App& app) {
   auto f = std::make_shared<ChatFlags>();
   f->gen.max_tokens = 512;
-  f->gen.sampler.temperature = 0.7f;
   f->model.session.kv = runtime::DefaultKvPolicy();  // measured default, see kv_policy.h
   AddModelFlags(app, f->model);
   AddSamplerFlags(app, f->gen.sampler);

@@ -9,6 +9,7 @@
 #include "cli/progress.h"
 #include "eval/kv_configs.h"
 #include "eval/sha256.h"
+#include "kernels/cpu/matmul.h"
 #include "kv/block_format.h"
 #include "tqlm/error.h"
 
@@ -47,6 +48,7 @@ nlohmann::json BaseCellConfig(const std::string& task, const std::string& model_
   return {{"task", task},
           {"engine", "tqlm"},
           {"tqlm_version", kTqlmVersion},
+          {"numerics", kernels::NumericsSignature()},
           {"protocol", kEvalProtocol},
           {"kv_key_centering", kv::KeyCenteringEnabled()},
           {"model", model_path.substr(model_path.find_last_of('/') + 1)},
@@ -93,6 +95,7 @@ std::vector<nlohmann::json> CurrentRows(const eval::ResultsFile& results) {
     const nlohmann::json& c = r.value("config", nlohmann::json::object());
     if (c.value("engine", "tqlm") == "tqlm" &&
         (c.value("tqlm_version", "") != kTqlmVersion ||
+         c.value("numerics", "") != kernels::NumericsSignature() ||
          c.value("kv_key_centering", false) != kv::KeyCenteringEnabled() ||
          !eval::KvJsonCurrent(c.value("kv", nlohmann::json::object()))))
       continue;

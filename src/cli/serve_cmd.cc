@@ -103,10 +103,8 @@ int Serve(ServeFlags& f) {
 CommandRegistration reg("serve", "OpenAI-compatible HTTP server with continuous batching",
                         [](CLI::App& app) {
   auto f = std::make_shared<ServeFlags>();
-  f->sampler.temperature = 1.0f;  // OpenAI's defaults for unset fields
-  f->sampler.top_p = 1.0f;
-  f->sampler.top_k = 0;
-  f->sampler.min_p = 0.0f;
+  // Unset sampling fields of a request take the same defaults as run and chat (SamplerParams):
+  // OpenAI's (temperature 1, no top-k/min-p) make the small default model ramble.
   f->server.http_threads = 0;
   f->model.session.kv = runtime::DefaultKvPolicy();  // measured default, see kv_policy.h
   AddModelFlags(app, f->model);
@@ -114,10 +112,15 @@ CommandRegistration reg("serve", "OpenAI-compatible HTTP server with continuous 
   app.add_option("--host", f->server.host, "address to listen on")
       ->envname("TQLM_HOST")->capture_default_str();
   app.add_option("--port", f->server.port, "port (0: any free port)")
-      ->envname("TQLM_PORT")->capture_default_str();
+      ->envname("TQLM_PORT")->capture_default_str()->check(CLI::Range(0, 65535));
   app.add_option("--api-key", f->server.api_key, "require 'Authorization: Bearer KEY' on /v1/*")
       ->envname("TQLM_API_KEY");
   app.add_option("--alias", f->alias, "model id to serve under (default: the file name)");
+  app.add_flag("--strict-model-name", f->server.strict_model_name,
+               "answer 404 to requests that name another model (default: serve any name, as "
+               "llama-server does)");
+  app.add_flag("--no-log-requests{false}", f->server.log_requests,
+               "no line on stderr per finished request");
   app.add_option("--parallel,--np", f->parallel, "sequences decoded together (slots)")
       ->envname("TQLM_PARALLEL")->capture_default_str();
   app.add_option("--max-queue", f->max_queue, "requests waiting for a slot before 429")

@@ -32,11 +32,43 @@ std::shared_ptr<ClientSocket> ClientOf(const httplib::Request& req) {
                                         req.remote_port);
 }
 
+// One line on stderr per request when it ends: id, status, prompt tokens (and how many came
+// from the prompt cache), generated tokens, time to the first piece, decode rate, reason.
+struct RequestLog {
+  std::string id;
+  bool enabled = true;
+  Clock::time_point start = Clock::now(), first{};
+  bool logged = false;
+
+  void Text() {
+    if (first == Clock::time_point{}) first = Clock::now();
+  }
+  void Done(int status, const StreamEvent* done, const std::string& what) {
+    if (logged || !enabled) return;
+    logged = true;
+    const auto now = Clock::now();
+    const double ttft = first == Clock::time_point{}
+                            ? -1 : std::chrono::duration<double>(first - start).count();
+    std::string line = fmt::format("[serve] {} {}", id, status);
+    if (done) {
+      const double dt = std::chrono::duration<double>(now - (ttft < 0 ? start : first)).count();
+      const int steps = std::max(0, done->completion_tokens - 1);
+      line += fmt::format(" prompt {} (cached {}) + {} tokens", done->prompt_tokens,
+                          done->cached_tokens, done->completion_tokens);
+      if (ttft >= 0) line += fmt::format(", first token {:.2f} s", ttft);
+      if (steps > 0 && dt > 0) line += fmt::format(", {:.1f} tok/s", steps / dt);
+    }
+    line += ", " + what;
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+};
+
 // Relays one request's stream to a chunked response as server-sent events. The callbacks turn
 // scheduler events into SSE text in the endpoint's format.
 struct SseRelay {
   std::shared_ptr<runtime::RequestStream> stream;
   std::shared_ptr<ClientSocket> client;
+  std::shared_ptr<RequestLog> log;
   std::function<std::string()> on_start;                      // before the first piece
   std::function<std::string(const std::string&)> on_text;     // a piece of output
   std::function<std::string(const StreamEvent&)> on_done;     // kDone: last chunks
@@ -59,20 +91,24 @@ struct SseRelay {
     // A client that hung up while nothing was written (queued, long prefill) is noticed here.
     if (client && client->Gone()) {
       stream->Cancel();
+      log->Done(499, nullptr, "client gone");
       return false;
     }
     std::optional<StreamEvent> ev = stream->Next(kClientCheck);
     while (ev) {
       if (ev->kind == StreamEvent::Kind::kText) {
+        log->Text();
         out += on_text(ev->text);
       } else if (ev->kind == StreamEvent::Kind::kDone) {
         out += on_done(*ev) + SseDone();
         finished = true;
+        log->Done(200, &*ev, ev->finish_reason + ", streamed");
       } else {
         const ApiError e = ev->unavailable ? Unavailable(ev->text)
                                            : ApiError(500, "server_error", ev->text);
         out += "data: " + ErrorBody(e) + "\n\n" + SseDone();
         finished = true;
+        log->Done(e.status(), nullptr, ev->text);
       }
       if (finished) break;
       ev = stream->Next(std::chrono::milliseconds(0));  // drain what is already there
@@ -82,6 +118,7 @@ struct SseRelay {
     if (!out.empty()) {
       if (!sink.write(out.data(), out.size())) {
         stream->Cancel();
+        log->Done(499, nullptr, "client gone");
         return false;
       }
       last_write = Clock::now();
@@ -99,7 +136,7 @@ struct Collected {
   std::string text;
   StreamEvent done;
 };
-Collected Collect(runtime::RequestStream& stream, const ClientSocket& client) {
+Collected Collect(runtime::RequestStream& stream, const ClientSocket& client, RequestLog& log) {
   Collected c;
   auto checked = Clock::now();
   for (;;) {
@@ -108,18 +145,23 @@ Collected Collect(runtime::RequestStream& stream, const ClientSocket& client) {
       checked = Clock::now();
       if (client.Gone()) {
         stream.Cancel();
+        log.Done(499, nullptr, "client gone");
         throw ApiError(499, "invalid_request_error", "the client closed the connection");
       }
     }
     if (!ev) continue;
     if (ev->kind == StreamEvent::Kind::kText) {
+      log.Text();
       c.text += ev->text;
     } else if (ev->kind == StreamEvent::Kind::kDone) {
       c.done = std::move(*ev);
+      log.Done(200, &c.done, c.done.finish_reason);
       return c;
     } else {
-      if (ev->unavailable) throw Unavailable(ev->text);
-      throw ApiError(500, "server_error", ev->text);
+      const ApiError e = ev->unavailable ? Unavailable(ev->text)
+                                         : ApiError(500, "server_error", ev->text);
+      log.Done(e.status(), nullptr, ev->text);
+      throw e;
     }
   }
 }
@@ -140,6 +182,12 @@ HttpServer::HttpServer(ServerOptions options, runtime::Scheduler& scheduler, Cha
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
   http_->set_payload_max_length(options_.max_body_bytes);
   http_->set_keep_alive_max_count(1000);
+  // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, with which a second server on
+  // the same port binds too and the kernel splits the requests between them silently.
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof(yes));
+  });
   Routes();
 }
 
@@ -147,6 +195,8 @@ HttpServer::~HttpServer() = default;
 
 int HttpServer::Bind() {
   int port = options_.port;
+  if (port < 0 || port > 65535)
+    throw Error(fmt::format("port {} is out of range (1-65535, or 0 for any free port)", port));
   if (port == 0) {
     port = http_->bind_to_any_port(options_.host);
   } else if (!http_->bind_to_port(options_.host, port)) {
@@ -269,8 +319,8 @@ std::shared_ptr<runtime::RequestStream> HttpServer::Submit(std::vector<int> prom
 }
 
 namespace {
-void CheckModel(const std::string& requested, const std::string& served) {
-  if (!requested.empty() && requested != served)
+void CheckModel(const std::string& requested, const std::string& served, bool strict) {
+  if (strict && !requested.empty() && requested != served)
     throw ApiError(404, "invalid_request_error",
                    fmt::format("the model '{}' does not exist; this server serves '{}'", requested, served),
                    "model", "model_not_found");
@@ -279,7 +329,7 @@ void CheckModel(const std::string& requested, const std::string& served) {
 
 void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   ChatRequest r = ParseChatRequest(req.body, options_.limits);
-  CheckModel(r.model, options_.model_id);
+  CheckModel(r.model, options_.model_id, options_.strict_model_name);
   std::string text;
   int tools_head = 0;  // kept full precision by the default KV policy
   try {
@@ -308,9 +358,12 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   auto client = ClientOf(req);
   auto stream = Submit(std::move(prompt), r.sampling, tools_head);
   ResponseMeta meta{NewId("chatcmpl"), int64_t(std::time(nullptr)), options_.model_id};
+  auto log = std::make_shared<RequestLog>();
+  log->id = meta.id;
+  log->enabled = options_.log_requests;
 
   if (!r.stream) {
-    Collected c = Collect(*stream, *client);
+    Collected c = Collect(*stream, *client, *log);
     std::string content = forced + c.text;
     std::vector<tokenizer::ChatToolCall> calls;
     if (tools) {
@@ -326,6 +379,7 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   auto relay = std::make_shared<SseRelay>();
   relay->stream = stream;
   relay->client = client;
+  relay->log = log;
   relay->on_start = [meta] { return SseData(ChatChunk(meta, {{"role", "assistant"}, {"content", ""}})); };
   if (!tools) {
     relay->on_text = [meta](const std::string& piece) {
@@ -374,13 +428,16 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
 
 void HttpServer::Completion(const httplib::Request& req, httplib::Response& res) {
   CompletionRequest r = ParseCompletionRequest(req.body, options_.limits);
-  CheckModel(r.model, options_.model_id);
+  CheckModel(r.model, options_.model_id, options_.strict_model_name);
   std::vector<int> prompt = chat_.tokenizer->Encode(r.prompt, true, false);
   auto client = ClientOf(req);
   auto stream = Submit(std::move(prompt), r.sampling);
   ResponseMeta meta{NewId("cmpl"), int64_t(std::time(nullptr)), options_.model_id};
+  auto log = std::make_shared<RequestLog>();
+  log->id = meta.id;
+  log->enabled = options_.log_requests;
   if (!r.stream) {
-    Collected c = Collect(*stream, *client);
+    Collected c = Collect(*stream, *client, *log);
     res.set_content(Dump(TextCompletion(meta, c.text, c.done.finish_reason, UsageOf(c.done))),
                     "application/json");
     return;
@@ -388,6 +445,7 @@ void HttpServer::Completion(const httplib::Request& req, httplib::Response& res)
   auto relay = std::make_shared<SseRelay>();
   relay->stream = stream;
   relay->client = client;
+  relay->log = log;
   relay->on_text = [meta](const std::string& piece) { return SseData(TextChunk(meta, piece)); };
   relay->on_done = [meta, usage = r.include_usage](const StreamEvent& done) {
     std::string out = SseData(TextChunk(meta, "", done.finish_reason));

@@ -29,7 +29,11 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                 // 0: any free port (see Bind)
   std::string api_key;             // non-empty: /v1/* need "Authorization: Bearer <key>"
-  std::string model_id;            // the name /v1/models lists and requests may give
+  std::string model_id;            // the name /v1/models lists and responses report
+  // Requests naming another model get 404; by default any name is served (as llama-server
+  // does), so clients with a fixed model name work.
+  bool strict_model_name = false;
+  bool log_requests = true;        // one line on stderr per finished request
   size_t max_body_bytes = size_t(1) << 20;
   RequestLimits limits;
   int default_max_tokens = 256;    // when a request gives none

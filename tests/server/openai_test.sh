@@ -55,7 +55,26 @@ if [ $rc -eq 0 ]; then echo "ok   SIGTERM: clean exit"; else echo "FAIL SIGTERM:
 pids=()
 
 # Overload: one slot, no queue: a second request gets 429 (OpenAI's rate-limit error).
-start_server busy -m "$MODEL" -c 512 --parallel 1 --max-queue 0 "${KV[@]}" || exit 1
+start_server busy -m "$MODEL" -c 512 --parallel 1 --max-queue 0 --strict-model-name "${KV[@]}" ||
+  exit 1
+# A second server on a port in use is an error (no silent sharing through SO_REUSEPORT), and
+# a port out of range is refused before the model loads.
+if "$TQLM" serve -m "$MODEL" --port "$port" -t 1 > "$tmp/dup.out" 2> "$tmp/dup.err"; then
+  echo "FAIL a second server on port $port started"; fail=1
+elif grep -q "cannot listen on 127.0.0.1:$port" "$tmp/dup.err"; then
+  echo "ok   port in use: $(tail -1 "$tmp/dup.err")"
+else
+  echo "FAIL port in use: unexpected error"; cat "$tmp/dup.err"; fail=1
+fi
+for bad in 99999 -1; do
+  if "$TQLM" serve -m "$MODEL" --port "$bad" > "$tmp/range.out" 2> "$tmp/range.err"; then
+    echo "FAIL --port $bad accepted"; fail=1
+  elif grep -q "not in range" "$tmp/range.err" && ! grep -q "loading" "$tmp/range.err"; then
+    echo "ok   --port $bad refused before loading: $(head -1 "$tmp/range.err")"
+  else
+    echo "FAIL --port $bad: unexpected output"; cat "$tmp/range.err"; fail=1
+  fi
+done
 TQLM_SERVER_URL="http://127.0.0.1:$port" "$PY" "$HERE/test_openai_overload.py" -v || fail=1
 kill -TERM "$server_pid"; wait "$server_pid"
 pids=()

@@ -1,6 +1,7 @@
 """Overload: a server with one slot and no queue (`--parallel 1 --max-queue 0`, started by
 openai_test.sh) refuses a second request with 429 in OpenAI's error format and a Retry-After
-header, while the first goes on, and takes requests again once the slot is free.
+header, while the first goes on, and takes requests again once the slot is free. The same
+server runs with --strict-model-name: another model's name is a 404 model_not_found.
 Environment: TQLM_SERVER_URL."""
 import os
 import time
@@ -44,6 +45,12 @@ class Overload(unittest.TestCase):
                 self.assertLess(time.time(), deadline, "the slot was never freed")
                 time.sleep(0.1)
         self.assertEqual(r.choices[0].finish_reason, "length")
+
+    def test_strict_model_name(self):
+        with self.assertRaises(openai.NotFoundError) as e:
+            client().chat.completions.create(model="nope", max_tokens=2,
+                                             messages=[{"role": "user", "content": "x"}])
+        self.assertEqual(e.exception.code, "model_not_found")
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ CpuidRegs Cpuid(unsigned leaf, unsigned subleaf) {
 }
 
 // CPUID leaf 7 (not every compiler's __builtin_cpu_supports knows the AMX names): subleaf 0
-// EDX bit 22 AMX-BF16, 24 AMX-TILE, 25 AMX-INT8; subleaf 1 EAX bit 5 AVX512-BF16.
+// EDX bit 24 AMX-TILE, 25 AMX-INT8.
 struct AmxFeatures {
-  bool tile = false, int8 = false, bf16 = false, avx512_bf16 = false;
+  bool tile = false, int8 = false;
 };
 
 AmxFeatures CpuAmxFeatures() {
@@ -39,8 +39,6 @@ AmxFeatures CpuAmxFeatures() {
   const CpuidRegs l70 = Cpuid(7, 0);
   f.tile = (l70.edx >> 24) & 1u;
   f.int8 = (l70.edx >> 25) & 1u;
-  f.bf16 = (l70.edx >> 22) & 1u;
-  if (l70.eax >= 1) f.avx512_bf16 = (Cpuid(7, 1).eax >> 5) & 1u;
   return f;
 }
 
@@ -63,30 +61,9 @@ bool AmxInt8Available() {
   return ok;
 }
 
-bool AmxBf16Available() {
-  static const bool ok = [] {
-    const AmxFeatures f = CpuAmxFeatures();
-    __builtin_cpu_init();
-    return f.bf16 && f.avx512_bf16 && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw") && TilesGranted();
-  }();
-  return ok;
-}
-
-bool Avx512Bf16Available() {
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    return CpuAmxFeatures().avx512_bf16 && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw");
-  }();
-  return ok;
-}
-
 #else
 
 bool AmxInt8Available() { return false; }
-bool Avx512Bf16Available() { return false; }
-bool AmxBf16Available() { return false; }
 
 #endif
 

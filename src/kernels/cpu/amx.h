@@ -11,14 +11,6 @@ namespace tqlm::kernels {
 // process. The request is made once (thread-safe) and holds for all threads.
 bool AmxInt8Available();
 
-// True when this CPU has AMX-TILE, AMX-BF16 and AVX512-BF16 (for the float -> bf16
-// conversions that feed the tiles) and the OS granted the tile state.
-bool AmxBf16Available();
-
-// True when this CPU has AVX512-BF16 (with AVX512F/BW), AMX or not: the vector bf16 dot
-// products prefill uses where the tiles are missing (CPUs without AMX, VMs that hide it).
-bool Avx512Bf16Available();
-
 // LDTILECFG's 64-byte operand: palette 1, rows and bytes per row of tiles 0..7.
 struct alignas(64) AmxTileConfig {
   uint8_t palette = 1;

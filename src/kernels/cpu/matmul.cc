@@ -5,6 +5,7 @@
 #include "kernels/cpu/matmul.h"
 
 #include <fmt/format.h>
+#include <hwy/targets.h>
 
 #include <algorithm>
 #include <vector>
@@ -101,13 +102,18 @@ void DequantizeRow(const WeightView& w, int64_t row, float* out) {
 std::string MatMulKernelSummary() {
   std::string prefill;
   if (internal::HaveAmxKernels()) {
-    prefill = "amx-bf16";
-  } else {
-    if (internal::HaveVnniI16Kernels()) prefill = "vnni-int16 (k-quants)";
-    if (internal::HaveAvx512FmaKernels()) prefill += prefill.empty() ? "avx512-fma" : " / avx512-fma";
+    prefill = "amx-int8 (k-quants)";
+  } else if (internal::HaveVnniI16Kernels()) {
+    prefill = "vnni-int16 (k-quants)";
   }
   const std::string rest = internal::HaveVnniKernels() ? "vnni" : "portable";
   return prefill.empty() ? rest : "prefill " + prefill + ", else " + rest;
+}
+
+std::string NumericsSignature() {
+  return fmt::format("matmul {}, float kernels {}",
+                     internal::HaveVnniKernels() ? "int8 (avx512-vnni)" : "float (portable)",
+                     hwy::TargetName(hwy::SupportedTargets() & ~(hwy::SupportedTargets() - 1)));
 }
 
 void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadPool& pool) {

@@ -38,10 +38,16 @@ WeightView MakeWeightView(TensorType type, const void* data, int64_t rows, int64
 // x and y must not overlap. Throws tqlm::Error for an unsupported type.
 void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadPool& pool);
 
-// The CPU kernels MatMul uses in this process, for result provenance (timings and the last
-// bits of numerics depend on them), e.g. "prefill amx-bf16, else vnni" or "prefill
-// vnni-int16 (k-quants) / avx512-fma, else vnni".
+// The CPU kernels MatMul uses in this process, for result provenance (timings depend on them),
+// e.g. "prefill amx-int8 (k-quants), else vnni".
 std::string MatMulKernelSummary();
+
+// What the bits of a result depend on in this process, beyond the model and its inputs: the
+// instruction-set path of the matmuls (int8 activations on AVX-512 VNNI, float otherwise) and
+// the Highway target of the float kernels (norms aside, their sums are as wide as its
+// vectors). Engines that differ only in speed (AMX-INT8, int16, VNNI tiles) compute the same
+// bits and share a signature; see docs/RESULTS.md "Same request, same tokens".
+std::string NumericsSignature();
 
 // out[c] = W[row, c] for c < cols (embedding lookup).
 void DequantizeRow(const WeightView& w, int64_t row, float* out);

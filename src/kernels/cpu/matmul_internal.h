@@ -39,12 +39,6 @@ void VnniMatMul(TensorType type, const uint8_t* w, size_t row_bytes, int64_t row
 bool VnniKQuantSupports(TensorType type);
 void VnniMatMulKQuant(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows,
                       int64_t r0, int64_t r1, const ActQ8& act, int t0, int t1, float* y);
-// One weight row of `blocks` 32-value blocks decoded to bf16 (round to nearest even): block b
-// at out + b * stride. Only with AVX512-BF16 (i.e. after PrefillSupports()); false for a format
-// without a VNNI decoder (the caller then uses DequantizeValues).
-bool VnniDecodeRowBf16(TensorType type, const uint8_t* row, size_t row_bytes, int64_t blocks,
-                       uint16_t* out, size_t stride);
-
 // A Q4_K, Q5_K or Q6_K row of `super_blocks` 256-value super-blocks as int16 products of the
 // integer sub-block scales and quants: w16[k] = sc_j * q_k (Q4_K, Q5_K), sc_g * (q_k - 32)
 // (Q6_K), with d[sb] the super-block scale, so value k = d * w16[k] (Q6_K) or d * w16[k] -
@@ -54,34 +48,31 @@ bool VnniDecodeRowBf16(TensorType type, const uint8_t* row, size_t row_bytes, in
 bool VnniDecodeRowI16(TensorType type, const uint8_t* row, int64_t super_blocks, int16_t* w16,
                       float* d, float* dmin, int16_t* mins);
 
-// Prefill kernels for many tokens at once (matmul_prefill.cc): a panel of 32 weight rows is
-// decoded once per call and multiplied with 32 tokens at a time by one of three engines:
-//  - AMX tiles: bf16 panel and tokens, TDPBF16PS (where CPU and OS grant AMX-BF16);
-//  - VNNI int16 (Q4_K, Q5_K, Q6_K without AMX): the panel as int16 products of the integer
-//    sub-block scales and quants, the tokens in the 8-bit k-quant activation format widened
-//    to int16, VPDPWSSD with one float fold per 256 values;
-//  - AVX-512 FMAs (other quantized formats without AMX; needs AVX512-BF16 for the panel
-//    decode): bf16 panel widened to fp32, fp32 tokens.
-// Float weight types keep their exact paths.
-enum class PrefillEngine { kNone, kAmxTiles, kVnniI16, kAvx512Fma };
+// Prefill engines for k-quants at 16 tokens and more (matmul_prefill.cc): a panel of 32
+// weight rows is decoded once per call and multiplied with the tokens 32 at a time, computing
+// the integer-first sums of matmul_vnni_kquant.cc bit for bit:
+//  - AMX-INT8 tiles (where CPU and OS grant AMX-INT8 and TQLM_NO_AMX is unset): each weight's
+//    int16 product w16 = sc * q split into two int8 planes, w16 = 2^s hi + lo, multiplied
+//    with the tokens' 8-bit values by TDPBSSD over a whole super-block per plane;
+//  - VNNI int16 (otherwise): w16 against the tokens widened to int16 pairs by VPDPWSSD.
+// Other formats stay on the VNNI tiles for every token count (their result is defined by the
+// tiles' lanes; see matmul_vnni.cc).
+enum class PrefillEngine { kNone, kAmxInt8, kVnniI16 };
 constexpr int kAmxTile = 16;          // rows and tokens of one tile
 constexpr int kAmxPanelRows = 2 * kAmxTile;
-bool HaveAmxKernels();        // AMX-BF16 granted by CPU and OS, and TQLM_NO_AMX unset
+bool HaveAmxKernels();        // AMX-INT8 granted by CPU and OS, and TQLM_NO_AMX unset
 bool HaveVnniI16Kernels();    // VNNI kernels present, and TQLM_NO_I16_PREFILL unset
-bool HaveAvx512FmaKernels();  // AVX512-BF16 on this CPU, and TQLM_NO_FMA_PREFILL unset
 bool PrefillSupports(PrefillEngine engine, TensorType type);
 // The engine MatMul uses for n_tokens tokens of `type` weights, or kNone (VNNI tiles etc.).
 PrefillEngine PrefillEngineFor(TensorType type, int n_tokens);
-// Activations, zero-padded to a multiple of 32 tokens (and for the float engines of 32
-// columns): bf16 in TDPBF16PS's pair layout for the tiles (x), fp32 columns of 16-token tiles
-// for the FMAs (xf), int16 pairs with per-256 scales and 32-block sums for VNNI (xi, dxi, si).
+// Activations, zero-padded to a multiple of 32 tokens, from their 8-bit k-quant form (one
+// scale per 256 values): int8 quads for the tiles (xq) or int16 pairs for VNNI (xi), the
+// tokens' scales per super-block (dxi) and their 32-value sums (si).
 struct PrefillActs {
-  std::vector<uint16_t> x;
-  std::vector<float> xf;
-  std::vector<uint32_t> xi, si;
+  std::vector<uint32_t> xq, xi, si;
   std::vector<float> dxi;
   int n_tokens = 0, padded_tokens = 0;
-  int64_t cols = 0, padded_cols = 0, super_blocks = 0;
+  int64_t cols = 0, super_blocks = 0;
 };
 void PrefillPrepare(PrefillEngine engine, const float* x, int n_tokens, int64_t cols,
                     PrefillActs* out);

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu/matmul_internal.h"
 
@@ -33,12 +34,31 @@ TQLM_PREFILL_BASE inline __m512i ScatterIndex() {
 // y[t * y_stride + j] = acc[j * tp + t] for t < n_tokens, j < nr <= 32 (matmul_prefill.cc).
 void StoreTransposed(const float* acc, int tp, int n_tokens, int nr, float* y, size_t y_stride);
 
-// The VNNI int16 engine (matmul_prefill_i16.cc): tokens into out->xi/dxi/si (n_tokens,
-// padded_tokens and cols already set), and rows [r0, r1) of Q4_K/Q5_K/Q6_K weights for all
-// tokens.
-void PrepareActivationsI16(const float* x, int n_tokens, int64_t cols, PrefillActs* out);
+// The VNNI int16 engine (matmul_prefill_i16.cc): tokens into out->xi (or, amx_layout, xq)
+// and dxi/si (n_tokens, padded_tokens and cols already set), and rows [r0, r1) of
+// Q4_K/Q5_K/Q6_K weights for all tokens.
+void PrepareActivationsI16(const float* x, int n_tokens, int64_t cols, bool amx_layout,
+                           PrefillActs* out);
 void MatMulRowsI16(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t r0,
                    int64_t r1, const PrefillActs& act, float* y);
+
+// A panel of kAmxPanelRows k-quant rows in the int16 form of VnniDecodeRowI16 (zero rows past
+// the matrix), shared by the int16 and the AMX-INT8 engines.
+struct PanelI16 {
+  std::vector<int16_t> w, mins;  // w[j][cols]; mins[j][sb][8] (Q4_K, Q5_K)
+  std::vector<float> d, dmin;    // [j][sb]
+};
+void DecodePanelI16(TensorType type, const uint8_t* w, size_t row_bytes, int64_t p0, int64_t p1,
+                    int64_t cols, PanelI16* pn);
+// The float steps of one super-block for panel row j and tokens t0..t0+31 (c0, c1: their exact
+// integer sums), into acc[j * padded_tokens + t]: the same in every k-quant engine.
+void FoldSuperBlock(const PanelI16& pn, bool has_mins, const PrefillActs& act, size_t j,
+                    int64_t sb, int t0, __m512i c0, __m512i c1, float* acc);
+
+// The AMX-INT8 engine (matmul_prefill_amx8.cc), for k-quants: activations prepared by
+// PrepareActivationsI16 with amx_layout.
+void MatMulRowsAmx8(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows,
+                    int64_t r0, int64_t r1, const PrefillActs& act, float* y);
 
 }  // namespace tqlm::kernels::internal::prefill
 

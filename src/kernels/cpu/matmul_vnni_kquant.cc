@@ -71,6 +71,32 @@ TQLM_VNNI inline float Fma(int32_t i, float s, float f) {
                                     _mm_set_ss(f)));
 }
 
+// The sums of four vectors' lanes, in one vector: integer adds, so exact in any order.
+TQLM_VNNI inline __m128i Sum4x16(__m512i a, __m512i b, __m512i c, __m512i d) {
+  const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+  const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+  const __m512i u =
+      _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+  const __m256i v = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64(u, 1));
+  return _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+TQLM_VNNI inline __m128i Sum4x8(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+  const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+  const __m256i u =
+      _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+  return _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+}
+
+// Four rows' fp16 fields at the same offset of their super-blocks, as floats.
+template <int R>
+TQLM_VNNI inline __m128 Halves4(const uint8_t* const* row, size_t offset) {
+  static_assert(R == 4);
+  return _mm_set_ps(Half(row[3] + offset), Half(row[2] + offset), Half(row[1] + offset),
+                    Half(row[0] + offset));
+}
+
 // Q4_K (kHigh = false) / Q5_K (kHigh = true): R rows x NT tokens.
 template <bool kHigh, int R, int NT>
 TQLM_VNNI void TileK4(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t nsb,
@@ -80,7 +106,10 @@ TQLM_VNNI void TileK4(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t ns
   const uint8_t* row[R];
   TQLM_UNROLL
   for (int r = 0; r < R; ++r) row[r] = w + size_t(r0 + r) * row_bytes;
-  float f[R][NT];
+  float f[R][NT];  // the float chains (R == 4: f4, one 128-bit lane per row)
+  __m128 f4[NT];
+  TQLM_UNROLL
+  for (int k = 0; k < NT; ++k) f4[k] = _mm_setzero_ps();
   TQLM_UNROLL
   for (int r = 0; r < R; ++r) {
     TQLM_UNROLL
@@ -133,25 +162,49 @@ TQLM_VNNI void TileK4(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t ns
         }
       }
     }
-    TQLM_UNROLL
-    for (int k = 0; k < NT; ++k) {
-      const float dx = act.d_at(t0 + k)[8 * sb];
-      const __m256i s16 = _mm256_loadu_si256(
-          reinterpret_cast<const __m256i*>(act.isum16_at(t0 + k) + 16 * sb));
+    if constexpr (R == 4) {  // four rows at once in 128-bit lanes, the same steps per lane
+      const uint8_t* blk[4];
       TQLM_UNROLL
-      for (int r = 0; r < R; ++r) {
-        const uint8_t* b = row[r] + size_t(sb) * kB;
-        const int32_t i = Sum16(isum[r][k]);
-        const int32_t m = Sum8(_mm256_madd_epi16(s16, mins16[r]));
-        f[r][k] = Fma(i, dx * Half(b), f[r][k]);
-        f[r][k] = Fma(m, dx * -Half(b + 2), f[r][k]);
+      for (int r = 0; r < 4; ++r) blk[r] = row[r] + size_t(sb) * kB;
+      const __m128 d4 = Halves4<R>(blk, 0);
+      const __m128 ndmin4 = _mm_xor_ps(Halves4<R>(blk, 2), _mm_set1_ps(-0.0f));
+      TQLM_UNROLL
+      for (int k = 0; k < NT; ++k) {
+        const __m128 dx = _mm_set1_ps(act.d_at(t0 + k)[8 * sb]);
+        const __m256i s16 = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(act.isum16_at(t0 + k) + 16 * sb));
+        const __m128i i4 = Sum4x16(isum[0][k], isum[1][k], isum[2][k], isum[3][k]);
+        const __m128i m4 = Sum4x8(
+            _mm256_madd_epi16(s16, mins16[0]), _mm256_madd_epi16(s16, mins16[1]),
+            _mm256_madd_epi16(s16, mins16[2]), _mm256_madd_epi16(s16, mins16[3]));
+        f4[k] = _mm_fmadd_ps(_mm_cvtepi32_ps(i4), _mm_mul_ps(dx, d4), f4[k]);
+        f4[k] = _mm_fmadd_ps(_mm_cvtepi32_ps(m4), _mm_mul_ps(dx, ndmin4), f4[k]);
+      }
+    } else {
+      TQLM_UNROLL
+      for (int k = 0; k < NT; ++k) {
+        const float dx = act.d_at(t0 + k)[8 * sb];
+        const __m256i s16 = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(act.isum16_at(t0 + k) + 16 * sb));
+        TQLM_UNROLL
+        for (int r = 0; r < R; ++r) {
+          const uint8_t* b = row[r] + size_t(sb) * kB;
+          const int32_t i = Sum16(isum[r][k]);
+          const int32_t m = Sum8(_mm256_madd_epi16(s16, mins16[r]));
+          f[r][k] = Fma(i, dx * Half(b), f[r][k]);
+          f[r][k] = Fma(m, dx * -Half(b + 2), f[r][k]);
+        }
       }
     }
   }
   TQLM_UNROLL
-  for (int r = 0; r < R; ++r) {
-    TQLM_UNROLL
-    for (int k = 0; k < NT; ++k) y[size_t(t0 + k) * rows + size_t(r0 + r)] = f[r][k];
+  for (int k = 0; k < NT; ++k) {
+    if constexpr (R == 4) {
+      _mm_storeu_ps(y + size_t(t0 + k) * rows + size_t(r0), f4[k]);
+    } else {
+      TQLM_UNROLL
+      for (int r = 0; r < R; ++r) y[size_t(t0 + k) * rows + size_t(r0 + r)] = f[r][k];
+    }
   }
 }
 
@@ -163,7 +216,10 @@ TQLM_VNNI void TileQ6(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t ns
   const uint8_t* row[R];
   TQLM_UNROLL
   for (int r = 0; r < R; ++r) row[r] = w + size_t(r0 + r) * row_bytes;
-  float f[R][NT];
+  float f[R][NT];  // the float chains (R == 4: f4, one 128-bit lane per row)
+  __m128 f4[NT];
+  TQLM_UNROLL
+  for (int k = 0; k < NT; ++k) f4[k] = _mm_setzero_ps();
   TQLM_UNROLL
   for (int r = 0; r < R; ++r) {
     TQLM_UNROLL
@@ -213,22 +269,46 @@ TQLM_VNNI void TileQ6(const uint8_t* w, size_t row_bytes, int64_t r0, int64_t ns
     }
     TQLM_UNROLL
     for (int k = 0; k < NT; ++k) {
-      const float dx = act.d_at(t0 + k)[8 * sb];
       const __m256i s16 = _mm256_loadu_si256(
           reinterpret_cast<const __m256i*>(act.isum16_at(t0 + k) + 16 * sb));
+      // The offset folds in before the lanes are summed: isum -= 32 * sum_g sc_g S16_g.
       TQLM_UNROLL
       for (int r = 0; r < R; ++r) {
-        const uint8_t* b = row[r] + size_t(sb) * kB;
-        const int32_t off = Sum8(_mm256_madd_epi16(s16, _mm512_castsi512_si256(sc16[r])));
-        const int32_t i = Sum16(isum[r][k]) - 32 * off;
-        f[r][k] = Fma(i, dx * Half(b + 208), f[r][k]);
+        const __m256i off = _mm256_madd_epi16(s16, _mm512_castsi512_si256(sc16[r]));
+        isum[r][k] = _mm512_sub_epi32(isum[r][k],
+                                      _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
+      }
+    }
+    if constexpr (R == 4) {
+      const uint8_t* blk[4];
+      TQLM_UNROLL
+      for (int r = 0; r < 4; ++r) blk[r] = row[r] + size_t(sb) * kB;
+      const __m128 d4 = Halves4<R>(blk, 208);
+      TQLM_UNROLL
+      for (int k = 0; k < NT; ++k) {
+        const __m128 dx = _mm_set1_ps(act.d_at(t0 + k)[8 * sb]);
+        const __m128i i4 = Sum4x16(isum[0][k], isum[1][k], isum[2][k], isum[3][k]);
+        f4[k] = _mm_fmadd_ps(_mm_cvtepi32_ps(i4), _mm_mul_ps(dx, d4), f4[k]);
+      }
+    } else {
+      TQLM_UNROLL
+      for (int k = 0; k < NT; ++k) {
+        const float dx = act.d_at(t0 + k)[8 * sb];
+        TQLM_UNROLL
+        for (int r = 0; r < R; ++r) {
+          f[r][k] = Fma(Sum16(isum[r][k]), dx * Half(row[r] + size_t(sb) * kB + 208), f[r][k]);
+        }
       }
     }
   }
   TQLM_UNROLL
-  for (int r = 0; r < R; ++r) {
-    TQLM_UNROLL
-    for (int k = 0; k < NT; ++k) y[size_t(t0 + k) * rows + size_t(r0 + r)] = f[r][k];
+  for (int k = 0; k < NT; ++k) {
+    if constexpr (R == 4) {
+      _mm_storeu_ps(y + size_t(t0 + k) * rows + size_t(r0), f4[k]);
+    } else {
+      TQLM_UNROLL
+      for (int r = 0; r < R; ++r) y[size_t(t0 + k) * rows + size_t(r0 + r)] = f[r][k];
+    }
   }
 }
 
