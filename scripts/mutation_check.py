@@ -169,10 +169,10 @@ MUTATIONS = [
       "const float dl = d * float(sc & 0xF), ml = dmin * float(sc >> 3);",
       "MatMul.*",
       "portable Q2_K dequantization: minimum from the wrong bits"),
-    M("amx-tile-operand", "src/kernels/cpu/matmul_prefill.cc",
-      "_tile_dpbf16ps(2, 5, 6);", "_tile_dpbf16ps(2, 5, 7);",
-      "MatMul.Prefill*",
-      "AMX prefill: one tile product with the wrong weight tile"),
+    M("amx-tile-operand", "src/kernels/cpu/matmul_prefill_amx8.cc",
+      "_tile_dpbssd(1, 5, 6);", "_tile_dpbssd(1, 5, 7);",
+      "MatMul.*:MatMulAdversarial.*:MatMulInvariance.*",
+      "AMX-INT8 prefill: one tile product with the wrong token tile"),
 ]
 
 
