@@ -13,6 +13,7 @@ PACKAGES=(
   nlohmann-json3-dev    # 3.11.2
   libpcre2-dev          # 10.42  tokenizer pre-tokenizer regexes
   libcpp-httplib-dev    # 0.11.4 server
+  libedit-dev           # 3.1-20221030  line editing and history in `tqlm chat`
   libgtest-dev          # 1.12.1
   libbenchmark-dev      # 1.7.1
   clang libclang-rt-14-dev  # libFuzzer targets

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -48,6 +50,28 @@ TEST(ThreadPool, ParallelForCoversTheRangeOnce) {
       for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
     });
     for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n " << n << " i " << i;
+  }
+}
+
+// An exception thrown by a task on any thread (the caller's or a worker) reaches the caller of
+// ParallelTasks, and the pool keeps working afterwards.
+TEST(ThreadPool, TaskExceptionsReachTheCaller) {
+  for (int threads : {1, 2, 4}) {
+    ThreadPool pool(threads);
+    for (size_t bad : {size_t(0), size_t(5), size_t(63)}) {
+      std::atomic<int> ran{0};
+      try {
+        pool.ParallelTasks(64, [&](size_t t, int) {
+          ran.fetch_add(1);
+          if (t == bad) throw std::runtime_error("task " + std::to_string(t));
+        });
+        ADD_FAILURE() << "no exception, " << threads << " threads";
+      } catch (const std::runtime_error& e) {
+        EXPECT_EQ(std::string(e.what()), "task " + std::to_string(bad));
+      }
+      EXPECT_GE(ran.load(), 1);
+      CheckCalls(pool, 3, std::chrono::microseconds(0));  // still usable
+    }
   }
 }
 

@@ -6,6 +6,11 @@
 // the reply is parsed for tool calls in the model family's convention while it streams, each
 // call is shown as it is made, and the user types each tool's result; the conversation then
 // goes on with the assistant's call and the tool message until the model answers in text.
+//
+// Input has line editing and history (libedit) on a terminal. Ctrl-C stops the reply being
+// written (what was written stays in the conversation) and returns to the prompt; at the
+// prompt, a second Ctrl-C in a row ends the chat. Lines starting with '/' are commands
+// (/help lists them); an unknown one is an error, never sent to the model.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +21,8 @@
 
 #include "cli/command.h"
 #include "cli/common_flags.h"
+#include "cli/line_reader.h"
+#include "server/request.h"
 #include "runtime/kv_policy.h"
 #include "runtime/generate.h"
 #include "tokenizer/prompt_head.h"
@@ -63,6 +70,12 @@ void PrintDeltas(const std::vector<tokenizer::ToolCallDelta>& deltas, std::strin
   }
 }
 
+// Input history across chats, beside the models in the cache directory.
+std::string ChatHistoryFile() {
+  const std::string model = DefaultModelPath();
+  return model.substr(0, model.rfind("/models/")) + "/chat_history";
+}
+
 class ChatLoop {
  public:
   explicit ChatLoop(const ChatFlags& f)
@@ -75,21 +88,28 @@ class ChatLoop {
 
   int Run() {
     if (!f_.system.empty()) messages_.push_back({"system", f_.system});
-    std::fprintf(stderr, "chat with %s — /reset clears the conversation, /exit or Ctrl-D ends\n",
-                 lm_.model->info().name.c_str());
+    std::fprintf(stderr, "chat with %s: /help lists the commands, Ctrl-C stops a reply, "
+                 "Ctrl-D or /exit ends\n", lm_.model->info().name.c_str());
     if (!tools_.is_null()) {
       std::fprintf(stderr, "%zu tools from %s; tool calls read in the %s convention\n",
                    tools_.size(), f_.tools_file.c_str(),
                    std::string(tokenizer::ToolCallFormatName(format_)).c_str());
     }
-    std::string line;
+    bool interrupted_last = false;
     for (;;) {
-      std::fprintf(stderr, "> ");
-      if (!std::getline(std::cin, line) || line == "/exit") break;
+      LineReader::Input in = reader_.Read("> ");
+      if (in.interrupted) {
+        if (interrupted_last) break;
+        std::fprintf(stderr, "\n(Ctrl-C again or /exit to quit)\n");
+        interrupted_last = true;
+        continue;
+      }
+      interrupted_last = false;
+      if (!in.line) break;  // end of input
+      const std::string& line = *in.line;
       if (line.empty()) continue;
-      if (line == "/reset") {
-        messages_.resize(f_.system.empty() ? 0 : 1);
-        session_.Rewind(0);
+      if (line[0] == '/') {
+        if (!Command(line)) break;
         continue;
       }
       const size_t before = messages_.size();
@@ -101,7 +121,7 @@ class ChatLoop {
           messages_.resize(before);  // the turn failed: forget it
           break;
         }
-        if (reply->calls.empty()) break;
+        if (reply->calls.empty() || stopped_) break;
         if (!ReadToolResults(reply->calls)) return 0;
       }
     }
@@ -109,6 +129,88 @@ class ChatLoop {
   }
 
  private:
+  // A '/' command; false ends the chat.
+  bool Command(const std::string& line) {
+    const size_t sp = line.find(' ');
+    const std::string cmd = line.substr(0, sp);
+    std::string arg = sp == std::string::npos ? "" : line.substr(sp + 1);
+    while (!arg.empty() && arg.back() == ' ') arg.pop_back();
+    try {
+      if (cmd == "/exit" || cmd == "/quit") return false;
+      if (cmd == "/help") {
+        std::fprintf(stderr,
+                     "/help          this list\n"
+                     "/reset         forget the conversation (the system message stays)\n"
+                     "/save FILE     write the conversation as JSON ({\"messages\": [...]})\n"
+                     "/load FILE     continue a conversation written by /save\n"
+                     "/stats         context, KV cache and speed of the last reply\n"
+                     "/exit          end (also Ctrl-D, or Ctrl-C twice at the prompt)\n");
+      } else if (cmd == "/reset") {
+        messages_.resize(f_.system.empty() ? 0 : 1);
+        session_.Rewind(0);
+        std::fprintf(stderr, "(conversation cleared)\n");
+      } else if (cmd == "/save") {
+        if (arg.empty()) throw Error("/save needs a file name");
+        std::ofstream out(arg, std::ios::binary | std::ios::trunc);
+        nlohmann::ordered_json j;
+        j["messages"] = MessagesJson();
+        out << j.dump(2) << "\n";
+        if (!out.flush()) throw Error("/save: cannot write " + arg);
+        std::fprintf(stderr, "(%zu messages written to %s)\n", messages_.size(), arg.c_str());
+      } else if (cmd == "/load") {
+        if (arg.empty()) throw Error("/load needs a file name");
+        std::ifstream in(arg, std::ios::binary);
+        if (!in) throw Error("/load: cannot read " + arg);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        server::RequestLimits limits;
+        server::ChatRequest r;
+        try {
+          r = server::ParseChatRequest(ss.str(), limits);
+        } catch (const std::exception& e) {
+          throw Error("/load " + arg + ": " + e.what());
+        }
+        messages_ = std::move(r.messages);
+        session_.Rewind(0);
+        std::fprintf(stderr, "(%zu messages loaded from %s)\n", messages_.size(), arg.c_str());
+      } else if (cmd == "/stats") {
+        const kv::KvMemoryStats m = session_.cache().MemoryStats();
+        std::fprintf(stderr,
+                     "%zu messages, %zu tokens in context (of %d); KV cache %.2f MiB, f16 would be "
+                     "%.2f MiB; last reply %d tokens at %.1f tokens/s\n",
+                     messages_.size(), session_.history().size(), session_.n_ctx(),
+                     m.bytes_used / 1048576.0, m.bytes_f16 / 1048576.0, last_tokens_,
+                     last_rate_);
+      } else {
+        std::fprintf(stderr, "unknown command %s (/help lists them)\n", cmd.c_str());
+      }
+    } catch (const Error& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+    }
+    return true;
+  }
+
+  // The conversation in OpenAI's message format (tool call arguments as JSON text).
+  nlohmann::ordered_json MessagesJson() const {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const tokenizer::ChatMessage& m : messages_) {
+      nlohmann::ordered_json j = {{"role", m.role}, {"content", m.content}};
+      if (!m.tool_calls.empty()) {
+        nlohmann::ordered_json calls = nlohmann::ordered_json::array();
+        for (const tokenizer::ChatToolCall& c : m.tool_calls) {
+          calls.push_back({{"id", c.id},
+                           {"type", "function"},
+                           {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+        }
+        j["tool_calls"] = std::move(calls);
+      }
+      if (!m.tool_call_id.empty()) j["tool_call_id"] = m.tool_call_id;
+      if (!m.name.empty()) j["name"] = m.name;
+      list.push_back(std::move(j));
+    }
+    return list;
+  }
+
   // Generates one assistant message and appends it to the conversation; nullopt on error.
   std::optional<tokenizer::ToolCallParseResult> Reply() {
     const tokenizer::Tokenizer& tok = *lm_.tokenizer;
@@ -135,6 +237,8 @@ class ChatLoop {
     } else {
       cb.on_text = [&](const std::string& piece) { PrintDeltas(parser.Push(piece), &call_name); };
     }
+    LineReader::TakeInterrupt();  // one pressed at the prompt is not for this reply
+    cb.should_stop = [] { return LineReader::TakeInterrupt(); };
     runtime::GenerateResult r;
     try {
       r = runtime::Generate(session_, tok, fresh, f_.gen, cb);
@@ -150,6 +254,10 @@ class ChatLoop {
       parsed = parser.result();
     }
     std::printf("\n");
+    stopped_ = r.finish_reason == "cancelled";
+    if (stopped_) std::fprintf(stderr, "[stopped]\n");
+    last_tokens_ = r.generated_tokens;
+    last_rate_ = r.decode_seconds > 0 ? r.decode_forwards / r.decode_seconds : 0.0;
     for (const std::string& m : parsed.malformed) {
       std::fprintf(stderr, "[malformed tool call, kept as text: %s]\n", m.c_str());
     }
@@ -168,9 +276,9 @@ class ChatLoop {
       if (calls.size() > 1) {
         std::fprintf(stderr, "result of %s (%zu/%zu)\n", calls[i].name.c_str(), i + 1, calls.size());
       }
-      std::fprintf(stderr, "tool result> ");
-      std::string result;
-      if (!std::getline(std::cin, result)) return false;
+      LineReader::Input in = reader_.Read("tool result> ");
+      if (!in.line) return false;
+      const std::string result = *in.line;
       tokenizer::ChatMessage tool{"tool", result};
       tool.tool_call_id = calls[i].id;
       tool.name = calls[i].name;
@@ -180,6 +288,10 @@ class ChatLoop {
   }
 
   const ChatFlags& f_;
+  LineReader reader_{ChatHistoryFile()};
+  bool stopped_ = false;  // the last reply was stopped with Ctrl-C
+  int last_tokens_ = 0;
+  double last_rate_ = 0;
   nlohmann::ordered_json tools_;  // null without --tools
   bool head_measured_ = false;
   LoadedModel lm_;

@@ -15,56 +15,29 @@ GenerateResult Generate(Session& session, const tokenizer::Tokenizer& tok,
   std::span<const float> logits = session.Feed(prompt, false, callbacks.on_prefill);
   result.prefill_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 
-  Sampler sampler(params.sampler);
-  tokenizer::StreamDecoder decoder(tok);
-  std::vector<int> banned;
-  for (int id : tok.end_of_generation_ids()) banned.push_back(id);
-
-  std::string text;      // everything decoded so far
-  size_t emitted = 0;    // bytes of `text` handed to on_text
-  const int room = session.n_ctx() - int(session.history().size());
-  const int limit = params.max_tokens < 0 ? room : std::min(params.max_tokens, room);
-  result.finish_reason = "length";
-  bool stop_string_hit = false;
-
+  TokenStream stream(tok, params, session.n_ctx() - int(session.history().size()));
+  auto emit = [&](const std::string& piece) {
+    if (!piece.empty() && callbacks.on_text) callbacks.on_text(piece);
+  };
   auto t1 = Clock::now();
-  while (result.generated_tokens < limit) {
-    const bool allow_end = result.generated_tokens >= params.min_tokens;
-    const int id = sampler.Sample(logits, session.history(),
-                                  allow_end ? std::span<const int>() : std::span<const int>(banned));
-    ++result.generated_tokens;
-    if (tok.IsEndOfGeneration(id)) {
-      result.finish_reason = "stop";
-      break;
-    }
-    text += decoder.Push(id);
-    bool stopped = false;
-    for (const std::string& s : params.stop) {
-      const size_t at = s.empty() ? std::string::npos : text.find(s, emitted > s.size() ? emitted - s.size() : 0);
-      if (at != std::string::npos) {
-        text.resize(at);
-        stopped = true;
+  if (stream.Started()) {
+    for (;;) {
+      if (callbacks.should_stop && callbacks.should_stop()) {
+        emit(stream.Cancel());
+        break;
       }
+      const TokenStream::Step step = stream.Next(logits, session.history());
+      emit(step.text);
+      if (step.done) break;
+      const int next[1] = {step.token};
+      logits = session.Feed(next);
+      ++result.decode_forwards;
     }
-    const size_t safe = stopped ? text.size() : StopSafePrefix(text, params.stop);
-    if (safe > emitted && callbacks.on_text) callbacks.on_text(text.substr(emitted, safe - emitted));
-    emitted = std::max(emitted, safe);
-    if (stopped) {
-      result.finish_reason = "stop";
-      stop_string_hit = true;
-      break;
-    }
-    if (result.generated_tokens >= limit) break;
-    const int next[1] = {id};
-    logits = session.Feed(next);
-    ++result.decode_forwards;
-  }
-  if (!stop_string_hit) {
-    text += decoder.Flush();
-    if (text.size() > emitted && callbacks.on_text) callbacks.on_text(text.substr(emitted));
   }
   result.decode_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
-  result.text = std::move(text);
+  result.generated_tokens = stream.generated();
+  result.finish_reason = stream.finish_reason();
+  result.text = stream.text();
   return result;
 }
 

@@ -1,5 +1,6 @@
-// The generation loop: feed the prompt (chunked prefill), then sample one token at a time
-// until end-of-generation, a stop string or max_tokens, streaming text as it becomes final.
+// The generation loop of one sequence (run, chat): feed the prompt (chunked prefill), then
+// decode one token at a time; what to sample and when to stop is TokenStream's, shared with the
+// server's scheduler.
 #pragma once
 
 #include <functional>
@@ -9,18 +10,10 @@
 
 #include "runtime/sampler.h"
 #include "runtime/session.h"
-#include "runtime/stop_strings.h"
-#include "tokenizer/stream_decoder.h"
+#include "runtime/token_stream.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tqlm::runtime {
-
-struct GenerateParams {
-  int max_tokens = 256;   // < 0: until the context is full
-  int min_tokens = 0;     // end-of-generation tokens are banned before this many
-  std::vector<std::string> stop;  // stop strings (not included in the output)
-  SamplerParams sampler;
-};
 
 struct GenerateResult {
   std::string text;
@@ -29,12 +22,15 @@ struct GenerateResult {
   double prefill_seconds = 0;
   double decode_seconds = 0;
   int decode_forwards = 0;    // single-token forward passes timed by decode_seconds
-  std::string finish_reason;  // "stop" (end token or stop string), "length"
+  std::string finish_reason;  // "stop" (end token or stop string), "length", "cancelled"
 };
 
 struct GenerateCallbacks {
   std::function<void(const std::string&)> on_text;       // final text pieces, in order
   std::function<void(int done, int total)> on_prefill;   // prefill progress
+  // Polled before each decode step: true ends the generation ("cancelled"); the text so far
+  // stays in the result and the session keeps every token fed.
+  std::function<bool()> should_stop;
 };
 
 GenerateResult Generate(Session& session, const tokenizer::Tokenizer& tok,

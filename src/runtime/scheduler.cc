@@ -79,13 +79,7 @@ struct Scheduler::Slot {
   std::vector<float> logits;
   bool has_logits = false;  // logits hold the distribution of the next token
   int next_token = -1;      // sampled, to be run in the next decode step
-  std::unique_ptr<Sampler> sampler;
-  std::unique_ptr<tokenizer::StreamDecoder> decoder;
-  std::string text;         // decoded output so far
-  size_t emitted = 0;       // bytes of `text` already sent
-  int generated = 0;
-  int limit = 0;            // most tokens this request may generate
-  bool stop_hit = false;
+  std::unique_ptr<TokenStream> out;  // sampling, stop strings, limit (shared with Generate)
 };
 
 Scheduler::Scheduler(model::Model& model, const tokenizer::Tokenizer& tokenizer,
@@ -242,11 +236,7 @@ void Scheduler::Admit(Pending pending) {
     s.fed.assign(prompt.begin(), prompt.begin() + hit.tokens);
     s.prompt_done = size_t(hit.tokens);
     s.cached_tokens = hit.tokens;
-    const int room = n_ctx_ - int(prompt.size());
-    const int max_tokens = s.req.params.max_tokens;
-    s.limit = max_tokens <= 0 ? room : std::min(max_tokens, room);
-    s.sampler = std::make_unique<Sampler>(s.req.params.sampler);
-    s.decoder = std::make_unique<tokenizer::StreamDecoder>(tok_);
+    s.out = std::make_unique<TokenStream>(tok_, s.req.params, n_ctx_ - int(prompt.size()));
     work_.prompt_tokens += prompt.size();
   } catch (const std::exception& e) {
     Fail(s, e.what());
@@ -292,43 +282,23 @@ void Scheduler::PrefillChunk() {
 }
 
 void Scheduler::SampleAll(std::vector<Slot*>& continuing) {
-  const std::vector<int>& eog = tok_.end_of_generation_ids();
   const auto t0 = Clock::now();
   for (auto& sp : slots_) {
     Slot& s = *sp;
     if (!s.in_use || !s.has_logits) continue;
     s.has_logits = false;
-    const bool allow_end = s.generated >= s.req.params.min_tokens;
-    const int id = s.sampler->Sample(s.logits, s.fed, allow_end ? std::span<const int>() : eog);
-    ++s.generated;
+    if (!s.out->Started()) {  // max_tokens 0, or no room left after the prompt
+      Finish(s, s.out->finish_reason());
+      continue;
+    }
+    const TokenStream::Step step = s.out->Next(s.logits, s.fed);
     ++work_.generated_tokens;
-    if (tok_.IsEndOfGeneration(id)) {
-      Emit(s, true);
-      Finish(s, "stop");
+    if (!step.text.empty()) s.stream->Push(TextEvent(StreamEvent::Kind::kText, step.text));
+    if (step.done) {
+      Finish(s, s.out->finish_reason());
       continue;
     }
-    s.text += s.decoder->Push(id);
-    for (const std::string& stop : s.req.params.stop) {
-      if (stop.empty()) continue;
-      const size_t from = s.emitted > stop.size() ? s.emitted - stop.size() : 0;
-      const size_t at = s.text.find(stop, from);
-      if (at != std::string::npos) {
-        s.text.resize(at);
-        s.stop_hit = true;
-      }
-    }
-    if (s.stop_hit) {
-      Emit(s, true);
-      Finish(s, "stop");
-      continue;
-    }
-    if (s.generated >= s.limit) {
-      Emit(s, true);
-      Finish(s, "length");
-      continue;
-    }
-    Emit(s, false);
-    s.next_token = id;
+    s.next_token = step.token;
     continuing.push_back(&s);
   }
   work_.decode_seconds += Seconds(t0);
@@ -355,20 +325,6 @@ void Scheduler::DecodeBatch(const std::vector<Slot*>& continuing) {
   }
 }
 
-void Scheduler::Emit(Slot& s, bool final_piece) {
-  size_t safe;
-  if (final_piece) {
-    if (!s.stop_hit) s.text += s.decoder->Flush();
-    safe = s.text.size();
-  } else {
-    safe = StopSafePrefix(s.text, s.req.params.stop);
-  }
-  if (safe > s.emitted) {
-    s.stream->Push(TextEvent(StreamEvent::Kind::kText, s.text.substr(s.emitted, safe - s.emitted)));
-    s.emitted = safe;
-  }
-}
-
 void Scheduler::Finish(Slot& s, const std::string& reason) {
   // The whole exchange is a prefix of the next turn of the same conversation.
   if (s.cache && !s.fed.empty()) prompt_cache_.Insert(s.fed, *s.cache);
@@ -377,7 +333,7 @@ void Scheduler::Finish(Slot& s, const std::string& reason) {
   done.finish_reason = reason;
   done.prompt_tokens = int(s.req.prompt.size());
   done.cached_tokens = s.cached_tokens;
-  done.completion_tokens = s.generated;
+  done.completion_tokens = s.out->generated();
   ++work_.requests_finished;
   End(s, std::move(done));
 }

@@ -50,7 +50,7 @@ struct SchedulerOptions {
 
 struct GenerationRequest {
   std::vector<int> prompt;
-  GenerateParams params;    // max_tokens <= 0: until the context is full
+  GenerateParams params;    // max_tokens < 0: until the context is full
   int tools_head_tokens = 0;  // the prompt's tool-defining head (tokenizer/prompt_head.h)
 };
 
@@ -152,7 +152,6 @@ class Scheduler {
   void Finish(Slot& slot, const std::string& reason);
   void Fail(Slot& slot, const std::string& message);
   void End(Slot& slot, StreamEvent last);
-  void Emit(Slot& slot, bool final_piece);
   void PublishStats();
   void TrimHeap();
 

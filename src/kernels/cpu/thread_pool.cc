@@ -32,11 +32,21 @@ inline void CpuRelax() {
 
 }  // namespace
 
+// A task that throws ends the job: the remaining tasks are skipped and the first exception is
+// rethrown to the caller of ParallelTasks once every thread has left the job (a bad request
+// then fails as an error instead of terminating the process from a worker thread).
 void ThreadPool::RunJob(int index) {
   for (;;) {
     const size_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
     if (task >= n_tasks_) return;
-    (*job_)(task, index);
+    try {
+      (*job_)(task, index);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mu_);
+      if (!error_) error_ = std::current_exception();
+      next_task_.store(n_tasks_, std::memory_order_relaxed);
+      return;
+    }
   }
 }
 
@@ -81,7 +91,7 @@ void ThreadPool::ParallelTasks(size_t n_tasks, const std::function<void(size_t, 
     generation_.fetch_add(1, std::memory_order_release);  // publishes job_, n_tasks_, counters
   }
   start_cv_.notify_all();
-  RunJob(0);
+  RunJob(0);  // catches; the workers may still be running tasks
   int spins = 0;
   while (pending_.load(std::memory_order_acquire) != 0) {
     if (++spins < kSpinIterations) {
@@ -92,6 +102,11 @@ void ThreadPool::ParallelTasks(size_t n_tasks, const std::function<void(size_t, 
     done_cv_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
   }
   job_ = nullptr;
+  if (error_) {
+    std::exception_ptr e;
+    std::swap(e, error_);
+    std::rethrow_exception(e);
+  }
 }
 
 void ThreadPool::ParallelFor(size_t n, size_t grain,

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <cstddef>
 #include <functional>
 #include <mutex>
@@ -31,7 +32,8 @@ class ThreadPool {
   void ParallelFor(size_t n, size_t grain,
                    const std::function<void(size_t, size_t, int)>& fn);
 
-  // fn(task, thread_index) for task in [0, n_tasks), tasks handed out dynamically.
+  // fn(task, thread_index) for task in [0, n_tasks), tasks handed out dynamically. If a task
+  // throws, the tasks not yet started are skipped and the first exception is rethrown here.
   void ParallelTasks(size_t n_tasks, const std::function<void(size_t, int)>& fn);
 
  private:
@@ -50,6 +52,8 @@ class ThreadPool {
   std::atomic<int> pending_{0};  // workers still inside the current job
   std::atomic<unsigned> generation_{0};
   std::atomic<bool> stop_{false};
+  std::mutex error_mu_;
+  std::exception_ptr error_;  // the job's first exception, rethrown by ParallelTasks
 };
 
 }  // namespace tqlm::kernels
