@@ -11,6 +11,8 @@ without. Writes tests/data/tokenizer/<name>_golden.json.
   ... --extended   also writes $TQLM_CACHE/golden/<name>_extended.json (kept outside git): every
                    paragraph of the installed Austen corpus plus seeded random Unicode strings;
                    tests/tokenizer_golden_test.cc checks it when present.
+  ... --extended-only  only those (the test setup, scripts/test.sh, runs this once per cache:
+                   the committed golden files stay as they are).
 """
 import argparse
 import hashlib
@@ -284,12 +286,15 @@ def main():
     ap.add_argument("--model", choices=sorted(MODELS), help="only this model")
     ap.add_argument("--extended", action="store_true",
                     help="also write the large extended golden files into the cache")
+    ap.add_argument("--extended-only", action="store_true",
+                    help="write only the extended golden files (into the cache)")
     args = ap.parse_args()
     for name, (filename, override) in MODELS.items():
         if args.model and name != args.model:
             continue
-        generate(name, filename, override)
-        if args.extended:
+        if not args.extended_only:
+            generate(name, filename, override)
+        if args.extended or args.extended_only:
             generate_extended(name, filename, override)
 
 

@@ -21,5 +21,21 @@ if ! command -v chromium > /dev/null; then
   $SUDO apt-get install -y -qq --no-install-recommends chromium > /dev/null ||
     echo "[test] could not install chromium: the chat page test will skip" >&2
 fi
+# The extended tokenizer golden sets (every Austen paragraph plus 3000 seeded random strings,
+# ~17 MB per model, so kept in the cache rather than in git), made once by llama.cpp's own
+# tokenizer (the prebuilt xllamacpp wheel, scripts/peers_env.sh) for every installed model;
+# the tests then require them instead of skipping.
+CACHE="${TQLM_CACHE:-$HOME/.cache/tqlm}"
+need_golden=0
+for pair in smollm2:SmolLM2-135M-Instruct.Q4_1.gguf smollm2-pre-llama3:SmolLM2-135M-Instruct.Q4_1.gguf \
+            qwen2.5-coder:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf gemma3:gemma-3-270m-q4_k_m.gguf; do
+  name=${pair%%:*} model=${pair#*:}
+  if [ -f "$CACHE/models/$model" ] && [ ! -f "$CACHE/golden/${name}_extended.json" ]; then need_golden=1; fi
+done
+if [ $need_golden -eq 1 ]; then
+  echo "[test] generating the extended tokenizer golden sets with llama.cpp (once)"
+  "$(scripts/peers_env.sh --python)" scripts/gen_tokenizer_golden.py --extended-only 2> /dev/null
+fi
+export TQLM_REQUIRE_EXTENDED_GOLDENS=1
 BUILD_DIR="$BUILD_DIR" scripts/build.sh "$@"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" --timeout 600

@@ -9,6 +9,8 @@
 
 #include <hwy/targets.h>
 
+#include "hwy_target_scope.h"
+
 #include "kernels/cpu/attention_raw.h"
 #include "kernels/tensor_format.h"
 
@@ -23,7 +25,7 @@ TEST_P(AttnRaw, ScoresAccumulateSoftmaxMatchScalar) {
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (int nq : {1, 2, 4, 5, 6, 7, 8, 13}) {
     for (int n_tok : {64, 37, 1}) {
-      SCOPED_TRACE(testing::Message() << "nq " << nq << " n_tok " << n_tok);
+      SCOPED_TRACE(::testing::Message() << "nq " << nq << " n_tok " << n_tok);
       std::vector<float> q(size_t(nq) * d), k(64 * size_t(d)), kt(64 * size_t(d), 0.0f);
       std::vector<uint16_t> kh(k.size()), kht(k.size(), 0);
       for (auto& x : q) x = nd(rng);
@@ -138,8 +140,8 @@ TEST(AttnSoftmax, Exp2OverTheFullRangeOnEveryTarget) {
   s0[2] = std::nextafter(-126.0f, -200.0f);
   s0[3] = -0.0f;
   s0[4] = 0.0f;  // the row max: every entry is exp2(s - 0)
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
+  for (int64_t target : tqlm::testing::AllTargets()) {
+    const tqlm::testing::TargetScope scope(target);  // restored however the body ends
     std::vector<float> s = s0, acc(kDim, 1.0f);
     float m = kNegInf, l = 0;
     AttnSoftmaxUpdate(s.data(), 1, kTok, kTok, &m, &l, acc.data(), kDim);
@@ -158,7 +160,6 @@ TEST(AttnSoftmax, Exp2OverTheFullRangeOnEveryTarget) {
     }
     ASSERT_NEAR(l, sum, 1e-5 * sum) << hwy::TargetName(target);  // float summation order
   }
-  hwy::SetSupportedTargetsForTest(0);
 }
 
 INSTANTIATE_TEST_SUITE_P(HeadDims, AttnRaw, ::testing::Values(64, 80, 96, 128, 256));

@@ -4,6 +4,8 @@
 
 #include <hwy/targets.h>
 
+#include "hwy_target_scope.h"
+
 #include <cmath>
 #include <memory>
 #include <vector>
@@ -65,8 +67,8 @@ void CheckDots(const TurboQuantCodec& codec, Rng& rng, const char* target) {
 
 TEST(CodecDot, MatchesReferenceOnEveryTargetDimAndWidth) {
   Rng rng(31);
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
+  for (int64_t target : tqlm::testing::AllTargets()) {
+    const tqlm::testing::TargetScope scope(target);  // restored however the body ends
     const char* name = hwy::TargetName(target);
     for (int dim : reference::SupportedDims()) {
       for (double bits : {1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 7.5, 8.0}) {
@@ -80,7 +82,6 @@ TEST(CodecDot, MatchesReferenceOnEveryTargetDimAndWidth) {
     CheckDots(TurboQuantCodec(Config(96, 3, Variant::kProd, NormFormat::kF32)), rng, name);
     CheckDots(TurboQuantCodec(Config(80, 2.5, Variant::kMse, NormFormat::kF32)), rng, name);
   }
-  hwy::SetSupportedTargetsForTest(0);
 }
 
 TEST(CodecDot, ExactBufferAtBatchEnds) {

@@ -4,6 +4,8 @@
 
 #include <hwy/targets.h>
 
+#include "hwy_target_scope.h"
+
 #include <cmath>
 #include <vector>
 
@@ -18,8 +20,8 @@ constexpr uint64_t kSeed = CodecConfig{}.seed;
 
 TEST(CodecRotation, MatchesScalarReferenceOnEveryTarget) {
   Rng rng(11);
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
+  for (int64_t target : tqlm::testing::AllTargets()) {
+    const tqlm::testing::TargetScope scope(target);  // restored however the body ends
     for (int dim : reference::SupportedDims()) {
       const Rotation r(dim, kSeed);
       const std::vector<float> x = reference::RandomUnit(rng, dim);
@@ -37,7 +39,6 @@ TEST(CodecRotation, MatchesScalarReferenceOnEveryTarget) {
       }
     }
   }
-  hwy::SetSupportedTargetsForTest(0);
 }
 
 TEST(CodecRotation, OneBlockIsNormalizedHadamardTimesSigns) {

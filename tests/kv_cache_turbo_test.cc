@@ -174,7 +174,10 @@ TEST(KvCacheTurboCentering, SharedKeyOffsetDoesNotCostAccuracy) {
   std::printf("[ centering ] relative attention error: %.4f plain keys, %.4f with offset\n",
               plain, shifted);
   EXPECT_LT(shifted, 1.5 * plain + 1e-3);
-  EXPECT_LT(plain, 0.5);  // tq3 values alone are ~0.18 relative error on random data
+  // Measured 0.2447 (plain keys) and 0.2480 (offset): tq3 values alone give ~0.18 (√(d·D) of
+  // the 3-bit codebook); bound 25% above the measurement. The block-level distortion bounds
+  // are in kv_turbo_reference_test.cc.
+  EXPECT_LT(plain, 0.2447 * 1.25);
 }
 
 // Prefix reuse must leave the cache as an uninterrupted run of that length holds it: no

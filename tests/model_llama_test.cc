@@ -1,6 +1,6 @@
 // The Llama-family forward pass on the real default model, with the scalar reference KV cache:
-// teacher-forced top-1 predictions must match the ids llama.cpp produced for the same tokens
-// (tests/data/model/*_golden.json, made by scripts/gen_model_golden.py).
+// teacher-forced logits and top-1 predictions against llama.cpp's for the same tokens, within
+// llama.cpp's own noise floor (tests/data/model/*_golden.json, scripts/gen_model_golden.py).
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -10,6 +10,7 @@
 
 #include "kernels/cpu/thread_pool.h"
 #include "model/model.h"
+#include "llama_cpp_golden.h"
 #include "reference_kv_cache.h"
 #include "tokenizer/tokenizer.h"
 #include "test_cache_path.h"
@@ -49,44 +50,41 @@ TEST_F(SmolLM2, InfoFromMetadata) {
   EXPECT_EQ(info.layers[0].head_dim, 64);
 }
 
-// Teacher-forced top-1 of our forward pass vs llama.cpp's on the same token ids.
-double Top1AgreementWithLlamaCpp(model::Model& model, const std::string& golden_name) {
-  std::ifstream in(std::string(TQLM_SOURCE_DIR) + "/tests/data/model/" + golden_name);
-  EXPECT_TRUE(in) << "golden file missing: " << golden_name;
-  const nlohmann::json golden = nlohmann::json::parse(in);
-  const std::vector<int> tokens = golden["tokens"];
-  const std::vector<int> top1 = golden["llama_cpp_top1"];
-  EXPECT_EQ(tokens.size(), top1.size());
-
+// Teacher-forced logits of our forward pass vs llama.cpp's on the same token ids, on the
+// scalar reference KV cache (double-precision attention), prefilled in two chunks (prefill
+// batching and attention to an earlier chunk).
+testing::GoldenComparison CompareWithLlamaCpp(model::Model& model, const std::string& golden_name) {
+  const testing::GoldenLogits g = testing::GoldenLogits::Load(golden_name);
   kernels::ThreadPool pool(2);
-  testing::ReferenceKvCache cache(ReferenceConfig(model.info(), int(tokens.size())));
+  testing::ReferenceKvCache cache(ReferenceConfig(model.info(), int(g.tokens.size())));
   const int n_vocab = model.info().n_vocab;
-  std::vector<float> logits(tokens.size() * n_vocab);
-  // Two chunks: exercises prefill batching and attention to an earlier chunk.
-  const int half = int(tokens.size()) / 2;
-  model.Forward(tokens.data(), half, cache, true, logits.data(), pool);
-  model.Forward(tokens.data() + half, int(tokens.size()) - half, cache, true,
+  std::vector<float> logits(g.tokens.size() * n_vocab);
+  const int half = int(g.tokens.size()) / 2;
+  model.Forward(g.tokens.data(), half, cache, true, logits.data(), pool);
+  model.Forward(g.tokens.data() + half, int(g.tokens.size()) - half, cache, true,
                 logits.data() + size_t(half) * n_vocab, pool);
-  int agree = 0;
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    const float* row = &logits[i * n_vocab];
-    agree += int(std::max_element(row, row + n_vocab) - row) == top1[i];
-  }
-  return double(agree) / double(tokens.size());
+  testing::GoldenComparison c;
+  for (size_t i = 0; i < g.tokens.size(); ++i) c.Add(g, i, &logits[i * n_vocab], n_vocab);
+  return c;
 }
 
-// The bound sits below the noise floor, not at the target: llama.cpp agrees with itself (flash
-// vs plain attention) on only ~96% of top-1 tokens of these models, and over a few hundred
-// tokens the binomial spread is about ±1%. A broken forward pass lands far below (< 50%).
-constexpr double kTop1Bound = 0.93;
+// Measured (goldens of scripts/gen_model_golden.py, llama-cpp-python 0.3.36; AMX and
+// TQLM_NO_AMX=1 give identical logits since issue 22), bounds in llama_cpp_golden.h:
+//   SmolLM2, 256 positions: top-1 245 (llama.cpp with itself 248, bound 240); top-8 logits
+//     mean |diff| 0.162, 1.10x llama.cpp's own 0.147 (bound 1.5x); max 1.08 (own 1.01).
+//   Qwen2.5-Coder, 96 positions: top-1 93 (itself 93, bound 90); mean |diff| 0.129, 1.03x its
+//     0.125; max 0.63 (own 0.94).
+// Before issue 24: top-1 only, >= 0.93.
 
-TEST_F(SmolLM2, TeacherForcedTop1MatchesLlamaCpp) {
-  const double agreement = Top1AgreementWithLlamaCpp(*model_, "smollm2_golden.json");
-  RecordProperty("top1_agreement", std::to_string(agreement));
-  EXPECT_GE(agreement, kTop1Bound);
+TEST_F(SmolLM2, TeacherForcedLogitsMatchLlamaCpp) {
+  const testing::GoldenComparison c = CompareWithLlamaCpp(*model_, "smollm2_golden.json");
+  c.Print("smollm2");
+  RecordProperty("top1_agreement", std::to_string(double(c.agree) / c.positions));
+  RecordProperty("mean_abs_logit_diff", std::to_string(c.mean_abs()));
+  testing::ExpectWithinNoiseFloor(c);
 }
 
-TEST(Qwen25Coder, TeacherForcedTop1MatchesLlamaCpp) {
+TEST(Qwen25Coder, TeacherForcedLogitsMatchLlamaCpp) {
 #if defined(TQLM_SANITIZED)
   GTEST_SKIP() << "1.5B-parameter forward pass is too slow under sanitizers";
 #endif
@@ -94,9 +92,11 @@ TEST(Qwen25Coder, TeacherForcedTop1MatchesLlamaCpp) {
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "model not installed: " << path;
   auto model = model::Model::Load(path);
   EXPECT_EQ(model->info().arch, "qwen2");
-  const double agreement = Top1AgreementWithLlamaCpp(*model, "qwen2.5-coder_golden.json");
-  RecordProperty("top1_agreement", std::to_string(agreement));
-  EXPECT_GE(agreement, kTop1Bound);
+  const testing::GoldenComparison c = CompareWithLlamaCpp(*model, "qwen2.5-coder_golden.json");
+  c.Print("qwen2.5-coder");
+  RecordProperty("top1_agreement", std::to_string(double(c.agree) / c.positions));
+  RecordProperty("mean_abs_logit_diff", std::to_string(c.mean_abs()));
+  testing::ExpectWithinNoiseFloor(c);
 }
 
 TEST_F(SmolLM2, GreedyContinuationIsSensible) {

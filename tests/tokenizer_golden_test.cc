@@ -112,8 +112,10 @@ TEST(TokenizerGolden, Qwen25CoderMatchesLlamaCpp) { CheckGolden("qwen2.5-coder")
 TEST(TokenizerGolden, Llama3PreTokenizerMatchesLlamaCpp) { CheckGolden("smollm2-pre-llama3"); }
 TEST(TokenizerGolden, Gemma3SentencePieceMatchesLlamaCpp) { CheckGolden("gemma3"); }
 
-// The large golden sets that `gen_tokenizer_golden.py --extended` leaves in the cache (every
-// Austen paragraph plus seeded random Unicode strings); skipped when absent.
+// The large golden sets that `gen_tokenizer_golden.py --extended-only` leaves in the cache
+// (every Austen paragraph plus seeded random Unicode strings). scripts/test.sh makes them for
+// every installed model and sets TQLM_REQUIRE_EXTENDED_GOLDENS, so that in CI a missing set
+// fails instead of skipping; a plain ctest run skips when they are absent.
 void CheckExtended(const std::string& name) {
 #if defined(TQLM_SANITIZED)
   // 50k encodings plus 17 MB of JSON take half a minute under ASan and exercise no code path
@@ -123,8 +125,19 @@ void CheckExtended(const std::string& name) {
   const char* cache = std::getenv("TQLM_CACHE");
   const char* home = std::getenv("HOME");
   const std::string dir = cache ? std::string(cache) : std::string(home ? home : ".") + "/.cache/tqlm";
+  const char* require = std::getenv("TQLM_REQUIRE_EXTENDED_GOLDENS");
+  const bool required = require && *require && std::string(require) != "0";
   std::ifstream in(dir + "/golden/" + name + "_extended.json");
-  if (!in) GTEST_SKIP() << "no extended golden file for " << name;
+  if (!in) {
+    // Required only where its model is installed (TQLM_TEST_DEFAULT_MODEL_ONLY leaves some out).
+    const bool smollm = name.rfind("smollm2", 0) == 0;
+    const std::string model = smollm ? "SmolLM2-135M-Instruct.Q4_1.gguf"
+                              : name == "gemma3" ? "gemma-3-270m-q4_k_m.gguf"
+                                                 : "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
+    if (required && std::filesystem::exists(ModelPath(model)))
+      FAIL() << "no extended golden file for " << name << " (scripts/test.sh makes it)";
+    GTEST_SKIP() << "no extended golden file for " << name;
+  }
   nlohmann::json json;
   in >> json;
   const std::string path = ModelPath(json.at("model_file").get<std::string>());
@@ -184,7 +197,9 @@ TEST(TokenizerGolden, SmolLM2SpecialsAndChatTemplate) {
                              "Hugging Face\nuser\nHi\nassistant\n");
 }
 
-TEST(TokenizerGolden, LongPromptIsFast) {
+// A ~100k-token prompt encodes and decodes back to itself. Its speed is printed, not
+// asserted (no wall-clock bound holds on a loaded machine; bench/ measures speed).
+TEST(TokenizerGolden, LongPromptRoundTrips) {
   Golden g;
   std::string why;
   if (!LoadGolden("smollm2", &g, &why)) GTEST_SKIP() << why;
@@ -200,8 +215,6 @@ TEST(TokenizerGolden, LongPromptIsFast) {
               ids.size(), s, ids.size() / s);
   EXPECT_GT(ids.size(), 90000u);
   EXPECT_EQ(g.tok->Decode(ids, true), text);
-  // Well under a second in a release build; generous for sanitizer builds.
-  EXPECT_LT(s, 10.0);
 }
 
 }  // namespace

@@ -14,7 +14,8 @@ namespace tqlm::codec::kernels {
 void ScaledFwht(const float* in, const float* scale, bool scale_after, float* out, size_t dim,
                 size_t block);
 
-// out = x / ‖x‖ and returns ‖x‖; out = 0 and returns 0 when ‖x‖ is 0 or not finite.
+// out = x / ‖x‖ and returns ‖x‖ (to float rounding, also for subnormal inputs); out = 0 and
+// returns 0 when ‖x‖ is 0, not finite (an Inf or NaN in x) or above FLT_MAX.
 float Normalize(const float* x, size_t n, float* out);
 
 // out[r] = Σ_c m[r * cols + c] x[c]. cols: multiple of 16.

@@ -309,18 +309,26 @@ float NormalizeImpl(const float* x, size_t n, float* out) {
   }
   double sq = Sum(d, hn::Add(a0, a1));
   for (; j < n; ++j) sq += double(x[j]) * x[j];
-  if (!(sq < 1e36)) {  // float squares may have overflowed: redo in double
+  // Float squares may have overflowed, or underflowed: each square below 2^-126 lost relative
+  // precision (down to nothing), at most n * 2^-126 in all, which is below 2^-26 of any sum
+  // above n * 2^-100. Outside (2^-100 n, 1e36) redo the sum in double.
+  if (!(sq < 1e36) || sq < double(n) * 0x1p-100) {
     sq = 0;
     for (size_t k = 0; k < n; ++k) sq += double(x[k]) * x[k];
   }
   const double norm = std::sqrt(sq);
-  if (!(norm > 0) || !std::isfinite(norm) || !(float(norm) > 0)) {
+  // A zero, non-finite or float-unrepresentable (overflowing) norm: u = 0 and 0.
+  if (!(norm > 0) || !std::isfinite(float(norm)) || !(float(norm) > 0)) {
     for (size_t k = 0; k < n; ++k) out[k] = 0;
     return 0;
   }
-  const auto inv = hn::Set(d, float(1.0 / norm));
-  for (j = 0; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::LoadU(d, x + j), inv), d, out + j);
-  for (; j < n; ++j) out[j] = float(x[j] / norm);
+  const double inv = 1.0 / norm;
+  j = 0;
+  if (inv < 0x1p126 && inv > 0x1p-126) {  // 1/norm is a normal float: multiply in float
+    const auto vinv = hn::Set(d, float(inv));
+    for (; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::LoadU(d, x + j), vinv), d, out + j);
+  }
+  for (; j < n; ++j) out[j] = float(x[j] / norm);  // tail, or a tiny norm: divide in double
   return float(norm);
 }
 

@@ -17,11 +17,16 @@
 // that rotates with position. Attention is unchanged in exact arithmetic:
 // q·k = q·c + q·(k - c), so Scores adds one dot product (q·c) per query row and block;
 // the cost is 16 bits per coordinate per block (0.25 bits per key coordinate).
+//
+// Edge values (tests/kv_turbo_reference_test.cc): a token with an Inf or NaN (or whose float
+// rotation overflows) is stored as a zero vector, and a block holding one is not centered;
+// norms and center coordinates beyond fp16's 65504 saturate there.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <cstdlib>
 
@@ -35,6 +40,7 @@ namespace tqlm::kv {
 namespace {
 
 using kernels::TqBlockLayout;
+constexpr float kF16Max = 65504.0f;
 
 codec::CodecConfig CodecConfigFor(const KvType& type, int dim) {
   codec::CodecConfig c;
@@ -141,7 +147,10 @@ class TurboBlockFormat final : public BlockFormat {
     std::vector<float> center(dim_);
     std::vector<uint8_t> alt(block_bytes_);
     for (int j = 0; j < dim_; ++j) {
-      const uint16_t h = kernels::F32ToF16(float(sum[j] / n));
+      // Saturated at fp16's largest finite value, like the norms (an infinite center would
+      // decode every key of the block to infinity).
+      const float m = std::clamp(float(sum[j] / n), -kF16Max, kF16Max);
+      const uint16_t h = kernels::F32ToF16(m);
       std::memcpy(alt.data() + center_offset_ + 2 * j, &h, 2);
       center[j] = kernels::F16ToF32(h);  // subtract exactly what Decode adds back
     }
@@ -245,7 +254,9 @@ class TurboBlockFormat final : public BlockFormat {
       }
       const float norm = float(std::sqrt(sq));
       const bool ok = norm > 0 && std::isfinite(norm);
-      const uint16_t h = kernels::F32ToF16(ok ? norm : 0.0f);
+      // fp16 norms saturate at 65504 (as the codec's do): such a key decodes shorter than it
+      // is but finite, pointing the right way.
+      const uint16_t h = kernels::F32ToF16(ok ? std::min(norm, kF16Max) : 0.0f);
       std::memcpy(block + layout_.norms_offset + 2 * t, &h, 2);
       const float stored = kernels::F16ToF32(h);
       for (int j = 0; j < dim_; ++j) {
@@ -267,7 +278,8 @@ class TurboBlockFormat final : public BlockFormat {
         const double e = err[size_t(t) * dim_ + j] - mean[j];
         varying += e * e;
       }
-    return std::isfinite(varying) ? varying : 0.0;
+    // Not finite (an overflow in the error itself): never preferred over a finite encoding.
+    return std::isfinite(varying) ? varying : std::numeric_limits<double>::infinity();
   }
 
   // The block's rotated key center (fp16 in the block) as floats.

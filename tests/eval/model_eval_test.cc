@@ -2,6 +2,7 @@
 // scoring of a window against the f16 run, and the needle-in-a-haystack prompt builder.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
@@ -70,7 +71,19 @@ TEST_F(EvalSmolLM2, WindowKlAgainstTheF16Run) {
   const WindowScore s4 = ScoreWindow(tq4, tokens, 128, 1, &ref, nullptr);
   runtime::Session tq2(*model_, Options("tq2", "tq2"));
   const WindowScore s2 = ScoreWindow(tq2, tokens, 128, 1, &ref, nullptr);
-  EXPECT_GT(s4.kl_sum, 0);
+  std::printf("[kl] tq4: mean KL %.6f, top-1 %d/63; tq2: mean KL %.6f, top-1 %d/63\n",
+              s4.kl_sum / 63, s4.top1_ref, s2.kl_sum / 63, s2.top1_ref);
+  // Measured over these 63 positions: tq4 mean KL 0.0495, top-1 57/63; tq2 0.246, top-1 53
+  // (AMX and TQLM_NO_AMX=1 identical since issue 22; 0.0668 and 0.222, top-1 57 and 51, with
+  // the former AMX-BF16 prefill). Bounds: within a factor 2 of that range either way, 3 top-1
+  // flips fewer. A compressed path that stops compressing (KL ~0) or breaks (KL of order 1
+  // and more) fails.
+  EXPECT_GT(s4.kl_sum / 63, 0.0495 / 2);
+  EXPECT_LT(s4.kl_sum / 63, 0.0668 * 2);
+  EXPECT_GT(s2.kl_sum / 63, 0.222 / 2);
+  EXPECT_LT(s2.kl_sum / 63, 0.246 * 2);
+  EXPECT_GE(s4.top1_ref, 57 - 3);
+  EXPECT_GE(s2.top1_ref, 51 - 3);
   EXPECT_GT(s2.kl_sum, s4.kl_sum);
   EXPECT_GE(s2.kl_max, s2.kl_sum / 63);
   EXPECT_LE(s2.top1_ref, 63);

@@ -14,6 +14,7 @@
 
 #include "kernels/cpu/thread_pool.h"
 #include "model/model.h"
+#include "llama_cpp_golden.h"
 #include "reference_kv_cache.h"
 #include "runtime/kv_policy.h"
 #include "runtime/memory_plan.h"
@@ -99,61 +100,47 @@ TEST_F(Gemma3, MemoryReportCountsWindows) {
   EXPECT_LT(s.bytes_used, size_t(18) * ctx * per_token / 2);  // far below a full-context cache
 }
 
-// Teacher-forced top-1 of our forward pass vs llama.cpp's on the same token ids, fed in chunks
-// of 64 tokens (prefill batching, attention to earlier chunks, the window sliding past 512).
-// Logits are compared from position 448 on (192 positions, 128 of them past the window): the
-// 262k-row output matrix would dominate the test's time for every position.
+// Teacher-forced logits of our forward pass vs llama.cpp's on the same token ids, fed in
+// chunks of 64 tokens (prefill batching, attention to earlier chunks, the window sliding past
+// 512). Logits are compared from position 448 on (192 positions, 128 of them past the window):
+// the 262k-row output matrix would dominate the test's time for every position. The run uses
+// the f32 paged cache (checked against the reference cache by the KV tests): the double-
+// precision reference is too slow at 640 tokens with head size 256.
 //
-// Why agreement is checked at 90%, not 99%: on this model llama.cpp disagrees with itself on
-// 6.6% of these positions between its f16 and f32 KV caches, and tqlm and llama.cpp are each
-// about 95% in agreement with an exact float64 forward pass of the same weights
-// (bench/fp64_reference_gemma3.py, docs/RESULTS.md). A wrong block (RoPE base, a missing norm,
-// the window) drops agreement far below 90%. The run uses the f32 paged cache (checked against
-// the reference cache by the KV tests): the double-precision reference is too slow at 640
-// tokens with head size 256.
-TEST_F(Gemma3, TeacherForcedTop1MatchesLlamaCpp) {
+// The bounds are relative to llama.cpp's own noise floor (its two configurations in the
+// golden; tests/llama_cpp_golden.h). Measured (AMX and TQLM_NO_AMX=1 alike): top-1 179/192
+// (llama.cpp with itself 184, bound 176); top-8 logits mean |diff| 0.179, 1.02x llama.cpp's
+// own 0.175 (bound 1.5x); max 1.10 (own 1.03). Before issue 24: top-1 >= 0.90 and a mean
+// top-1 logit error below 0.5. A wrong block (RoPE base, a missing norm, the window) moves
+// logits by whole units.
+
+TEST_F(Gemma3, TeacherForcedLogitsMatchLlamaCpp) {
 #if defined(TQLM_SANITIZED)
   GTEST_SKIP() << "640 tokens of a 270M model are too slow under sanitizers";
 #endif
-  std::ifstream in(std::string(TQLM_SOURCE_DIR) + "/tests/data/model/gemma3_golden.json");
-  ASSERT_TRUE(in) << "golden file missing";
-  const nlohmann::json golden = nlohmann::json::parse(in);
-  const std::vector<int> tokens = golden["tokens"];
-  const std::vector<int> top1 = golden["llama_cpp_top1"];
-  const std::vector<float> top1_logit = golden["llama_cpp_top1_logit"];
-  ASSERT_EQ(tokens.size(), top1.size());
-  ASSERT_EQ(tokens.size(), top1_logit.size());
-  ASSERT_GT(tokens.size(), 512u);
+  const testing::GoldenLogits g = testing::GoldenLogits::Load("gemma3_golden.json");
+  ASSERT_GT(g.tokens.size(), 512u);
 
   kernels::ThreadPool pool(2);
-  kv::KvCacheConfig config = ReferenceConfig(model_->info(), int(tokens.size()));
+  kv::KvCacheConfig config = ReferenceConfig(model_->info(), int(g.tokens.size()));
   config.k_types.assign(config.layers.size(), kv::KvType::Parse("f32"));
   config.v_types = config.k_types;
   auto cache = kv::KvCache::Create(config);
   const int n_vocab = model_->info().n_vocab, chunk = 64, first_scored = 448;
   std::vector<float> logits(size_t(chunk) * n_vocab);
-  int agree = 0, scored = 0;
-  double err_sum = 0;
-  for (size_t at = 0; at < tokens.size(); at += chunk) {
-    const int n = int(std::min<size_t>(chunk, tokens.size() - at));
+  testing::GoldenComparison c;
+  for (size_t at = 0; at < g.tokens.size(); at += chunk) {
+    const int n = int(std::min<size_t>(chunk, g.tokens.size() - at));
     const bool all = int(at) >= first_scored;
-    model_->Forward(tokens.data() + at, n, *cache, all, logits.data(), pool);
+    model_->Forward(g.tokens.data() + at, n, *cache, all, logits.data(), pool);
     if (!all) continue;
-    for (int i = 0; i < n; ++i) {
-      const float* row = &logits[size_t(i) * n_vocab];
-      agree += int(std::max_element(row, row + n_vocab) - row) == top1[at + i];
-      // llama.cpp's top token's logit, as we compute it.
-      err_sum += std::fabs(row[top1[at + i]] - top1_logit[at + i]);
-      ++scored;
-    }
+    for (int i = 0; i < n; ++i) c.Add(g, at + i, &logits[size_t(i) * n_vocab], n_vocab);
   }
-  ASSERT_EQ(scored, int(tokens.size()) - first_scored);
-  const double agreement = double(agree) / scored, mean_err = err_sum / scored;
-  RecordProperty("top1_agreement", std::to_string(agreement));
-  std::printf("[gemma3] top-1 agreement %.4f over %d positions, mean |logit diff| %.3f\n",
-              agreement, scored, mean_err);
-  EXPECT_GE(agreement, 0.90);
-  EXPECT_LT(mean_err, 0.5);
+  ASSERT_EQ(c.positions, int(g.tokens.size()) - first_scored);
+  c.Print("gemma3");
+  RecordProperty("top1_agreement", std::to_string(double(c.agree) / c.positions));
+  RecordProperty("mean_abs_logit_diff", std::to_string(c.mean_abs()));
+  testing::ExpectWithinNoiseFloor(c);
 }
 
 TEST_F(Gemma3, GreedyContinuationIsSensible) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 
 #include "kernels/cpu/thread_pool.h"
@@ -32,14 +33,17 @@ struct Qwen3Tiny : ::testing::Test {
     golden = nlohmann::json::parse(in);
     tokens = golden["tokens"].get<std::vector<int>>();
   }
-  // All positions' logits, prefilled in two chunks (the second attends to the first's cache).
-  std::vector<float> Logits(kv::KvCache& cache) {
+  // All positions' logits, prefilled in chunks of `chunk` tokens (each attends to the earlier
+  // chunks' cache; by default two chunks).
+  std::vector<float> Logits(kv::KvCache& cache, int chunk = 0) {
     kernels::ThreadPool pool(2);
-    const int n_vocab = model->info().n_vocab, n = int(tokens.size()), half = n / 2;
+    const int n_vocab = model->info().n_vocab, n = int(tokens.size());
+    if (chunk == 0) chunk = n / 2;
     std::vector<float> logits(size_t(n) * n_vocab);
-    model->Forward(tokens.data(), half, cache, true, logits.data(), pool);
-    model->Forward(tokens.data() + half, n - half, cache, true,
-                   logits.data() + size_t(half) * n_vocab, pool);
+    for (int at = 0; at < n; at += chunk) {
+      const int m = std::min(chunk, n - at);
+      model->Forward(tokens.data() + at, m, cache, true, logits.data() + size_t(at) * n_vocab, pool);
+    }
     return logits;
   }
   kv::KvCacheConfig Config() const {
@@ -95,7 +99,9 @@ TEST_F(Qwen3Tiny, LogitsMatchLlamaCpp) {
 }
 
 // The same model on the default compressed cache runs and stays close to the f32 result: QK-norm
-// keys go through the TurboQuant path like any others.
+// keys go through the TurboQuant path like any others. Prefilled 8 tokens at a time, so that
+// the block of tokens 4..67 is compressed (when it fills) before the last 28 positions attend
+// to it; in two chunks nothing compressed would ever be read.
 TEST_F(Qwen3Tiny, CompressedCacheStaysClose) {
   testing::ReferenceKvCache ref(Config());
   const std::vector<float> exact = Logits(ref);
@@ -103,15 +109,30 @@ TEST_F(Qwen3Tiny, CompressedCacheStaysClose) {
       runtime::DefaultKvPolicy(), model->info().layers, int(tokens.size()));
   auto cache = kv::KvCache::Create(
       runtime::MakeKvCacheConfig(model->info(), kv, int(tokens.size())));
-  const std::vector<float> approx = Logits(*cache);
+  const std::vector<float> approx = Logits(*cache, 8);
+  ASSERT_LT(cache->MemoryStats().bytes_used, cache->MemoryStats().bytes_f16) << "nothing compressed";
   const int n_vocab = model->info().n_vocab;
   int agree = 0;
+  double sum_abs = 0, scale = 0;
   for (size_t i = 0; i < tokens.size(); ++i) {
     const float* a = &exact[i * n_vocab];
     const float* b = &approx[i * n_vocab];
     agree += std::max_element(a, a + n_vocab) - a == std::max_element(b, b + n_vocab) - b;
+    for (int v = 0; v < n_vocab; ++v) {
+      sum_abs += std::fabs(double(a[v]) - b[v]);
+      scale += std::fabs(double(a[v]));
+    }
   }
-  EXPECT_GE(agree, int(tokens.size()) * 3 / 4);
+  const double rel = sum_abs / scale;
+  std::printf("[qwen3 tiny] default compressed cache: top-1 %d/%zu as with f32, mean |logit diff| "
+              "%.5f of mean |logit|\n", agree, tokens.size(), rel);
+  RecordProperty("relative_logit_diff", std::to_string(rel));
+  // Measured (AMX and TQLM_NO_AMX=1 alike: F32 weights): top-1 96/96, mean |logit diff| 1.36%
+  // of the mean |logit| (1.16% before issue 22 fixed which rows read a block compressed; 0.014%
+  // in two chunks, where nothing compressed is read). Margin: two flips at near ties, and
+  // twice the logit difference.
+  EXPECT_GE(agree, int(tokens.size()) - 2);
+  EXPECT_LE(rel, 2 * 0.0136);
 }
 
 TEST_F(Qwen3Tiny, TokenizerLoads) {

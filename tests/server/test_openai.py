@@ -52,8 +52,14 @@ def send_raw_chat(content, max_tokens):
     return s
 
 
-def wait_for(condition, seconds):
-    """Seconds until condition() held (polling /metrics-style checks), or None on timeout."""
+# No test bounds how long the server takes (CI machines are loaded): waits poll for the state
+# a test expects, and this deadline only turns a hang into a failure (ctest stops the whole
+# script at 300 s anyway).
+HANG_SECONDS = 240
+
+
+def wait_for(condition, seconds=HANG_SECONDS):
+    """Seconds until condition() held (polling /metrics-style checks), or None on a hang."""
     t0 = time.time()
     while time.time() - t0 < seconds:
         if condition():
@@ -157,12 +163,9 @@ class OpenAiClient(unittest.TestCase):
             if i == 2:
                 break
         stream.close()
-        deadline = time.time() + 20
-        while time.time() < deadline and metric("tqlm_requests_cancelled_total") <= cancelled:
-            time.sleep(0.1)
+        wait_for(lambda: metric("tqlm_requests_cancelled_total") > cancelled)
         self.assertGreater(metric("tqlm_requests_cancelled_total"), cancelled)
-        while time.time() < deadline and metric("tqlm_slots_active") > 0:
-            time.sleep(0.1)
+        wait_for(lambda: metric("tqlm_slots_active") == 0)
         self.assertEqual(metric("tqlm_slots_active"), 0)
 
     def test_disconnect_non_streamed_frees_the_slot(self):
@@ -171,10 +174,10 @@ class OpenAiClient(unittest.TestCase):
         generated = metric("tqlm_generated_tokens_total")
         s = send_raw_chat("Count from 1 to 1000, separated by commas.", 256)
         try:
-            self.assertIsNotNone(wait_for(lambda: metric("tqlm_generated_tokens_total") >= generated + 4, 60))
+            self.assertIsNotNone(wait_for(lambda: metric("tqlm_generated_tokens_total") >= generated + 4))
         finally:
             s.close()
-        freed = wait_for(lambda: metric("tqlm_slots_active") == 0, 10)
+        freed = wait_for(lambda: metric("tqlm_slots_active") == 0)
         self.assertIsNotNone(freed, "the slot was not freed")
         # No wall-clock bound (CI machines are loaded): that the request stopped early is
         # shown by the token count below, far short of max_tokens.
@@ -190,10 +193,10 @@ class OpenAiClient(unittest.TestCase):
             for st in streams:
                 next(iter(st))
             s = send_raw_chat("Hello", 8)
-            queued = wait_for(lambda: metric("tqlm_queue_depth") == 1, 10)
+            queued = wait_for(lambda: metric("tqlm_queue_depth") == 1)
             s.close()
             self.assertIsNotNone(queued, "the request was not queued")
-            left = wait_for(lambda: metric("tqlm_queue_depth") == 0, 10)
+            left = wait_for(lambda: metric("tqlm_queue_depth") == 0)
             self.assertIsNotNone(left, "the request did not leave the queue")
             # It left without waiting for a slot: both streams still hold theirs. (No
             # wall-clock bound: CI machines are loaded.)
@@ -202,7 +205,7 @@ class OpenAiClient(unittest.TestCase):
         finally:
             for st in streams:
                 st.close()
-        self.assertIsNotNone(wait_for(lambda: metric("tqlm_slots_active") == 0, 20))
+        self.assertIsNotNone(wait_for(lambda: metric("tqlm_slots_active") == 0))
 
     def test_metrics(self):
         self.chat("Hi", max_tokens=2)

@@ -34,7 +34,8 @@ class Overload(unittest.TestCase):
         finally:
             stream.close()
         # The hung-up stream frees the slot; the same request is then served.
-        deadline = time.time() + 30
+        # The deadline only ends a hang (no speed is asserted: CI machines are loaded).
+        deadline = time.time() + 240
         while True:
             try:
                 r = c.chat.completions.create(model=model, max_tokens=2,

@@ -26,8 +26,27 @@ using VF = hn::Vec<DF>;
 
 HWY_INLINE VF LoadRow(DF df, const float* p) { return hn::LoadU(df, p); }
 HWY_INLINE VF LoadRow(DF df, const uint16_t* p) {
+#if HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3 || HWY_TARGET == HWY_SCALAR || \
+    HWY_TARGET == HWY_EMU128
+  // No F16C: Highway's software conversion reads the infinities and NaNs of a half (exponent
+  // 31) as finite numbers 2^16 (1 + m/1024), so an f16 cache entry that overflowed would give
+  // a finite score here and a non-finite one on AVX2/AVX-512. Converted here instead: the
+  // float with bits (h & 0x7fff) << 13 is the half's magnitude times 2^-112 (subnormals too),
+  // and exponent 31 becomes the float's 255.
+  const hn::RebindToUnsigned<DF> du;
+  const hn::Rebind<uint16_t, DF> du16;
+  const auto h = hn::PromoteTo(du, hn::LoadU(du16, p));
+  const auto mag = hn::ShiftLeft<13>(hn::And(h, hn::Set(du, 0x7fffu)));
+  const auto exp_all_ones = hn::Set(du, 0x7c00u << 13);
+  const VF finite = hn::Mul(hn::BitCast(df, mag), hn::Set(df, 0x1p112f));
+  const VF special = hn::BitCast(df, hn::Or(mag, hn::Set(du, 0x7f800000u)));
+  const auto is_special = hn::RebindMask(df, hn::Eq(hn::And(mag, exp_all_ones), exp_all_ones));
+  const auto sign = hn::BitCast(df, hn::ShiftLeft<16>(hn::And(h, hn::Set(du, 0x8000u))));
+  return hn::Or(hn::IfThenElse(is_special, special, finite), sign);
+#else
   const hn::Rebind<hwy::float16_t, DF> dh;
   return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+#endif
 }
 
 template <int NQ, typename T>
@@ -248,7 +267,8 @@ void AccumF16(const float* p, int nq, int stride, const uint16_t* v, int n_tok, 
 // made the softmax of a 64-token block cost a quarter of a compressed block's compute.
 HWY_INLINE VF Exp2(DF df, VF x) {
 #if HWY_TARGET <= HWY_AVX3
-  const __mmask16 keep = _mm512_cmp_ps_mask(x.raw, _mm512_set1_ps(-126.0f), _CMP_GE_OQ);
+  // Not below -126, NaN included (unordered): a NaN score stays NaN, as on other targets.
+  const __mmask16 keep = _mm512_cmp_ps_mask(x.raw, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
   const VF f{_mm512_reduce_ps(x.raw, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)};
 #else
   const VF n = hn::Floor(hn::Max(x, hn::Set(df, -127.0f)));
@@ -290,10 +310,18 @@ void SoftmaxUpdate(float* scores, int nq, int stride, int n_tok, float* m, float
     }
     for (; t < n_tok; ++t) bmax = std::max(bmax, s[t]);
     if (bmax == kNegInf) {
-      std::fill(s, s + n_tok, 0.0f);
-      continue;
+      // Every entry masked, or masked and NaN (max ignores NaN): a NaN must not pass for a
+      // masked entry, so then it goes on with a NaN max, which makes the row's l NaN.
+      bool nan = false;
+      for (int u = 0; u < n_tok; ++u) nan |= std::isnan(s[u]);
+      if (!nan) {
+        std::fill(s, s + n_tok, 0.0f);
+        continue;
+      }
+      bmax = std::numeric_limits<float>::quiet_NaN();
     }
-    const float m_new = std::max(m[i], bmax);
+    // A NaN max (from the vector max, or above) is kept: NaN - x is NaN everywhere below.
+    const float m_new = std::isnan(bmax) ? bmax : std::max(m[i], bmax);
     const float corr = m[i] == kNegInf ? 0.0f : m[i] == m_new ? 1.0f : std::exp2(m[i] - m_new);
     m[i] = m_new;
     float* a = acc + size_t(i) * d;

@@ -3,7 +3,15 @@
 // of V rows. Highway, dispatched once per call to the best target of this CPU.
 //
 // Shapes: q is [nq][d] (already multiplied by the attention scale); K and V blocks are
-// [n_tok][d] rows; scores/probabilities are [nq][stride]; acc is [nq][d].
+// [n_tok][d] rows; scores/probabilities are [nq][stride]; acc is [nq][d]. d is a multiple of
+// 16 (every KV format checks this; the kernels read whole vectors); n_tok and nq are anything
+// from 1 (tails are handled).
+//
+// Non-finite values behave the same on every SIMD target (tests/simd_targets_test.cc): f16
+// infinities and NaNs read as such (also where the CPU has no F16C), products and sums
+// propagate them as IEEE arithmetic does, and the softmax treats -inf as masked and turns a
+// NaN or +inf score into a NaN denominator for its row (so that row's output is NaN: a broken
+// score is never silently dropped).
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,6 @@
 #include "kernels/cpu/ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace tqlm::kernels {
@@ -11,8 +12,20 @@ void RmsNorm(const float* x, const float* weight, float weight_offset, float eps
     float* o = out + size_t(t) * d;
     double ss = 0;
     for (int i = 0; i < d; ++i) ss += double(xr[i]) * xr[i];
-    const float scale = float(1.0 / std::sqrt(ss / d + eps));
-    for (int i = 0; i < d; ++i) o[i] = xr[i] * scale * (weight[i] + weight_offset);
+    const double ms = ss / d + eps;
+    if (ms == 0) {  // a zero row (eps = 0): zero, not 0/0
+      std::fill(o, o + d, 0.0f);
+      continue;
+    }
+    const double scale = 1.0 / std::sqrt(ms);
+    if (scale >= 0x1p-126 && scale <= 0x1p127) {  // a normal float: the fast path
+      const float s = float(scale);
+      for (int i = 0; i < d; ++i) o[i] = xr[i] * s * (weight[i] + weight_offset);
+    } else {
+      // 1/rms beyond float (tiny rows with eps = 0, huge rows) or not finite (an Inf or NaN
+      // in the row: x/inf = 0, inf/inf and NaN give NaN): in double.
+      for (int i = 0; i < d; ++i) o[i] = float(double(xr[i]) * scale * (weight[i] + weight_offset));
+    }
   }
 }
 
