@@ -55,8 +55,8 @@ void DecodePanelI16(TensorType type, const uint8_t* w, size_t row_bytes, int64_t
 // (Declared with the AVX-512 target of its definition: it takes __m512i by value, and clang
 // refuses such a call across differing targets.)
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void FoldSuperBlock(
-    const PanelI16& pn, bool has_mins, const PrefillActs& act, size_t j,
-                    int64_t sb, int t0, __m512i c0, __m512i c1, float* acc);
+    const PanelI16& pn, bool has_mins, const PrefillActs& act, size_t j, int64_t sb, int t0,
+    __m512i c0, __m512i c1, float* acc);
 
 // The AMX-INT8 engine (matmul_prefill_amx8.cc), for k-quants: activations prepared by
 // PrepareActivationsI16 with amx_layout.
