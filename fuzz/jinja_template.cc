@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "tokenizer/jinja_template.h"
+#include "jinja/template.h"
 #include "tqlm/error.h"
 
 namespace {
@@ -42,7 +42,7 @@ const nlohmann::ordered_json& Context() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 64 * 1024) return 0;
   const std::string_view src(reinterpret_cast<const char*>(data), size);
-  tqlm::tokenizer::jinja::RenderOptions options;
+  tqlm::jinja::RenderOptions options;
   options.now = 0;
   options.limits.max_steps = 200'000;
   options.limits.max_loop_iterations = 20'000;
@@ -50,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.limits.max_output_bytes = 1 << 20;
   options.limits.max_string_bytes = 1 << 20;
   try {
-    const tqlm::tokenizer::jinja::Template t(src);
+    const tqlm::jinja::Template t(src);
     (void)t.Render(Context(), options);
   } catch (const tqlm::Error&) {
   }

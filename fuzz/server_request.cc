@@ -11,7 +11,7 @@
 
 #include "server/openai_json.h"
 #include "server/request.h"
-#include "tokenizer/chat_format.h"
+#include "chat/chat_format.h"
 
 namespace {
 
@@ -37,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   RequestLimits limits;
   limits.max_tokens = 512;
-  static const tqlm::tokenizer::ChatMlFormatter chatml("You are a helpful assistant.");
+  static const tqlm::chat::ChatMlFormatter chatml("You are a helpful assistant.");
   try {
     const ChatRequest r = ParseChatRequest(body, limits);
     Check(!r.messages.empty() && r.messages.size() <= limits.max_messages);

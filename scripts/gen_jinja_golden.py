@@ -6,7 +6,7 @@ hand-written ones in tests/data/jinja/templates/) with a set of message lists, e
 transformers' apply_chat_template does: ImmutableSandboxedEnvironment(trim_blocks=True,
 lstrip_blocks=True, extensions=[loopcontrols]) with HF's tojson, raise_exception and
 strftime_now (here at a fixed time, for reproducibility). Writes tests/data/jinja/<name>.json
-with {template, now, cases: [{name, context, expected | error}]}; tests/jinja_golden_test.cc
+with {template, now, cases: [{name, context, expected | error}]}; tests/jinja/jinja_golden_test.cc
 requires tqlm's output to be byte-identical.
 
 Setup (a private venv; jinja2 pinned):

@@ -13,12 +13,13 @@
 #include <vector>
 
 #include "model/gguf.h"
-#include "tokenizer/chat_format.h"
+#include "chat/chat_format.h"
 #include "tokenizer/stream_decoder.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_gguf.h"
 
 namespace tqlm::tokenizer {
+using namespace ::tqlm::chat;  // chat formats (src/chat) for the chat-rendering goldens
 namespace {
 
 std::string ModelPath(const std::string& file) {

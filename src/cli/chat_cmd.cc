@@ -25,9 +25,9 @@
 #include "server/request.h"
 #include "runtime/kv_policy.h"
 #include "runtime/generate.h"
-#include "tokenizer/prompt_head.h"
-#include "tokenizer/tool_call_schema.h"
-#include "tokenizer/tool_calls.h"
+#include "chat/prompt_head.h"
+#include "chat/tool_call_schema.h"
+#include "chat/tool_calls.h"
 #include "tqlm/error.h"
 
 namespace tqlm::cli {
@@ -46,7 +46,7 @@ nlohmann::ordered_json LoadTools(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   try {
-    return tokenizer::ParseToolsJson(ss.str());
+    return chat::ParseToolsJson(ss.str());
   } catch (const Error& e) {
     throw Error("--tools " + path + ": " + e.what());
   }
@@ -58,8 +58,8 @@ void Print(std::string_view text) {
 }
 
 // Prints what the tool-call parser releases: content as it streams, each call on its own line.
-void PrintDeltas(const std::vector<tokenizer::ToolCallDelta>& deltas, std::string* name) {
-  for (const tokenizer::ToolCallDelta& d : deltas) {
+void PrintDeltas(const std::vector<chat::ToolCallDelta>& deltas, std::string* name) {
+  for (const chat::ToolCallDelta& d : deltas) {
     if (d.index < 0) {
       Print(d.content);
     } else if (!d.name.empty()) {
@@ -83,7 +83,7 @@ class ChatLoop {
         tools_(f.tools_file.empty() ? nlohmann::ordered_json() : LoadTools(f.tools_file)),
         lm_(LoadModel(f.model)),
         session_(*lm_.model, f.model.session),
-        format_(tokenizer::DetectToolCallFormat(lm_.tokenizer->vocab().chat_template,
+        format_(chat::DetectToolCallFormat(lm_.tokenizer->vocab().chat_template,
                                                 lm_.model->info().arch)) {}
 
   int Run() {
@@ -94,7 +94,7 @@ class ChatLoop {
     if (!tools_.is_null()) {
       std::fprintf(stderr, "%zu tools from %s; tool calls read in the %s convention\n",
                    tools_.size(), f_.tools_file.c_str(),
-                   std::string(tokenizer::ToolCallFormatName(format_)).c_str());
+                   std::string(chat::ToolCallFormatName(format_)).c_str());
     }
     bool interrupted_last = false;
     for (;;) {
@@ -117,7 +117,7 @@ class ChatLoop {
       messages_.push_back({"user", line});
       // The assistant may call tools several times before it answers in text.
       for (;;) {
-        std::optional<tokenizer::ToolCallParseResult> reply = Reply();
+        std::optional<chat::ToolCallParseResult> reply = Reply();
         if (!reply) {
           messages_.resize(before);  // the turn failed: forget it
           break;
@@ -194,11 +194,11 @@ class ChatLoop {
   // The conversation in OpenAI's message format (tool call arguments as JSON text).
   nlohmann::ordered_json MessagesJson() const {
     nlohmann::ordered_json list = nlohmann::ordered_json::array();
-    for (const tokenizer::ChatMessage& m : messages_) {
+    for (const chat::ChatMessage& m : messages_) {
       nlohmann::ordered_json j = {{"role", m.role}, {"content", m.content}};
       if (!m.tool_calls.empty()) {
         nlohmann::ordered_json calls = nlohmann::ordered_json::array();
-        for (const tokenizer::ChatToolCall& c : m.tool_calls) {
+        for (const chat::ChatToolCall& c : m.tool_calls) {
           calls.push_back({{"id", c.id},
                            {"type", "function"},
                            {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
@@ -213,13 +213,13 @@ class ChatLoop {
   }
 
   // Generates one assistant message and appends it to the conversation; nullopt on error.
-  std::optional<tokenizer::ToolCallParseResult> Reply() {
+  std::optional<chat::ToolCallParseResult> Reply() {
     const tokenizer::Tokenizer& tok = *lm_.tokenizer;
     const std::string prompt = tools_.is_null() ? lm_.chat->Format(messages_, true)
                                                 : lm_.chat->FormatWithTools(messages_, tools_, true);
     const std::vector<int> ids = tok.EncodeChat(prompt);
     if (!head_measured_) {  // the cache is made at the first feed, with the head as sinks
-      session_.SetToolsHead(tokenizer::ToolsHeadTokens(tok, *lm_.chat, messages_, tools_));
+      session_.SetToolsHead(chat::ToolsHeadTokens(tok, *lm_.chat, messages_, tools_));
       head_measured_ = true;
     }
     // Reuse the cached prefix; feed only what differs.
@@ -230,7 +230,7 @@ class ChatLoop {
     session_.Rewind(int(common));
     const std::vector<int> fresh(ids.begin() + common, ids.end());
 
-    tokenizer::ToolCallStreamParser parser(format_);
+    chat::ToolCallStreamParser parser(format_);
     std::string call_name;
     runtime::GenerateCallbacks cb;
     if (tools_.is_null()) {
@@ -247,7 +247,7 @@ class ChatLoop {
       std::fprintf(stderr, "\nerror: %s\n", e.what());
       return std::nullopt;
     }
-    tokenizer::ToolCallParseResult parsed;
+    chat::ToolCallParseResult parsed;
     if (tools_.is_null()) {
       parsed.content = r.text;
     } else {
@@ -265,14 +265,14 @@ class ChatLoop {
     std::fprintf(stderr, "[%d prompt tokens (%zu reused), %d generated, %.1f tokens/s]\n",
                  int(ids.size()), common, r.generated_tokens,
                  r.decode_seconds > 0 ? r.decode_forwards / r.decode_seconds : 0.0);
-    tokenizer::ChatMessage message{"assistant", parsed.calls.empty() ? r.text : parsed.content};
+    chat::ChatMessage message{"assistant", parsed.calls.empty() ? r.text : parsed.content};
     message.tool_calls = parsed.calls;
     messages_.push_back(std::move(message));
     return parsed;
   }
 
   // Asks the user for each call's result and appends the tool messages; false at end of input.
-  bool ReadToolResults(const std::vector<tokenizer::ChatToolCall>& calls) {
+  bool ReadToolResults(const std::vector<chat::ChatToolCall>& calls) {
     for (size_t i = 0; i < calls.size(); ++i) {
       if (calls.size() > 1) {
         std::fprintf(stderr, "result of %s (%zu/%zu)\n", calls[i].name.c_str(), i + 1, calls.size());
@@ -280,7 +280,7 @@ class ChatLoop {
       LineReader::Input in = reader_.Read("tool result> ");
       if (!in.line) return false;
       const std::string result = *in.line;
-      tokenizer::ChatMessage tool{"tool", result};
+      chat::ChatMessage tool{"tool", result};
       tool.tool_call_id = calls[i].id;
       tool.name = calls[i].name;
       messages_.push_back(std::move(tool));
@@ -297,8 +297,8 @@ class ChatLoop {
   bool head_measured_ = false;
   LoadedModel lm_;
   runtime::Session session_;
-  tokenizer::ToolCallFormat format_;
-  std::vector<tokenizer::ChatMessage> messages_;
+  chat::ToolCallFormat format_;
+  std::vector<chat::ChatMessage> messages_;
 };
 
 CommandRegistration reg("chat", "interactive multi-turn chat", [](CLI::App& app) {

@@ -159,7 +159,7 @@ LoadedModel LoadModel(const ModelFlags& flags) {
   if (device != backend::Device::kCpu)
     std::fprintf(stderr, "device: %s\n", out.model->backend().Describe().c_str());
   out.tokenizer = tokenizer::Tokenizer::FromGguf(out.model->file());
-  out.chat = tokenizer::MakeChatFormatter(out.tokenizer->vocab());
+  out.chat = chat::MakeChatFormatter(out.tokenizer->vocab());
   out.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }

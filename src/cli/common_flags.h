@@ -9,7 +9,7 @@
 #include "model/model.h"
 #include "runtime/sampler.h"
 #include "runtime/session.h"
-#include "tokenizer/chat_format.h"
+#include "chat/chat_format.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tqlm::cli {
@@ -39,7 +39,7 @@ std::string DefaultModelPath();
 struct LoadedModel {
   std::unique_ptr<model::Model> model;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
-  std::unique_ptr<tokenizer::ChatFormatter> chat;
+  std::unique_ptr<chat::ChatFormatter> chat;
   double load_seconds = 0;
 };
 // Loads model + tokenizer with a progress bar on stderr.

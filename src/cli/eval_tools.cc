@@ -18,7 +18,7 @@
 #include "eval/tools_prompt.h"
 #include "eval/tools_table.h"
 #include "runtime/generate.h"
-#include "tokenizer/tool_calls.h"
+#include "chat/tool_calls.h"
 #include "tqlm/error.h"
 
 namespace tqlm::cli {
@@ -117,8 +117,8 @@ int RunEvalTools(const ToolsFlags& f) {
   ratios.erase(std::unique(ratios.begin(), ratios.end()), ratios.end());
   const std::vector<eval::NamedKvConfig> configs =
       eval::ParseKvConfigs(f.kv_list, f.model.session.kv, info.layers);
-  const tokenizer::ToolCallFormat format =
-      tokenizer::DetectToolCallFormat(lm.tokenizer->vocab().chat_template, info.arch);
+  const chat::ToolCallFormat format =
+      chat::DetectToolCallFormat(lm.tokenizer->vocab().chat_template, info.arch);
   const std::vector<int> corpus = lm.tokenizer->Encode(text, false, false);
   const std::string model_path = ModelPathOf(f.model);
   nlohmann::json base = BaseCellConfig("tools", model_path);
@@ -128,7 +128,7 @@ int RunEvalTools(const ToolsFlags& f) {
   base["batch"] = f.model.session.batch;
   base["tools"] = eval::ExperimentTools();
   base["request"] = eval::ExperimentRequest();
-  base["tool_call_format"] = tokenizer::ToolCallFormatName(format);
+  base["tool_call_format"] = chat::ToolCallFormatName(format);
 
   // Cells: length and seed outermost (one prompt each), f16 once per prompt (it has no buffer).
   std::vector<eval::SweepCell> cells;
@@ -240,7 +240,7 @@ int RunEvalTools(const ToolsFlags& f) {
       "%s (%s), tool calls read in the %s convention, sinks %d, buffer floor %d, filler from "
       "%s\n\n%s",
       info.name.c_str(), model_file.c_str(),
-      std::string(tokenizer::ToolCallFormatName(format)).c_str(), f.model.session.kv.sink_tokens,
+      std::string(chat::ToolCallFormatName(format)).c_str(), f.model.session.kv.sink_tokens,
       f.model.session.kv.recent_floor, std::string(base["corpus"]).c_str(), md.c_str());
   const std::vector<eval::ToolsLeader> leaders = eval::ToolsLeaderboard(summary);
   for (const eval::ToolsLeader& l : leaders) {

@@ -47,7 +47,7 @@ int Run(const RunFlags& f) {
   std::vector<int> ids;
   if (f.chat) {
     WarnIfNoChatTemplate(lm);
-    std::vector<tokenizer::ChatMessage> messages;
+    std::vector<chat::ChatMessage> messages;
     if (!f.system.empty()) messages.push_back({"system", f.system});
     messages.push_back({"user", prompt});
     const std::string text = lm.chat->Format(messages, true);

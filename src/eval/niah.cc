@@ -36,9 +36,9 @@ std::string UserText(const std::string& before, const std::string& sentence,
   return std::string(kInstruction) + before + " " + sentence + " " + after + "\n\n" + question;
 }
 
-std::vector<int> ChatTokens(const tokenizer::Tokenizer& tok, const tokenizer::ChatFormatter& chat,
+std::vector<int> ChatTokens(const tokenizer::Tokenizer& tok, const chat::ChatFormatter& chat,
                             const std::string& user) {
-  const std::vector<tokenizer::ChatMessage> messages = {{"user", user}};
+  const std::vector<chat::ChatMessage> messages = {{"user", user}};
   return tok.Encode(chat.Format(messages, true), /*add_special=*/true, /*parse_special=*/true);
 }
 
@@ -55,7 +55,7 @@ Needle MakeNeedle(uint64_t seed, int phrasing) {
   return n;
 }
 
-NiahPrompt BuildNiahPrompt(const tokenizer::Tokenizer& tok, const tokenizer::ChatFormatter& chat,
+NiahPrompt BuildNiahPrompt(const tokenizer::Tokenizer& tok, const chat::ChatFormatter& chat,
                            std::span<const int> corpus, int length, double depth,
                            const Needle& needle, uint64_t seed) {
   if (depth < 0 || depth > 1) throw Error(fmt::format("niah: depth {} outside [0, 1]", depth));

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tokenizer/chat_format.h"
+#include "chat/chat_format.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tqlm::eval {
@@ -37,7 +37,7 @@ struct NiahPrompt {
 // a run of `corpus` tokens starting at an offset drawn from `seed`; the needle goes in at the
 // first sentence end at or after the depth. Throws tqlm::Error if the corpus is too short or
 // `length` leaves no room for filler.
-NiahPrompt BuildNiahPrompt(const tokenizer::Tokenizer& tok, const tokenizer::ChatFormatter& chat,
+NiahPrompt BuildNiahPrompt(const tokenizer::Tokenizer& tok, const chat::ChatFormatter& chat,
                            std::span<const int> corpus, int length, double depth,
                            const Needle& needle, uint64_t seed);
 

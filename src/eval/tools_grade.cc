@@ -13,7 +13,7 @@
 namespace tqlm::eval {
 namespace {
 
-using tokenizer::ToolCallFormat;
+using chat::ToolCallFormat;
 
 constexpr std::array kVerdictNames = {"PASS",     "WRONG_ARGS",    "ALT_FORMAT", "LOST_FORMAT",
                                       "COLLAPSE", "HALLUCINATION", "NO_CALL"};
@@ -93,7 +93,7 @@ std::string SchemaProblem(const nlohmann::ordered_json& function,
 }
 
 // Why the single call is not the expected one, or "".
-std::string CallProblem(const tokenizer::ChatToolCall& call, const nlohmann::ordered_json& tools,
+std::string CallProblem(const chat::ChatToolCall& call, const nlohmann::ordered_json& tools,
                         const ExpectedToolCall& expected) {
   if (call.name != expected.name)
     return fmt::format("called {} instead of {}", call.name, expected.name);
@@ -250,7 +250,7 @@ bool LooksCollapsed(std::string_view text) {
 
 ToolGrade GradeToolOutput(std::string_view output, ToolCallFormat native,
                           const nlohmann::ordered_json& tools, const ExpectedToolCall& expected) {
-  const tokenizer::ToolCallParseResult parsed = tokenizer::ParseToolCalls(native, output);
+  const chat::ToolCallParseResult parsed = chat::ParseToolCalls(native, output);
   ToolGrade g;
   g.calls = int(parsed.calls.size());
   if (parsed.calls.size() == 1 && FindTool(tools, parsed.calls[0].name)) {
@@ -285,11 +285,11 @@ ToolGrade GradeToolOutput(std::string_view output, ToolCallFormat native,
   for (ToolCallFormat other : {ToolCallFormat::kHermes, ToolCallFormat::kLlama3Json,
                                ToolCallFormat::kMistral, ToolCallFormat::kGemma}) {
     if (other == native) continue;
-    const tokenizer::ToolCallParseResult alt = tokenizer::ParseToolCalls(other, output);
+    const chat::ToolCallParseResult alt = chat::ParseToolCalls(other, output);
     if (!alt.calls.empty()) {
       g.verdict = ToolVerdict::kAltFormat;
       g.detail =
-          fmt::format("{} call of {}", tokenizer::ToolCallFormatName(other), alt.calls[0].name);
+          fmt::format("{} call of {}", chat::ToolCallFormatName(other), alt.calls[0].name);
       return g;
     }
   }

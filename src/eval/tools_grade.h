@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tokenizer/tool_calls.h"
+#include "chat/tool_calls.h"
 
 namespace tqlm::eval {
 
@@ -56,8 +56,8 @@ struct ToolGrade {
   int calls = 0;       // calls found in the native convention
 };
 
-// `tools` is the OpenAI tools array the prompt defined (tokenizer::ValidateTools' format).
-ToolGrade GradeToolOutput(std::string_view output, tokenizer::ToolCallFormat native,
+// `tools` is the OpenAI tools array the prompt defined (chat::ValidateTools' format).
+ToolGrade GradeToolOutput(std::string_view output, chat::ToolCallFormat native,
                           const nlohmann::ordered_json& tools, const ExpectedToolCall& expected);
 
 // The collapse test alone (exposed for tests): true when the text is a repetition loop or

@@ -4,7 +4,7 @@
 
 #include <random>
 
-#include "tokenizer/prompt_head.h"
+#include "chat/prompt_head.h"
 #include "tqlm/error.h"
 
 namespace tqlm::eval {
@@ -21,11 +21,11 @@ std::string UserText(const std::string& filler) {
   return std::string(kFillerIntro) + filler + "\n\n" + ExperimentRequest();
 }
 
-std::vector<tokenizer::ChatMessage> Messages(const std::string& filler) {
+std::vector<chat::ChatMessage> Messages(const std::string& filler) {
   return {{"system", kSystem}, {"user", UserText(filler)}};
 }
 
-std::string Render(const tokenizer::ChatFormatter& chat, const std::string& filler) {
+std::string Render(const chat::ChatFormatter& chat, const std::string& filler) {
   return chat.FormatWithTools(Messages(filler), ExperimentTools(), true);
 }
 
@@ -62,7 +62,7 @@ const std::string& ExperimentRequest() {
   return request;
 }
 
-ToolsPrompt BuildToolsPrompt(const tokenizer::Tokenizer& tok, const tokenizer::ChatFormatter& chat,
+ToolsPrompt BuildToolsPrompt(const tokenizer::Tokenizer& tok, const chat::ChatFormatter& chat,
                              std::span<const int> corpus, int length, uint64_t seed) {
   const int overhead = int(tok.EncodeChat(Render(chat, "")).size());
   const int filler = length - overhead;
@@ -84,7 +84,7 @@ ToolsPrompt BuildToolsPrompt(const tokenizer::Tokenizer& tok, const tokenizer::C
   p.filler_tokens = filler;
   const std::string marked = Render(chat, kMarker);
   p.head_tokens = int(tok.EncodeChat(marked.substr(0, marked.find(kMarker))).size());
-  p.tools_head_tokens = tokenizer::ToolsHeadTokens(tok, chat, Messages(text), ExperimentTools());
+  p.tools_head_tokens = chat::ToolsHeadTokens(tok, chat, Messages(text), ExperimentTools());
   return p;
 }
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "eval/tools_grade.h"
-#include "tokenizer/chat_format.h"
+#include "chat/chat_format.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tqlm::eval {
@@ -37,7 +37,7 @@ struct ToolsPrompt {
 // Builds a prompt of about `length` tokens; the filler is a run of `corpus` tokens from an
 // offset drawn from `seed`. Throws tqlm::Error when `length` leaves fewer than 16 filler tokens
 // or the corpus is too short.
-ToolsPrompt BuildToolsPrompt(const tokenizer::Tokenizer& tok, const tokenizer::ChatFormatter& chat,
+ToolsPrompt BuildToolsPrompt(const tokenizer::Tokenizer& tok, const chat::ChatFormatter& chat,
                              std::span<const int> corpus, int length, uint64_t seed);
 
 }  // namespace tqlm::eval

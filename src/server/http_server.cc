@@ -11,8 +11,8 @@
 #include "server/client_socket.h"
 #include "server/openai_json.h"
 #include "server/tool_choice.h"
-#include "tokenizer/prompt_head.h"
-#include "tokenizer/tool_calls.h"
+#include "chat/prompt_head.h"
+#include "chat/tool_calls.h"
 
 namespace tqlm::server {
 namespace {
@@ -360,14 +360,14 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
     text = r.tools.is_null() ? chat_.formatter->Format(r.messages, true)
                              : chat_.formatter->FormatWithTools(r.messages, r.tools, true);
     tools_head =
-        tokenizer::ToolsHeadTokens(*chat_.tokenizer, *chat_.formatter, r.messages, r.tools);
+        chat::ToolsHeadTokens(*chat_.tokenizer, *chat_.formatter, r.messages, r.tools);
   } catch (const Error& e) {
     throw BadRequest(fmt::format("the chat template failed on these messages: {}", e.what()), "messages");
   }
   // With tools, the answer is parsed for calls in the model family's own convention.
   const bool tools = !r.tools.is_null();
-  const tokenizer::ToolCallFormat format =
-      tokenizer::DetectToolCallFormat(chat_.chat_template, chat_.arch);
+  const chat::ToolCallFormat format =
+      chat::DetectToolCallFormat(chat_.chat_template, chat_.arch);
   // tool_choice required / a named function: the answer starts as a call (tool_choice.h).
   // "required" with a single tool is a call to that tool; with several the model names one
   // (nothing stops it from naming one that does not exist: there is no grammar).
@@ -389,9 +389,9 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   if (!r.stream) {
     Collected c = Collect(*stream, *client, *log);
     std::string content = forced + c.text;
-    std::vector<tokenizer::ChatToolCall> calls;
+    std::vector<chat::ChatToolCall> calls;
     if (tools) {
-      tokenizer::ToolCallParseResult parsed = tokenizer::ParseToolCalls(format, content);
+      chat::ToolCallParseResult parsed = chat::ParseToolCalls(format, content);
       content = std::move(parsed.content);
       calls = std::move(parsed.calls);
     }
@@ -422,8 +422,8 @@ void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
     };
   } else {
     // Called on the connection's thread only, one call at a time: the parser needs no lock.
-    auto parser = std::make_shared<tokenizer::ToolCallStreamParser>(format);
-    auto encode = [meta](const std::vector<tokenizer::ToolCallDelta>& deltas) {
+    auto parser = std::make_shared<chat::ToolCallStreamParser>(format);
+    auto encode = [meta](const std::vector<chat::ToolCallDelta>& deltas) {
       std::string out;
       for (const auto& d : deltas) {
         if (d.index < 0) {

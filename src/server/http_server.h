@@ -14,7 +14,7 @@
 #include "runtime/scheduler.h"
 #include "server/metrics.h"
 #include "server/request.h"
-#include "tokenizer/chat_format.h"
+#include "chat/chat_format.h"
 #include "tokenizer/tokenizer.h"
 
 namespace httplib {
@@ -44,7 +44,7 @@ struct ServerOptions {
 // What the chat endpoint needs to know about the model's conventions.
 struct ChatSetup {
   const tokenizer::Tokenizer* tokenizer = nullptr;
-  const tokenizer::ChatFormatter* formatter = nullptr;
+  const chat::ChatFormatter* formatter = nullptr;
   std::string chat_template;  // tokenizer.chat_template ("" when absent), for tool-call parsing
   std::string arch;           // general.architecture
 };

@@ -35,7 +35,7 @@ Json Header(const ResponseMeta& meta, const char* object) {
 }  // namespace
 
 Json ChatCompletion(const ResponseMeta& meta, const std::string& content,
-                    const std::vector<tokenizer::ChatToolCall>& tool_calls,
+                    const std::vector<chat::ChatToolCall>& tool_calls,
                     const std::string& finish_reason, const Usage& usage) {
   Json message = {{"role", "assistant"}};
   message["content"] = tool_calls.empty() || !content.empty() ? Json(content) : Json(nullptr);

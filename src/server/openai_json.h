@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/api_error.h"
-#include "tokenizer/chat_format.h"
+#include "chat/chat_format.h"
 
 namespace tqlm::server {
 
@@ -47,7 +47,7 @@ Json UsageJson(const Usage& u);
 // A complete chat answer. `tool_calls` non-empty: the message carries them (content may be
 // empty, then null) and finish_reason should be "tool_calls".
 Json ChatCompletion(const ResponseMeta& meta, const std::string& content,
-                    const std::vector<tokenizer::ChatToolCall>& tool_calls,
+                    const std::vector<chat::ChatToolCall>& tool_calls,
                     const std::string& finish_reason, const Usage& usage);
 
 // One chat stream chunk with `delta` (e.g. {"role":"assistant","content":""} first, then

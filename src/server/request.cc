@@ -172,10 +172,10 @@ std::string ParseContent(const Json& msg, const std::string& param, bool allow_n
   return text;
 }
 
-tokenizer::ChatMessage ParseMessage(const Json& m, size_t index) {
+chat::ChatMessage ParseMessage(const Json& m, size_t index) {
   const std::string param = fmt::format("messages[{}]", index);
   if (!m.is_object()) throw WrongType(param, "an object", m);
-  tokenizer::ChatMessage msg;
+  chat::ChatMessage msg;
   const auto role = GetString(m, "role", param + ".role");
   if (!role) throw BadRequest(fmt::format("'{}.role' is required", param), param + ".role");
   msg.role = *role == "developer" ? "system" : *role;
@@ -197,7 +197,7 @@ tokenizer::ChatMessage ParseMessage(const Json& m, size_t index) {
       const Json* fn = Field(c, "function");
       if (!fn || !fn->is_object())
         throw BadRequest(fmt::format("'{}.function' must be an object", cp), cp + ".function");
-      tokenizer::ChatToolCall call;
+      chat::ChatToolCall call;
       call.id = GetString(c, "id", cp + ".id").value_or("");
       call.name = GetString(*fn, "name", cp + ".function.name").value_or("");
       if (call.name.empty())

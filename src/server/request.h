@@ -14,7 +14,7 @@
 
 #include "runtime/generate.h"
 #include "server/api_error.h"
-#include "tokenizer/chat_format.h"
+#include "chat/chat_format.h"
 
 namespace tqlm::server {
 
@@ -37,7 +37,7 @@ enum class ToolChoice { kNone, kAuto, kRequired, kFunction };
 
 struct ChatRequest {
   std::string model;  // "" when not given
-  std::vector<tokenizer::ChatMessage> messages;
+  std::vector<chat::ChatMessage> messages;
   nlohmann::ordered_json tools;  // array of {"type":"function","function":{...}}, or null
   ToolChoice tool_choice = ToolChoice::kAuto;  // kAuto when no tools are given
   std::string tool_choice_name;                // kFunction: the function to call (among `tools`)

@@ -18,9 +18,9 @@ std::string JsonStart(std::string_view function, const char* args_key) {
 
 }  // namespace
 
-std::string ForcedToolCallStart(tokenizer::ToolCallFormat format, std::string_view function,
+std::string ForcedToolCallStart(chat::ToolCallFormat format, std::string_view function,
                                     std::string_view chat_template) {
-  using tokenizer::ToolCallFormat;
+  using chat::ToolCallFormat;
   std::string start;
   switch (format) {
     case ToolCallFormat::kHermes:

@@ -9,7 +9,7 @@
 #include "eval/niah.h"
 #include "eval/perplexity.h"
 #include "model/model.h"
-#include "tokenizer/chat_format.h"
+#include "chat/chat_format.h"
 #include "tokenizer/tokenizer.h"
 #include "tqlm/error.h"
 #include "test_cache_path.h"
@@ -26,7 +26,7 @@ class EvalSmolLM2 : public ::testing::Test {
     if (!std::filesystem::exists(path)) GTEST_SKIP() << "model not installed: " << path;
     model_ = model::Model::Load(path);
     tok_ = tokenizer::Tokenizer::FromGguf(model_->file());
-    chat_ = tokenizer::MakeChatFormatter(tok_->vocab());
+    chat_ = chat::MakeChatFormatter(tok_->vocab());
   }
   std::vector<int> Text(int n) {
     std::string s;
@@ -49,7 +49,7 @@ class EvalSmolLM2 : public ::testing::Test {
   }
   std::unique_ptr<model::Model> model_;
   std::unique_ptr<tokenizer::Tokenizer> tok_;
-  std::unique_ptr<tokenizer::ChatFormatter> chat_;
+  std::unique_ptr<chat::ChatFormatter> chat_;
 };
 
 TEST_F(EvalSmolLM2, WindowKlAgainstTheF16Run) {

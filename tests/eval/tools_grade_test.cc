@@ -10,7 +10,7 @@
 namespace tqlm::eval {
 namespace {
 
-using tokenizer::ToolCallFormat;
+using chat::ToolCallFormat;
 
 ToolVerdict Grade(const std::string& text, ToolCallFormat native = ToolCallFormat::kHermes) {
   return GradeToolOutput(text, native, ExperimentTools(), ExperimentExpectedCall()).verdict;

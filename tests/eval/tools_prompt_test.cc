@@ -7,7 +7,7 @@
 
 #include "eval/tools_prompt.h"
 #include "model/model.h"
-#include "tokenizer/chat_format.h"
+#include "chat/chat_format.h"
 #include "tokenizer/tokenizer.h"
 #include "tqlm/error.h"
 
@@ -22,7 +22,7 @@ TEST(ToolsPrompt, LengthHeadAndErrors) {
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "model not installed: " << path;
   auto model = model::Model::Load(path);
   auto tok = tokenizer::Tokenizer::FromGguf(model->file());
-  auto chat = tokenizer::MakeChatFormatter(tok->vocab());
+  auto chat = chat::MakeChatFormatter(tok->vocab());
   std::string text;
   for (int i = 0; i < 60; ++i)
     text += "Emma Woodhouse, handsome, clever, and rich, with a comfortable home and happy "

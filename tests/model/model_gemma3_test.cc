@@ -18,7 +18,7 @@
 #include "reference_kv_cache.h"
 #include "runtime/kv_policy.h"
 #include "runtime/memory_plan.h"
-#include "tokenizer/chat_format.h"
+#include "chat/chat_format.h"
 #include "tokenizer/tokenizer.h"
 #include "test_cache_path.h"
 
@@ -168,8 +168,8 @@ TEST_F(Gemma3, GreedyContinuationIsSensible) {
 // a turn with <end_of_turn>, an end-of-generation token.
 TEST_F(Gemma3, ChatUsesGemmaTurnFormat) {
   auto tok = tokenizer::Tokenizer::FromGguf(model_->file());
-  auto chat = tokenizer::MakeChatFormatter(tok->vocab());
-  const std::vector<tokenizer::ChatMessage> messages = {{"system", "Be brief."}, {"user", "Hi"}};
+  auto chat = chat::MakeChatFormatter(tok->vocab());
+  const std::vector<chat::ChatMessage> messages = {{"system", "Be brief."}, {"user", "Hi"}};
   EXPECT_EQ(chat->Format(messages, true),
             "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n");
   EXPECT_EQ(chat->EndOfTurn(), "<end_of_turn>");

@@ -10,7 +10,7 @@
 namespace tqlm::server {
 namespace {
 
-using tokenizer::ToolCallFormat;
+using chat::ToolCallFormat;
 
 struct Case {
   ToolCallFormat format;
@@ -39,19 +39,19 @@ TEST(ToolChoice, ForcedStartParsesAsTheCall) {
        R"(get_weather", "arguments": {"city": "Paris"}})"},
   };
   for (const Case& c : cases) {
-    const std::string fmt(tokenizer::ToolCallFormatName(c.format));
+    const std::string fmt(chat::ToolCallFormatName(c.format));
     for (bool named : {true, false}) {
       const std::string start =
           ForcedToolCallStart(c.format, named ? "get_weather" : "", c.chat_template);
       const std::string text = start + (named ? c.named_rest : c.required_rest);
-      const tokenizer::ToolCallParseResult r = tokenizer::ParseToolCalls(c.format, text);
+      const chat::ToolCallParseResult r = chat::ParseToolCalls(c.format, text);
       ASSERT_EQ(r.calls.size(), 1u) << fmt << ": " << text;
       EXPECT_EQ(r.calls[0].name, "get_weather") << fmt;
       EXPECT_EQ(nlohmann::json::parse(r.calls[0].arguments), nlohmann::json({{"city", "Paris"}}))
           << fmt;
       EXPECT_EQ(r.content, "") << fmt;
       // The start alone is not a call yet (nothing is released before the model completes it).
-      EXPECT_TRUE(tokenizer::ParseToolCalls(c.format, start).calls.empty()) << fmt;
+      EXPECT_TRUE(chat::ParseToolCalls(c.format, start).calls.empty()) << fmt;
     }
   }
 }
@@ -62,8 +62,8 @@ TEST(ToolChoice, HermesStartIsQwensConventionAndEscapesTheName) {
   EXPECT_EQ(ForcedToolCallStart(ToolCallFormat::kHermes, "", ""), "<tool_call>\n{\"name\": \"");
   const std::string odd = ForcedToolCallStart(ToolCallFormat::kHermes, "a\"b", "");
   EXPECT_NE(odd.find(R"("a\"b")"), std::string::npos) << odd;
-  const tokenizer::ToolCallParseResult r =
-      tokenizer::ParseToolCalls(ToolCallFormat::kHermes, odd + " {}}\n</tool_call>");
+  const chat::ToolCallParseResult r =
+      chat::ParseToolCalls(ToolCallFormat::kHermes, odd + " {}}\n</tool_call>");
   ASSERT_EQ(r.calls.size(), 1u);
   EXPECT_EQ(r.calls[0].name, "a\"b");
 }
