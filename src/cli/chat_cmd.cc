@@ -25,7 +25,7 @@
 #include "server/request.h"
 #include "runtime/kv_policy.h"
 #include "runtime/generate.h"
-#include "chat/prompt_head.h"
+#include "chat/render.h"
 #include "chat/tool_call_schema.h"
 #include "chat/tool_calls.h"
 #include "tqlm/error.h"
@@ -215,11 +215,10 @@ class ChatLoop {
   // Generates one assistant message and appends it to the conversation; nullopt on error.
   std::optional<chat::ToolCallParseResult> Reply() {
     const tokenizer::Tokenizer& tok = *lm_.tokenizer;
-    const std::string prompt = tools_.is_null() ? lm_.chat->Format(messages_, true)
-                                                : lm_.chat->FormatWithTools(messages_, tools_, true);
-    const std::vector<int> ids = tok.EncodeChat(prompt);
+    const chat::ChatPrompt rendered = chat::RenderChat(tok, *lm_.chat, messages_, tools_);
+    const std::vector<int>& ids = rendered.tokens;
     if (!head_measured_) {  // the cache is made at the first feed, with the head as sinks
-      session_.SetToolsHead(chat::ToolsHeadTokens(tok, *lm_.chat, messages_, tools_));
+      session_.SetToolsHead(rendered.tools_head_tokens);
       head_measured_ = true;
     }
     // Reuse the cached prefix; feed only what differs.

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "chat/render.h"
 #include "cli/command.h"
 #include "cli/common_flags.h"
 #include "cli/progress.h"
@@ -50,8 +51,7 @@ int Run(const RunFlags& f) {
     std::vector<chat::ChatMessage> messages;
     if (!f.system.empty()) messages.push_back({"system", f.system});
     messages.push_back({"user", prompt});
-    const std::string text = lm.chat->Format(messages, true);
-    ids = tok.EncodeChat(text);
+    ids = chat::RenderChat(tok, *lm.chat, messages).tokens;
   } else {
     ids = tok.Encode(prompt, /*add_special=*/true, /*parse_special=*/false);
   }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 
+#include "chat/render.h"
 #include "tqlm/error.h"
 
 namespace tqlm::eval {
@@ -39,7 +40,7 @@ std::string UserText(const std::string& before, const std::string& sentence,
 std::vector<int> ChatTokens(const tokenizer::Tokenizer& tok, const chat::ChatFormatter& chat,
                             const std::string& user) {
   const std::vector<chat::ChatMessage> messages = {{"user", user}};
-  return tok.Encode(chat.Format(messages, true), /*add_special=*/true, /*parse_special=*/true);
+  return chat::RenderChat(tok, chat, messages).tokens;
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 
 #include <random>
 
-#include "chat/prompt_head.h"
+#include "chat/render.h"
 #include "tqlm/error.h"
 
 namespace tqlm::eval {
@@ -80,11 +80,12 @@ ToolsPrompt BuildToolsPrompt(const tokenizer::Tokenizer& tok, const chat::ChatFo
   const size_t start = rng() % (corpus.size() - size_t(filler));
   const std::string text = tok.Decode(corpus.subspan(start, size_t(filler)));
   ToolsPrompt p;
-  p.tokens = tok.EncodeChat(Render(chat, text));
+  const chat::ChatPrompt rendered = chat::RenderChat(tok, chat, Messages(text), ExperimentTools());
+  p.tokens = rendered.tokens;
   p.filler_tokens = filler;
   const std::string marked = Render(chat, kMarker);
   p.head_tokens = int(tok.EncodeChat(marked.substr(0, marked.find(kMarker))).size());
-  p.tools_head_tokens = chat::ToolsHeadTokens(tok, chat, Messages(text), ExperimentTools());
+  p.tools_head_tokens = rendered.tools_head_tokens;
   return p;
 }
 

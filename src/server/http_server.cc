@@ -10,7 +10,7 @@
 #include "server/chat_page.h"
 #include "server/client_socket.h"
 #include "server/openai_json.h"
-#include "server/tool_choice.h"
+#include "chat/render.h"
 #include "chat/prompt_head.h"
 #include "chat/tool_calls.h"
 
@@ -354,31 +354,27 @@ void CheckModel(const std::string& requested, const std::string& served, bool st
 void HttpServer::Chat(const httplib::Request& req, httplib::Response& res) {
   ChatRequest r = ParseChatRequest(req.body, options_.limits);
   CheckModel(r.model, options_.model_id, options_.strict_model_name);
-  std::string text;
-  int tools_head = 0;  // kept full precision by the default KV policy
-  try {
-    text = r.tools.is_null() ? chat_.formatter->Format(r.messages, true)
-                             : chat_.formatter->FormatWithTools(r.messages, r.tools, true);
-    tools_head =
-        chat::ToolsHeadTokens(*chat_.tokenizer, *chat_.formatter, r.messages, r.tools);
-  } catch (const Error& e) {
-    throw BadRequest(fmt::format("the chat template failed on these messages: {}", e.what()), "messages");
-  }
   // With tools, the answer is parsed for calls in the model family's own convention.
   const bool tools = !r.tools.is_null();
   const chat::ToolCallFormat format =
       chat::DetectToolCallFormat(chat_.chat_template, chat_.arch);
-  // tool_choice required / a named function: the answer starts as a call (tool_choice.h).
+  // tool_choice required / a named function: the answer starts as a call (chat/tool_choice.h).
   // "required" with a single tool is a call to that tool; with several the model names one
   // (nothing stops it from naming one that does not exist: there is no grammar).
-  std::string forced;
-  if (tools && (r.tool_choice == ToolChoice::kRequired || r.tool_choice == ToolChoice::kFunction)) {
-    std::string function = r.tool_choice_name;
-    if (r.tool_choice == ToolChoice::kRequired && r.tools.size() == 1)
-      function = r.tools[0]["function"]["name"].get<std::string>();
-    forced = ForcedToolCallStart(format, function, chat_.chat_template);
+  chat::ForcedCall force;
+  force.force =
+      tools && (r.tool_choice == ToolChoice::kRequired || r.tool_choice == ToolChoice::kFunction);
+  force.function = r.tool_choice_name;
+  force.format = format;
+  chat::ChatPrompt rendered;
+  try {
+    rendered = chat::RenderChat(*chat_.tokenizer, *chat_.formatter, r.messages, r.tools, force);
+  } catch (const Error& e) {
+    throw BadRequest(fmt::format("the chat template failed on these messages: {}", e.what()), "messages");
   }
-  std::vector<int> prompt = chat_.tokenizer->EncodeChat(text + forced);
+  const std::string forced = rendered.forced;
+  const int tools_head = rendered.tools_head_tokens;  // kept full precision by the default KV
+  std::vector<int> prompt = std::move(rendered.tokens);
   auto client = ClientOf(req);
   auto stream = Submit(std::move(prompt), r.sampling, tools_head);
   ResponseMeta meta{NewId("chatcmpl"), int64_t(std::time(nullptr)), options_.model_id};

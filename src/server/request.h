@@ -32,7 +32,7 @@ struct SamplingFields {
 };
 
 // tool_choice: kNone shows the model no tools and parses nothing; kAuto lets it choose;
-// kRequired and kFunction make it call one (see server/tool_choice.h).
+// kRequired and kFunction make it call one (see chat/tool_choice.h).
 enum class ToolChoice { kNone, kAuto, kRequired, kFunction };
 
 struct ChatRequest {

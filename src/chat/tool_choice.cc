@@ -1,8 +1,8 @@
-#include "server/tool_choice.h"
+#include "chat/tool_choice.h"
 
 #include <nlohmann/json.hpp>
 
-namespace tqlm::server {
+namespace tqlm::chat {
 namespace {
 
 // A function name as a JSON string (names are the client's text: quotes must be escaped).
@@ -18,9 +18,8 @@ std::string JsonStart(std::string_view function, const char* args_key) {
 
 }  // namespace
 
-std::string ForcedToolCallStart(chat::ToolCallFormat format, std::string_view function,
+std::string ForcedToolCallStart(ToolCallFormat format, std::string_view function,
                                     std::string_view chat_template) {
-  using chat::ToolCallFormat;
   std::string start;
   switch (format) {
     case ToolCallFormat::kHermes:
@@ -47,4 +46,4 @@ std::string ForcedToolCallStart(chat::ToolCallFormat format, std::string_view fu
   return start;
 }
 
-}  // namespace tqlm::server
+}  // namespace tqlm::chat

@@ -1,16 +1,15 @@
-// Forced tool calls (src/server/tool_choice.h): in every convention, the forced start
+// Forced tool calls (src/chat/tool_choice.h): in every convention, the forced start
 // followed by what a model writes next parses as a call to the named function (or, for
 // "required", to the function the model names); the name is JSON-escaped.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "server/tool_choice.h"
+#include "chat/tool_choice.h"
 
-namespace tqlm::server {
+namespace tqlm::chat {
 namespace {
 
-using chat::ToolCallFormat;
 
 struct Case {
   ToolCallFormat format;
@@ -69,4 +68,4 @@ TEST(ToolChoice, HermesStartIsQwensConventionAndEscapesTheName) {
 }
 
 }  // namespace
-}  // namespace tqlm::server
+}  // namespace tqlm::chat

@@ -12,12 +12,12 @@
 
 #include "chat/tool_calls.h"
 
-namespace tqlm::server {
+namespace tqlm::chat {
 
 // The call start (control tokens such as Mistral's [TOOL_CALLS] as their text, which the
 // prompt's tokenizer turns into the tokens and the call parser accepts) that makes the model call `function` (empty: any of its tools, i.e. tool
 // choice "required"). `chat_template` tells Mistral's two call syntaxes apart.
-std::string ForcedToolCallStart(chat::ToolCallFormat format, std::string_view function,
+std::string ForcedToolCallStart(ToolCallFormat format, std::string_view function,
                                std::string_view chat_template);
 
-}  // namespace tqlm::server
+}  // namespace tqlm::chat
