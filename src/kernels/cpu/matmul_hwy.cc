@@ -29,10 +29,34 @@ struct WeightLoader<float> {
   static float Scalar(const float* w, size_t c) { return w[c]; }
 };
 
+// Highway emulates the f16 -> f32 promotion where the target has no F16C (SSE4 and below,
+// EMU128, scalar), and its emulation reads exponent 31 (inf, NaN) as a finite 2^16 (1 + m/1024).
+// There the halves are widened exactly by integer steps instead: the 15 magnitude bits shifted
+// into an f32's exponent/mantissa field and scaled by 2^112 (exact for normals and subnormals),
+// exponent 31 mapped to 255.
+#if HWY_TARGET >= HWY_SSE4 || defined(HWY_DISABLE_F16C)
+template <class D>
+HWY_INLINE hn::Vec<D> PromoteF16Exact(D d, const uint16_t* h) {
+  const hn::RebindToSigned<D> di;
+  const hn::Rebind<uint16_t, D> du16;
+  const auto v = hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<D>(), hn::LoadU(du16, h)));
+  const auto em = hn::And(v, hn::Set(di, 0x7fff));
+  const auto bits = hn::ShiftLeft<13>(em);
+  const auto finite = hn::Mul(hn::BitCast(d, bits), hn::Set(d, 5.192296858534828e33f));  // 2^112
+  const auto special = hn::BitCast(d, hn::Or(bits, hn::Set(di, 0x7f800000)));
+  const auto mag = hn::IfThenElse(hn::RebindMask(d, hn::Gt(em, hn::Set(di, 0x7bff))), special,
+                                  finite);
+  return hn::Or(mag, hn::BitCast(d, hn::ShiftLeft<16>(hn::And(v, hn::Set(di, 0x8000)))));
+}
+#endif
+
 template <bool kBF16>
 struct HalfLoader {
   template <class D>
   static HWY_INLINE hn::Vec<D> Load(D d, const uint16_t* w, size_t c) {
+#if HWY_TARGET >= HWY_SSE4 || defined(HWY_DISABLE_F16C)
+    if constexpr (!kBF16) return PromoteF16Exact(d, w + c);
+#endif
     using HalfT = std::conditional_t<kBF16, hwy::bfloat16_t, hwy::float16_t>;
     const hn::Rebind<HalfT, D> dh;
     return hn::PromoteTo(d, hn::LoadU(dh, reinterpret_cast<const HalfT*>(w + c)));

@@ -2,13 +2,28 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "codec/half.h"
 
 namespace tqlm::kernels {
 namespace {
 
-float RoundToF16(float v) { return codec::F16ToF32(codec::F32ToF16(v)); }
+// ggml keeps activation block scales and sums as fp16; tqlm rounds them the same way so its
+// int8 rounding matches llama.cpp's. Beyond fp16's range (a scale above 65504, i.e. an
+// activation above ~8.3e6, or a block sum above 65504) fp16 would turn every output of the
+// token into inf or NaN while the float paths stay finite, so there only the mantissa is
+// rounded to fp16's 11 bits and the float exponent kept.
+float RoundToF16(float v) {
+  if (std::fabs(v) <= 65504.0f) return codec::F16ToF32(codec::F32ToF16(v));
+  if (!std::isfinite(v)) return v;
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  bits += 0xfffu + ((bits >> 13) & 1u);  // round to nearest even at bit 13
+  bits &= ~0x1fffu;
+  std::memcpy(&v, &bits, 4);
+  return v;
+}
 
 }  // namespace
 
