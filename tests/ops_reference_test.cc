@@ -214,6 +214,34 @@ TEST(OpsReference, GeluMul) {
   EXPECT_EQ(a[2], 0.0f);
 }
 
+// Softcap: cap * tanh(a / cap). The quotient's rounding (tanh' = 1 - th^2 carries it), tanhf's
+// 2 ulp and the product's one: (|x/cap| (1 - th^2) + 3 |th|) u relative to cap (bounded with a
+// factor 2 on the first term), and the
+// saturation at ±cap for huge or infinite inputs; NaN stays NaN.
+TEST(OpsReference, Softcap) {
+  std::mt19937 rng(6);
+  for (float cap : {30.0f, 50.0f, 1.5f}) {
+    for (size_t n : {size_t(1), size_t(5), size_t(257)}) {
+      std::vector<float> a = Normal(rng, n, 2 * cap);
+      std::vector<float> got = a;
+      Softcap(got.data(), cap, n);
+      for (size_t i = 0; i < n; ++i) {
+        const double x = double(a[i]) / cap, th = std::tanh(x);
+        const double want = cap * th;
+        const double tol = cap * kU * (2 * std::fabs(x) * (1 - th * th) + 3 * std::fabs(th)) + kTiny;
+        ASSERT_NEAR(got[i], want, tol) << "x " << a[i] << " cap " << cap;
+      }
+    }
+  }
+  std::vector<float> a = {kNaN, kInf, -kInf, 1e30f, 0.0f};
+  Softcap(a.data(), 30.0f, a.size());
+  EXPECT_TRUE(std::isnan(a[0]));
+  EXPECT_EQ(a[1], 30.0f);
+  EXPECT_EQ(a[2], -30.0f);
+  EXPECT_EQ(a[3], 30.0f);
+  EXPECT_EQ(a[4], 0.0f);
+}
+
 // Add, AddRows and Scale round once: bit-exact with the correctly rounded double result
 // (the double sum or product of two floats is exact).
 TEST(OpsReference, AddAddRowsScaleAreCorrectlyRounded) {

@@ -71,9 +71,7 @@ class CpuBackend final : public Backend {
   void AddRows(float* a, const float* bias, int n, int d) override {
     kernels::AddRows(a, bias, n, d);
   }
-  void Softcap(float* a, float cap, size_t n) override {
-    for (size_t i = 0; i < n; ++i) a[i] = cap * std::tanh(a[i] / cap);
-  }
+  void Softcap(float* a, float cap, size_t n) override { kernels::Softcap(a, cap, n); }
 
   std::unique_ptr<kv::KvCache> CreateCache(const kv::KvCacheConfig& config) override {
     return kv::KvCache::Create(config);

@@ -73,4 +73,8 @@ void Scale(float* a, float s, size_t n) {
   for (size_t i = 0; i < n; ++i) a[i] *= s;
 }
 
+void Softcap(float* a, float cap, size_t n) {
+  for (size_t i = 0; i < n; ++i) a[i] = cap * std::tanh(a[i] / cap);
+}
+
 }  // namespace tqlm::kernels

@@ -30,5 +30,7 @@ void GeluMul(float* a, const float* b, size_t n);
 void Add(float* a, const float* b, size_t n);           // a += b
 void AddRows(float* a, const float* bias, int n, int d); // each row of a += bias
 void Scale(float* a, float s, size_t n);
+// a = cap * tanh(a / cap): the final-logit soft capping of Gemma 2 (cap > 0; Gemma 3 has none).
+void Softcap(float* a, float cap, size_t n);
 
 }  // namespace tqlm::kernels
