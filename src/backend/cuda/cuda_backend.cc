@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_kv_cache.h"
+#include "backend/cuda/cuda_tq_kv_cache.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/op_profile.h"
 #include "backend/cuda/pinned_staging.h"
@@ -168,6 +169,9 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<kv::KvCache> CreateCache(const kv::KvCacheConfig& config) override {
+    // TurboQuant types (alone or with f16 tensors): the compressed cache; all-f16: the plain one.
+    if (CudaTqKvCache::Supports(config, nullptr))
+      return std::make_unique<CudaTqKvCache>(config, stream_, staging_);
     return std::make_unique<CudaKvCache>(config, stream_, staging_);
   }
   void AppendAttendBatch(std::span<kv::KvCache* const> caches, int layer, const float* k,
@@ -264,7 +268,15 @@ void CudaBackend::AppendAttendBatch(std::span<kv::KvCache* const> caches, int la
   std::vector<CudaKvCache*> cc(n);
   for (int t = 0; t < n; ++t) {
     cc[t] = dynamic_cast<CudaKvCache*>(caches[t]);
-    if (!cc[t]) throw Error("CUDA backend: a batch mixes GPU and CPU KV caches");
+    if (!cc[t]) {
+      // Compressed caches: one sequence at a time (the attention takes a batch, the cache's
+      // step metadata does not yet).
+      if (dynamic_cast<CudaTqKvCache*>(caches[t])) {
+        Backend::AppendAttendBatch(caches, layer, k, v, kv_dim, q, q_dim, out);
+        return;
+      }
+      throw Error("CUDA backend: a batch mixes GPU and CPU KV caches");
+    }
   }
   const kv::KvCacheConfig& cfg = cc[0]->config();
   const kv::LayerGeometry& g = cfg.layers[layer];
