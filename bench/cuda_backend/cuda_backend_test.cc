@@ -355,65 +355,16 @@ std::vector<double> ReferenceAttention(const kv::LayerGeometry& g, float scale,
   return out;
 }
 
-void TestAttention(Gpu& gpu, kernels::ThreadPool& pool) {
-  backend::StepScope scope(gpu.b, pool);
-  struct Case {
-    kv::LayerGeometry g;
-    std::vector<int> steps;  // tokens appended per step
-  };
-  const Case cases[] = {
-      {{9, 3, 64, 0}, {300, 1, 1, 5, 1}},       // SmolLM2-135M heads
-      {{12, 2, 128, 0}, {700, 1, 1}},           // Qwen2.5-1.5B heads
-      {{4, 1, 256, 0}, {64, 200, 1}},           // Gemma 3 270M global layer
-      {{4, 1, 256, 128}, {300, 1, 40, 1}},      // Gemma 3 270M local layer (window 128)
-  };
-  for (const Case& c : cases) {
-    const kv::LayerGeometry& g = c.g;
-    fmt::print("attention H={} KV={} D={} window={} ...\n", g.n_heads, g.n_kv_heads, g.head_dim,
-               g.sliding_window);
-    kv::KvCacheConfig cfg;
-    cfg.layers = {g};
-    cfg.k_types = {kv::KvType::Parse("f16")};
-    cfg.v_types = cfg.k_types;
-    cfg.attn_scale = 1.0f / std::sqrt(float(g.head_dim));
-    cfg.max_tokens = 4096;
-    auto cache = gpu.b.CreateCache(cfg);
-    const int kvd = g.n_kv_heads * g.head_dim, qd = g.n_heads * g.head_dim;
-    std::vector<float> all_k, all_v;
-    int pos = 0;
-    double worst = 0;
-    bool finite = true;
-    for (int n : c.steps) {
-      auto k = RandomFloats(size_t(n) * kvd, -2, 2), v = RandomFloats(size_t(n) * kvd, -2, 2);
-      auto q = RandomFloats(size_t(n) * qd, -2, 2);
-      all_k.insert(all_k.end(), k.begin(), k.end());
-      all_v.insert(all_v.end(), v.begin(), v.end());
-      float* kd = gpu.Upload(k);
-      float* vd = gpu.Upload(v);
-      float* qdv = gpu.Upload(q);
-      float* od = gpu.Poisoned(q.size());
-      gpu.b.AppendAttend(*cache, 0, kd, vd, qdv, n, od);
-      cache->Commit(n);
-      const auto got = gpu.Download(od, q.size());
-      const auto want = ReferenceAttention(g, cfg.attn_scale, all_k, all_v, q, pos, n);
-      bool f = true;
-      worst = std::max(worst, RelErr(got, want, &f));
-      finite = finite && f;
-      for (float* p : {kd, vd, qdv, od}) gpu.b.Free(p);
-      pos += n;
-    }
-    Check(finite && worst < 3e-3,
-          fmt::format("attention H={} KV={} D={} window={}: rel err {:.2e}", g.n_heads,
-                      g.n_kv_heads, g.head_dim, g.sliding_window, worst));
-  }
-  fmt::print("attention: batched step vs solo ...\n");
-  // A batched decode step over three sequences of different lengths equals each sequence's
-  // own step bit for bit, and chunked prefill equals one-token-at-a-time prefill.
+// A batched decode step over three sequences of different lengths equals each sequence's own
+// step bit for bit, and chunked prefill equals one-token-at-a-time prefill (any cache type).
+void TestBatched(Gpu& gpu, const char* kt, const char* vt, int sinks) {
+  fmt::print("attention {}/{}: batched step vs solo ...\n", kt, vt);
   const kv::LayerGeometry g{12, 2, 128, 0};
   kv::KvCacheConfig cfg;
   cfg.layers = {g};
-  cfg.k_types = {kv::KvType::Parse("f16")};
-  cfg.v_types = cfg.k_types;
+  cfg.k_types = {kv::KvType::Parse(kt)};
+  cfg.v_types = {kv::KvType::Parse(vt)};
+  cfg.sink_tokens = sinks;
   cfg.attn_scale = 0.088f;
   cfg.max_tokens = 4096;
   const int kvd = g.n_kv_heads * g.head_dim, qd = g.n_heads * g.head_dim;
@@ -467,9 +418,63 @@ void TestAttention(Gpu& gpu, kernels::ThreadPool& pool) {
   const auto got = gpu.Download(bod, bq.size());
   for (int s = 0; s < 3; ++s)
     Check(std::memcmp(got.data() + size_t(s) * qd, solo_out[s].data(), qd * sizeof(float)) == 0,
-          fmt::format("attention: sequence {} of a batched step (prefilled one token at a time) "
-                      "differs from its own step (prefilled in chunks of 64)", s));
+          fmt::format("attention {}/{}: sequence {} of a batched step (prefilled one token at a time) "
+                      "differs from its own step (prefilled in chunks of 64)", kt, vt, s));
   for (float* p : {kd, vd, qdv, od, bkd, bvd, bqd, bod}) gpu.b.Free(p);
+}
+
+void TestAttention(Gpu& gpu, kernels::ThreadPool& pool) {
+  backend::StepScope scope(gpu.b, pool);
+  struct Case {
+    kv::LayerGeometry g;
+    std::vector<int> steps;  // tokens appended per step
+  };
+  const Case cases[] = {
+      {{9, 3, 64, 0}, {300, 1, 1, 5, 1}},       // SmolLM2-135M heads
+      {{12, 2, 128, 0}, {700, 1, 1}},           // Qwen2.5-1.5B heads
+      {{4, 1, 256, 0}, {64, 200, 1}},           // Gemma 3 270M global layer
+      {{4, 1, 256, 128}, {300, 1, 40, 1}},      // Gemma 3 270M local layer (window 128)
+  };
+  for (const Case& c : cases) {
+    const kv::LayerGeometry& g = c.g;
+    fmt::print("attention H={} KV={} D={} window={} ...\n", g.n_heads, g.n_kv_heads, g.head_dim,
+               g.sliding_window);
+    kv::KvCacheConfig cfg;
+    cfg.layers = {g};
+    cfg.k_types = {kv::KvType::Parse("f16")};
+    cfg.v_types = cfg.k_types;
+    cfg.attn_scale = 1.0f / std::sqrt(float(g.head_dim));
+    cfg.max_tokens = 4096;
+    auto cache = gpu.b.CreateCache(cfg);
+    const int kvd = g.n_kv_heads * g.head_dim, qd = g.n_heads * g.head_dim;
+    std::vector<float> all_k, all_v;
+    int pos = 0;
+    double worst = 0;
+    bool finite = true;
+    for (int n : c.steps) {
+      auto k = RandomFloats(size_t(n) * kvd, -2, 2), v = RandomFloats(size_t(n) * kvd, -2, 2);
+      auto q = RandomFloats(size_t(n) * qd, -2, 2);
+      all_k.insert(all_k.end(), k.begin(), k.end());
+      all_v.insert(all_v.end(), v.begin(), v.end());
+      float* kd = gpu.Upload(k);
+      float* vd = gpu.Upload(v);
+      float* qdv = gpu.Upload(q);
+      float* od = gpu.Poisoned(q.size());
+      gpu.b.AppendAttend(*cache, 0, kd, vd, qdv, n, od);
+      cache->Commit(n);
+      const auto got = gpu.Download(od, q.size());
+      const auto want = ReferenceAttention(g, cfg.attn_scale, all_k, all_v, q, pos, n);
+      bool f = true;
+      worst = std::max(worst, RelErr(got, want, &f));
+      finite = finite && f;
+      for (float* p : {kd, vd, qdv, od}) gpu.b.Free(p);
+      pos += n;
+    }
+    Check(finite && worst < 3e-3,
+          fmt::format("attention H={} KV={} D={} window={}: rel err {:.2e}", g.n_heads,
+                      g.n_kv_heads, g.head_dim, g.sliding_window, worst));
+  }
+  TestBatched(gpu, "f16", "f16", 0);
   fmt::print("attention: f16 cache, prefill + decode, window, GQA 3/4/6, batched = solo\n");
 }
 
@@ -620,7 +625,10 @@ void TestCompressedCache(Gpu& gpu, kernels::ThreadPool& pool) {
                       "differ at the next decode step", recent));
     for (float* p : {kd, vd, qdv, od}) gpu.b.Free(p);
   }
-  fmt::print("compressed cache: blocks vs CPU, attention vs CPU, chunked = one at a time\n");
+  TestBatched(gpu, "tq3", "tq2", 4);
+  TestBatched(gpu, "tq8", "tq3", 4);
+  fmt::print("compressed cache: blocks vs CPU, attention vs CPU, chunked = one at a time, "
+             "batched = solo\n");
 }
 
 }  // namespace

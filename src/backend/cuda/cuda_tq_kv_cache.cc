@@ -303,22 +303,21 @@ void CudaTqKvCache::BeginStep(int n) {
   step_n_ = n;
 }
 
-void CudaTqKvCache::Append(int layer, const float* k, const float* v, int n) {
+void CudaTqKvCache::PrepareAppend(int layer, int n) {
   CheckLayer(layer);
-  if (n <= 0) return;
   const int T = n_tokens_;
   if (T + n > config_.max_tokens)
     throw Error(fmt::format("KV cache: {} + {} tokens exceed the cache size {}", T, n,
                             config_.max_tokens));
   Layer& L = layers_[layer];
-  const bool comp_layer = L.k.comp || L.v.comp;
   if (L.written > T) {  // a step that was never committed: its blocks are written again
     L.n_enc = std::min(L.n_enc, T > L.p.sinks ? (T - L.p.sinks) / kTqBlockTokens : 0);
     L.written = T;
   }
   // Blocks every future query sees compressed give up their raw rows (they were encoded when
   // they filled up).
-  if (comp_layer) L.raw_first = std::max(L.raw_first, std::min(RawNeededFrom(L, T), L.n_enc));
+  if (L.k.comp || L.v.comp)
+    L.raw_first = std::max(L.raw_first, std::min(RawNeededFrom(L, T), L.n_enc));
   const int last = MainBlocks(L, T + n) - 1;
   bool moved = false;
   for (Tensor* t : {&L.k, &L.v}) {
@@ -329,15 +328,41 @@ void CudaTqKvCache::Append(int layer, const float* k, const float* v, int n) {
     moved = moved || raw != t->raw || blocks != t->blocks;
   }
   if (moved) UploadLayer(layer);
-  if (layer == 0 || n != step_n_) BeginStep(n);
-  const cuda_backend::TqStepView step{seq_table_dev_, step_seq_dev_, step_pos_dev_, n, layer};
-  cuda_backend::LaunchTqAppendRaw(step, L.p, k, v, stream_);
-  L.written = T + n;
+}
+
+void CudaTqKvCache::FinishAppend(int layer, int n) {
+  Layer& L = layers_[layer];
+  L.written = n_tokens_ + n;
   const int full = L.written > L.p.sinks ? (L.written - L.p.sinks) / kTqBlockTokens : 0;
-  if (comp_layer && full > L.n_enc) {
+  if ((L.k.comp || L.v.comp) && full > L.n_enc) {
     cuda_backend::LaunchTqEncodeBlocks(DeviceLayer(L), L.p, L.n_enc, full - L.n_enc, stream_);
     L.n_enc = full;
   }
+}
+
+void CudaTqKvCache::Append(int layer, const float* k, const float* v, int n) {
+  CheckLayer(layer);
+  if (n <= 0) return;
+  PrepareAppend(layer, n);
+  if (layer == 0 || n != step_n_) BeginStep(n);
+  const cuda_backend::TqStepView step{seq_table_dev_, step_seq_dev_, step_pos_dev_, n, layer};
+  cuda_backend::LaunchTqAppendRaw(step, layers_[layer].p, k, v, stream_);
+  FinishAppend(layer, n);
+}
+
+bool CudaTqKvCache::SameLayout(const CudaTqKvCache& o) const {
+  if (o.config_.layers.size() != config_.layers.size()) return false;
+  for (size_t l = 0; l < config_.layers.size(); ++l) {
+    const kv::LayerGeometry &a = config_.layers[l], &b = o.config_.layers[l];
+    if (a.n_heads != b.n_heads || a.n_kv_heads != b.n_kv_heads || a.head_dim != b.head_dim ||
+        a.sliding_window != b.sliding_window ||
+        config_.k_types[l].Name() != o.config_.k_types[l].Name() ||
+        config_.v_types[l].Name() != o.config_.v_types[l].Name())
+      return false;
+  }
+  return config_.sink_tokens == o.config_.sink_tokens &&
+         config_.recent_tokens == o.config_.recent_tokens &&
+         config_.attn_scale == o.config_.attn_scale;
 }
 
 void CudaTqKvCache::Attend(int layer, const float* q, int n, float* out, kernels::ThreadPool&) {

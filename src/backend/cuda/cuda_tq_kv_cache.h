@@ -10,7 +10,9 @@
 // (the attention skips them); their raw ring is bounded like every other.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -42,6 +44,19 @@ class CudaTqKvCache final : public kv::KvCache {
   kv::KvMemoryStats MemoryStats() const override;
   int LosslessTruncationPoint(int n) const override;
   std::unique_ptr<kv::KvCache> Clone() const override;
+
+  // A batched decode step over several caches (CudaBackend::AppendAttendBatch): the host side
+  // of appending n tokens to `layer` (buffers grown, table uploaded) before the batch's append
+  // launch, and after it (the step's length recorded, blocks it completed encoded).
+  void PrepareAppend(int layer, int n);
+  void FinishAppend(int layer, int n);
+  // Same layer geometry, types, sinks, buffer and scale: one launch can serve both.
+  bool SameLayout(const CudaTqKvCache& other) const;
+  const cuda_backend::TqKvLayer* device_table() const { return table_dev_; }
+  const cuda_backend::TqLayerParams& params(int layer) const { return layers_[layer].p; }
+  float attn_scale(int layer) const {
+    return config_.attn_scale > 0 ? config_.attn_scale : 1.0f / std::sqrt(float(layers_[layer].p.dim));
+  }
 
   // Tests: the bytes of main block b of KV head `head` (K when key, else V), exactly the CPU
   // block format's; empty when that block is not encoded (yet) or the tensor is f16.
