@@ -42,7 +42,7 @@ CudaKvCache::CudaKvCache(const kv::KvCacheConfig& config, void* stream,
     for (const kv::KvType* t : {&config.k_types[l], &config.v_types[l]}) {
       if (t->kind != kv::KvType::Kind::kF16)
         throw Error(fmt::format("KV type {} is not available on the GPU (GPU types: f16, "
-                                "tq1..tq4, tq2.5, tq3.5, tq8, auto)", t->Name()));
+                                "tq2..tq4, tq2.5, tq3.5, tq8, auto)", t->Name()));
     }
     const kv::LayerGeometry& g = config.layers[l];
     if (g.n_heads <= 0 || g.n_kv_heads <= 0 || g.n_heads % g.n_kv_heads != 0 ||

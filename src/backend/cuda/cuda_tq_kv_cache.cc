@@ -9,7 +9,7 @@
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/pinned_staging.h"
-#include "kernels/cpu/attention_tq.h"
+#include "backend/cuda/tq_format.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kv/block_format.h"
 #include "tqlm/codec.h"
@@ -56,22 +56,9 @@ struct TqDeviceFormat {
   cuda_backend::TqFormat f;
   std::vector<void*> owned;
 
-  TqDeviceFormat(const kv::KvType& type, int dim, kv::TensorRole role) {
-    const int whole = int(std::floor(type.bits));
-    const int hi = type.bits == whole ? whole : whole + 1;
-    const int n_hi = type.bits == whole ? dim : std::clamp((dim / 2 + 8) / 16 * 16, 16, dim);
-    const kernels::TqBlockLayout layout = kernels::TqBlockLayout::Make(dim, n_hi, hi, whole);
-    f.dim = dim;
-    f.n_hi = n_hi;
-    f.hi_bits = hi;
-    f.lo_bits = whole;
-    f.k_row_bytes = 2 * (n_hi * hi + (dim - n_hi) * whole);
-    f.norms_offset = int(layout.norms_offset);
-    f.key = role == kv::TensorRole::kKey;
-    f.centered = f.key && kv::KeyCenteringEnabled();
-    f.center_offset = f.centered ? int((layout.block_bytes + 1) & ~size_t(1)) : int(layout.block_bytes);
-    f.block_bytes = f.centered ? f.center_offset + 2 * dim : int(layout.block_bytes);
-    f.block_stride = (f.block_bytes + 15) / 16 * 16;
+  TqDeviceFormat(const kv::KvType& type, int dim, kv::TensorRole role)
+      : f(cuda_backend::MakeTqFormat(type, dim, role)) {
+    const int hi = f.hi_bits, whole = f.lo_bits;
     // The CPU's own format must agree on the size (the layout is shared byte for byte).
     const auto cpu = kv::MakeBlockFormat(type, dim, role);
     if (cpu->block_bytes() != size_t(f.block_bytes))
@@ -118,7 +105,7 @@ bool CudaTqKvCache::Supports(const kv::KvCacheConfig& config, std::string* why) 
       if (TurboOnGpu(*t)) {
         any = true;
       } else if (t->kind != kv::KvType::Kind::kF16) {
-        if (why) *why = fmt::format("KV type {} is not available on the GPU (GPU types: f16, tq1..tq4, "
+        if (why) *why = fmt::format("KV type {} is not available on the GPU (GPU types: f16, tq2..tq4, "
                                     "tq2.5, tq3.5, tq8, auto)", t->Name());
         return false;
       }
