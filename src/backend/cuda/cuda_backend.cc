@@ -391,6 +391,14 @@ int CudaDeviceCount() {
   return n;
 }
 
+size_t CudaFreeBytes() {
+  if (CudaDeviceCount() == 0)
+    throw Error("--device cuda: no GPU is visible to this process (no NVIDIA driver or device)");
+  size_t free_bytes = 0, total = 0;
+  TQLM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+  return free_bytes;
+}
+
 std::unique_ptr<Backend> CreateCudaBackend() {
   if (CudaDeviceCount() == 0)
     throw Error("--device cuda: no GPU is visible to this process (no NVIDIA driver or device)");
