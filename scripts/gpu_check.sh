@@ -10,7 +10,8 @@
 #       prebuilt binaries (tqlm, cuda_backend_test) and their shared libraries (a GPU machine
 #       without the build dependencies); SKELS: *.skel files (scripts/gpu_gguf_random.py
 #       skeleton) filled here with random weights; MODELS: real GGUFs to check too.
-#   STEPS="test check speed profile torch" (default all), CTX=512,32768, PREFILL=2048, KV=f16/f16
+#   STEPS="test check speed profile torch" (default all), CTX=512,32768, PREFILL=2048, KV=f16/f16,
+#   CHECK_KV=f16/f16 (the KV configuration of the GPU vs CPU check, e.g. auto)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/tqlm-gpu-out}
@@ -63,7 +64,8 @@ if [[ " $STEPS " == *" check "* ]]; then
   for key in $(printf '%s\n' "${!MODEL_FILES[@]}" | sort); do
     echo "== GPU vs CPU engine: $key"
     $TQLM bench e2e -m "${MODEL_FILES[$key]}" --device cuda --ctx 0 --check "$TEXT" \
-      --check-tokens "${CHECK_TOKENS:-2048}" -b 256 --json > "$J/check-$key.json" ||
+      --check-tokens "${CHECK_TOKENS:-2048}" --check-kv "${CHECK_KV:-f16/f16}" -b 256 \
+      --json > "$J/check-$key.json" ||
       { rc=1; echo "check failed: $key"; }
     python3 -c "import json,sys; c=json.load(open(sys.argv[1])).get('check',{}); print(json.dumps(c))" \
       "$J/check-$key.json" 2>/dev/null

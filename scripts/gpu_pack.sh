@@ -9,6 +9,7 @@
 #   scripts/gpu_pack.sh OUT.tgz [PYTHON_WITH_NUMPY]
 # There:  tar xzf OUT.tgz -C DIR && BIN=DIR/bin LIBS=DIR/lib SKELS=DIR/skel \
 #           TEXT=DIR/data/prideprejudice.txt DIR/repo/scripts/gpu_check.sh
+#   or, for the compressed GPU KV cache:  D=DIR OUT=out scripts/gpu_tq_check.sh
 set -euo pipefail
 out=$(realpath -m "$1")
 py=${2:-python3}
@@ -31,7 +32,7 @@ for m in "${!short[@]}"; do
     "$tmp/skel/${short[$m]}.skel"
 done
 cp "$HOME/.cache/tqlm/corpus/prideprejudice.txt" "$tmp/data/"
-cp scripts/gpu_check.sh scripts/gpu_gguf_random.py "$tmp/repo/scripts/"
+cp scripts/gpu_check.sh scripts/gpu_tq_check.sh scripts/gpu_gguf_random.py "$tmp/repo/scripts/"
 cp bench/cuda_backend/*.py "$tmp/repo/bench/cuda_backend/"
 tar czf "$out" -C "$tmp" .
 ls -la "$out"

@@ -78,5 +78,35 @@ TEST(MemoryPlan, CompressionShrinksKvAndMaxContextGrows) {
             budget);
 }
 
+
+// `plan --device cuda`: the GPU cache keeps every block the context touches compressed (window
+// layers too), raw rows for the sinks and a ring, and needs the attention workspace; it takes
+// no q8_0.
+TEST(MemoryPlan, GpuEstimate) {
+  model::ModelInfo info = TinyInfo();
+  KvPolicy tq;
+  tq.k_type = "tq4";
+  tq.v_type = "tq3";
+  tq.sink_tokens = 4;
+  const MemoryEstimate cpu = EstimateMemory(info, tq, 8192, 64);
+  const MemoryEstimate gpu = EstimateMemory(info, tq, 8192, 64, PlanDevice::kCuda);
+  EXPECT_GE(gpu.kv_compressed, cpu.kv_compressed);
+  EXPECT_LE(double(gpu.kv_compressed), 1.02 * double(cpu.kv_compressed));
+  EXPECT_LT(double(gpu.kv_compressed + gpu.kv_full), 0.3 * double(gpu.kv_f16));
+  EXPECT_GT(gpu.activations, cpu.activations);
+  KvPolicy f16;
+  const MemoryEstimate g16 = EstimateMemory(info, f16, 8192, 64, PlanDevice::kCuda);
+  EXPECT_EQ(g16.kv_full, g16.kv_f16);
+  info.layers[0].sliding_window = 512;
+  EXPECT_GT(EstimateMemory(info, tq, 8192, 64, PlanDevice::kCuda).kv_compressed,
+            EstimateMemory(info, tq, 8192, 64).kv_compressed);
+  KvPolicy q8;
+  q8.k_type = q8.v_type = "q8_0";
+  EXPECT_FALSE(GpuTakesKv(info, q8));
+  EXPECT_TRUE(GpuTakesKv(info, tq));
+  EXPECT_TRUE(GpuTakesKv(info, DefaultKvPolicy()));
+  EXPECT_TRUE(GpuTakesKv(info, f16));
+}
+
 }  // namespace
 }  // namespace tqlm::runtime

@@ -8,7 +8,9 @@
 //     bias rows, softcap against kernels/cpu/ops;
 //   * f16 KV cache attention (prefill chunks, decode steps, sliding window, GQA groups of 3, 4
 //     and 6) against a double-precision softmax attention over the same fp16-rounded keys and
-//     values, and the batched step across sequences bit-identical to one sequence at a time.
+//     values, and the batched step across sequences bit-identical to one sequence at a time;
+//   * the compressed KV cache (TurboQuant types, sinks, buffer, centering, windows) against
+//     the CPU cache: blocks through the CPU decoder, attention, chunking invariance.
 // Exit 0 when everything passes, 1 on a failure, 77 (skip) when no GPU is visible.
 #include <fmt/format.h>
 
@@ -22,11 +24,13 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_tq_kv_cache.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/tensor_format.h"
+#include "kv/paged_kv_cache.h"
 #include "tqlm/error.h"
 
 namespace {
@@ -351,65 +355,16 @@ std::vector<double> ReferenceAttention(const kv::LayerGeometry& g, float scale,
   return out;
 }
 
-void TestAttention(Gpu& gpu, kernels::ThreadPool& pool) {
-  backend::StepScope scope(gpu.b, pool);
-  struct Case {
-    kv::LayerGeometry g;
-    std::vector<int> steps;  // tokens appended per step
-  };
-  const Case cases[] = {
-      {{9, 3, 64, 0}, {300, 1, 1, 5, 1}},       // SmolLM2-135M heads
-      {{12, 2, 128, 0}, {700, 1, 1}},           // Qwen2.5-1.5B heads
-      {{4, 1, 256, 0}, {64, 200, 1}},           // Gemma 3 270M global layer
-      {{4, 1, 256, 128}, {300, 1, 40, 1}},      // Gemma 3 270M local layer (window 128)
-  };
-  for (const Case& c : cases) {
-    const kv::LayerGeometry& g = c.g;
-    fmt::print("attention H={} KV={} D={} window={} ...\n", g.n_heads, g.n_kv_heads, g.head_dim,
-               g.sliding_window);
-    kv::KvCacheConfig cfg;
-    cfg.layers = {g};
-    cfg.k_types = {kv::KvType::Parse("f16")};
-    cfg.v_types = cfg.k_types;
-    cfg.attn_scale = 1.0f / std::sqrt(float(g.head_dim));
-    cfg.max_tokens = 4096;
-    auto cache = gpu.b.CreateCache(cfg);
-    const int kvd = g.n_kv_heads * g.head_dim, qd = g.n_heads * g.head_dim;
-    std::vector<float> all_k, all_v;
-    int pos = 0;
-    double worst = 0;
-    bool finite = true;
-    for (int n : c.steps) {
-      auto k = RandomFloats(size_t(n) * kvd, -2, 2), v = RandomFloats(size_t(n) * kvd, -2, 2);
-      auto q = RandomFloats(size_t(n) * qd, -2, 2);
-      all_k.insert(all_k.end(), k.begin(), k.end());
-      all_v.insert(all_v.end(), v.begin(), v.end());
-      float* kd = gpu.Upload(k);
-      float* vd = gpu.Upload(v);
-      float* qdv = gpu.Upload(q);
-      float* od = gpu.Poisoned(q.size());
-      gpu.b.AppendAttend(*cache, 0, kd, vd, qdv, n, od);
-      cache->Commit(n);
-      const auto got = gpu.Download(od, q.size());
-      const auto want = ReferenceAttention(g, cfg.attn_scale, all_k, all_v, q, pos, n);
-      bool f = true;
-      worst = std::max(worst, RelErr(got, want, &f));
-      finite = finite && f;
-      for (float* p : {kd, vd, qdv, od}) gpu.b.Free(p);
-      pos += n;
-    }
-    Check(finite && worst < 3e-3,
-          fmt::format("attention H={} KV={} D={} window={}: rel err {:.2e}", g.n_heads,
-                      g.n_kv_heads, g.head_dim, g.sliding_window, worst));
-  }
-  fmt::print("attention: batched step vs solo ...\n");
-  // A batched decode step over three sequences of different lengths equals each sequence's
-  // own step bit for bit, and chunked prefill equals one-token-at-a-time prefill.
+// A batched decode step over three sequences of different lengths equals each sequence's own
+// step bit for bit, and chunked prefill equals one-token-at-a-time prefill (any cache type).
+void TestBatched(Gpu& gpu, const char* kt, const char* vt, int sinks) {
+  fmt::print("attention {}/{}: batched step vs solo ...\n", kt, vt);
   const kv::LayerGeometry g{12, 2, 128, 0};
   kv::KvCacheConfig cfg;
   cfg.layers = {g};
-  cfg.k_types = {kv::KvType::Parse("f16")};
-  cfg.v_types = cfg.k_types;
+  cfg.k_types = {kv::KvType::Parse(kt)};
+  cfg.v_types = {kv::KvType::Parse(vt)};
+  cfg.sink_tokens = sinks;
   cfg.attn_scale = 0.088f;
   cfg.max_tokens = 4096;
   const int kvd = g.n_kv_heads * g.head_dim, qd = g.n_heads * g.head_dim;
@@ -463,10 +418,217 @@ void TestAttention(Gpu& gpu, kernels::ThreadPool& pool) {
   const auto got = gpu.Download(bod, bq.size());
   for (int s = 0; s < 3; ++s)
     Check(std::memcmp(got.data() + size_t(s) * qd, solo_out[s].data(), qd * sizeof(float)) == 0,
-          fmt::format("attention: sequence {} of a batched step (prefilled one token at a time) "
-                      "differs from its own step (prefilled in chunks of 64)", s));
+          fmt::format("attention {}/{}: sequence {} of a batched step (prefilled one token at a time) "
+                      "differs from its own step (prefilled in chunks of 64)", kt, vt, s));
   for (float* p : {kd, vd, qdv, od, bkd, bvd, bqd, bod}) gpu.b.Free(p);
+}
+
+void TestAttention(Gpu& gpu, kernels::ThreadPool& pool) {
+  backend::StepScope scope(gpu.b, pool);
+  struct Case {
+    kv::LayerGeometry g;
+    std::vector<int> steps;  // tokens appended per step
+  };
+  const Case cases[] = {
+      {{9, 3, 64, 0}, {300, 1, 1, 5, 1}},       // SmolLM2-135M heads
+      {{12, 2, 128, 0}, {700, 1, 1}},           // Qwen2.5-1.5B heads
+      {{4, 1, 256, 0}, {64, 200, 1}},           // Gemma 3 270M global layer
+      {{4, 1, 256, 128}, {300, 1, 40, 1}},      // Gemma 3 270M local layer (window 128)
+  };
+  for (const Case& c : cases) {
+    const kv::LayerGeometry& g = c.g;
+    fmt::print("attention H={} KV={} D={} window={} ...\n", g.n_heads, g.n_kv_heads, g.head_dim,
+               g.sliding_window);
+    kv::KvCacheConfig cfg;
+    cfg.layers = {g};
+    cfg.k_types = {kv::KvType::Parse("f16")};
+    cfg.v_types = cfg.k_types;
+    cfg.attn_scale = 1.0f / std::sqrt(float(g.head_dim));
+    cfg.max_tokens = 4096;
+    auto cache = gpu.b.CreateCache(cfg);
+    const int kvd = g.n_kv_heads * g.head_dim, qd = g.n_heads * g.head_dim;
+    std::vector<float> all_k, all_v;
+    int pos = 0;
+    double worst = 0;
+    bool finite = true;
+    for (int n : c.steps) {
+      auto k = RandomFloats(size_t(n) * kvd, -2, 2), v = RandomFloats(size_t(n) * kvd, -2, 2);
+      auto q = RandomFloats(size_t(n) * qd, -2, 2);
+      all_k.insert(all_k.end(), k.begin(), k.end());
+      all_v.insert(all_v.end(), v.begin(), v.end());
+      float* kd = gpu.Upload(k);
+      float* vd = gpu.Upload(v);
+      float* qdv = gpu.Upload(q);
+      float* od = gpu.Poisoned(q.size());
+      gpu.b.AppendAttend(*cache, 0, kd, vd, qdv, n, od);
+      cache->Commit(n);
+      const auto got = gpu.Download(od, q.size());
+      const auto want = ReferenceAttention(g, cfg.attn_scale, all_k, all_v, q, pos, n);
+      bool f = true;
+      worst = std::max(worst, RelErr(got, want, &f));
+      finite = finite && f;
+      for (float* p : {kd, vd, qdv, od}) gpu.b.Free(p);
+      pos += n;
+    }
+    Check(finite && worst < 3e-3,
+          fmt::format("attention H={} KV={} D={} window={}: rel err {:.2e}", g.n_heads,
+                      g.n_kv_heads, g.head_dim, g.sliding_window, worst));
+  }
+  TestBatched(gpu, "f16", "f16", 0);
   fmt::print("attention: f16 cache, prefill + decode, window, GQA 3/4/6, batched = solo\n");
+}
+
+
+// --- The compressed (TurboQuant) KV cache ------------------------------------------------------
+// Against the CPU cache (kv/paged_kv_cache.h), the reference: the GPU's blocks decoded by the
+// CPU's decoder equal the CPU's own blocks up to the few coordinates whose fp16 input rounding
+// differs (the GPU rounds after rotating), and attention over the same tokens agrees within the
+// CPU kernels' own quantization (int8 queries, 8-bit probabilities).
+struct TqCase {
+  const char* name;
+  kv::LayerGeometry g;
+  const char *kt, *vt;
+  int sinks, recent;
+  std::vector<int> steps;
+};
+
+kv::KvCacheConfig TqConfig(const TqCase& c) {
+  kv::KvCacheConfig cfg;
+  cfg.layers = {c.g};
+  cfg.k_types = {kv::KvType::Parse(c.kt)};
+  cfg.v_types = {kv::KvType::Parse(c.vt)};
+  cfg.attn_scale = 1.0f / std::sqrt(float(c.g.head_dim));
+  cfg.max_tokens = 4096;
+  cfg.sink_tokens = c.sinks;
+  cfg.recent_tokens = c.recent;
+  return cfg;
+}
+
+// Keys with a large shared component (as Qwen2.5's key biases), so that centering matters.
+std::vector<float> BiasedKeys(size_t n, int kvd) {
+  auto k = RandomFloats(n * kvd, -1, 1);
+  const auto bias = RandomFloats(kvd, -6, 6);
+  for (size_t i = 0; i < k.size(); ++i) k[i] += bias[i % kvd];
+  return k;
+}
+
+void TestCompressedCache(Gpu& gpu, kernels::ThreadPool& pool) {
+  backend::StepScope scope(gpu.b, pool);
+  const TqCase cases[] = {
+      {"default K3/V2 (Qwen heads)", {12, 2, 128, 0}, "tq3", "tq2", 4, 0, {300, 1, 1, 70, 1}},
+      {"default K8/V3 (SmolLM2 heads)", {9, 3, 64, 0}, "tq8", "tq3", 4, 0, {200, 1, 100, 1}},
+      {"tq4/tq4, buffer 64", {12, 2, 128, 0}, "tq4", "tq4", 4, 64, {250, 1, 1, 90, 1}},
+      {"tq2.5/tq3.5", {12, 2, 128, 0}, "tq2.5", "tq3.5", 0, 0, {190, 1, 1}},
+      {"f16 K / tq3 V", {12, 2, 128, 0}, "f16", "tq3", 4, 0, {260, 1, 1}},
+      {"window 128 (Gemma local)", {4, 1, 256, 128}, "tq3", "tq2", 4, 0, {300, 1, 40, 1}},
+      {"global head 256 (Gemma)", {4, 1, 256, 0}, "tq4", "tq3", 4, 0, {200, 1}},
+  };
+  for (const TqCase& c : cases) {
+    const kv::LayerGeometry& g = c.g;
+    fmt::print("compressed cache: {} ...\n", c.name);
+    const kv::KvCacheConfig cfg = TqConfig(c);
+    auto gcache = gpu.b.CreateCache(cfg);
+    auto ccache = kv::KvCache::Create(cfg);
+    const int kvd = g.n_kv_heads * g.head_dim, qd = g.n_heads * g.head_dim;
+    double worst = 0;
+    bool finite = true;
+    for (int n : c.steps) {
+      auto k = BiasedKeys(size_t(n), kvd), v = RandomFloats(size_t(n) * kvd, -2, 2);
+      auto q = RandomFloats(size_t(n) * qd, -2, 2);
+      float* kd = gpu.Upload(k);
+      float* vd = gpu.Upload(v);
+      float* qdv = gpu.Upload(q);
+      float* od = gpu.Poisoned(q.size());
+      gpu.b.AppendAttend(*gcache, 0, kd, vd, qdv, n, od);
+      gcache->Commit(n);
+      std::vector<float> want(q.size());
+      ccache->Append(0, k.data(), v.data(), n);
+      ccache->Attend(0, q.data(), n, want.data(), pool);
+      ccache->Commit(n);
+      const auto got = gpu.Download(od, q.size());
+      std::vector<double> wd(want.begin(), want.end());
+      bool f = true;
+      worst = std::max(worst, RelErr(got, wd, &f));
+      finite = finite && f;
+      for (float* p : {kd, vd, qdv, od}) gpu.b.Free(p);
+    }
+    Check(finite && worst < 4e-2, fmt::format("compressed cache {}: attention rel err vs CPU {:.2e}",
+                                              c.name, worst));
+    fmt::print("  attention vs CPU cache: rel err {:.2e}\n", worst);
+    // Blocks: the GPU's bytes through the CPU decoder against the CPU's blocks.
+    auto* tq = dynamic_cast<backend::CudaTqKvCache*>(gcache.get());
+    const auto& cl = dynamic_cast<const kv::PagedKvCache&>(*ccache).layer(0);
+    Check(tq != nullptr, "compressed cache: the CUDA backend made a CudaTqKvCache");
+    if (!tq) continue;
+    double num = 0, den = 0;
+    size_t coords = 0, differ = 0;
+    int blocks = 0;
+    for (int key = 0; key < 2; ++key) {
+      const kv::PagedKvCache::Tensor& t = key ? cl.k : cl.v;
+      if (t.comp == t.raw) continue;
+      for (int h = 0; h < g.n_kv_heads; ++h) {
+        for (int b = 0; b < cl.n_comp; ++b) {
+          const uint32_t id = t.main[h][b];
+          if (id == kv::kNoBlock) continue;
+          const auto mine = tq->DownloadBlock(0, key, h, b);
+          if (mine.empty()) continue;
+          ++blocks;
+          std::vector<float> a(size_t(kv::kBlockTokens) * g.head_dim), e(a.size());
+          t.comp->Decode(mine.data(), 0, kv::kBlockTokens, a.data());
+          t.comp->Decode(t.comp_pool[h]->data(id), 0, kv::kBlockTokens, e.data());
+          for (size_t i = 0; i < a.size(); ++i) {
+            num += double(a[i] - e[i]) * (a[i] - e[i]);
+            den += double(e[i]) * e[i];
+            differ += std::fabs(a[i] - e[i]) > 1e-3f * (std::fabs(e[i]) + 1e-3f);
+            ++coords;
+          }
+        }
+      }
+    }
+    const double rel = std::sqrt(num / std::max(den, 1e-30));
+    const double frac = coords ? double(differ) / coords : 0;
+    fmt::print("  {} blocks decoded by the CPU: rel diff {:.2e}, {:.3f}% coordinates differ\n",
+               blocks, rel, 100 * frac);
+    Check(blocks > 0 && rel < 2e-2 && frac < 0.05,
+          fmt::format("compressed cache {}: GPU blocks vs CPU blocks rel {:.2e}, {:.3f}% differ",
+                      c.name, rel, 100 * frac));
+  }
+  // Determinism: chunked prefill (64) and one token at a time give the same bits for the
+  // decode token after, with pending blocks (a buffer of 40 tokens) and without.
+  for (int recent : {0, 40}) {
+    const TqCase c{"det", {12, 2, 128, 0}, "tq3", "tq2", 4, recent, {}};
+    const kv::KvCacheConfig cfg = TqConfig(c);
+    const int kvd = c.g.n_kv_heads * c.g.head_dim, qd = c.g.n_heads * c.g.head_dim;
+    const int total = 400;
+    auto k = BiasedKeys(size_t(total + 1), kvd), v = RandomFloats(size_t(total + 1) * kvd);
+    auto q = RandomFloats(size_t(total + 1) * qd);
+    float* kd = gpu.Upload(k);
+    float* vd = gpu.Upload(v);
+    float* qdv = gpu.Upload(q);
+    float* od = gpu.Poisoned(size_t(total + 1) * qd);
+    std::vector<float> outs[2];
+    for (int chunk : {64, 1}) {
+      auto cache = gpu.b.CreateCache(cfg);
+      for (int at = 0; at < total; at += chunk) {
+        const int n = std::min(chunk, total - at);
+        gpu.b.AppendAttend(*cache, 0, kd + size_t(at) * kvd, vd + size_t(at) * kvd,
+                           qdv + size_t(at) * qd, n, od);
+        cache->Commit(n);
+      }
+      gpu.b.AppendAttend(*cache, 0, kd + size_t(total) * kvd, vd + size_t(total) * kvd,
+                         qdv + size_t(total) * qd, 1, od);
+      cache->Commit(1);
+      outs[chunk == 1] = gpu.Download(od, qd);
+    }
+    Check(outs[0] == outs[1],
+          fmt::format("compressed cache (buffer {}): chunked prefill and one token at a time "
+                      "differ at the next decode step", recent));
+    for (float* p : {kd, vd, qdv, od}) gpu.b.Free(p);
+  }
+  TestBatched(gpu, "tq3", "tq2", 4);
+  TestBatched(gpu, "tq8", "tq3", 4);
+  fmt::print("compressed cache: blocks vs CPU, attention vs CPU, chunked = one at a time, "
+             "batched = solo\n");
 }
 
 }  // namespace
@@ -486,6 +648,7 @@ int main() {
     TestEmbed(gpu, pool);
     TestElementwise(gpu, pool);
     TestAttention(gpu, pool);
+    TestCompressedCache(gpu, pool);
   } catch (const std::exception& e) {
     fmt::print("FAIL exception: {}\n", e.what());
     return 1;

@@ -24,7 +24,8 @@ def main():
     lines = []
     checks = sorted(glob.glob(os.path.join(out, "check-*.json")))
     if checks:
-        lines.append("## GPU vs CPU engine (same GGUF, same token ids, f16 KV)\n")
+        kvs = sorted({((load(p) or {}).get("check") or {}).get("kv", "f16/f16") for p in checks})
+        lines.append(f"## GPU vs CPU engine (same GGUF, same token ids, KV {', '.join(kvs)})\n")
         lines.append("| model | tokens | ppl CPU | ppl GPU | diff | mean KLD | top-1 agree | "
                      "max abs dlogit | chunked == 1-by-1 |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
@@ -41,6 +42,10 @@ def main():
                 f"{100 * c['ppl_rel_diff']:+.3f}% | {c['mean_kld_cpu_to_device']:.2e} | "
                 f"{100 * c['top1_agreement']:.2f}% | {c['max_abs_logit_diff']:.3f} | "
                 f"{'yes' if inv else 'NO'} ({c.get('invariance_tokens', 0)}) |")
+            if "kld_cpu_f16_to_cpu_kv" in c:
+                kc, kd = c["kld_cpu_f16_to_cpu_kv"], c["kld_device_f16_to_device_kv"]
+                lines.append(f"| ↳ {name}, KLD from own f16 run ({c['kv']}) | | cpu {kc:.3e} | "
+                             f"gpu {kd:.3e} | gpu/cpu {kd / kc:.3f} | | | | |")
         lines.append("")
     torch = load(os.path.join(out, "torch.json"))
     for p in sorted(glob.glob(os.path.join(out, "speed-*.json"))):

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "backend/cpu_backend.h"
+#include "backend/device_memory.h"
 #include "tqlm/error.h"
 
 #if defined(TQLM_HAVE_CUDA)
@@ -31,6 +32,15 @@ Device ResolveDevice(const std::string& name) {
     return Device::kCpu;
   }
   throw Error(fmt::format("unknown device '{}' (cpu, cuda or auto)", name));
+}
+
+size_t DeviceFreeBytes(Device device) {
+  if (device == Device::kCpu) return 0;
+#if defined(TQLM_HAVE_CUDA)
+  return CudaFreeBytes();
+#else
+  throw Error("--device cuda: this tqlm was built without CUDA");
+#endif
 }
 
 std::unique_ptr<Backend> Backend::Create(Device device) {

@@ -87,14 +87,31 @@ struct ForcedRun {
 };
 
 ForcedRun RunForced(model::Model& m, const E2eFlags& f, const std::vector<int>& tokens,
-                    int chunk) {
-  runtime::SessionOptions o = Options(f, "f16/f16", int(tokens.size()) + 1);
+                    int chunk, const std::string& kv) {
+  runtime::SessionOptions o = Options(f, kv, int(tokens.size()) + 1);
   o.batch = chunk;
   runtime::Session s(m, o);
   ForcedRun r;
   const auto logits = s.Feed(tokens, /*all_logits=*/true);
   r.logits.assign(logits.begin(), logits.end());
   return r;
+}
+
+// Mean over n positions of KL(softmax(p) || softmax(q)), rows of nv logits.
+double MeanKld(const std::vector<float>& p, const std::vector<float>& q, size_t nv, int n) {
+  double sum = 0;
+  for (int i = 0; i < n; ++i) {
+    const float* lp = &p[size_t(i) * nv];
+    const float* lq = &q[size_t(i) * nv];
+    double mp = -1e300, mq = -1e300;
+    for (size_t v = 0; v < nv; ++v) mp = std::max(mp, double(lp[v])), mq = std::max(mq, double(lq[v]));
+    double zp = 0, zq = 0;
+    for (size_t v = 0; v < nv; ++v) zp += std::exp(lp[v] - mp), zq += std::exp(lq[v] - mq);
+    const double lzp = std::log(zp) + mp, lzq = std::log(zq) + mq;
+    for (size_t v = 0; v < nv; ++v)
+      sum += std::exp(lp[v] - lzp) * ((lp[v] - lzp) - (lq[v] - lzq));
+  }
+  return sum / n;
 }
 
 nlohmann::json Check(const E2eFlags& f, model::Model& dev, model::Model& cpu,
@@ -109,8 +126,8 @@ nlohmann::json Check(const E2eFlags& f, model::Model& dev, model::Model& cpu,
   tokens.resize(f.check_tokens + 1);
   const size_t nv = size_t(dev.info().n_vocab);
   const int chunk = f.model.session.batch;
-  const ForcedRun a = RunForced(cpu, f, tokens, chunk);
-  const ForcedRun b = RunForced(dev, f, tokens, chunk);
+  const ForcedRun a = RunForced(cpu, f, tokens, chunk, f.check_kv);
+  const ForcedRun b = RunForced(dev, f, tokens, chunk, f.check_kv);
   double nll_a = 0, nll_b = 0, kld = 0, max_abs = 0;
   int agree = 0;
   const int n = f.check_tokens;
@@ -144,18 +161,27 @@ nlohmann::json Check(const E2eFlags& f, model::Model& dev, model::Model& cpu,
   nlohmann::json j;
   j["tokens"] = n;
   j["chunk"] = chunk;
+  j["kv"] = f.check_kv;
   j["ppl_cpu"] = std::exp(nll_a / n);
   j["ppl_device"] = std::exp(nll_b / n);
   j["ppl_rel_diff"] = std::exp(nll_b / n) / std::exp(nll_a / n) - 1;
   j["mean_kld_cpu_to_device"] = kld / n;
   j["top1_agreement"] = double(agree) / n;
   j["max_abs_logit_diff"] = max_abs;
+  // A compressed cache: each engine's KL divergence from its own f16 run (the bar: the
+  // device's within 1.2x of the CPU's).
+  if (f.check_kv != "f16/f16") {
+    const ForcedRun a16 = RunForced(cpu, f, tokens, chunk, "f16/f16");
+    const ForcedRun b16 = RunForced(dev, f, tokens, chunk, "f16/f16");
+    j["kld_cpu_f16_to_cpu_kv"] = MeanKld(a16.logits, a.logits, nv, n);
+    j["kld_device_f16_to_device_kv"] = MeanKld(b16.logits, b.logits, nv, n);
+  }
   // Determinism: the first --check-invariance tokens fed one at a time must give the same bits
   // as the chunked run.
   const int m = std::min(f.check_invariance, n);
   if (m > 0) {
     std::vector<int> head(tokens.begin(), tokens.begin() + m);
-    const ForcedRun one = RunForced(dev, f, head, 1);
+    const ForcedRun one = RunForced(dev, f, head, 1, f.check_kv);
     const bool same = std::equal(one.logits.begin(), one.logits.end(), b.logits.begin());
     j["invariance_tokens"] = m;
     j["chunked_equals_one_at_a_time"] = same;
@@ -231,14 +257,19 @@ int RunBenchE2e(const E2eFlags& f) {
     const nlohmann::json c = Check(f, m, *cpu, *lm.tokenizer);
     out["check"] = c;
     if (!f.json)
-      fmt::print("check ({} tokens, chunks of {}, f16 KV): ppl cpu {:.4f} device {:.4f} "
+      fmt::print("check ({} tokens, chunks of {}, KV {}): ppl cpu {:.4f} device {:.4f} "
                  "({:+.3f}%) | mean KLD cpu->device {:.2e} | top-1 agreement {:.2f}% | max "
                  "|dlogit| {:.3f} | chunked == one at a time ({} tokens): {}\n",
-                 int(c["tokens"]), int(c["chunk"]), double(c["ppl_cpu"]),
+                 int(c["tokens"]), int(c["chunk"]), f.check_kv, double(c["ppl_cpu"]),
                  double(c["ppl_device"]), 100 * double(c["ppl_rel_diff"]),
                  double(c["mean_kld_cpu_to_device"]), 100 * double(c["top1_agreement"]),
                  double(c["max_abs_logit_diff"]), int(c.value("invariance_tokens", 0)),
                  c.value("chunked_equals_one_at_a_time", false) ? "yes" : "NO");
+    if (!f.json && c.contains("kld_cpu_f16_to_cpu_kv"))
+      fmt::print("KL divergence from the same engine's f16 run: cpu {:.4e} | device {:.4e} "
+                 "(device / cpu {:.3f})\n", double(c["kld_cpu_f16_to_cpu_kv"]),
+                 double(c["kld_device_f16_to_device_kv"]),
+                 double(c["kld_device_f16_to_device_kv"]) / double(c["kld_cpu_f16_to_cpu_kv"]));
   }
   nlohmann::json runs = nlohmann::json::array();
   if (!f.json && std::any_of(f.ctx.begin(), f.ctx.end(), [](int c) { return c > 0; }))
@@ -302,6 +333,8 @@ void AddBenchE2e(CLI::App& bench, E2eFlags& f) {
   e2e->add_option("--prefill", f.prefill, "prompt lengths to time prefill on")
       ->capture_default_str();
   e2e->add_option("--check", f.check_file, "text file: compare the device with the CPU engine");
+  e2e->add_option("--check-kv", f.check_kv, "KV configuration K/V (or auto) of both --check runs")
+      ->capture_default_str();
   e2e->add_option("--check-tokens", f.check_tokens, "tokens of the text to score")
       ->capture_default_str();
   e2e->add_option("--check-invariance", f.check_invariance,

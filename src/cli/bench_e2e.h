@@ -16,6 +16,7 @@ struct E2eFlags {
   int decode_tokens = 32;
   std::vector<int> prefill;
   std::string check_file;
+  std::string check_kv = "f16/f16";  // KV configuration of both --check runs (K/V or auto)
   int check_tokens = 2048;
   int check_invariance = 96;
   bool json = false;

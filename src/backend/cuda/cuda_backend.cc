@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_kv_cache.h"
+#include "backend/cuda/cuda_tq_kv_cache.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/op_profile.h"
 #include "backend/cuda/pinned_staging.h"
@@ -33,6 +34,7 @@ class CudaBackend final : public Backend {
     out_.Bind(*this);
     batch_.Bind(*this);
     batch_partial_.Bind(*this);
+    tq_batch_.Bind(*this);
   }
   ~CudaBackend() override {
     tokens_ = Array<int32_t>();
@@ -40,6 +42,7 @@ class CudaBackend final : public Backend {
     out_ = Array<float>();
     batch_ = Array<int32_t>();
     batch_partial_ = Array<float>();
+    tq_batch_ = Array<int32_t>();
     staging_.reset();
     for (void* p : extra_) cudaFree(p);
     cudaFree(arena_);
@@ -168,11 +171,16 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<kv::KvCache> CreateCache(const kv::KvCacheConfig& config) override {
+    // TurboQuant types (alone or with f16 tensors): the compressed cache; all-f16: the plain one.
+    if (CudaTqKvCache::Supports(config, nullptr))
+      return std::make_unique<CudaTqKvCache>(config, stream_, staging_);
     return std::make_unique<CudaKvCache>(config, stream_, staging_);
   }
   void AppendAttendBatch(std::span<kv::KvCache* const> caches, int layer, const float* k,
                          const float* v, int kv_dim, const float* q, int q_dim,
                          float* out) override;
+  void AppendAttendBatchTq(std::span<kv::KvCache* const> caches, int layer, const float* k,
+                           const float* v, int kv_dim, const float* q, int q_dim, float* out);
 
   double MeasureCopyRate() override {
     const size_t bytes = size_t(1) << 30;
@@ -252,7 +260,9 @@ class CudaBackend final : public Backend {
   // Batched step metadata: sequence tables, then token sequence ids and positions.
   Array<int32_t> batch_;
   std::vector<CudaKvCache*> batch_caches_;
+  std::vector<CudaTqKvCache*> tq_batch_caches_;
   Array<float> batch_partial_;
+  Array<int32_t> tq_batch_;
 };
 
 // Several sequences' decode tokens in one append and one attention launch. Each sequence's
@@ -264,7 +274,14 @@ void CudaBackend::AppendAttendBatch(std::span<kv::KvCache* const> caches, int la
   std::vector<CudaKvCache*> cc(n);
   for (int t = 0; t < n; ++t) {
     cc[t] = dynamic_cast<CudaKvCache*>(caches[t]);
-    if (!cc[t]) throw Error("CUDA backend: a batch mixes GPU and CPU KV caches");
+    if (!cc[t]) {
+      // Compressed caches: their own batched path.
+      if (dynamic_cast<CudaTqKvCache*>(caches[t])) {
+        AppendAttendBatchTq(caches, layer, k, v, kv_dim, q, q_dim, out);
+        return;
+      }
+      throw Error("CUDA backend: a batch mixes GPU and CPU KV caches");
+    }
   }
   const kv::KvCacheConfig& cfg = cc[0]->config();
   const kv::LayerGeometry& g = cfg.layers[layer];
@@ -310,6 +327,59 @@ void CudaBackend::AppendAttendBatch(std::span<kv::KvCache* const> caches, int la
   cuda_backend::LaunchF16Attend(a, stream_);
 }
 
+
+// The compressed caches' batched decode step: one append launch and one attention launch for
+// all sequences (each token's sequence and position from the batch tables), the block
+// encodings a token completes per sequence. Caches of different layouts go one at a time.
+void CudaBackend::AppendAttendBatchTq(std::span<kv::KvCache* const> caches, int layer,
+                                      const float* k, const float* v, int kv_dim,
+                                      const float* q, int q_dim, float* out) {
+  const int n = int(caches.size());
+  std::vector<CudaTqKvCache*> tc(n);
+  for (int t = 0; t < n; ++t) {
+    tc[t] = dynamic_cast<CudaTqKvCache*>(caches[t]);
+    if (!tc[t] || !tc[t]->SameLayout(*tc[0])) {
+      Backend::AppendAttendBatch(caches, layer, k, v, kv_dim, q, q_dim, out);
+      return;
+    }
+  }
+  for (CudaTqKvCache* c : tc) c->PrepareAppend(layer, 1);
+  const size_t ptr_bytes = size_t(n) * sizeof(void*);
+  const size_t words = ptr_bytes / 4 + 2 * size_t(n);
+  if (layer == 0 || tq_batch_caches_ != tc) {
+    std::vector<int32_t> host(words);
+    auto* host_tables = reinterpret_cast<const cuda_backend::TqKvLayer**>(host.data());
+    for (int t = 0; t < n; ++t) {
+      host_tables[t] = tc[t]->device_table();
+      host[ptr_bytes / 4 + t] = t;
+      host[ptr_bytes / 4 + n + t] = tc[t]->n_tokens();
+    }
+    tq_batch_.Reserve(words);
+    CopyToBackend(tq_batch_.data(), host.data(), words * 4);
+    tq_batch_caches_ = tc;
+  }
+  int max_pos = 0;
+  for (CudaTqKvCache* c : tc) max_pos = std::max(max_pos, c->n_tokens() + 1);
+  const cuda_backend::TqStepView step{
+      reinterpret_cast<const cuda_backend::TqKvLayer* const*>(tq_batch_.data()),
+      tq_batch_.data() + ptr_bytes / 4, tq_batch_.data() + ptr_bytes / 4 + n, n, layer};
+  const cuda_backend::TqLayerParams& p = tc[0]->params(layer);
+  cuda_backend::LaunchTqAppendRaw(step, p, k, v, stream_);
+  for (CudaTqKvCache* c : tc) c->FinishAppend(layer, 1);
+  cuda_backend::TqAttendArgs a;
+  a.step = step;
+  a.p = p;
+  a.one_sequence = false;
+  a.max_pos = max_pos;
+  a.scale = tc[0]->attn_scale(layer);
+  a.q = q;
+  a.out = out;
+  batch_partial_.Reserve(cuda_backend::TqAttendWorkspaceFloats(n, p, max_pos));
+  a.workspace = batch_partial_.data();
+  (void)q_dim;
+  cuda_backend::LaunchTqAttend(a, stream_);
+}
+
 }  // namespace
 
 int CudaDeviceCount() {
@@ -319,6 +389,14 @@ int CudaDeviceCount() {
     return 0;
   }
   return n;
+}
+
+size_t CudaFreeBytes() {
+  if (CudaDeviceCount() == 0)
+    throw Error("--device cuda: no GPU is visible to this process (no NVIDIA driver or device)");
+  size_t free_bytes = 0, total = 0;
+  TQLM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+  return free_bytes;
 }
 
 std::unique_ptr<Backend> CreateCudaBackend() {

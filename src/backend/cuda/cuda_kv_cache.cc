@@ -41,8 +41,8 @@ CudaKvCache::CudaKvCache(const kv::KvCacheConfig& config, void* stream,
   for (size_t l = 0; l < n_layers; ++l) {
     for (const kv::KvType* t : {&config.k_types[l], &config.v_types[l]}) {
       if (t->kind != kv::KvType::Kind::kF16)
-        throw Error(fmt::format("KV type {} is not available on the GPU yet (use --ctk f16 "
-                                "--ctv f16 with --device cuda)", t->Name()));
+        throw Error(fmt::format("KV type {} is not available on the GPU (GPU types: f16, "
+                                "tq2..tq4, tq2.5, tq3.5, tq8, auto)", t->Name()));
     }
     const kv::LayerGeometry& g = config.layers[l];
     if (g.n_heads <= 0 || g.n_kv_heads <= 0 || g.n_heads % g.n_kv_heads != 0 ||
