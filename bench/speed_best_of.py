@@ -4,7 +4,9 @@
 best of N per engine. On a shared, loaded machine one run can catch llama.cpp's spinning
 worker threads descheduled (its decode rate then drops several-fold); the best of several
 runs is each engine's rate when it was not disturbed.
-  ~/.cache/tqlm/venv-llamacpp/bin/python bench/speed_best_of.py --model M.gguf [--runs 4]"""
+  ~/.cache/tqlm/venv-llamacpp/bin/python bench/speed_best_of.py --model M.gguf [--runs 4]
+    [--tqlm build/tqlm [--tqlm OTHER/tqlm ...]]   several builds (before/after) alternate in each run
+tqlm runs with its default KV cache; `--kv f16` passes --ctk f16 --ctv f16."""
 import argparse
 import json
 import os
@@ -22,25 +24,31 @@ CACHE = os.environ.get("TQLM_CACHE", os.path.expanduser("~/.cache/tqlm"))
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tqlm", default="build/tqlm")
+    ap.add_argument("--tqlm", action="append", help="tqlm binary (repeat to compare builds)")
+    ap.add_argument("--kv", default="", help="f16: run tqlm with an f16 KV cache")
     ap.add_argument("--model", required=True)
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt-tokens", type=int, default=512)
     ap.add_argument("--decode-tokens", type=int, default=64)
     args = ap.parse_args()
+    bins = args.tqlm or ["build/tqlm"]
+    names = ["tqlm"] if len(bins) == 1 else [f"tqlm:{b}" for b in bins]
+    kv = ["--ctk", "f16", "--ctv", "f16"] if args.kv == "f16" else []
     text = open(f"{CACHE}/corpus/prideprejudice.txt", encoding="utf-8").read()
     llm = Llama(model_path=args.model, n_ctx=2048, n_batch=2048, n_threads=args.threads,
                 n_threads_batch=args.threads, verbose=False)
     ids = llm.tokenize(text.encode(), add_bos=False)[: args.prompt_tokens]
     prompt = llm.detokenize(ids).decode("utf-8", errors="ignore")
-    runs = {"tqlm": [], "llama.cpp": []}
+    runs = {n: [] for n in names}
+    runs["llama.cpp"] = []
     for rep in range(args.runs):
-        r = json.loads(subprocess.run(
-            [args.tqlm, "run", "-m", args.model, "-p", prompt, "-n", str(args.decode_tokens),
-             "--min-tokens", str(args.decode_tokens), "--temp", "0", "-t", str(args.threads),
-             "-c", "2048", "--json"], capture_output=True, text=True, check=True).stdout)
-        runs["tqlm"].append((r["prefill_tokens_per_s"], r["decode_tokens_per_s"]))
+        for name, binary in zip(names, bins):
+            r = json.loads(subprocess.run(
+                [binary, "run", "-m", args.model, "-p", prompt, "-n", str(args.decode_tokens),
+                 "--min-tokens", str(args.decode_tokens), "--temp", "0", "-t", str(args.threads),
+                 "-c", "2048", "--json"] + kv, capture_output=True, text=True, check=True).stdout)
+            runs[name].append((r["prefill_tokens_per_s"], r["decode_tokens_per_s"]))
         p = llm.tokenize(prompt.encode(), add_bos=True)
         llm.reset()
         t0 = time.perf_counter()
@@ -59,10 +67,12 @@ def main():
     best = {k: (max(x[0] for x in v), max(x[1] for x in v)) for k, v in runs.items()}
     for k, (pre, dec) in best.items():
         lo = min(x[1] for x in runs[k])
-        print(f"[speed] best of {args.runs} {k:10s} prefill {pre:7.1f} tok/s  decode {dec:6.1f} "
+        print(f"[speed] best of {args.runs} {k:24s} prefill {pre:7.1f} tok/s  decode {dec:6.1f} "
               f"tok/s (slowest decode run {lo:.1f})")
-    t, l = best["tqlm"], best["llama.cpp"]
-    print(f"[speed] tqlm/llama.cpp: prefill {t[0] / l[0]:.2f}x, decode {t[1] / l[1]:.2f}x")
+    l = best["llama.cpp"]
+    for n in names:
+        t = best[n]
+        print(f"[speed] {n}/llama.cpp: prefill {t[0] / l[0]:.2f}x, decode {t[1] / l[1]:.2f}x")
 
 
 if __name__ == "__main__":
