@@ -122,7 +122,8 @@ class Router:
             ray.kill(actor)
             with self.lock:
                 slot.start_failures += 1
-                slot.last_error = f"start failed: {e}".strip()[-2000:]
+                cause = getattr(e, "cause", None) or e  # the actor's own exception
+                slot.last_error = f"start failed: {cause}".strip()[-2000:]
                 slot.retry_at = time.monotonic() + min(30.0, 2.0 ** slot.start_failures)
                 if slot.state == "starting":
                     slot.state = "dead"
@@ -142,19 +143,25 @@ class Router:
         print(f"[tqlm-ray] {slot.name} ready: {info['url']} pid {info['pid']} on {info['node']}",
               flush=True)
 
-    def _mark_dead(self, slot: Slot, why: str) -> None:
+    def _mark_dead(self, slot: Slot, why: str, restart: bool = False) -> bool:
+        """Takes a replica out (its actor and server killed); with `restart`, starts a new one in
+        the same slot at once (else the control loop does). False if it was not up."""
         with self.lock:
             if slot.state not in ("ready", "draining"):
-                return
+                return False
             was_draining = slot.state == "draining"
             slot.state = "stopped" if was_draining else "dead"
             slot.last_error = why
             slot.retry_at = 0.0
             self._sync_ring()
             actor, slot.actor = slot.actor, None
+            if restart and not was_draining:
+                slot.restarts += 1
+                self._start(slot)
         print(f"[tqlm-ray] {slot.name} down: {why}", flush=True)
         if actor is not None:
             ray.kill(actor)  # its server dies with it: requests still on it get their error now
+        return True
 
     def _stop_slot(self, slot: Slot) -> None:
         with self.lock:
@@ -383,12 +390,11 @@ class Router:
         return _error(404, f"no admin route {method} {path}", "invalid_request_error")
 
     def _restart_blocking(self, slot: Slot) -> None:
-        self._mark_dead(slot, "restart requested")
+        self._mark_dead(slot, "restart requested", restart=True)
         with self.lock:
-            slot.restarts += 1
-            self._start(slot)
             t = slot.starting_thread
-        t.join()
+        if t is not None:
+            t.join()
 
     async def _pick(self, key: str, exclude: set[str]) -> Slot | None:
         deadline = time.monotonic() + self.cfg["proxy"]["wait_ready_s"]
@@ -504,9 +510,6 @@ class Router:
 
 
 def build_app(cfg: dict):
-    import tqlm_ray  # noqa: PLC0415 (the package itself travels to the workers)
-
-    return Router.options(
-        max_ongoing_requests=cfg["proxy"]["max_ongoing"],
-        ray_actor_options={"num_cpus": 0, "runtime_env": {"py_modules": [tqlm_ray]}},
-    ).bind(cfg)
+    """The application (the package reaches the workers through the job's runtime_env, see
+    __main__.start)."""
+    return Router.options(max_ongoing_requests=cfg["proxy"]["max_ongoing"]).bind(cfg)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# deploy/ray end to end (CTest `deploy_ray`): installs/checks the pinned Ray venv
+# (scripts/ray_env.sh), runs the unit checks, then a local Ray cluster with 2 `tqlm serve`
+# replicas of the default model under load (test_ray_serve.py). Skips (exit 77) only when Ray
+# cannot be installed (no Python 3.10-3.13, no network on a fresh machine) or the model is
+# missing (scripts/fetch_data.sh installs it). Usage: ray_test.sh TQLM_BINARY
+set -uo pipefail
+TQLM=$1
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../../.." && pwd)"
+CACHE="${TQLM_CACHE:-$HOME/.cache/tqlm}"
+MODEL="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+[ -f "$MODEL" ] || { echo "model not installed: skip"; exit 77; }
+if ! PY=$("$ROOT/scripts/ray_env.sh" --python); then
+  echo "Ray could not be installed (scripts/ray_env.sh failed): skip"; exit 77
+fi
+"$PY" "$HERE/test_units.py" || exit 1
+# Its own Ray session directory, so nothing is shared with another Ray on this machine.
+export RAY_TMPDIR="$(mktemp -d /tmp/tqlm-ray-test.XXXXXX)"
+trap 'rm -rf "$RAY_TMPDIR"' EXIT
+timeout 600 "$PY" "$HERE/test_ray_serve.py" "$TQLM" "$MODEL"
