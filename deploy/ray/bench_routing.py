@@ -24,6 +24,7 @@ import tqlm_ray  # noqa: E402
 from tqlm_ray import config  # noqa: E402
 from tqlm_ray.__main__ import start  # noqa: E402
 from tqlm_ray.loadgen import plan, run_load, system_prompts  # noqa: E402
+from tqlm_ray.routing import HashRing  # noqa: E402
 
 
 def post(url: str, body: dict) -> dict:
@@ -43,6 +44,8 @@ def main() -> int:
         "~/.cache/tqlm/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--binary", default="")
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray cluster")
+    ap.add_argument("--prompt-seed", type=int, default=7,
+                    help="seed of the 4 system prompts (7: the ring puts 3 on r0, 1 on r1; 5: 2 and 2)")
     a = ap.parse_args()
 
     with socket.socket() as s:
@@ -58,7 +61,9 @@ def main() -> int:
     ray.init(address="local", num_cpus=a.num_cpus, include_dashboard=False,
              object_store_memory=100 << 20, log_to_driver=False,
              runtime_env={"py_modules": [tqlm_ray]})
-    systems = system_prompts(4)
+    systems = system_prompts(4, seed=a.prompt_seed)
+    ring = HashRing(["r0", "r1"])
+    split = [ring.walk("H\x00" + s)[0] for s in systems]
     reqs = plan(a.requests, 4, seed=21)
     rows = []
     try:
@@ -85,7 +90,8 @@ def main() -> int:
     print(f"{a.requests} requests (4 system prompts of ~{len(systems[0])} characters, {a.clients} "
           f"clients, max_tokens {a.max_tokens}, temperature 0), SmolLM2-135M Q4_1, -t {a.threads}"
           f" --parallel 2 --prompt-cache-bytes {a.cache} per replica; {os.cpu_count()} CPUs "
-          f"({platform.processor() or platform.machine()}), local Ray cluster of {a.num_cpus} CPUs\n")
+          f"({platform.processor() or platform.machine()}), local Ray cluster of {a.num_cpus} CPUs; "
+          f"prompt seed {a.prompt_seed}: the hash ring maps the 4 prompts to {split}\n")
     print("| replicas | routing | failed | wall s | requests/s | completion tokens/s | prompt tokens "
           "| cached tokens | hit rate | requests per replica |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -57,13 +57,16 @@ def free_port() -> int:
 def main() -> int:
     binary, model = sys.argv[1], sys.argv[2]
     n_sys, clients = 4, 4
-    systems = system_prompts(n_sys)
+    # Prompts whose keys the hash ring splits 2/2 between r0 and r1 (seed 5): with only 4 keys a
+    # ring puts 3 or 4 on one replica 5 times in 8, which measures the luck of 4 hashes rather
+    # than the routing (bench_routing.py reports the other case, a 3/1 split, too).
+    systems = system_prompts(n_sys, seed=5)
     # Each replica's prompt cache holds about 3 of these conversations (the working set of 4
     # prefixes fits 2 replicas together, not one): what prefix-aware routing is for.
     cfg = config.load(None, [{
         "tqlm": {"binary": binary, "model": model, "threads": 1, "host": "127.0.0.1",
                  "args": ["--parallel", "2", "-c", "1024", "--prompt-cache-bytes",
-                          os.environ.get("TQLM_RAY_TEST_CACHE", "12MiB")]},
+                          os.environ.get("TQLM_RAY_TEST_CACHE", "21MiB")]},
         "replicas": {"count": 2, "min": 1, "max": 2},
         "health": {"interval_s": 0.5, "timeout_s": 2.0, "failures": 3, "start_timeout_s": 120},
         "http": {"port": free_port()},
@@ -82,7 +85,7 @@ def main() -> int:
         print(f"[test] ring owners of the 4 system prompts: {owners}")
 
         # 1+2. The same requests under round-robin, then prefix-aware routing.
-        reqs = plan(24, n_sys, seed=11)
+        reqs = plan(16, n_sys, seed=11)
         phases = {}
         for policy in ("round_robin", "prefix"):
             post(f"{url}/admin/restart", {})  # empty prompt caches: both phases start cold
@@ -111,7 +114,7 @@ def main() -> int:
               f"stream through the router = non-stream text ({res.records[1].text!r})")
 
         # 3. Kill one replica's server mid-load.
-        reqs = plan(32, n_sys, seed=12, stream_every=4)
+        reqs = plan(24, n_sys, seed=12, stream_every=4)
         snap = get(f"{url}/admin/replicas")
         victim = max(snap["replicas"], key=lambda r: r["requests"])
         old_pid, name = victim["pid"], victim["name"]
@@ -123,17 +126,17 @@ def main() -> int:
         def on_done(rec):
             with lock:
                 state["done"] += 1
-                if state["done"] == 8 and state["killed_at"] is None:
+                if state["done"] == 6 and state["killed_at"] is None:
                     # Everything started and not finished now is "in flight" (on either replica).
                     os.kill(old_pid, signal.SIGKILL)
                     state["killed_at"] = time.monotonic()
-                    print(f"[test] killed {name} (pid {old_pid}) after 8 requests", flush=True)
+                    print(f"[test] killed {name} (pid {old_pid}) after 6 requests", flush=True)
 
         res = run_load(url, systems, reqs, clients=clients, max_tokens=8, timeout_s=90,
                        on_done=on_done)
         killed_at = state["killed_at"]
         inflight_at_kill = {r.index for r in res.records
-                            if r.start <= killed_at and (r.end >= killed_at or not r.ok)}
+                            if r.start <= killed_at <= r.end}
         failed = res.failed
         print(f"[test] kill phase: {res.summary()}; {len(inflight_at_kill)} in flight at the "
               f"kill; failed: {[(r.index, r.replica, r.error[:160]) for r in failed]}", flush=True)
@@ -142,6 +145,9 @@ def main() -> int:
         check(all(name in r.error for r in failed),
               f"every failed request's error names the killed replica {name}")
         check(all(r.end - r.start < 90 for r in res.records), "no request hung")
+        check(all(r.end - killed_at < 30 for r in failed),
+              f"the failed requests got their error within 30 s of the kill "
+              f"({[round(r.end - killed_at, 1) for r in failed]} s)")
         after = [r for r in res.records if r.start > killed_at]
         check(len(after) > 0 and all(r.ok for r in after),
               f"all {len(after)} requests sent after the kill succeeded")
@@ -157,7 +163,7 @@ def main() -> int:
         check(back is not None and back["restarts"] >= 1,
               f"{name} came back (pid {old_pid} -> {back and back['pid']}, "
               f"restarts {back and back['restarts']})")
-        res = run_load(url, systems, plan(12, n_sys, seed=13), clients=clients, max_tokens=4)
+        res = run_load(url, systems, plan(8, n_sys, seed=13), clients=clients, max_tokens=4)
         check(not res.failed and name in {r.replica for r in res.records},
               f"after the restart: 0 failed, {name} serves again ({res.summary()['by_replica']})")
 

@@ -54,7 +54,7 @@ class Routing(unittest.TestCase):
     def test_bounded_load(self):
         rng = random.Random(1)
         for n in (2, 3, 5):
-            ch = Chooser("prefix", imbalance=1.25)
+            ch = Chooser("prefix", imbalance=1.25, slack=0)
             names = [f"r{i}" for i in range(n)]
             ch.sync(names)
             load = dict.fromkeys(names, 0)
@@ -62,13 +62,29 @@ class Routing(unittest.TestCase):
                 key = "Hhot" if rng.random() < 0.8 else f"H{rng.random()}"
                 total = sum(load.values())
                 pick = ch.choose(key, load)
-                self.assertLess(load[pick], load_bound(total, n, 1.25))
+                self.assertLess(load[pick], load_bound(total, n, 1.25, 0))
                 load[pick] += 1
                 if rng.random() < 0.45:
                     busy = [k for k, v in load.items() if v]
                     load[rng.choice(busy)] -= 1
             self.assertLessEqual(max(load.values()),
-                                 load_bound(sum(load.values()) - 1, n, 1.25))
+                                 load_bound(sum(load.values()) - 1, n, 1.25, 0))
+
+    def test_slack(self):
+        # 2 replicas, 3 requests in flight on the hot prefix's replica, none on the other:
+        # without slack the 4th spills; with slack 2 it waits behind its cached prefix (a
+        # replica holds at most ceil(mean) + 2 here).
+        self.assertEqual(load_bound(3, 2, 1.25, 0), 3)
+        self.assertEqual(load_bound(3, 2, 1.25, 2), 4)
+        self.assertEqual(load_bound(99, 4, 1.25, 2), 32)  # heavy load: the relative bound rules
+        ch = Chooser("prefix", slack=2)
+        ch.sync(["r0", "r1"])
+        first = ch.choose("Hhot", {"r0": 0, "r1": 0})
+        other = "r1" if first == "r0" else "r0"
+        self.assertEqual(ch.choose("Hhot", {first: 3, other: 0}), first)
+        self.assertEqual(ch.choose("Hhot", {first: 4, other: 0}), first)
+        self.assertEqual(ch.choose("Hhot", {first: 5, other: 0}), other)
+        self.assertEqual(ch.last_primary, first)
 
     def test_round_robin_alternates_and_exclude(self):
         ch = Chooser("round_robin")
@@ -104,6 +120,7 @@ class Config(unittest.TestCase):
             "health: 3": "'health' must be a mapping",
             "[1, 2]": "mapping at the top level",
             "routing: {imbalance: 0.5}": "routing.imbalance",
+            "routing: {slack: -1}": "routing.slack",
         }
         for text, needle in cases.items():
             with self.assertRaises(config.ConfigError, msg=text) as cm:

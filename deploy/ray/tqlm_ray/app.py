@@ -53,6 +53,7 @@ class Slot:
         self.requests = 0  # routed here
         self.failed = 0  # errors returned for requests in flight here
         self.failovers = 0  # requests that could not connect and went elsewhere
+        self.spilled = 0  # requests whose prefix maps here, sent elsewhere for load
         self.last_error = ""
         self.stats = CounterTotals()
         self.starting_thread: threading.Thread | None = None
@@ -63,6 +64,7 @@ class Slot:
             "url": self.info.get("url"), "pid": self.info.get("pid"), "node": self.info.get("node"),
             "log": self.info.get("log"), "restarts": self.restarts, "inflight": self.inflight,
             "requests": self.requests, "failed": self.failed, "failovers": self.failovers,
+            "spilled": self.spilled,
             **{k: self.stats.totals[k] for k in self.stats.totals},
             **{k: self.stats.gauges[k] for k in self.stats.gauges},
             "tokens_per_s": round(self.stats.tokens_per_second(), 2),
@@ -76,7 +78,7 @@ class Router:
         self.cfg = cfg
         self.lock = threading.RLock()
         ro = cfg["routing"]
-        self.chooser = Chooser(ro["policy"], ro["imbalance"], ro["virtual_nodes"])
+        self.chooser = Chooser(ro["policy"], ro["imbalance"], ro["virtual_nodes"], ro["slack"])
         self.slots: dict[str, Slot] = {}
         a, r = cfg["autoscale"], cfg["replicas"]
         self.autoscaler = Autoscaler(a["target_queue"], a["up_after_s"], a["down_after_s"],
@@ -263,7 +265,7 @@ class Router:
         with self.lock:
             reps = [s.view() for s in sorted(self.slots.values(), key=lambda s: int(s.name[1:]))]
             agg = {k: sum(r[k] for r in reps) for k in
-                   ("requests", "failed", "failovers", "inflight", "restarts", "tokens_per_s",
+                   ("requests", "failed", "failovers", "spilled", "inflight", "restarts", "tokens_per_s",
                     *CounterTotals().totals.keys(), *GAUGES.values())}
             agg["tokens_per_s"] = round(agg["tokens_per_s"], 2)
             agg["ready"] = sum(r["state"] == "ready" for r in reps)
@@ -279,6 +281,7 @@ class Router:
         per = [("requests", "counter", "Requests routed to the replica."),
                ("failed", "counter", "Requests in flight on the replica when it failed."),
                ("failovers", "counter", "Requests that could not reach the replica and went to another."),
+               ("spilled", "counter", "Requests whose prefix maps to the replica, sent elsewhere for load."),
                ("inflight", "gauge", "Requests the router has in flight on the replica."),
                ("restarts", "counter", "Times the replica was restarted."),
                ("finished", "counter", "Generations finished (tqlm_requests_finished_total)."),
@@ -355,7 +358,7 @@ class Router:
                               "invalid_request_error")
             with self.lock:
                 ro = self.cfg["routing"]
-                self.chooser = Chooser(policy, ro["imbalance"], ro["virtual_nodes"])
+                self.chooser = Chooser(policy, ro["imbalance"], ro["virtual_nodes"], ro["slack"])
                 ro["policy"] = policy
                 self._sync_ring()
             return JSONResponse({"policy": policy})
@@ -406,6 +409,9 @@ class Router:
                     name = self.chooser.choose(key, load, exclude)
                     if name is not None:
                         slot = self.slots[name]
+                        primary = self.chooser.last_primary
+                        if primary is not None and primary != name and not exclude:
+                            self.slots[primary].spilled += 1
                         slot.inflight += 1
                         slot.requests += 1
                         return slot

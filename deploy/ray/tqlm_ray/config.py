@@ -26,7 +26,8 @@ DEFAULTS: dict[str, Any] = {
         "host": "auto",  # address the replicas listen on: auto = the Ray node's IP
     },
     "replicas": {"count": 2, "min": 1, "max": 4, "num_cpus": None},  # num_cpus None -> threads
-    "routing": {"policy": "prefix", "imbalance": 1.25, "prefix_chars": 1024, "virtual_nodes": 64},
+    "routing": {"policy": "prefix", "imbalance": 1.25, "slack": 2, "prefix_chars": 1024,
+                "virtual_nodes": 64},
     "health": {"interval_s": 1.0, "timeout_s": 2.0, "failures": 3, "start_timeout_s": 180.0},
     "autoscale": {"enabled": False, "target_queue": 2.0, "up_after_s": 10.0, "down_after_s": 60.0},
     "proxy": {"request_timeout_s": 600.0, "wait_ready_s": 30.0, "max_ongoing": 256},
@@ -146,6 +147,7 @@ def validate(cfg: dict, check_files: bool = True) -> dict:
     if ro["policy"] not in POLICIES:
         raise ConfigError(f"config: 'routing.policy' = {ro['policy']!r}: one of {', '.join(POLICIES)}")
     _num(cfg, "routing", "imbalance", float, 1.0)
+    _num(cfg, "routing", "slack", int, 0)
     _num(cfg, "routing", "prefix_chars", int, 1)
     _num(cfg, "routing", "virtual_nodes", int, 1)
     _num(cfg, "health", "interval_s", float, 0.05)

@@ -20,7 +20,7 @@ QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "What i
              "What colour is the sky on a clear day?", "Name a fruit that is yellow."]
 
 
-def system_prompts(n: int = 4, sentences: int = 40, seed: int = 7) -> list[str]:
+def system_prompts(n: int = 4, sentences: int = 16, seed: int = 7) -> list[str]:
     """n distinct long system prompts (each ~sentences x 12 words), reproducible from seed."""
     out = []
     for k in range(n):

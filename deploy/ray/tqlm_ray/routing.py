@@ -4,9 +4,13 @@
 is the part of the prompt that requests share (the system messages and tool definitions, or the
 first `prefix_chars` characters of the conversation when there are none), hashed onto a ring of
 virtual nodes. The request goes to the first replica clockwise from the key whose in-flight
-count stays within `imbalance` x the mean load (counting this request), so a popular prefix
-spills over to the next replica on the ring (always the same one) instead of piling up: load is
-the tie-breaker, and no replica gets more than ceil(imbalance * (total + 1) / n) requests.
+count stays below the bound max(imbalance x mean, mean + slack), the mean counting this request,
+so a popular prefix spills over to the next replica on the ring (always the same one) instead of
+piling up: load is the tie-breaker, and no replica holds more than
+max(ceil(imbalance * (total + 1) / n), ceil((total + 1) / n) + slack) requests. The absolute
+`slack` (like SGLang's cache-aware router's absolute threshold) keeps a light load from
+spilling: queueing a request or two behind its cached prefix costs less than a cold prefill
+elsewhere, and evicting that replica's own prefixes to make room for it.
 Adding or removing a replica moves only the keys of its arc: the other replicas keep their
 prompt caches.
 
@@ -109,21 +113,27 @@ class HashRing:
         return seen
 
 
-def load_bound(total_inflight: int, n: int, imbalance: float) -> int:
-    """Most requests one replica may hold, counting the one being placed."""
-    return max(1, math.ceil(imbalance * (total_inflight + 1) / max(1, n)))
+def load_bound(total_inflight: int, n: int, imbalance: float, slack: int = 0) -> int:
+    """A replica may take the request being placed if it holds fewer than this many."""
+    mean = (total_inflight + 1) / max(1, n)
+    return max(1, math.ceil(imbalance * mean), math.ceil(mean) + slack)
 
 
 class Chooser:
     """Picks a replica name among `ready` given each one's in-flight count."""
 
-    def __init__(self, policy: str, imbalance: float = 1.25, virtual_nodes: int = 64):
+    def __init__(self, policy: str, imbalance: float = 1.25, virtual_nodes: int = 64,
+                 slack: int = 2):
         if policy not in POLICIES:
             raise ValueError(f"routing policy {policy!r}: one of {', '.join(POLICIES)}")
         if imbalance < 1.0:
             raise ValueError(f"routing imbalance {imbalance}: must be >= 1.0")
+        if slack < 0:
+            raise ValueError(f"routing slack {slack}: must be >= 0")
         self.policy = policy
         self.imbalance = imbalance
+        self.slack = slack
+        self.last_primary: str | None = None  # the ring's first choice for the last prefix pick
         self.ring = HashRing([], virtual_nodes)
         self._rr = 0
 
@@ -137,6 +147,7 @@ class Chooser:
 
     def choose(self, key: str, load: Mapping[str, int], exclude: Iterable[str] = ()) -> str | None:
         excluded = set(exclude)
+        self.last_primary = None
         names = [n for n in self.ring.names if n in load and n not in excluded]
         if not names:
             return None
@@ -147,8 +158,10 @@ class Chooser:
         if self.policy == "least_loaded" or not key:
             return min(sorted(names), key=lambda n: load[n])
         total = sum(load[n] for n in names)
-        bound = load_bound(total, len(names), self.imbalance)
-        for n in self.ring.walk(key):
-            if n in names and load[n] < bound:
+        bound = load_bound(total, len(names), self.imbalance, self.slack)
+        walk = [n for n in self.ring.walk(key) if n in names]
+        self.last_primary = walk[0] if walk else None
+        for n in walk:
+            if load[n] < bound:
                 return n
         return min(sorted(names), key=lambda n: load[n])  # unreachable: some replica is below the mean
