@@ -66,6 +66,7 @@ def main() -> int:
     split = [ring.walk("H\x00" + s)[0] for s in systems]
     reqs = plan(a.requests, 4, seed=21)
     rows = []
+    load_before = os.getloadavg()
     try:
         url = start(cfg, address="local")
         for replicas, policy in ((1, "prefix"), (2, "round_robin"), (2, "prefix")):
@@ -79,8 +80,12 @@ def main() -> int:
                 time.sleep(0.5)
             post(f"{url}/admin/restart", {})
             post(f"{url}/admin/policy", {"policy": policy})
+            with urllib.request.urlopen(f"{url}/admin/replicas", timeout=30) as r:
+                spilled0 = json.loads(r.read())["aggregate"]["spilled"]
             res = run_load(url, systems, reqs, clients=a.clients, max_tokens=a.max_tokens)
             s = res.summary()
+            with urllib.request.urlopen(f"{url}/admin/replicas", timeout=30) as r:
+                s["spilled"] = json.loads(r.read())["aggregate"]["spilled"] - spilled0
             s.update(replicas=replicas, policy=policy)
             rows.append(s)
             print(json.dumps(s), file=sys.stderr, flush=True)
@@ -91,15 +96,16 @@ def main() -> int:
           f"clients, max_tokens {a.max_tokens}, temperature 0), SmolLM2-135M Q4_1, -t {a.threads}"
           f" --parallel 2 --prompt-cache-bytes {a.cache} per replica; {os.cpu_count()} CPUs "
           f"({platform.processor() or platform.machine()}), local Ray cluster of {a.num_cpus} CPUs; "
-          f"prompt seed {a.prompt_seed}: the hash ring maps the 4 prompts to {split}\n")
+          f"prompt seed {a.prompt_seed}: the hash ring maps the 4 prompts to {split}; load "
+          f"average (1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n")
     print("| replicas | routing | failed | wall s | requests/s | completion tokens/s | prompt tokens "
-          "| cached tokens | hit rate | requests per replica |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| cached tokens | hit rate | requests per replica | spilled for load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for s in rows:
         print(f"| {s['replicas']} | {s['policy']} | {s['failed']} | {s['wall_s']:.1f} | "
               f"{s['requests_per_s']:.2f} | {s['completion_tokens'] / s['wall_s']:.1f} | "
               f"{s['prompt_tokens']} | {s['cached_tokens']} | {s['hit_rate']:.1%} | "
-              f"{' '.join(f'{k}:{v}' for k, v in s['by_replica'].items())} |")
+              f"{' '.join(f'{k}:{v}' for k, v in s['by_replica'].items())} | {s['spilled']} |")
     return 1 if any(s["failed"] for s in rows) else 0
 
 

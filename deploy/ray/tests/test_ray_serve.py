@@ -6,7 +6,8 @@ long system prompts. Checks:
      requests in the same run (replica caches emptied by a restart before each phase);
   3. killing one replica's server (SIGKILL) mid-load fails only requests that were in flight on
      it (each with an error, none hangs), and the replica comes back and takes requests again;
-  4. per-replica and aggregate metrics at /metrics and /admin/replicas.
+  4. autoscaling by queue depth: down to 1 replica when idle, up to 2 under a queue, 0 failed;
+  5. per-replica and aggregate metrics at /metrics and /admin/replicas.
 Usage: test_ray_serve.py TQLM_BINARY MODEL
 """
 import json
@@ -115,25 +116,30 @@ def main() -> int:
 
         # 3. Kill one replica's server mid-load.
         reqs = plan(24, n_sys, seed=12, stream_every=4)
-        snap = get(f"{url}/admin/replicas")
-        victim = max(snap["replicas"], key=lambda r: r["requests"])
-        old_pid, name = victim["pid"], victim["name"]
-        inflight_at_kill: set[int] = set()
         state = {"done": 0, "killed_at": None}
         lock = threading.Lock()
-        records_ref: list = []
 
         def on_done(rec):
             with lock:
                 state["done"] += 1
-                if state["done"] == 6 and state["killed_at"] is None:
-                    # Everything started and not finished now is "in flight" (on either replica).
-                    os.kill(old_pid, signal.SIGKILL)
-                    state["killed_at"] = time.monotonic()
-                    print(f"[test] killed {name} (pid {old_pid}) after 6 requests", flush=True)
+                if state["done"] >= 6 and state["killed_at"] is None:
+                    # The replica with the most requests in flight now (by the router's count).
+                    snap = get(f"{url}/admin/replicas")
+                    v = max(snap["replicas"], key=lambda r: r["inflight"])
+                    if v["inflight"] < 1:
+                        return
+                    os.kill(v["pid"], signal.SIGKILL)
+                    state.update(killed_at=time.monotonic(), name=v["name"], pid=v["pid"],
+                                 inflight=v["inflight"])
+                    print(f"[test] killed {v['name']} (pid {v['pid']}) with {v['inflight']} "
+                          f"requests in flight on it, after {state['done']} requests", flush=True)
 
         res = run_load(url, systems, reqs, clients=clients, max_tokens=8, timeout_s=90,
                        on_done=on_done)
+        check(state["killed_at"] is not None, "a replica was killed mid-load")
+        if state["killed_at"] is None:
+            return 1
+        name, old_pid = state["name"], state["pid"]
         killed_at = state["killed_at"]
         inflight_at_kill = {r.index for r in res.records
                             if r.start <= killed_at <= r.end}
@@ -142,6 +148,8 @@ def main() -> int:
               f"kill; failed: {[(r.index, r.replica, r.error[:160]) for r in failed]}", flush=True)
         check(all(r.index in inflight_at_kill for r in failed),
               "every failed request was in flight when the replica was killed")
+        check(1 <= len(failed) <= state["inflight"],
+              f"{len(failed)} failed: at least 1, at most the {state['inflight']} in flight on {name}")
         check(all(name in r.error for r in failed),
               f"every failed request's error names the killed replica {name}")
         check(all(r.end - r.start < 90 for r in res.records), "no request hung")
@@ -167,7 +175,36 @@ def main() -> int:
         check(not res.failed and name in {r.replica for r in res.records},
               f"after the restart: 0 failed, {name} serves again ({res.summary()['by_replica']})")
 
-        # 4. Metrics.
+        # 4. Autoscaling by queue depth: idle -> one replica fewer; a queue -> one more.
+        post(f"{url}/admin/autoscale", {"enabled": True, "target_queue": 0.5, "up_after_s": 2,
+                                        "down_after_s": 3})
+
+        def wait_for(pred, timeout):
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                snap = get(f"{url}/admin/replicas")
+                if pred(snap):
+                    return snap
+                time.sleep(0.5)
+            return None
+
+        t1 = time.monotonic()
+        down = wait_for(lambda s: len(s["replicas"]) == 1 and s["aggregate"]["ready"] == 1, 60)
+        check(down is not None, f"autoscale: idle, down to 1 replica in {time.monotonic() - t1:.1f} s")
+        box = {}
+        load = threading.Thread(target=lambda: box.setdefault("res", run_load(
+            url, systems, plan(16, n_sys, seed=14), clients=6, max_tokens=8)))
+        t1 = time.monotonic()
+        load.start()
+        up = wait_for(lambda s: s["aggregate"]["ready"] == 2, 120)
+        check(up is not None, f"autoscale: queue on 1 replica, back to 2 in {time.monotonic() - t1:.1f} s "
+                              f"({[e for e in (up or {}).get('scale_events', [])]})")
+        post(f"{url}/admin/autoscale", {"enabled": False})  # no scale-down as the load ends
+        load.join()
+        check(not box["res"].failed, f"autoscale: 0 failed of 16 requests while scaling "
+                                     f"{[r.error for r in box['res'].failed][:2]}")
+
+        # 5. Metrics.
         snap = get(f"{url}/admin/replicas?refresh=1")
         agg = snap["aggregate"]
         with urllib.request.urlopen(f"{url}/metrics", timeout=30) as r:

@@ -25,6 +25,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from . import config
 from .metrics import GAUGES, Autoscaler, CounterTotals, parse_prometheus
 from .replica import TqlmReplica
 from .routing import POLICIES, Chooser, routing_key
@@ -366,12 +367,28 @@ class Router:
             # Restarts replicas (all, or body["replicas"]) one at a time and waits for each:
             # empties their prompt caches, e.g. between benchmark phases.
             names = body.get("replicas") or sorted(self.slots)
+            if not isinstance(names, list):
+                return _error(400, "replicas must be a list of names", "invalid_request_error")
             for n in names:
                 slot = self.slots.get(n)
                 if slot is None:
                     return _error(404, f"no replica {n}", "invalid_request_error")
                 await loop.run_in_executor(None, self._restart_blocking, slot)
             return JSONResponse(self.snapshot())
+        if path == "/admin/autoscale" and method == "POST":
+            # Changes autoscale.* at run time, e.g. {"enabled": true, "target_queue": 1}.
+            a = dict(self.cfg["autoscale"])
+            try:
+                config._merge(a, body, "autoscale")
+                checked = config.validate(dict(self.cfg, autoscale=a), check_files=False)
+            except config.ConfigError as e:
+                return _error(400, str(e), "invalid_request_error")
+            with self.lock:
+                self.cfg["autoscale"] = checked["autoscale"]
+                r = self.cfg["replicas"]
+                self.autoscaler = Autoscaler(a["target_queue"], a["up_after_s"], a["down_after_s"],
+                                             r["min"], r["max"])
+            return JSONResponse(self.cfg["autoscale"])
         if path == "/admin/scale" and method == "POST":
             count = body.get("count")
             r = self.cfg["replicas"]
@@ -381,6 +398,9 @@ class Router:
             with self.lock:
                 live = sorted((s for s in self.slots.values() if s.state != "stopped"),
                               key=lambda s: int(s.name[1:]))
+                for s in live[:count]:
+                    if s.state == "draining":  # still up: takes requests again
+                        s.state = "ready"
                 while len(live) < count:
                     live.append(self._add_slot())
                 for s in live[count:]:
