@@ -86,7 +86,7 @@ def main() -> int:
         print(f"[test] ring owners of the 4 system prompts: {owners}")
 
         # 1+2. The same requests under round-robin, then prefix-aware routing.
-        reqs = plan(16, n_sys, seed=11)
+        reqs = plan(24, n_sys, seed=11)
         phases = {}
         for policy in ("round_robin", "prefix"):
             post(f"{url}/admin/restart", {})  # empty prompt caches: both phases start cold
