@@ -77,10 +77,14 @@ def _config_from_args(a: argparse.Namespace) -> dict:
         v = getattr(a, attr, None)
         if v is not None:
             over.append({sec: {key: v}})
-    if getattr(a, "replicas", None) is not None:  # keep min <= count <= max true
-        over.append({"replicas": {"min": min(1, a.replicas), "max": max(a.replicas, 4)}})
     for s in getattr(a, "set", None) or []:
         over.append(config_mod.parse_override(s))
+    n = getattr(a, "replicas", None)
+    if n is not None:  # --replicas N widens replicas.min/max to hold N
+        rest = [o for o in over if o != {"replicas": {"count": n}}]
+        base = config_mod.load(a.config, rest + [{"replicas": {"count": 1, "min": 1}}],
+                               check_files=False)["replicas"] if n >= 1 else {"min": 0, "max": 1}
+        over.append({"replicas": {"min": min(base["min"], n), "max": max(base["max"], n)}})
     return config_mod.load(a.config, over)
 
 
