@@ -139,13 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tqlm_ray: {cfg['replicas']['count']} replicas of {cfg['tqlm']['model']} behind "
           f"{url}/v1 (routing: {cfg['routing']['policy']}); metrics {url}/metrics, replicas "
           f"{url}/admin/replicas; Ctrl-C stops", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        from ray import serve
+    import signal
+    import threading
 
-        serve.shutdown()
+    import ray
+    from ray import serve
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("tqlm_ray: stopping", flush=True)
+    serve.shutdown()
+    ray.shutdown()
     return 0
 
 

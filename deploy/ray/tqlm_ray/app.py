@@ -505,8 +505,9 @@ class Router:
                 self._release(slot, failed=True)
                 return _error(502, f"replica {slot.name} failed while handling the request: {e!r}")
             break
-        out_headers = {"x-tqlm-replica": slot.name}
-        ctype = upstream.headers.get("content-type", "application/json")
+        # The upstream content type as it was (a media_type argument would get a charset added).
+        out_headers = {"x-tqlm-replica": slot.name,
+                       "content-type": upstream.headers.get("content-type", "application/json")}
         if not (stream and upstream.status_code == 200):
             try:
                 content = await upstream.aread()
@@ -516,7 +517,7 @@ class Router:
             finally:
                 await upstream.aclose()
             self._release(slot)
-            return Response(content, upstream.status_code, headers=out_headers, media_type=ctype)
+            return Response(content, upstream.status_code, headers=out_headers)
 
         async def relay():
             failed = False
@@ -532,7 +533,7 @@ class Router:
                 await upstream.aclose()
                 self._release(slot, failed=failed)
 
-        return StreamingResponse(relay(), upstream.status_code, headers=out_headers, media_type=ctype)
+        return StreamingResponse(relay(), upstream.status_code, headers=out_headers)
 
 
 def build_app(cfg: dict):
