@@ -21,7 +21,9 @@ fi
 if [ "$SANITIZED" = "1" ] || [ "$SANITIZED" = "ON" ]; then
   echo "sanitizer build: unit checks only (the end-to-end run is in the Release stage)"; exit 0
 fi
-# Its own Ray session directory, so nothing is shared with another Ray on this machine.
+# Its own Ray session directory and replica logs (TMPDIR), so nothing is shared with another Ray
+# on this machine and nothing is left behind.
 export RAY_TMPDIR="$(mktemp -d /tmp/tqlm-ray-test.XXXXXX)"
+export TMPDIR="$RAY_TMPDIR"
 trap 'rm -rf "$RAY_TMPDIR"' EXIT
 timeout 600 "$PY" "$HERE/test_ray_serve.py" "$TQLM" "$MODEL"
