@@ -143,6 +143,20 @@ class Config(unittest.TestCase):
             config.load("/no/such/config.yaml")
 
 
+class ServeApp(unittest.TestCase):
+    def test_builder_args(self):
+        from ray.serve import Application
+
+        from tqlm_ray import serve_app
+
+        app = serve_app.build({"set": [f"tqlm.binary={sys.executable}", "replicas.count=3"]})
+        self.assertIsInstance(app, Application)
+        with self.assertRaises(config.ConfigError):
+            serve_app.build({"replicas": 3})
+        with self.assertRaises(config.ConfigError):
+            serve_app.build({"set": [f"tqlm.binary={sys.executable}", "routing.policy=x"]})
+
+
 class Metrics(unittest.TestCase):
     def test_parse_and_restart(self):
         text = ("# HELP x\ntqlm_http_requests_total{endpoint=\"/health\",code=\"200\"} 3\n"
