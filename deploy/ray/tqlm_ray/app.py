@@ -88,7 +88,8 @@ class Router:
         self.rejected = 0
         self.scale_events: list[dict] = []
         self.stopping = threading.Event()
-        self.http = httpx.Client(timeout=cfg["health"]["timeout_s"])
+        self.http = httpx.Client(timeout=cfg["health"]["timeout_s"],
+                                 limits=httpx.Limits(max_keepalive_connections=0))
         self._client: httpx.AsyncClient | None = None
         with self.lock:
             for _ in range(r["count"]):
@@ -316,9 +317,13 @@ class Router:
     def _client_for_loop(self) -> httpx.AsyncClient:
         if self._client is None:
             p = self.cfg["proxy"]
+            # One connection per request, never a pooled keep-alive one: then a refused
+            # connection proves that the request never reached the replica (safe to send
+            # elsewhere), while a request written on a kept-alive socket of a server that has
+            # just died would fail as if it had been in flight there.
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(p["request_timeout_s"], connect=5.0),
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=0))
         return self._client
 
     async def __call__(self, request: Request) -> Response:
