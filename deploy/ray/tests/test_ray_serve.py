@@ -130,17 +130,19 @@ def main() -> int:
                         return
                     os.kill(v["pid"], signal.SIGKILL)
                     killed_at = time.monotonic()
-                    # Until the process is gone (a zombie holds no sockets), the kernel still
-                    # accepts connections on its port: a request sent then reaches it and fails
-                    # like one in flight. Requests sent after this point must not fail.
+                    # Until every thread of the process has exited (the leader can be a zombie
+                    # before the others), its port still accepts connections: a request sent
+                    # then reaches it and fails like one in flight. The server is gone when a
+                    # connection to its port is refused; requests sent after that must not fail.
+                    host, port = v["url"].rsplit("/", 1)[1].rsplit(":", 1)
                     while time.monotonic() - killed_at < 30:
                         try:
-                            with open(f"/proc/{v['pid']}/stat") as f:
-                                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                                    break
-                        except OSError:
+                            socket.create_connection((host, int(port)), timeout=1).close()
+                        except ConnectionRefusedError:
                             break
-                        time.sleep(0.005)
+                        except OSError:
+                            pass
+                        time.sleep(0.002)
                     state.update(killed_at=killed_at, gone_at=time.monotonic(), name=v["name"],
                                  pid=v["pid"], inflight=v["inflight"])
                     print(f"[test] killed {v['name']} (pid {v['pid']}) with {v['inflight']} "
