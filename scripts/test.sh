@@ -15,6 +15,8 @@ else
   scripts/fetch_data.sh --extra > /dev/null
 fi
 scripts/server_env.sh > /dev/null
+# Ray Serve and its pinned dependencies for deploy/ray (deploy_ray skips only when this fails).
+scripts/ray_env.sh > /dev/null || echo "[test] could not install Ray: the deploy_ray test will skip" >&2
 # Headless Chromium for the chat page test (Debian's package; the test skips without it).
 if ! command -v chromium > /dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
