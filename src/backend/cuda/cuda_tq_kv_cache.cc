@@ -229,20 +229,24 @@ void CudaTqKvCache::EnsureRaw(Layer& L, Tensor& t, int first_live, int last_bloc
   const size_t row_bytes = KvDim(L) * 2;
   const size_t sink_bytes = size_t(L.p.sinks) * row_bytes;
   const size_t block_bytes = size_t(kTqBlockTokens) * row_bytes;
-  auto* grown = static_cast<uint16_t*>(
-      DeviceAlloc(sink_bytes + size_t(blocks) * block_bytes, "raw rows"));
-  TQLM_CUDA_CHECK(cudaMemsetAsync(grown, 0, sink_bytes + size_t(blocks) * block_bytes, S(stream_)));
+  const size_t plane = sink_bytes + size_t(blocks) * block_bytes;
+  const size_t old_plane = sink_bytes + size_t(t.ring_blocks) * block_bytes;
+  auto* grown = static_cast<uint16_t*>(DeviceAlloc(RawPlanes(t) * plane, "raw rows"));
+  TQLM_CUDA_CHECK(cudaMemsetAsync(grown, 0, RawPlanes(t) * plane, S(stream_)));
   if (t.raw) {
-    auto* dst = reinterpret_cast<uint8_t*>(grown);
-    auto* src = reinterpret_cast<uint8_t*>(t.raw);
-    if (sink_bytes)
-      TQLM_CUDA_CHECK(cudaMemcpyAsync(dst, src, sink_bytes, cudaMemcpyDeviceToDevice, S(stream_)));
-    const int live_first = t.comp ? L.raw_first : 0;
-    const int live_last = MainBlocks(L, L.written) - 1;
-    for (int b = live_first; b <= live_last; ++b)
-      TQLM_CUDA_CHECK(cudaMemcpyAsync(dst + sink_bytes + size_t(b % blocks) * block_bytes,
-                                      src + sink_bytes + size_t(b % t.ring_blocks) * block_bytes,
-                                      block_bytes, cudaMemcpyDeviceToDevice, S(stream_)));
+    for (size_t pl = 0; pl < RawPlanes(t); ++pl) {
+      auto* dst = reinterpret_cast<uint8_t*>(grown) + pl * plane;
+      auto* src = reinterpret_cast<uint8_t*>(t.raw) + pl * old_plane;
+      if (sink_bytes)
+        TQLM_CUDA_CHECK(
+            cudaMemcpyAsync(dst, src, sink_bytes, cudaMemcpyDeviceToDevice, S(stream_)));
+      const int live_first = t.comp ? L.raw_first : 0;
+      const int live_last = MainBlocks(L, L.written) - 1;
+      for (int b = live_first; b <= live_last; ++b)
+        TQLM_CUDA_CHECK(cudaMemcpyAsync(dst + sink_bytes + size_t(b % blocks) * block_bytes,
+                                        src + sink_bytes + size_t(b % t.ring_blocks) * block_bytes,
+                                        block_bytes, cudaMemcpyDeviceToDevice, S(stream_)));
+    }
     TQLM_CUDA_CHECK(cudaStreamSynchronize(S(stream_)));
     cudaFree(t.raw);
   }
@@ -452,7 +456,8 @@ kv::KvMemoryStats CudaTqKvCache::MemoryStats() const {
   for (const Layer& L : layers_) {
     const size_t row = KvDim(L) * 2;  // fp16 bytes of one token of one tensor
     for (const Tensor* t : {&L.k, &L.v}) {
-      s.bytes_allocated += (size_t(L.p.sinks) + size_t(t->ring_blocks) * kTqBlockTokens) * row;
+      s.bytes_allocated +=
+          RawPlanes(*t) * (size_t(L.p.sinks) + size_t(t->ring_blocks) * kTqBlockTokens) * row;
       if (t->comp) s.bytes_allocated += size_t(t->block_cap) * L.p.n_kv_heads * t->fmt->f.block_stride;
       double used = std::min(T, L.p.sinks) * double(row);
       for (int b = 0; b < MainBlocks(L, T); ++b) {
@@ -485,7 +490,7 @@ std::unique_ptr<kv::KvCache> CudaTqKvCache::Clone() const {
       cudaFree(t.raw);
       t.raw = nullptr;
       t.ring_blocks = o.ring_blocks;
-      const size_t raw_bytes =
+      const size_t raw_bytes = RawPlanes(o) *
           (size_t(L.p.sinks) + size_t(o.ring_blocks) * kTqBlockTokens) * KvDim(L) * 2;
       t.raw = static_cast<uint16_t*>(DeviceAlloc(raw_bytes, "raw rows"));
       TQLM_CUDA_CHECK(cudaMemcpyAsync(t.raw, o.raw, raw_bytes, cudaMemcpyDeviceToDevice, S(stream_)));

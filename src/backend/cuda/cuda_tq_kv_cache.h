@@ -71,6 +71,9 @@ class CudaTqKvCache final : public kv::KvCache {
     uint8_t* blocks = nullptr;
     int block_cap = 0;    // compressed blocks allocated
   };
+  // Planes of raw rows (tq_layout.h SourcePlane): a TurboQuant tensor also keeps its unrotated
+  // fp16 rows for the block encoder.
+  static size_t RawPlanes(const Tensor& t) { return t.comp ? 2 : 1; }
   struct Layer {
     cuda_backend::TqLayerParams p;
     Tensor k, v;

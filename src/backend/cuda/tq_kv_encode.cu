@@ -6,9 +6,12 @@
 // per token the norm of (y - c) and each coordinate's Lloyd-Max index (the number of
 // thresholds below y / |y|, the codebook's Quantize); keys are encoded plain and around the
 // block's fp16 mean, and the encoding whose error varies less between the block's keys is
-// kept. Its input differs from the CPU's by one rounding: the CPU rotates the fp16-rounded key,
-// the GPU rounds the rotated key to fp16 (it keeps raw rows rotated), so a coordinate within
-// that rounding of a threshold may take the neighbouring level (tests count such flips).
+// kept. Its input is the CPU's: the CPU encodes the float rotation of its fp16 raw rows, so the
+// GPU keeps, besides the rotated fp16 rows that attention reads, the input rows rounded to fp16
+// before the rotation (the second raw plane, tq_layout.h SourcePlane) and rotates those in float
+// when a block fills. What remains different is the rotation's float arithmetic (the CPU's fast
+// Walsh-Hadamard transform, here a dense fp32 product: a few float ulps), so only a coordinate
+// within that of a threshold takes the neighbouring level (cuda_backend_test bounds such flips).
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -37,14 +40,17 @@ __global__ void AppendRawKernel(TqStepView step, TqLayerParams p, const float* k
     xs[j] = x[j];
     __syncthreads();
     float y = xs[j];
+    uint16_t* raw = side == 0 ? L.raw_k : L.raw_v;
+    const int ring = side == 0 ? L.ring_k : L.ring_v;
+    const size_t row = (RawRow(pos, p.sinks, ring) * p.n_kv_heads + h) * d + j;
     if (rotate) {
+      // The encoder's input: the row rounded to fp16 as the CPU stores it, unrotated.
+      raw[SourcePlane(p.sinks, ring, p.n_kv_heads, d) + row] =
+          __half_as_ushort(__float2half_rn(xs[j]));
       y = 0;
       for (int i = 0; i < d; ++i) y = fmaf(f.rot_t[size_t(i) * d + j], xs[i], y);
     }
-    uint16_t* raw = side == 0 ? L.raw_k : L.raw_v;
-    const int ring = side == 0 ? L.ring_k : L.ring_v;
-    raw[(RawRow(pos, p.sinks, ring) * p.n_kv_heads + h) * d + j] =
-        __half_as_ushort(__float2half_rn(y));
+    raw[row] = __half_as_ushort(__float2half_rn(y));
     __syncthreads();  // xs is reused by the V side
   }
 }
@@ -165,13 +171,28 @@ __global__ void EncodeKernel(BlockJob jk, BlockJob jv, int use_k, TqLayerParams 
     s.thr[256 + i] = i + 1 < (1 << f.lo_bits) ? f.thr_lo[i] : 0.0f;
   }
   __syncthreads();
+  // The fp16 input rows (unrotated) into s.x, then rotated in place token by token through
+  // s.center as scratch (y = R x as AppendRawKernel computes it).
+  const uint16_t* src = job.raw + SourcePlane(p.sinks, job.ring, p.n_kv_heads, d);
   for (int i = threadIdx.x; i < kTqBlock * d; i += blockDim.x) {
     const int t = i / d, j = i % d;
     const int pos = p.sinks + b * kTqBlock + t;
-    const float x = __half2float(__ushort_as_half(
-        job.raw[(RawRow(pos, p.sinks, job.ring) * p.n_kv_heads + h) * d + j]));
+    const float x = __half2float(
+        __ushort_as_half(src[(RawRow(pos, p.sinks, job.ring) * p.n_kv_heads + h) * d + j]));
     s.x[i] = x;
     if (!isfinite(x)) all_finite = 0;
+  }
+  __syncthreads();
+  for (int t = 0; t < kTqBlock; ++t) {
+    float* xt = s.x + t * d;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) s.center[j] = xt[j];
+    __syncthreads();
+    for (int j = threadIdx.x; j < d; j += blockDim.x) {
+      float y = 0;
+      for (int i = 0; i < d; ++i) y = fmaf(f.rot_t[size_t(i) * d + j], s.center[i], y);
+      xt[j] = y;
+    }
+    __syncthreads();
   }
   for (int j = threadIdx.x; j < d; j += blockDim.x) s.center[j] = 0;
   __syncthreads();
@@ -220,13 +241,22 @@ __global__ void DecodeKernel(BlockJob jk, BlockJob jv, int use_k, TqLayerParams 
   const float* lev = j < f.n_hi ? f.levels_hi : f.levels_lo;
   const int bits = BitsOf(f, j);
   uint16_t* raw = const_cast<uint16_t*>(job.raw);
+  const size_t src = SourcePlane(p.sinks, job.ring, p.n_kv_heads, d);
+  extern __shared__ float ys[];
   for (int t = 0; t < kTqBlock; ++t) {
     int unit, pc;
     CodeAt(f, t, j, &unit, &pc);
     const float y = lev[GetCode(blk + unit, bits, pc)] * __half2float(norms[t]) + center;
     const int pos = p.sinks + b * kTqBlock + t;
-    raw[(RawRow(pos, p.sinks, job.ring) * p.n_kv_heads + h) * d + j] =
-        __half_as_ushort(__float2half_rn(y));
+    const size_t row = (RawRow(pos, p.sinks, job.ring) * p.n_kv_heads + h) * d + j;
+    raw[row] = __half_as_ushort(__float2half_rn(y));
+    // The unrotated row R^T y in fp16, as the CPU re-stores a cut block's decoded rows.
+    ys[j] = y;
+    __syncthreads();
+    float x = 0;
+    for (int i = 0; i < d; ++i) x = fmaf(f.rot[size_t(i) * d + j], ys[i], x);
+    raw[src + row] = __half_as_ushort(__float2half_rn(x));
+    __syncthreads();
   }
 }
 
@@ -272,7 +302,8 @@ void LaunchTqDecodeBlocks(const TqKvLayer& L, const TqLayerParams& p, int b0, in
   int tensors = 0;
   Jobs(L, p, &jk, &jv, &tensors);
   if (nb <= 0 || tensors == 0) return;
-  DecodeKernel<<<dim3(nb, p.n_kv_heads, tensors), p.dim, 0, static_cast<cudaStream_t>(stream)>>>(
+  DecodeKernel<<<dim3(nb, p.n_kv_heads, tensors), p.dim, p.dim * sizeof(float),
+                 static_cast<cudaStream_t>(stream)>>>(
       jk, jv, p.k_comp, p, b0);
   TQLM_CUDA_CHECK(cudaGetLastError());
 }

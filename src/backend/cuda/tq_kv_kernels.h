@@ -5,7 +5,9 @@
 //   * raw rows in fp16, [S + ring][n_kv_heads][dim]: the sinks [0, S) at rows [0, S), main
 //     position p >= S at row S + (p - S) % ring. A TurboQuant tensor keeps its raw rows in the
 //     codec's rotated basis (R x, then rounded to fp16), an f16 tensor as they are; its ring
-//     then covers every position (it is never compressed).
+//     then covers every position (it is never compressed). A TurboQuant tensor has a second
+//     plane of the same shape right after the first (tq_layout.h SourcePlane): the input rows
+//     rounded to fp16, unrotated, which the block encoder rotates (the CPU's encoder input).
 //   * compressed blocks, main block b (positions [S + 64 b, S + 64 b + 64)) of KV head h at
 //     (b * n_kv_heads + h) * block_stride: the CPU cache's bytes exactly (block_format_turbo.cc:
 //     codes in units, fp16 norms, the rotated fp16 key center), so that a block is checked

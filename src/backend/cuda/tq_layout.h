@@ -104,4 +104,12 @@ TQLM_TQ_FN size_t RawRow(int pos, int sinks, int ring) {
   return pos < sinks ? size_t(pos) : size_t(sinks) + size_t((pos - sinks) % ring);
 }
 
+// A TurboQuant tensor's raw rows come in two planes of [sinks + ring][n_kv_heads][dim] fp16:
+// the rotated rows (attention reads them), then the input rows rounded to fp16 unrotated (the
+// block encoder rotates those, as the CPU encodes the rotation of its fp16 raw rows). This is
+// the element offset of the second plane.
+TQLM_TQ_FN size_t SourcePlane(int sinks, int ring, int n_kv_heads, int dim) {
+  return (size_t(sinks) + size_t(ring)) * size_t(n_kv_heads) * size_t(dim);
+}
+
 }  // namespace tqlm::cuda_backend
