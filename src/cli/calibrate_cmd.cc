@@ -85,6 +85,7 @@ int Calibrate(const CalibFlags& f) {
       eval::Calibrate(setup, bar, results, [&](int done, int expected, const std::string&) {
         pbar.Update(done, expected);
       });
+  if (o.complete) pbar.Update(1, 1);  // the estimate of cells ahead may have been high
   pbar.Finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -54,9 +54,11 @@ const runtime::KvPolicy* CalibratedAuto(const std::string& model_path,
 }
 
 std::string DescribeKvAuto(const KvAuto& a, const model::ModelInfo& info) {
-  const runtime::ResolvedKv kv = runtime::ResolveKvPolicy(a.policy, info.layers, 0);
-  std::string s = kv.Label();
-  if (!a.policy.profile.empty()) s += " [" + a.policy.profile + "]";
+  // The policy's own K/V and rules: ResolvedKv::Label names the first layer's types, which a
+  // calibration's profile may have changed.
+  const runtime::KvPolicy c = runtime::ConcreteKvPolicy(a.policy, info.layers);
+  std::string s = c.k_type + "/" + c.v_type;
+  if (!c.profile.empty()) s += " with layers " + c.profile;
   return s + " from " + a.source;
 }
 

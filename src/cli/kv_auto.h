@@ -31,7 +31,7 @@ runtime::SessionOptions SessionWithKvAuto(const ModelFlags& f, const model::Mode
 const runtime::KvPolicy* CalibratedAuto(const std::string& model_path,
                                         const model::ModelInfo& info);
 
-// "K/V (per-layer) from SOURCE": one line for banners.
+// "K/V with layers RULES from SOURCE": one line for banners.
 std::string DescribeKvAuto(const KvAuto& a, const model::ModelInfo& info);
 
 }  // namespace tqlm::cli

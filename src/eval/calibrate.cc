@@ -274,7 +274,6 @@ CalibOutcome Calibrate(const CalibSetup& setup, const CalibBar& bar, ResultsFile
   auto scan = [&](const Level& hi, const Level& lo, std::vector<double>* dkl) -> bool {
     std::vector<runtime::KvPolicy> ps = {hi.policy};
     for (int g = 0; g < n_groups; ++g) ps.push_back(Mix(hi, lo, moved_groups({g})));
-    run.Expect(n_groups + 1);
     if (!run.Measure(ps, 1, "layer scan", &sums)) return false;
     const CalibRow base = run.Row("scan base", hi.policy, sums[0], bar);
     out.table.push_back(base);
@@ -298,7 +297,7 @@ CalibOutcome Calibrate(const CalibSetup& setup, const CalibBar& bar, ResultsFile
                               "more than the budget {}",
                               CalibPolicyName(ladder[0].policy), ladder[0].bits, bar.budget_bits));
     const Level& lo = ladder[size_t(li)];
-    run.Expect(2 * W);
+    run.Expect(2 * W + n_groups + 1 + W);  // L, the scan, the mix
     CalibRow lo_row;
     if (!measure_all(lo.policy, "uniform", &lo_row)) return out;
     out.chosen = lo_row;
@@ -326,7 +325,6 @@ CalibOutcome Calibrate(const CalibSetup& setup, const CalibBar& bar, ResultsFile
       }
       const std::vector<bool> moved = moved_groups(at_lo);
       if (promoted > 0) {
-        run.Expect(W);
         CalibRow mix;
         if (!measure_all(Mix(hi, lo, moved), fmt::format("mix {} groups up", promoted), &mix)) return out;
         if (mix.mean_kld <= lo_row.mean_kld) out.chosen = mix;
@@ -337,13 +335,17 @@ CalibOutcome Calibrate(const CalibSetup& setup, const CalibBar& bar, ResultsFile
     return out;
   }
 
+  // The progress bar's estimate of the cells ahead: f16 and ~log2(levels) ladder levels on
+  // every window, the scan on one, one or two measured mixes. It is raised if the run needs more.
+  int steps = 0;
+  for (size_t n = ladder.size() + 1; n > 1; n = (n + 1) / 2) ++steps;
+  run.Expect((1 + steps) * W + n_groups + 1 + 2 * W);
   // Bar mode. 1: the uniform ladder, bisected on the assumption that more bits never cost
   // quality (true of every measured ladder but for noise): the cheapest level that meets the bar.
   std::map<int, CalibRow> uniform;
   int lo_i = -1, hi_i = int(ladder.size());  // lo_i fails (or none), hi_i meets (or none)
   while (hi_i - lo_i > 1) {
     const int mid = (lo_i + hi_i) / 2;
-    run.Expect(2 * W);
     CalibRow r;
     if (!measure_all(ladder[size_t(mid)].policy, "uniform", &r)) return out;
     uniform[mid] = r;
@@ -400,7 +402,6 @@ CalibOutcome Calibrate(const CalibSetup& setup, const CalibBar& bar, ResultsFile
   for (int tries = 0; k > 0 && tries < kMixTries; ++tries) {
     const std::vector<bool> moved =
         moved_groups(std::vector<int>(order.begin(), order.begin() + k));
-    run.Expect(W);
     CalibRow mix;
     const int n_moved = int(std::count(moved.begin(), moved.end(), true));
     if (!measure_all(Mix(hi, lo, moved), fmt::format("mix {} layers", n_moved), &mix)) return out;
