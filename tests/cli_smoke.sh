@@ -11,7 +11,10 @@ fail=0
 check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
-"$TQLM" run -p "The capital of France is" -n 8 --temp 0 --json > "$tmp/run.json" 2> "$tmp/run.err"
+# Without a calibration (an empty calibration directory via a cache of links) 'auto' is the
+# built-in rule and says so with a hint.
+mkdir -p "$tmp/cache/models" && ln -s "$MODEL" "$tmp/cache/models/" && ln -s "$CACHE/corpus" "$tmp/cache/"
+TQLM_CACHE="$tmp/cache" "$TQLM" run -p "The capital of France is" -n 8 --temp 0 --json > "$tmp/run.json" 2> "$tmp/run.err"
 check "run --json exits 0" '[ $? -eq 0 ]'
 check "run --json has the statistics" "python3 - '$tmp/run.json' <<'PY'
 import json, sys
@@ -20,9 +23,10 @@ need = ['prompt_tokens', 'generated_tokens', 'prefill_tokens_per_s', 'decode_tok
         'kv_cache_bytes', 'kv_cache_bytes_f16', 'text']
 assert all(k in j for k in need), j
 assert j['generated_tokens'] == 8 and 'Paris' in j['text'], j
-# The default cache is 'auto': SmolLM2's 64-wide heads get 8-bit keys and 3-bit values.
-assert (j['cache_type_k'], j['cache_type_v']) == ('tq8', 'tq3'), j
+# The default cache is 'auto', without a calibration the built-in rule: 8-bit keys, 4-bit values.
+assert (j['cache_type_k'], j['cache_type_v']) == ('tq8', 'tq4'), j
 PY"
+check "auto without a calibration hints at tqlm calibrate" "grep -q 'tqlm calibrate' '$tmp/run.err'"
 
 # A long prompt on a compressed cache: KV bytes well below f16's for the same tokens.
 head -c 6000 "$CACHE/corpus/emma.txt" > "$tmp/long.txt"

@@ -21,6 +21,7 @@
 
 #include "cli/command.h"
 #include "cli/common_flags.h"
+#include "cli/kv_auto.h"
 #include "cli/line_reader.h"
 #include "server/request.h"
 #include "runtime/kv_policy.h"
@@ -82,7 +83,7 @@ class ChatLoop {
       : f_(f),
         tools_(f.tools_file.empty() ? nlohmann::ordered_json() : LoadTools(f.tools_file)),
         lm_(LoadModel(f.model)),
-        session_(*lm_.model, f.model.session),
+        session_(*lm_.model, SessionWithKvAuto(f.model, lm_.model->info())),
         format_(chat::DetectToolCallFormat(lm_.tokenizer->vocab().chat_template,
                                                 lm_.model->info().arch)) {}
 

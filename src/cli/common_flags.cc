@@ -91,7 +91,7 @@ void AddModelFlags(CLI::App& app, ModelFlags& f) {
       ->envname("TQLM_N_GPU_LAYERS")->check(CLI::Range(-1, 1 << 20));
   app.add_option("--ctk,--cache-type-k", f.session.kv.k_type,
                  "K cache type: auto f32 f16 q8_0 q4_0 tq2 tq2.5 tq3 tq3.5 tq4 tq8 (tqBp: QJL variant; "
-                 "auto: tq3 K / tq2 V at head size >= 128, tq8 / tq3 below)")
+                 "auto: the model's calibration (tqlm calibrate), else tq8 K / tq4 V)")
       ->envname("TQLM_CACHE_TYPE_K")->capture_default_str();
   app.add_option("--ctv,--cache-type-v", f.session.kv.v_type, "V cache type (as --ctk)")
       ->envname("TQLM_CACHE_TYPE_V")->capture_default_str();

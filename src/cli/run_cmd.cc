@@ -13,6 +13,7 @@
 #include "chat/render.h"
 #include "cli/command.h"
 #include "cli/common_flags.h"
+#include "cli/kv_auto.h"
 #include "cli/progress.h"
 #include "runtime/kv_policy.h"
 #include "runtime/generate.h"
@@ -56,7 +57,8 @@ int Run(const RunFlags& f) {
     ids = tok.Encode(prompt, /*add_special=*/true, /*parse_special=*/false);
   }
 
-  runtime::Session session(*lm.model, f.model.session);
+  const runtime::SessionOptions so = SessionWithKvAuto(f.model, lm.model->info());
+  runtime::Session session(*lm.model, so);
   // (A prompt longer than the context is the session's error, which says how many tokens over.)
   if (f.gen.max_tokens != 0 && int(ids.size()) == session.n_ctx())
     throw Error(fmt::format("the {}-token prompt leaves no room to generate in a context of {} "
@@ -84,7 +86,7 @@ int Run(const RunFlags& f) {
   const double prefill_tps = r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0;
   const double decode_tps = r.decode_seconds > 0 ? r.decode_forwards / r.decode_seconds : 0;
   const runtime::KvPolicy kv_used =
-      runtime::ConcreteKvPolicy(f.model.session.kv, lm.model->info().layers);
+      runtime::ConcreteKvPolicy(so.kv, lm.model->info().layers);
   if (f.json) {
     nlohmann::json j = {
         {"model", lm.model->info().name},

@@ -11,6 +11,8 @@
 
 #include "cli/command.h"
 #include "cli/common_flags.h"
+#include "cli/eval_cmds.h"
+#include "cli/kv_auto.h"
 #include "runtime/kv_policy.h"
 #include "runtime/scheduler.h"
 #include "server/http_server.h"
@@ -55,7 +57,8 @@ int Serve(ServeFlags& f) {
   so.n_ctx = f.model.session.n_ctx;
   so.n_threads = f.model.session.n_threads;
   so.batch = f.model.session.batch;
-  so.kv = f.model.session.kv;
+  const KvAuto kv_auto = ResolveKvAuto(f.model.session.kv, ModelPathOf(f.model), lm.model->info());
+  so.kv = kv_auto.policy;
   so.prompt_cache_bytes = ParseByteSize("--prompt-cache-bytes", f.prompt_cache);
   so.max_queue = f.max_queue;
   so.trim_when_idle = !f.no_idle_trim;
@@ -88,7 +91,8 @@ int Serve(ServeFlags& f) {
                "%d sink tokens and tool definitions up to %d tokens full precision, prompt "
                "cache %s)\n",
                lm.model->info().name.c_str(), opt.host.c_str(), port, opt.model_id.c_str(),
-               f.parallel, scheduler.n_ctx(), kv.Label().c_str(), kv.sink_tokens,
+               f.parallel, scheduler.n_ctx(), DescribeKvAuto(kv_auto, lm.model->info()).c_str(),
+               kv.sink_tokens,
                so.kv.tools_head_max, f.prompt_cache.c_str());
   http.Listen();
   // Listen returned without a signal (it failed): wake the waiter so it can end.
