@@ -61,7 +61,6 @@ GenerateResult Generate(Session& session, const tokenizer::Tokenizer& tok,
           k = control.Length(cap);
           if (k > 0) proposal = proposer->Propose(context, k);
           k = int(proposal.size());
-          if (k == 0) control.Scored(1, 1);  // a little optimism per idle step: try again later
         }
         if (k > 0) shadow.Clear();
         batch.insert(batch.end(), proposal.begin(), proposal.begin() + k);

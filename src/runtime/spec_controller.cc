@@ -16,10 +16,14 @@ constexpr double kPriorHits = 0.5, kPriorMisses = 0.5;
 // extra token assumed to cost this fraction of a one-token step. Weighted as one observation,
 // it only matters until steps of two different sizes have been measured.
 constexpr double kPriorExtraCost = 0.1;
+// Probes while speculation is off: after kFirstProbe idle steps, then twice as many each time up
+// to kLastProbe (so they cost a small and shrinking share of the steps), kProbeLength tokens.
+constexpr int kFirstProbe = 16, kLastProbe = 512, kProbeLength = 4;
 }  // namespace
 
 SpecController::SpecController(const SpecParams& params)
-    : adaptive_(params.adaptive), max_draft_(std::max(0, params.max_draft)) {}
+    : adaptive_(params.adaptive), max_draft_(std::max(0, params.max_draft)),
+      probe_after_(kFirstProbe) {}
 
 double SpecController::alpha() const {
   return (hits_ + kPriorHits) / (hits_ + misses_ + kPriorHits + kPriorMisses);
@@ -44,7 +48,7 @@ double SpecController::RelativeCost(int n) const {
   return (a + b * n) / (a + b);
 }
 
-int SpecController::Length(int available) const {
+int SpecController::Length(int available) {
   available = std::min(available, max_draft_);
   if (!adaptive_ || available <= 0) return std::max(available, 0);
   const double al = alpha();
@@ -56,7 +60,15 @@ int SpecController::Length(int available) const {
     const double gain = (1 + expected) / RelativeCost(1 + k);
     if (gain > best_gain) best_gain = gain, best = k;
   }
-  return best;
+  if (best > 0) {
+    idle_ = 0;
+    probe_after_ = kFirstProbe;
+    return best;
+  }
+  if (++idle_ < probe_after_) return 0;
+  idle_ = 0;
+  probe_after_ = std::min(2 * probe_after_, kLastProbe);
+  return std::min(available, kProbeLength);
 }
 
 void SpecController::Timed(int n_fed, double seconds) {

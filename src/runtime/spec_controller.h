@@ -9,7 +9,8 @@
 //     the measured steps, forgetting old ones);
 // and picks the k maximising expected tokens per second, (1 + alpha + ... + alpha^k) / cost(1 + k)
 // relative to one token per cost(1). When no k > 0 beats plain decoding it returns 0: speculation
-// is off until the estimates change. The choice never changes the output, only the speed.
+// is off until the estimates change (or a probe, below). The choice never changes the output,
+// only the speed.
 #pragma once
 
 #include <vector>
@@ -23,7 +24,10 @@ class SpecController {
   explicit SpecController(const SpecParams& params);
 
   // How many of the `available` proposed tokens the next step should verify (0: decode one).
-  int Length(int available) const;
+  // While that is 0, every so often (less often each time it stays 0) a short probe is verified
+  // anyway: the cost of verifying is only measured by doing it, and a measurement spoiled by a
+  // busy moment must not keep speculation off for good.
+  int Length(int available);
   // A forward pass over `n_fed` tokens took `seconds` (n_fed = 1: a plain decode step).
   void Timed(int n_fed, double seconds);
   // k proposed tokens of which the first `accepted` were right (verified, or scored while off).
@@ -41,6 +45,8 @@ class SpecController {
   // Cost line: decayed least-squares sums over (n, seconds).
   double w_ = 0, sn_ = 0, snn_ = 0, sy_ = 0, sny_ = 0;
   bool timed_ = false;
+  int idle_ = 0;         // steps without speculation since the last verified one
+  int probe_after_ = 0;  // idle steps before the next probe (grows while probes do not pay)
 };
 
 // While speculation is off, the proposals it would have made are scored against the tokens

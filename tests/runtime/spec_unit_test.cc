@@ -46,6 +46,14 @@ TEST(SpecController, FollowsAcceptanceAndCost) {
   for (int i = 0; i < 150; ++i) c.Scored(4, 0);
   EXPECT_LT(c.alpha(), 0.05);
   EXPECT_EQ(c.Length(16), 0);
+  // ... except for a short probe now and then, less often while it does not pay.
+  std::vector<int> probes;
+  for (int i = 1; i < 200; ++i)
+    if (c.Length(16) > 0) probes.push_back(i);
+  ASSERT_EQ(probes.size(), 3u);
+  EXPECT_EQ(probes[0], 15);        // the 16th idle step
+  EXPECT_EQ(probes[1], 15 + 32);   // then twice as many
+  EXPECT_EQ(probes[2], 15 + 32 + 64);
   // ... and comes back when they are right again (scored while off, for free).
   for (int i = 0; i < 40; ++i) c.Scored(4, 4);
   EXPECT_GT(c.Length(16), 0);
@@ -54,6 +62,7 @@ TEST(SpecController, FollowsAcceptanceAndCost) {
   for (int i = 0; i < 5; ++i) d.Timed(1, 0.010), d.Timed(5, 0.050);
   for (int i = 0; i < 20; ++i) d.Scored(4, 3);
   EXPECT_EQ(d.Length(16), 0);
+  EXPECT_EQ(d.Length(2), 0);
   // Not adaptive: everything available, up to the maximum.
   p.adaptive = false;
   SpecController e(p);
