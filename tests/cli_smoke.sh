@@ -69,6 +69,15 @@ for bad in "-hf user/repo" "-xyz 1" "--temp -1" "--top-p 2" "--top-k -3" "-t -3"
   flag=${bad%% *}
   check "run $bad: refused before loading, naming the flag" '[ $rc -ne 0 ] && ! grep -q loading "$tmp/bad.err" && grep -q -- "${flag#-}" "$tmp/bad.err"'
 done
+# Speculative decoding (issue 28): same text as without it, counters in --json; bad settings are
+# errors that say what is wrong.
+"$TQLM" run -p "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12," -n 24 --temp 0 --json > "$tmp/nospec.json" 2>/dev/null
+"$TQLM" run -p "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12," -n 24 --temp 0 --json --spec ngram --spec-fixed --spec-ngram-min 1 > "$tmp/spec.json" 2>/dev/null
+check "run --spec ngram: same text, proposals counted" "python3 -c \"import json; a=json.load(open('$tmp/nospec.json')); b=json.load(open('$tmp/spec.json')); assert a['text'] == b['text'] and b['spec_proposed'] > 0 and b['spec'] == 'ngram', (a, b)\""
+"$TQLM" run --spec draft -p hi -n 2 > /dev/null 2> "$tmp/spec.err"
+check "run --spec draft without -md is an error" '[ $? -eq 1 ] && grep -q "needs a draft model" "$tmp/spec.err"'
+"$TQLM" run --spec ngram --spec-ngram-min 5 --spec-ngram-max 2 -p hi -n 2 > /dev/null 2> "$tmp/spec.err"
+check "run --spec-ngram-min above max is an error" '[ $? -eq 1 ] && grep -q "spec-ngram-min" "$tmp/spec.err"'
 "$TQLM" run -c 1 -n 4 -p hi > /dev/null 2> "$tmp/room.err"
 check "run -c 1 -n 4: no room to generate is an error" '[ $? -eq 1 ] && grep -q "no room" "$tmp/room.err"'
 "$TQLM" plan -c 16k --memory 8GiB > "$tmp/plan.out" 2>&1

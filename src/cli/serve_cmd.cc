@@ -24,6 +24,7 @@ namespace {
 struct ServeFlags {
   ModelFlags model;
   runtime::SamplerParams sampler;
+  SpecFlags spec;
   server::ServerOptions server;
   int parallel = 4;
   int max_queue = 64;
@@ -68,6 +69,10 @@ int Serve(ServeFlags& f) {
   opt.model_id = f.alias.empty() ? ModelId(f.model.model.empty() ? DefaultModelPath() : f.model.model)
                                  : f.alias;
   opt.sampler = f.sampler;
+  if (f.spec.mode == "draft" || !f.spec.draft_model.empty())
+    throw Error("serve: draft-model speculation is not available in the server (--spec ngram is)");
+  opt.spec = f.spec.params;
+  opt.spec.mode = runtime::ParseSpecMode(f.spec.mode);
   opt.max_body_bytes = ParseByteSize("--max-body-bytes", f.max_body);
   if (opt.limits.max_tokens < 1) throw Error("--max-tokens-limit must be at least 1");
   if (opt.http_threads <= 0) opt.http_threads = f.parallel + f.max_queue + 4;
@@ -114,6 +119,7 @@ CommandRegistration reg("serve", "OpenAI-compatible HTTP server with continuous 
   f->model.session.kv = runtime::DefaultKvPolicy();  // measured default, see kv_policy.h
   AddModelFlags(app, f->model);
   AddSamplerFlags(app, f->sampler);
+  AddSpecFlags(app, f->spec);  // ngram only; a request decoding alone speculates
   app.add_option("--host", f->server.host, "address to listen on")
       ->envname("TQLM_HOST")->capture_default_str();
   app.add_option("--port", f->server.port, "port (0: any free port)")
