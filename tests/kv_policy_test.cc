@@ -73,52 +73,39 @@ TEST(KvPolicy, ToolsHeadExtendsTheSinks) {
   EXPECT_EQ(DefaultKvPolicy().sink_tokens, 4);
 }
 
-// "auto" is per layer: the measured default for the layer's head size.
-TEST(KvPolicy, AutoFollowsHeadSize) {
+// "auto" without a calibration is the conservative rule, K8/V4 at every head size; per layer
+// (so that a profile rule may say auto).
+TEST(KvPolicy, AutoIsTheConservativeRule) {
   const KvPolicy d = DefaultKvPolicy();
   EXPECT_EQ(d.k_type, "auto");
   EXPECT_EQ(d.v_type, "auto");
   EXPECT_EQ(d.sink_tokens, 4);
-  ResolvedKv r = ResolveKvPolicy(d, Layers(2, 128), 0);
-  EXPECT_EQ(r.Label(), "tq3/tq2");
-  r = ResolveKvPolicy(d, Layers(2, 256), 0);
-  EXPECT_EQ(r.Label(), "tq3/tq2");
-  r = ResolveKvPolicy(d, Layers(2, 64), 0);
-  EXPECT_EQ(r.Label(), "tq8/tq3");
-  EXPECT_EQ(r.sink_tokens, 4);
-
-  std::vector<kv::LayerGeometry> mixed = Layers(3, 128);
-  mixed[1].head_dim = 64;
-  r = ResolveKvPolicy(d, mixed, 0);
-  EXPECT_EQ(r.k_types[0].Name(), "tq3");
-  EXPECT_EQ(r.k_types[1].Name(), "tq8");
-  EXPECT_EQ(r.v_types[1].Name(), "tq3");
-  EXPECT_EQ(r.v_types[2].Name(), "tq2");
-  EXPECT_EQ(r.Label(), "tq3/tq2 (per-layer)");
-
+  for (int head : {32, 64, 128, 256}) {
+    const ResolvedKv r = ResolveKvPolicy(d, Layers(2, head), 0);
+    EXPECT_EQ(r.Label(), "tq8/tq4") << head;
+    EXPECT_EQ(r.sink_tokens, 4);
+  }
   // One side fixed, the other auto; and auto inside a profile rule.
   KvPolicy p;
   p.k_type = "tq4";
   p.v_type = "auto";
   p.profile = "0=auto/f16";
-  r = ResolveKvPolicy(p, mixed, 0);
-  EXPECT_EQ(r.k_types[0].Name(), "tq3");
+  const ResolvedKv r = ResolveKvPolicy(p, Layers(3, 128), 0);
+  EXPECT_EQ(r.k_types[0].Name(), "tq8");
   EXPECT_EQ(r.v_types[0].Name(), "f16");
   EXPECT_EQ(r.k_types[1].Name(), "tq4");
-  EXPECT_EQ(r.v_types[1].Name(), "tq3");
+  EXPECT_EQ(r.v_types[1].Name(), "tq4");
+  EXPECT_EQ(r.Label(), "tq8/f16 (per-layer)");
 }
 
 TEST(KvPolicy, ConcreteNamesWhereAutoIsOneType) {
   KvPolicy c = ConcreteKvPolicy(DefaultKvPolicy(), Layers(4, 64));
   EXPECT_EQ(c.k_type, "tq8");
-  EXPECT_EQ(c.v_type, "tq3");
-  c = ConcreteKvPolicy(DefaultKvPolicy(), Layers(4, 128));
-  EXPECT_EQ(c.k_type, "tq3");
-  EXPECT_EQ(c.v_type, "tq2");
+  EXPECT_EQ(c.v_type, "tq4");
   std::vector<kv::LayerGeometry> mixed = Layers(2, 128);
   mixed[0].head_dim = 64;
   c = ConcreteKvPolicy(DefaultKvPolicy(), mixed);
-  EXPECT_EQ(c.k_type, "auto");  // differs per layer: stays auto
+  EXPECT_EQ(c.k_type, "tq8");  // one type on every layer, whatever the head sizes
   KvPolicy fixed;
   fixed.k_type = "q8_0";
   EXPECT_EQ(ConcreteKvPolicy(fixed, mixed).k_type, "q8_0");

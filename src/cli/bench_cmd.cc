@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli/bench_e2e.h"
+#include "cli/bench_spec.h"
 #include "cli/command.h"
 #include "kernels/cpu/read_probe.h"
 #include "kernels/cpu/thread_pool.h"
@@ -264,7 +265,7 @@ int RunAttn(const AttnFlags& f) {
 
 const CommandRegistration kRegistration{
     "bench", "benchmarks (attn: decode attention over a compressed KV cache; e2e: the whole "
-             "model on a device)",
+             "model on a device; spec: speculative decoding)",
     [](CLI::App& app) -> std::function<int()> {
       app.require_subcommand(1);
       auto f = std::make_shared<AttnFlags>();
@@ -286,9 +287,13 @@ const CommandRegistration kRegistration{
                      "q4_0/q4_0 (unless --ctx/--ctk/--ctv are given)");
       auto e2e = std::make_shared<E2eFlags>();
       AddBenchE2e(app, *e2e);
-      return [f, attn, e2e] {
+      auto spec = std::make_shared<SpecBenchFlags>();
+      spec->model.session.n_threads = 2;
+      AddBenchSpec(app, *spec);
+      return [f, attn, e2e, spec] {
         if (e2e->subcommand->parsed()) return RunBenchE2e(*e2e);
-        if (!attn->parsed()) throw Error("bench: choose a benchmark (attn, e2e)");
+        if (spec->subcommand->parsed()) return RunBenchSpec(*spec);
+        if (!attn->parsed()) throw Error("bench: choose a benchmark (attn, e2e, spec)");
         AttnFlags g = *f;
         if (g.sweep) {
           if (attn->count("--ctx") == 0) g.ctx = {1024, 2048, 4096, 8192, 16384, 32768, 65536};

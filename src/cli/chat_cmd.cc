@@ -21,6 +21,7 @@
 
 #include "cli/command.h"
 #include "cli/common_flags.h"
+#include "cli/kv_auto.h"
 #include "cli/line_reader.h"
 #include "server/request.h"
 #include "runtime/kv_policy.h"
@@ -36,6 +37,7 @@ namespace {
 struct ChatFlags {
   ModelFlags model;
   runtime::GenerateParams gen;
+  SpecFlags spec;
   std::string system;
   std::string tools_file;
 };
@@ -82,9 +84,14 @@ class ChatLoop {
       : f_(f),
         tools_(f.tools_file.empty() ? nlohmann::ordered_json() : LoadTools(f.tools_file)),
         lm_(LoadModel(f.model)),
-        session_(*lm_.model, f.model.session),
+        session_(*lm_.model, SessionWithKvAuto(f.model, lm_.model->info())),
         format_(chat::DetectToolCallFormat(lm_.tokenizer->vocab().chat_template,
-                                                lm_.model->info().arch)) {}
+                                                lm_.model->info().arch)) {
+    SpecFlags spec = f.spec;
+    draft_ = ResolveSpec(spec, f.model, lm_);
+    gen_ = f.gen;
+    gen_.spec = spec.params;
+  }
 
   int Run() {
     WarnIfNoChatTemplate(lm_);
@@ -241,7 +248,8 @@ class ChatLoop {
     cb.should_stop = [] { return LineReader::TakeInterrupt(); };
     runtime::GenerateResult r;
     try {
-      r = runtime::Generate(session_, tok, fresh, f_.gen, cb);
+      r = runtime::Generate(session_, tok, fresh, gen_, cb,
+                            draft_ ? draft_->session.get() : nullptr);
     } catch (const Error& e) {
       std::fprintf(stderr, "\nerror: %s\n", e.what());
       return std::nullopt;
@@ -257,13 +265,13 @@ class ChatLoop {
     stopped_ = r.finish_reason == "cancelled";
     if (stopped_) std::fprintf(stderr, "[stopped]\n");
     last_tokens_ = r.generated_tokens;
-    last_rate_ = r.decode_seconds > 0 ? r.decode_forwards / r.decode_seconds : 0.0;
+    last_rate_ = r.decode_seconds > 0 ? r.decode_tokens / r.decode_seconds : 0.0;
     for (const std::string& m : parsed.malformed) {
       std::fprintf(stderr, "[malformed tool call, kept as text: %s]\n", m.c_str());
     }
     std::fprintf(stderr, "[%d prompt tokens (%zu reused), %d generated, %.1f tokens/s]\n",
                  int(ids.size()), common, r.generated_tokens,
-                 r.decode_seconds > 0 ? r.decode_forwards / r.decode_seconds : 0.0);
+                 r.decode_seconds > 0 ? r.decode_tokens / r.decode_seconds : 0.0);
     chat::ChatMessage message{"assistant", parsed.calls.empty() ? r.text : parsed.content};
     message.tool_calls = parsed.calls;
     messages_.push_back(std::move(message));
@@ -298,6 +306,8 @@ class ChatLoop {
   runtime::Session session_;
   chat::ToolCallFormat format_;
   std::vector<chat::ChatMessage> messages_;
+  std::unique_ptr<DraftModel> draft_;  // with --spec draft
+  runtime::GenerateParams gen_;        // f_.gen with the speculation settled
 };
 
 CommandRegistration reg("chat", "interactive multi-turn chat", [](CLI::App& app) {
@@ -306,6 +316,7 @@ CommandRegistration reg("chat", "interactive multi-turn chat", [](CLI::App& app)
   f->model.session.kv = runtime::DefaultKvPolicy();  // measured default, see kv_policy.h
   AddModelFlags(app, f->model);
   AddSamplerFlags(app, f->gen.sampler);
+  AddSpecFlags(app, f->spec);
   app.add_option("-n,--n-predict", f->gen.max_tokens, "max tokens per reply (-1: context full)")
       ->envname("TQLM_N_PREDICT")->capture_default_str()->check(CLI::Range(-1, 1 << 24));
   app.add_option("--system,--system-prompt", f->system, "system message");

@@ -8,6 +8,8 @@
 #include <cstdlib>
 
 #include "cli/model_names.h"
+#include "runtime/kv_policy.h"
+#include "runtime/proposer.h"
 #include "runtime/sampling_limits.h"
 #include "cli/progress.h"
 #include "tqlm/error.h"
@@ -91,7 +93,7 @@ void AddModelFlags(CLI::App& app, ModelFlags& f) {
       ->envname("TQLM_N_GPU_LAYERS")->check(CLI::Range(-1, 1 << 20));
   app.add_option("--ctk,--cache-type-k", f.session.kv.k_type,
                  "K cache type: auto f32 f16 q8_0 q4_0 tq2 tq2.5 tq3 tq3.5 tq4 tq8 (tqBp: QJL variant; "
-                 "auto: tq3 K / tq2 V at head size >= 128, tq8 / tq3 below)")
+                 "auto: the model's calibration (tqlm calibrate), else tq8 K / tq4 V)")
       ->envname("TQLM_CACHE_TYPE_K")->capture_default_str();
   app.add_option("--ctv,--cache-type-v", f.session.kv.v_type, "V cache type (as --ctk)")
       ->envname("TQLM_CACHE_TYPE_V")->capture_default_str();
@@ -137,6 +139,57 @@ void AddSamplerFlags(CLI::App& app, runtime::SamplerParams& p) {
       ->envname("TQLM_FREQUENCY_PENALTY")->capture_default_str()
       ->check(in(lim::kFrequencyPenalty));
   app.add_option("-s,--seed", p.seed, "random seed")->envname("TQLM_SEED")->capture_default_str();
+}
+
+void AddSpecFlags(CLI::App& app, SpecFlags& f) {
+  app.add_option("--spec", f.mode,
+                 "speculative decoding: none, ngram (prompt lookup: continue an earlier "
+                 "occurrence of the last tokens) or draft (a small model of the same vocabulary, "
+                 "-md); the output is unchanged, only faster")
+      ->envname("TQLM_SPEC")->capture_default_str()->check(CLI::IsMember({"none", "ngram", "draft"}));
+  app.add_option("--model-draft", f.draft_model, "draft model for --spec draft (GGUF file or "
+                 "installed name; llama.cpp's -md); implies --spec draft")
+      ->envname("TQLM_MODEL_DRAFT")
+      ->transform(std::function<std::string(std::string)>([](std::string name) {
+        try {
+          return ResolveModel(name);
+        } catch (const Error& e) {
+          throw CLI::ValidationError(e.what());
+        }
+      }));
+  app.add_option("--spec-max", f.params.max_draft, "most tokens proposed per step")
+      ->envname("TQLM_SPEC_MAX")->capture_default_str()->check(CLI::Range(1, 256));
+  app.add_option("--spec-ngram-min", f.params.ngram_min, "shortest suffix looked up (ngram)")
+      ->capture_default_str()->check(CLI::Range(1, 64));
+  app.add_option("--spec-ngram-max", f.params.ngram_max, "longest suffix looked up (ngram)")
+      ->capture_default_str()->check(CLI::Range(1, 64));
+  app.add_option("--spec-min-p", f.params.draft_min_p,
+                 "the draft stops proposing when its top token's probability is below P")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_flag("!--spec-fixed", f.params.adaptive,
+               "always propose --spec-max tokens when there are any (no adaptation)");
+}
+
+std::unique_ptr<DraftModel> ResolveSpec(SpecFlags& f, const ModelFlags& target_flags,
+                                        const LoadedModel& target) {
+  if (f.mode == "none" && !f.draft_model.empty()) f.mode = "draft";
+  f.params.mode = runtime::ParseSpecMode(f.mode);
+  if (f.params.ngram_min > f.params.ngram_max)
+    throw Error(fmt::format("--spec-ngram-min {} is above --spec-ngram-max {}", f.params.ngram_min,
+                            f.params.ngram_max));
+  if (f.params.mode != runtime::SpecMode::kDraft) {
+    if (!f.draft_model.empty()) throw Error("-md/--model-draft needs --spec draft");
+    return nullptr;
+  }
+  if (f.draft_model.empty()) throw Error("--spec draft needs a draft model: -md FILE");
+  auto out = std::make_unique<DraftModel>();
+  ModelFlags df = target_flags;
+  df.model = f.draft_model;
+  df.session.kv = runtime::DefaultKvPolicy();
+  out->lm = LoadModel(df);
+  runtime::CheckDraftVocabulary(*target.tokenizer, *out->lm.tokenizer);
+  out->session = std::make_unique<runtime::Session>(*out->lm.model, df.session);
+  return out;
 }
 
 LoadedModel LoadModel(const ModelFlags& flags) {

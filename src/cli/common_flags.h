@@ -9,6 +9,7 @@
 #include "model/model.h"
 #include "runtime/sampler.h"
 #include "runtime/session.h"
+#include "runtime/spec_params.h"
 #include "chat/chat_format.h"
 #include "tokenizer/tokenizer.h"
 
@@ -24,6 +25,15 @@ struct ModelFlags {
 
 void AddModelFlags(CLI::App& app, ModelFlags& flags);
 void AddSamplerFlags(CLI::App& app, runtime::SamplerParams& params);
+
+// Speculative decoding (run, chat): --spec none|ngram|draft, --spec-max, --spec-ngram-min/max,
+// --spec-min-p, -md/--model-draft (which implies --spec draft).
+struct SpecFlags {
+  std::string mode = "none";
+  std::string draft_model;
+  runtime::SpecParams params;  // .mode set by ResolveSpec
+};
+void AddSpecFlags(CLI::App& app, SpecFlags& flags);
 
 // "8GiB", "512MiB", "2GB", "1000000": binary (K/KiB, M/MiB, G/GiB) and decimal (KB, MB, GB)
 // units. Anything else, or more than 1e15 bytes, is an Error that names the flag.
@@ -44,6 +54,16 @@ struct LoadedModel {
 };
 // Loads model + tokenizer with a progress bar on stderr.
 LoadedModel LoadModel(const ModelFlags& flags);
+
+// The draft model of -md with its own session (the default KV policy, the target's context and
+// threads), after checking that it shares the target's vocabulary; nullptr without draft
+// speculation. Also settles flags.params.mode (an Error for --spec draft without -md).
+struct DraftModel {
+  LoadedModel lm;
+  std::unique_ptr<runtime::Session> session;
+};
+std::unique_ptr<DraftModel> ResolveSpec(SpecFlags& flags, const ModelFlags& target_flags,
+                                        const LoadedModel& target);
 
 // For commands that chat (chat, serve, run --chat): one line on stderr when the model has no
 // chat template of its own (usually a base model, not instruction-tuned), so its rambling is

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "cli/eval_cmds.h"
+#include "cli/kv_auto.h"
 #include "eval/kv_configs.h"
 #include "eval/niah.h"
 #include "eval/niah_table.h"
@@ -56,7 +57,8 @@ int RunNiah(const NiahFlags& f) {
   const model::ModelInfo& info = lm.model->info();
   const std::vector<int> lengths = ParseLengths(f.lengths, info.n_ctx_train - f.max_answer);
   const std::vector<eval::NamedKvConfig> configs =
-      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, info.layers);
+      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, info.layers,
+                            CalibratedAuto(ModelPathOf(f.model), lm.model->info()));
   const std::vector<int> corpus = lm.tokenizer->Encode(text, false, false);
   const std::string model_path = ModelPathOf(f.model);
   nlohmann::json base = BaseCellConfig("niah", model_path);

@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "cli/eval_cmds.h"
+#include "cli/kv_auto.h"
 #include "cli/progress.h"
 #include "eval/kv_configs.h"
 #include "eval/perplexity.h"
@@ -123,7 +124,8 @@ int SweepRun(const PplFlags& f, const std::string& path, const std::string& text
     throw Error(fmt::format("eval ppl: the text has {} tokens, fewer than one window of {}",
                             tokens.size(), ctx));
   std::vector<eval::NamedKvConfig> configs =
-      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, lm.model->info().layers);
+      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, lm.model->info().layers,
+                            CalibratedAuto(ModelPathOf(f.model), lm.model->info()));
   // The f16 run is every other configuration's reference: it goes first in each window.
   auto f16 = std::find_if(configs.begin(), configs.end(), [](auto& c) { return c.name == "f16/f16"; });
   if (f16 == configs.end()) {

@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "cli/eval_cmds.h"
+#include "cli/kv_auto.h"
 #include "eval/kv_configs.h"
 #include "eval/sha256.h"
 #include "eval/tools_grade.h"
@@ -116,7 +117,8 @@ int RunEvalTools(const ToolsFlags& f) {
   std::sort(ratios.begin(), ratios.end());
   ratios.erase(std::unique(ratios.begin(), ratios.end()), ratios.end());
   const std::vector<eval::NamedKvConfig> configs =
-      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, info.layers);
+      eval::ParseKvConfigs(f.kv_list, f.model.session.kv, info.layers,
+                            CalibratedAuto(ModelPathOf(f.model), lm.model->info()));
   const chat::ToolCallFormat format =
       chat::DetectToolCallFormat(lm.tokenizer->vocab().chat_template, info.arch);
   const std::vector<int> corpus = lm.tokenizer->Encode(text, false, false);

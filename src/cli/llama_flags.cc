@@ -18,7 +18,7 @@ const std::map<std::string, std::string>& Aliases() {
       {"-ctk", "--cache-type-k"}, {"-ctv", "--cache-type-v"}, {"-np", "--parallel"},
       {"-fa", "--flash-attn"},    {"-sys", "--system-prompt"}, {"-ngl", "--n-gpu-layers"},
       {"-ngld", "--n-gpu-layers"}, {"-tb", "--threads"},     {"-ub", "--batch-size"},
-      {"-cnv", "--conversation"}, {"-no-cnv", "--no-conversation"},
+      {"-cnv", "--conversation"}, {"-no-cnv", "--no-conversation"}, {"-md", "--model-draft"},
   };
   return m;
 }
@@ -30,7 +30,6 @@ const std::map<std::string, std::string>& Unsupported() {
               "name, see tqlm models)"},
       {"-hfr", "downloads from Hugging Face: tqlm runs local GGUF files"},
       {"-mu", "downloads a model URL: tqlm runs local GGUF files"},
-      {"-md", "draft-model speculation is not available yet"},
       {"-lv", "log verbosity levels are not available"},
   };
   return m;
@@ -39,7 +38,8 @@ const std::map<std::string, std::string>& Unsupported() {
 // Flags whose value is free text (a prompt or a path): their value is never read as a flag.
 const std::set<std::string>& FreeTextFlags() {
   static const std::set<std::string> s = {"-p", "--prompt", "-f", "--file", "--system",
-                                          "--system-prompt", "-sys", "--stop", "-m", "--model"};
+                                          "--system-prompt", "-sys", "--stop", "-m", "--model",
+                                          "-md", "--model-draft"};
   return s;
 }
 

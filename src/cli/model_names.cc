@@ -23,6 +23,7 @@ const std::vector<ModelAlias>& ModelAliases() {
       {"smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"},
       {"qwen2.5-coder-1.5b", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"},
       {"gemma3-270m", "gemma-3-270m-q4_k_m.gguf"},
+      {"qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"},  // draft model (--extra)
   };
   return aliases;
 }

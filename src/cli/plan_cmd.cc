@@ -9,6 +9,8 @@
 #include "backend/device_memory.h"
 #include "cli/command.h"
 #include "cli/common_flags.h"
+#include "cli/kv_auto.h"
+#include "runtime/kv_policy.h"
 #include "runtime/memory_plan.h"
 #include "tqlm/error.h"
 
@@ -51,7 +53,7 @@ int Plan(const PlanFlags& f) {
   auto model = model::Model::Load(path);
   const model::ModelInfo& info = model->info();
   const int batch = f.model.session.batch;
-  const runtime::KvPolicy& base = f.model.session.kv;
+  const runtime::KvPolicy base = ResolveKvAuto(f.model.session.kv, path, info, false).policy;
   std::vector<runtime::KvPolicy> candidates =
       f.fixed_types ? std::vector<runtime::KvPolicy>{base} : runtime::PlanCandidates(base);
   if (gpu) {  // only the types the GPU cache takes
@@ -63,6 +65,9 @@ int Plan(const PlanFlags& f) {
   std::printf("model %s: %d layers, %d KV heads x %d dims, trained context %d\n",
               info.name.c_str(), info.n_layer, info.layers[0].n_kv_heads, info.layers[0].head_dim,
               info.n_ctx_train);
+  const KvAuto auto_kv = ResolveKvAuto(runtime::DefaultKvPolicy(), path, info);
+  std::printf("default KV policy (--ctk auto --ctv auto): %s\n",
+              DescribeKvAuto(auto_kv, info).c_str());
   if (f.ctx == "max") {
     // Longest context per configuration, up to the context the model was trained for.
     const runtime::KvPolicy* best = nullptr;

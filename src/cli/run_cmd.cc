@@ -13,6 +13,7 @@
 #include "chat/render.h"
 #include "cli/command.h"
 #include "cli/common_flags.h"
+#include "cli/kv_auto.h"
 #include "cli/progress.h"
 #include "runtime/kv_policy.h"
 #include "runtime/generate.h"
@@ -24,6 +25,7 @@ namespace {
 struct RunFlags {
   ModelFlags model;
   runtime::GenerateParams gen;
+  SpecFlags spec;
   std::string prompt;
   std::string prompt_file;
   std::string system;  // with --chat
@@ -31,7 +33,7 @@ struct RunFlags {
   bool json = false;
 };
 
-int Run(const RunFlags& f) {
+int Run(RunFlags& f) {
   std::string prompt = f.prompt;
   if (!f.prompt_file.empty()) {
     std::ifstream in(f.prompt_file, std::ios::binary);
@@ -56,7 +58,10 @@ int Run(const RunFlags& f) {
     ids = tok.Encode(prompt, /*add_special=*/true, /*parse_special=*/false);
   }
 
-  runtime::Session session(*lm.model, f.model.session);
+  const runtime::SessionOptions so = SessionWithKvAuto(f.model, lm.model->info());
+  std::unique_ptr<DraftModel> draft = ResolveSpec(f.spec, f.model, lm);
+  f.gen.spec = f.spec.params;
+  runtime::Session session(*lm.model, so);
   // (A prompt longer than the context is the session's error, which says how many tokens over.)
   if (f.gen.max_tokens != 0 && int(ids.size()) == session.n_ctx())
     throw Error(fmt::format("the {}-token prompt leaves no room to generate in a context of {} "
@@ -73,7 +78,8 @@ int Run(const RunFlags& f) {
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
   };
-  runtime::GenerateResult r = runtime::Generate(session, tok, ids, f.gen, cb);
+  runtime::GenerateResult r = runtime::Generate(session, tok, ids, f.gen, cb,
+                                                    draft ? draft->session.get() : nullptr);
   if (!prefill_done) bar.Finish();
   if (!f.json) std::printf("\n");
 
@@ -82,9 +88,9 @@ int Run(const RunFlags& f) {
   getrusage(RUSAGE_SELF, &usage);
   const size_t peak_rss = size_t(usage.ru_maxrss) * 1024;  // Linux reports KiB
   const double prefill_tps = r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0;
-  const double decode_tps = r.decode_seconds > 0 ? r.decode_forwards / r.decode_seconds : 0;
+  const double decode_tps = r.decode_seconds > 0 ? r.decode_tokens / r.decode_seconds : 0;
   const runtime::KvPolicy kv_used =
-      runtime::ConcreteKvPolicy(f.model.session.kv, lm.model->info().layers);
+      runtime::ConcreteKvPolicy(so.kv, lm.model->info().layers);
   if (f.json) {
     nlohmann::json j = {
         {"model", lm.model->info().name},
@@ -101,6 +107,12 @@ int Run(const RunFlags& f) {
         {"peak_rss_bytes", peak_rss},
         {"cache_type_k", kv_used.k_type},
         {"cache_type_v", kv_used.v_type},
+        {"decode_forwards", r.decode_forwards},
+        {"spec", runtime::SpecModeName(f.gen.spec.mode)},
+        {"spec_steps", r.spec.steps},
+        {"spec_proposed", r.spec.proposed},
+        {"spec_accepted", r.spec.accepted},
+        {"spec_acceptance_rate", r.spec.AcceptanceRate()},
         {"finish_reason", r.finish_reason},
         {"text", r.text},
     };
@@ -113,6 +125,12 @@ int Run(const RunFlags& f) {
                  kv_used.k_type.c_str(), kv_used.v_type.c_str(), mem.bytes_used / 1048576.0,
                  mem.bytes_f16 / 1048576.0, peak_rss / 1048576.0,
                  r.finish_reason.c_str());
+    if (f.gen.spec.mode != runtime::SpecMode::kNone)
+      std::fprintf(stderr, "speculation %s: %lld proposed, %lld accepted (%.0f%%) in %lld steps; "
+                   "%d forward passes for %d tokens\n",
+                   runtime::SpecModeName(f.gen.spec.mode), (long long)r.spec.proposed,
+                   (long long)r.spec.accepted, 100 * r.spec.AcceptanceRate(),
+                   (long long)r.spec.steps, r.decode_forwards, r.decode_tokens);
   }
   return 0;
 }
@@ -123,6 +141,7 @@ CommandRegistration reg("run", "generate text from a prompt", [](CLI::App& app) 
   f->model.session.kv = runtime::DefaultKvPolicy();  // measured default, see kv_policy.h
   AddModelFlags(app, f->model);
   AddSamplerFlags(app, f->gen.sampler);
+  AddSpecFlags(app, f->spec);
   app.add_option("-p,--prompt", f->prompt, "prompt text")->envname("TQLM_PROMPT");
   app.add_option("-f,--file", f->prompt_file, "read the prompt from a file");
   app.add_option("-n,--n-predict", f->gen.max_tokens, "tokens to generate (-1: until context full)")

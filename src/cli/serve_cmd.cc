@@ -11,6 +11,8 @@
 
 #include "cli/command.h"
 #include "cli/common_flags.h"
+#include "cli/eval_cmds.h"
+#include "cli/kv_auto.h"
 #include "runtime/kv_policy.h"
 #include "runtime/scheduler.h"
 #include "server/http_server.h"
@@ -22,6 +24,7 @@ namespace {
 struct ServeFlags {
   ModelFlags model;
   runtime::SamplerParams sampler;
+  SpecFlags spec;
   server::ServerOptions server;
   int parallel = 4;
   int max_queue = 64;
@@ -55,7 +58,8 @@ int Serve(ServeFlags& f) {
   so.n_ctx = f.model.session.n_ctx;
   so.n_threads = f.model.session.n_threads;
   so.batch = f.model.session.batch;
-  so.kv = f.model.session.kv;
+  const KvAuto kv_auto = ResolveKvAuto(f.model.session.kv, ModelPathOf(f.model), lm.model->info());
+  so.kv = kv_auto.policy;
   so.prompt_cache_bytes = ParseByteSize("--prompt-cache-bytes", f.prompt_cache);
   so.max_queue = f.max_queue;
   so.trim_when_idle = !f.no_idle_trim;
@@ -65,6 +69,10 @@ int Serve(ServeFlags& f) {
   opt.model_id = f.alias.empty() ? ModelId(f.model.model.empty() ? DefaultModelPath() : f.model.model)
                                  : f.alias;
   opt.sampler = f.sampler;
+  if (f.spec.mode == "draft" || !f.spec.draft_model.empty())
+    throw Error("serve: draft-model speculation is not available in the server (--spec ngram is)");
+  opt.spec = f.spec.params;
+  opt.spec.mode = runtime::ParseSpecMode(f.spec.mode);
   opt.max_body_bytes = ParseByteSize("--max-body-bytes", f.max_body);
   if (opt.limits.max_tokens < 1) throw Error("--max-tokens-limit must be at least 1");
   if (opt.http_threads <= 0) opt.http_threads = f.parallel + f.max_queue + 4;
@@ -88,7 +96,8 @@ int Serve(ServeFlags& f) {
                "%d sink tokens and tool definitions up to %d tokens full precision, prompt "
                "cache %s)\n",
                lm.model->info().name.c_str(), opt.host.c_str(), port, opt.model_id.c_str(),
-               f.parallel, scheduler.n_ctx(), kv.Label().c_str(), kv.sink_tokens,
+               f.parallel, scheduler.n_ctx(), DescribeKvAuto(kv_auto, lm.model->info()).c_str(),
+               kv.sink_tokens,
                so.kv.tools_head_max, f.prompt_cache.c_str());
   http.Listen();
   // Listen returned without a signal (it failed): wake the waiter so it can end.
@@ -110,6 +119,7 @@ CommandRegistration reg("serve", "OpenAI-compatible HTTP server with continuous 
   f->model.session.kv = runtime::DefaultKvPolicy();  // measured default, see kv_policy.h
   AddModelFlags(app, f->model);
   AddSamplerFlags(app, f->sampler);
+  AddSpecFlags(app, f->spec);  // ngram only; a request decoding alone speculates
   app.add_option("--host", f->server.host, "address to listen on")
       ->envname("TQLM_HOST")->capture_default_str();
   app.add_option("--port", f->server.port, "port (0: any free port)")

@@ -41,7 +41,8 @@ std::string Trim(const std::string& s) {
 }  // namespace
 
 std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime::KvPolicy& base,
-                                          const std::vector<kv::LayerGeometry>& layers) {
+                                          const std::vector<kv::LayerGeometry>& layers,
+                                          const runtime::KvPolicy* calibrated) {
   std::vector<NamedKvConfig> out;
   std::set<std::string> seen;
   for (const std::string& raw : Split(list, ',')) {
@@ -71,6 +72,11 @@ std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime
         throw Error(fmt::format("kv config '{}': unknown option '{}' (s, th, b, r, floor, p)",
                                 entry, key));
       }
+    }
+    if (calibrated && p.k_type == "auto" && p.v_type == "auto" && p.profile.empty()) {
+      p.k_type = calibrated->k_type;
+      p.v_type = calibrated->v_type;
+      p.profile = calibrated->profile;
     }
     runtime::ResolveKvPolicy(p, layers, 0);  // throws on unknown types or bad profiles
     p = runtime::ConcreteKvPolicy(p, layers);

@@ -22,9 +22,12 @@ struct NamedKvConfig {
 
 // `base` supplies what an entry leaves out (the --kv-sink/--kv-buffer… flags); "auto" types
 // become the types they stand for on `layers` (the model's), so names and result keys say what
-// ran. Throws tqlm::Error for malformed entries, unknown types, bad profiles or duplicates.
+// ran. With `calibrated` (the model's calibration, eval/calib_file.h), entries whose K and V are
+// both "auto" and that name no profile take its types and profile instead, as `tqlm run` does.
+// Throws tqlm::Error for malformed entries, unknown types, bad profiles or duplicates.
 std::vector<NamedKvConfig> ParseKvConfigs(const std::string& list, const runtime::KvPolicy& base,
-                                          const std::vector<kv::LayerGeometry>& layers);
+                                          const std::vector<kv::LayerGeometry>& layers,
+                                          const runtime::KvPolicy* calibrated = nullptr);
 
 // The policy's fields as JSON (part of a cell's configuration hash). Types whose storage changed
 // after rows were recorded add a field naming the current layout ("tq8_layout"), so their old

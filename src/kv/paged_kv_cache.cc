@@ -298,6 +298,24 @@ void PagedKvCache::TruncateLayer(Layer& L, int n) {
   }
   L.n_comp = std::min(L.n_comp, cut_compressed ? keep_main - 1 : keep_main);
   L.n_written = std::min(L.n_written, n);
+  // Slots past the cut in the last kept raw blocks go back to zeros, as in a block that never
+  // held those tokens: a rolled-back step (speculative decoding) leaves no trace, and the cache
+  // is byte for byte what a run that never saw them holds.
+  const int sink_tail = std::min(n, S) % kBlockTokens;
+  const int main_tail = n > S ? (n - S) % kBlockTokens : 0;
+  for (Tensor* t : {&L.k, &L.v}) {
+    for (int h = 0; h < L.geom.n_kv_heads; ++h) {
+      if (sink_tail > 0 && !t->sinks[h].empty()) ClearRawTail(*t, h, t->sinks[h].back(), sink_tail);
+      if (main_tail > 0 && keep_main - 1 >= L.n_comp && t->main[h].back() != kNoBlock)
+        ClearRawTail(*t, h, t->main[h].back(), main_tail);
+    }
+  }
+}
+
+void PagedKvCache::ClearRawTail(Tensor& t, int head, uint32_t id, int from) {
+  const int d = t.raw->dim();
+  tmp_.assign(size_t(kBlockTokens - from) * d, 0.0f);
+  t.raw->Encode(tmp_.data(), d, from, kBlockTokens - from, t.raw_pool[head]->data(id));
 }
 
 void PagedKvCache::Truncate(int n) {

@@ -80,6 +80,7 @@ class PagedKvCache final : public KvCache {
   uint32_t NewRawBlock(Tensor& t, int head);
   void WriteTokens(Layer& L, Tensor& t, const float* x, int pos, int n);
   void TruncateLayer(Layer& L, int n);
+  void ClearRawTail(Tensor& t, int head, uint32_t id, int from);
 
   KvCacheConfig config_;
   int n_tokens_ = 0;

@@ -58,10 +58,8 @@ KvPolicy DefaultKvPolicy() {
   return p;
 }
 
-kv::KvType AutoKvType(bool key, int head_dim) {
-  const bool small_heads = head_dim < 128;
-  if (key) return kv::KvType::Parse(small_heads ? "tq8" : "tq3");
-  return kv::KvType::Parse(small_heads ? "tq3" : "tq2");
+kv::KvType AutoKvType(bool key, int /*head_dim*/) {
+  return kv::KvType::Parse(key ? "tq8" : "tq4");
 }
 
 std::string ResolvedKv::Label() const {

@@ -1,5 +1,7 @@
 #include "runtime/sampler.h"
 
+#include "runtime/spec_sampling.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -9,8 +11,8 @@ namespace tqlm::runtime {
 
 Sampler::Sampler(const SamplerParams& params) : params_(params), rng_(params.seed) {}
 
-int Sampler::Sample(std::span<const float> logits, std::span<const int> history,
-                    std::span<const int> banned) {
+size_t Sampler::Prepare(std::span<const float> logits, std::span<const int> history,
+                        std::span<const int> banned, double* total_out) {
   const int n_vocab = int(logits.size());
   candidates_.resize(n_vocab);
   for (int i = 0; i < n_vocab; ++i) candidates_[i] = {logits[i], i};
@@ -34,8 +36,12 @@ int Sampler::Sample(std::span<const float> logits, std::span<const int> history,
   auto by_logit = [](const auto& a, const auto& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };
-  if (params_.temperature <= 0.0f)
-    return std::min_element(candidates_.begin(), candidates_.end(), by_logit)->second;
+  if (params_.temperature <= 0.0f) {
+    candidates_[0] = *std::min_element(candidates_.begin(), candidates_.end(), by_logit);
+    probs_.assign(1, 1.0);
+    *total_out = 1.0;
+    return 1;
+  }
 
   size_t n = candidates_.size();
   if (params_.top_k > 0 && size_t(params_.top_k) < n) {
@@ -47,7 +53,8 @@ int Sampler::Sample(std::span<const float> logits, std::span<const int> history,
   }
   // Softmax over the survivors at the given temperature.
   const float max_logit = candidates_[0].first;
-  std::vector<double> probs(n);
+  std::vector<double>& probs = probs_;
+  probs.assign(n, 0.0);
   double sum = 0;
   for (size_t i = 0; i < n; ++i) {
     probs[i] = std::exp(double(candidates_[i].first - max_logit) / params_.temperature);
@@ -73,13 +80,38 @@ int Sampler::Sample(std::span<const float> logits, std::span<const int> history,
   }
   double total = 0;
   for (size_t i = 0; i < keep; ++i) total += probs[i];
+  *total_out = total;
+  return keep;
+}
+
+int Sampler::Sample(std::span<const float> logits, std::span<const int> history,
+                    std::span<const int> banned) {
+  double total = 0;
+  const size_t keep = Prepare(logits, history, banned, &total);
+  if (params_.temperature <= 0.0f) return candidates_[0].second;
   std::uniform_real_distribution<double> uniform(0.0, total);
   double r = uniform(rng_);
   for (size_t i = 0; i < keep; ++i) {
-    r -= probs[i];
+    r -= probs_[i];
     if (r <= 0) return candidates_[i].second;
   }
   return candidates_[keep - 1].second;
+}
+
+SparseDistribution Sampler::Distribution(std::span<const float> logits,
+                                         std::span<const int> history,
+                                         std::span<const int> banned) {
+  double total = 0;
+  const size_t keep = Prepare(logits, history, banned, &total);
+  SparseDistribution out(keep);
+  for (size_t i = 0; i < keep; ++i) out[i] = {candidates_[i].second, probs_[i] / total};
+  return out;
+}
+
+int Sampler::SampleSpeculative(std::span<const float> logits, std::span<const int> history,
+                               std::span<const int> banned, const SparseDistribution& draft,
+                               int proposed) {
+  return SpeculativeSample(Distribution(logits, history, banned), draft, proposed, rng_);
 }
 
 }  // namespace tqlm::runtime

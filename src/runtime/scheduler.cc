@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <thread>
 
+#include "runtime/ngram_proposer.h"
+#include "runtime/spec_controller.h"
 #include "runtime/stop_strings.h"
 #include "tokenizer/stream_decoder.h"
 
@@ -81,6 +83,13 @@ struct Scheduler::Slot {
   int next_token = -1;      // sampled, to be run in the next decode step
   std::unique_ptr<TokenStream> out;  // sampling, stop strings, limit (shared with Generate)
   Clock::time_point first_token{};   // when the first token was sampled (decode timing)
+  // Speculation (req.params.spec, prompt lookup): next_token was sampled by a verification
+  // step and waits for the next decode step without new logits.
+  bool has_next = false;
+  std::unique_ptr<SpecController> spec;
+  ShadowScore shadow;
+  SpecStats spec_stats;
+  std::vector<float> spec_logits;  // [1 + proposed][n_vocab]
 };
 
 Scheduler::Scheduler(model::Model& model, const tokenizer::Tokenizer& tokenizer,
@@ -238,6 +247,13 @@ void Scheduler::Admit(Pending pending) {
     s.prompt_done = size_t(hit.tokens);
     s.cached_tokens = hit.tokens;
     s.out = std::make_unique<TokenStream>(tok_, s.req.params, n_ctx_ - int(prompt.size()));
+    const SpecParams& spec = s.req.params.spec;
+    if (spec.mode == SpecMode::kDraft)
+      throw Error("draft-model speculation is not available in the server (use ngram)");
+    if (spec.mode == SpecMode::kNgram) {
+      NgramPropose({}, spec.ngram_min, spec.ngram_max, 0);  // rejects bad lengths
+      s.spec = std::make_unique<SpecController>(spec);
+    }
     work_.prompt_tokens += prompt.size();
   } catch (const std::exception& e) {
     Fail(s, e.what());
@@ -253,7 +269,78 @@ void Scheduler::Step() {
   PrefillChunk();
   std::vector<Slot*> continuing;
   SampleAll(continuing);
+  // Speculation pays where the weights are read for one token only: a sequence decoding alone.
+  // With several, the batched step already shares the weights among them (continuous batching
+  // goes on as without speculation).
+  if (continuing.size() == 1 && continuing[0]->spec && SpecStep(*continuing[0])) return;
   DecodeBatch(continuing);
+}
+
+// One verification step (as Generate's, runtime/generate.h): the sampled token and the
+// proposed ones in one forward pass, each position sampled in turn from its own logits, the
+// rejected tokens rolled back. False when nothing is worth proposing (a plain step follows).
+bool Scheduler::SpecStep(Slot& s) {
+  const SpecParams& sp = s.req.params.spec;
+  const size_t base = s.fed.size();
+  const int cap = std::min(s.out->remaining() - 1, n_ctx_ - int(base) - 1);
+  if (cap <= 0) return false;
+  std::vector<int> batch = s.fed;
+  batch.push_back(s.next_token);
+  const std::vector<int> proposal = NgramPropose(batch, sp.ngram_min, sp.ngram_max, cap);
+  const int k = s.spec->Length(int(proposal.size()));
+  if (k == 0) {
+    if (!s.shadow.active() && !proposal.empty()) s.shadow.Start(proposal);
+    return false;
+  }
+  s.shadow.Clear();
+  batch.insert(batch.end(), proposal.begin(), proposal.begin() + k);
+  const size_t n_vocab = size_t(model_.info().n_vocab);
+  s.spec_logits.resize(size_t(k + 1) * n_vocab);
+  const auto t0 = Clock::now();
+  try {
+    model_.Forward(batch.data() + base, k + 1, *s.cache, true, s.spec_logits.data(), pool_);
+  } catch (const std::exception& e) {
+    Fail(s, e.what());
+    return true;
+  }
+  ++work_.decode_steps;
+  ++work_.decode_batch_sum;
+  int j = 0;
+  bool done = false;
+  for (;; ++j) {
+    const TokenStream::Step step =
+        s.out->Next(std::span<const float>(s.spec_logits).subspan(size_t(j) * n_vocab, n_vocab),
+                    std::span<const int>(batch).first(base + 1 + size_t(j)));
+    ++work_.generated_tokens;
+    if (!step.text.empty() || step.logprob) {
+      StreamEvent ev = TextEvent(StreamEvent::Kind::kText, step.text);
+      if (step.logprob) ev.logprobs.push_back(std::move(*step.logprob));
+      s.stream->Push(std::move(ev));
+    }
+    done = step.done;
+    if (!done) s.next_token = step.token;
+    if (done || j == k || step.token != proposal[size_t(j)]) break;
+  }
+  s.spec->Scored(k, j);
+  ++s.spec_stats.steps;
+  s.spec_stats.proposed += k;
+  s.spec_stats.accepted += j;
+  ++work_.spec.steps;
+  work_.spec.proposed += k;
+  work_.spec.accepted += j;
+  // Rejected tokens (and accepted ones past the end) leave the cache.
+  s.cache->Truncate(int(base) + 1 + j);
+  batch.resize(base + 1 + size_t(j));
+  s.fed = std::move(batch);
+  const double sec = Seconds(t0);
+  work_.decode_seconds += sec;
+  s.spec->Timed(k + 1, sec);
+  if (done) {
+    Finish(s, s.out->finish_reason());
+  } else {
+    s.has_next = true;
+  }
+  return true;
 }
 
 void Scheduler::PrefillChunk() {
@@ -286,6 +373,11 @@ void Scheduler::SampleAll(std::vector<Slot*>& continuing) {
   const auto t0 = Clock::now();
   for (auto& sp : slots_) {
     Slot& s = *sp;
+    if (s.in_use && s.has_next) {  // sampled by a verification step
+      s.has_next = false;
+      continuing.push_back(&s);
+      continue;
+    }
     if (!s.in_use || !s.has_logits) continue;
     s.has_logits = false;
     if (!s.out->Started()) {  // max_tokens 0, or no room left after the prompt
@@ -304,6 +396,7 @@ void Scheduler::SampleAll(std::vector<Slot*>& continuing) {
       Finish(s, s.out->finish_reason());
       continue;
     }
+    if (s.spec) s.shadow.Produced(step.token, *s.spec);
     s.next_token = step.token;
     continuing.push_back(&s);
   }
@@ -322,9 +415,11 @@ void Scheduler::DecodeBatch(const std::vector<Slot*>& continuing) {
     for (Slot* s : continuing) Fail(*s, e.what());
     return;
   }
-  work_.decode_seconds += Seconds(t0);
+  const double sec = Seconds(t0);
+  work_.decode_seconds += sec;
   ++work_.decode_steps;
   work_.decode_batch_sum += continuing.size();
+  if (continuing.size() == 1 && continuing[0]->spec) continuing[0]->spec->Timed(1, sec);
   for (Slot* s : continuing) {
     s->fed.push_back(s->next_token);
     s->has_logits = true;
@@ -346,6 +441,7 @@ void Scheduler::Finish(Slot& s, const std::string& reason) {
     done.kv_bytes_f16 = m.bytes_f16;
   }
   if (s.out->generated() > 1) done.decode_seconds = Seconds(s.first_token);
+  done.spec = s.spec_stats;
   ++work_.requests_finished;
   End(s, std::move(done));
 }

@@ -7,7 +7,9 @@
 //   2. one prefill chunk (at most `batch` tokens) of one admitted prompt, so a long prompt
 //      delays the others' decoding by one chunk per step, not by its whole length;
 //   3. every slot with fresh logits samples its next token (its own sampler, seed, stop strings);
-//   4. one batched decode step (Model::ForwardBatch) for all slots still generating.
+//   4. one batched decode step (Model::ForwardBatch) for all slots still generating; or, when
+//      one sequence decodes alone and its request asks for speculation (prompt lookup), one
+//      step that verifies its proposed tokens (SpecStep).
 // Text reaches the caller through a RequestStream (a thread-safe channel); callers (HTTP
 // threads) never run inference. This layer knows nothing of HTTP or JSON.
 #pragma once
@@ -65,6 +67,7 @@ struct StreamEvent {
   int completion_tokens = 0;  // kDone
   size_t kv_bytes = 0, kv_bytes_f16 = 0;  // kDone: the sequence's KV cache, and as plain f16
   double decode_seconds = 0;  // kDone: from the first sampled token to the last
+  SpecStats spec;             // kDone: speculation (params.spec)
   bool unavailable = false;   // kError: refused by a shutdown, not a failure of the request
 };
 
@@ -112,6 +115,7 @@ struct SchedulerStats {
   uint64_t decode_steps = 0;       // batched decode steps
   uint64_t decode_batch_sum = 0;   // sequences over all decode steps (mean batch = sum / steps)
   uint64_t heap_trims = 0;         // times the idle scheduler gave free heap pages back
+  SpecStats spec;                  // speculation of requests that decoded alone
   double prefill_seconds = 0;
   double decode_seconds = 0;
   kv::KvMemoryStats kv;            // caches of the active sequences
@@ -152,6 +156,7 @@ class Scheduler {
   void PrefillChunk();
   void SampleAll(std::vector<Slot*>& continuing);
   void DecodeBatch(const std::vector<Slot*>& continuing);
+  bool SpecStep(Slot& slot);
   void Finish(Slot& slot, const std::string& reason);
   void Fail(Slot& slot, const std::string& message);
   void End(Slot& slot, StreamEvent last);

@@ -14,11 +14,27 @@ int DefaultThreads() { return int(std::max(1u, std::thread::hardware_concurrency
 
 Session::Session(model::Model& model, const SessionOptions& options)
     : model_(model),
+      options_(options),
       policy_(options.kv),
       n_ctx_(options.n_ctx > 0 ? options.n_ctx : model.info().n_ctx_train),
       batch_(std::max(1, options.batch)),
       pool_(options.n_threads > 0 ? options.n_threads : DefaultThreads()) {
   ResolveKvPolicy(policy_, model.info().layers, 0);  // reject a bad policy up front
+}
+
+Session::Session(const Session& other)
+    : model_(other.model_),
+      options_(other.options_),
+      policy_(other.policy_),
+      n_ctx_(other.n_ctx_),
+      batch_(other.batch_),
+      tools_head_(other.tools_head_),
+      pool_(options_.n_threads > 0 ? options_.n_threads : DefaultThreads()),
+      cache_(other.cache_ ? other.cache_->Clone() : nullptr),
+      history_(other.history_) {}
+
+std::unique_ptr<Session> Session::Clone() const {
+  return std::unique_ptr<Session>(new Session(*this));
 }
 
 void Session::CreateCache(int prompt_tokens) {

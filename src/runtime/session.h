@@ -40,6 +40,10 @@ class Session {
   // Forgets everything from position n on.
   void Rewind(int n);
 
+  // An independent session holding the same tokens and cache (its own thread pool), e.g. to
+  // decode several ways from one prefilled prompt (tqlm bench spec).
+  std::unique_ptr<Session> Clone() const;
+
   const std::vector<int>& history() const { return history_; }
   int n_ctx() const { return n_ctx_; }
   int n_vocab() const { return model_.info().n_vocab; }
@@ -52,7 +56,10 @@ class Session {
  private:
   void CreateCache(int prompt_tokens);
 
+  Session(const Session& other);
+
   model::Model& model_;
+  SessionOptions options_;
   KvPolicy policy_;
   int n_ctx_;
   int batch_;

@@ -51,7 +51,8 @@ TokenLogprob LogprobOf(std::span<const float> logits, int token, int top) {
 }  // namespace
 
 TokenStream::Step TokenStream::Next(std::span<const float> logits,
-                                    std::span<const int> history) {
+                                    std::span<const int> history,
+                                    const SparseDistribution* draft, int proposed) {
   Step step;
   if (!finish_reason_.empty()) {
     step.done = true;
@@ -59,7 +60,9 @@ TokenStream::Step TokenStream::Next(std::span<const float> logits,
   }
   const std::vector<int>& eog = tok_.end_of_generation_ids();
   const bool allow_end = generated_ >= params_.min_tokens;
-  const int id = sampler_.Sample(logits, history, allow_end ? std::span<const int>() : eog);
+  const std::span<const int> banned = allow_end ? std::span<const int>() : eog;
+  const int id = draft ? sampler_.SampleSpeculative(logits, history, banned, *draft, proposed)
+                       : sampler_.Sample(logits, history, banned);
   ++generated_;
   if (tok_.IsEndOfGeneration(id)) {
     step.text = Release(true);

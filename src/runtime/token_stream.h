@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/sampler.h"
+#include "runtime/spec_params.h"
 #include "runtime/stop_strings.h"
 #include "tokenizer/stream_decoder.h"
 #include "tokenizer/tokenizer.h"
@@ -32,6 +33,7 @@ struct GenerateParams {
   std::vector<std::string> stop;  // stop strings (not included in the output)
   SamplerParams sampler;
   int top_logprobs = -1;  // >= 0: each step reports its token's logprob and this many top ones
+  SpecParams spec;        // speculative decoding (never changes the output, see spec_params.h)
 };
 
 class TokenStream {
@@ -49,11 +51,16 @@ class TokenStream {
   // context): then finish_reason is "length" already.
   bool Started() const { return limit_ > 0; }
   // Samples from the logits after `history` and advances; `text` is what became final.
-  Step Next(std::span<const float> logits, std::span<const int> history);
+  // With `draft` (speculative sampling of a draft model's proposal): the draft drew `proposed`
+  // from *draft; the token is still distributed as without it (spec_sampling.h).
+  Step Next(std::span<const float> logits, std::span<const int> history,
+            const SparseDistribution* draft = nullptr, int proposed = -1);
   // Ends the generation early (the caller stopped it): the held-back text becomes final.
   std::string Cancel();
 
   int generated() const { return generated_; }
+  // Tokens the generation may still take (0 once done): proposals beyond it are wasted.
+  int remaining() const { return finish_reason_.empty() ? limit_ - generated_ : 0; }
   const std::string& text() const { return text_; }
   const std::string& finish_reason() const { return finish_reason_; }
 

@@ -175,6 +175,8 @@ Usage UsageOf(const StreamEvent& done) {
   u.kv_bytes_f16 = done.kv_bytes_f16;
   if (done.decode_seconds > 0)
     u.decode_tokens_per_s = (done.completion_tokens - 1) / done.decode_seconds;
+  u.spec_proposed = done.spec.proposed;
+  u.spec_accepted = done.spec.accepted;
   return u;
 }
 
@@ -331,6 +333,7 @@ std::shared_ptr<runtime::RequestStream> HttpServer::Submit(std::vector<int> prom
   const uint64_t n = counter_.load();
   request.params = ToGenerateParams(sampling, options_.sampler, options_.default_max_tokens,
                                     options_.sampler.seed + n * 0x9E3779B97F4A7C15ull);
+  request.params.spec = options_.spec;
   if (int(request.prompt.size()) >= scheduler_.n_ctx()) {
     const int over = int(request.prompt.size()) - scheduler_.n_ctx() + 1;
     throw ApiError(400, "invalid_request_error",

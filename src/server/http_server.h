@@ -38,6 +38,7 @@ struct ServerOptions {
   RequestLimits limits;
   int default_max_tokens = 256;    // when a request gives none
   runtime::SamplerParams sampler;  // defaults for unset sampling fields
+  runtime::SpecParams spec;        // speculation for every request (--spec ngram)
   int http_threads = 8;
 };
 

@@ -45,6 +45,14 @@ std::string Metrics::Render(const runtime::SchedulerStats& s) const {
          "Tokens generated per second of decoding (all sequences of a batch together).",
          s.decode_seconds > 0 ? double(s.generated_tokens) / s.decode_seconds : 0.0);
   metric("tqlm_decode_steps_total", "counter", "Batched decode steps.", double(s.decode_steps));
+  metric("tqlm_spec_steps_total", "counter", "Speculative verification steps.",
+         double(s.spec.steps));
+  metric("tqlm_spec_proposed_tokens_total", "counter", "Tokens proposed by speculation.",
+         double(s.spec.proposed));
+  metric("tqlm_spec_accepted_tokens_total", "counter", "Proposed tokens accepted.",
+         double(s.spec.accepted));
+  metric("tqlm_spec_acceptance_rate", "gauge", "Accepted / proposed tokens.",
+         s.spec.AcceptanceRate());
   metric("tqlm_decode_batch_mean", "gauge", "Mean number of sequences per decode step.",
          s.decode_steps > 0 ? double(s.decode_batch_sum) / double(s.decode_steps) : 0.0);
   metric("tqlm_slots", "gauge", "Sequence slots (--parallel).", s.slots);

@@ -26,6 +26,11 @@ void PutUsage(Json& j, const Usage& u) {
     j["tqlm"] = {{"kv_cache_bytes", u.kv_bytes},
                  {"kv_cache_bytes_f16", u.kv_bytes_f16},
                  {"decode_tokens_per_s", u.decode_tokens_per_s}};
+    if (u.spec_proposed > 0)
+      j["tqlm"]["speculation"] = {
+          {"proposed", u.spec_proposed},
+          {"accepted", u.spec_accepted},
+          {"acceptance_rate", double(u.spec_accepted) / double(u.spec_proposed)}};
   }
 }
 

@@ -27,6 +27,7 @@ struct Usage {
   // request's KV cache at its end against the same tokens in f16, and its decode rate.
   size_t kv_bytes = 0, kv_bytes_f16 = 0;
   double decode_tokens_per_s = 0;
+  int64_t spec_proposed = 0, spec_accepted = 0;  // speculation (serve --spec ngram)
 };
 
 // Identifies one response: all chunks of a stream share it.

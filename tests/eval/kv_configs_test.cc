@@ -56,17 +56,28 @@ TEST(EvalKvConfigs, ToolsHeadOption) {
 }
 
 // "auto" entries name what they resolve to on the model's layers; one that duplicates an
-// entry listed beside it is dropped (not an error), since which it duplicates depends on the model.
+// entry listed beside it is dropped (not an error), since which it duplicates depends on the
+// model (and its calibration).
 TEST(EvalKvConfigs, AutoResolvesPerModel) {
   const runtime::KvPolicy base;
   auto c = ParseKvConfigs("tq3/tq2+s=4,auto/auto+s=4", base, Info(4, 2, 64).layers);
   ASSERT_EQ(c.size(), 2u);
-  EXPECT_EQ(c[1].name, "tq8/tq3+s=4");
+  EXPECT_EQ(c[1].name, "tq8/tq4+s=4");
   EXPECT_EQ(c[1].policy.k_type, "tq8");
-  c = ParseKvConfigs("tq3/tq2+s=4,auto/auto+s=4", base, Info(4, 2, 128).layers);
+  c = ParseKvConfigs("tq8/tq4+s=4,auto/auto+s=4", base, Info(4, 2, 128).layers);
   ASSERT_EQ(c.size(), 1u);
-  EXPECT_EQ(c[0].name, "tq3/tq2+s=4");
+  EXPECT_EQ(c[0].name, "tq8/tq4+s=4");
   EXPECT_THROW(ParseKvConfigs("tq3/tq2,tq3/tq2", base, Info(4, 2, 128).layers), Error);
+  // With a calibration, auto/auto entries take its types and profile.
+  runtime::KvPolicy calibrated;
+  calibrated.k_type = "tq4";
+  calibrated.v_type = "tq3";
+  calibrated.profile = "0=tq8/tq4";
+  c = ParseKvConfigs("auto/auto+s=4,auto/tq2", base, Info(4, 2, 128).layers, &calibrated);
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(c[0].name, "tq4/tq3+s=4+p=0=tq8/tq4");
+  EXPECT_EQ(c[0].policy.sink_tokens, 4);
+  EXPECT_EQ(c[1].name, "tq8/tq2");  // only auto/auto is the calibrated policy
 }
 
 TEST(EvalKvConfigs, RejectsBadEntries) {
