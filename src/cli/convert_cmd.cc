@@ -9,7 +9,6 @@
 #include "cli/progress.h"
 #include "kernels/tensor_format.h"
 #include "model/convert.h"
-#include "model/model.h"
 #include "tqlm/error.h"
 
 namespace tqlm::cli {
@@ -43,11 +42,9 @@ int RunConvert(const ConvertFlags& f) {
   };
   const model::ConvertReport r = model::ConvertModel(o);
   bar.Finish();
-  // The reader checked every tensor; loading checks that a model can run from the file.
-  auto m = model::Model::Load(f.output);
   for (const std::string& n : r.notes) std::printf("note: %s\n", n.c_str());
-  std::printf("%s: %lld tensors converted to %s, %lld kept; %.1f MiB -> %.1f MiB; matrices "
-              "%.3f bits per weight\n",
+  std::printf("%s: %lld tensors re-encoded (matrices to %s unless --keep said otherwise), "
+              "%lld kept; %.1f MiB -> %.1f MiB; matrices %.3f bits per weight\n",
               f.output.c_str(), (long long)r.converted_tensors, kernels::TypeName(o.wtype),
               (long long)r.kept_tensors, r.input_bytes / 1048576.0, r.output_bytes / 1048576.0,
               r.weights > 0 ? 8.0 * double(r.weight_bytes) / double(r.weights) : 0.0);
@@ -63,8 +60,8 @@ const CommandRegistration kRegistration{
       app.add_option("--wtype", f->wtype, "weight type of the matrices: tq2, tq3 or tq4")
           ->capture_default_str();
       app.add_option("--keep", f->keep,
-                     "TENSOR_GLOB=TYPE (tq2 tq3 tq4 f32 f16 q8_0 keep), first match wins; "
-                     "repeatable. Default: norms, biases, token_embd and output kept")
+                     "TENSOR_GLOB=TYPE (tq2 tq3 tq4 f32 f16 q8_0 keep) for matrices, first match "
+                     "wins; repeatable. Default: token_embd and output kept (vectors always)")
           ->take_all();
       app.add_option("-t,--threads", f->threads, "encoding threads")->capture_default_str();
       app.add_flag("-q,--quiet", f->quiet, "no progress bar");

@@ -16,6 +16,7 @@
 #include "kernels/cpu/tq_weights.h"
 #include "model/gguf.h"
 #include "model/gguf_writer.h"
+#include "model/model.h"
 #include "tqlm/error.h"
 
 namespace tqlm::model {
@@ -43,10 +44,13 @@ struct Plan {
 };
 
 TensorTarget Choose(const ConvertOptions& o, const GgufTensor& t, std::vector<std::string>* notes) {
+  // Vectors (norms, biases) stay as they are whatever the rules say: the forward passes read
+  // them as F32.
+  if (t.n_dims < 2) return {};
   for (const ConvertRule& r : o.rules) {
     if (::fnmatch(r.glob.c_str(), t.name.c_str(), 0) == 0) return r.target;
   }
-  const bool matrix = t.n_dims >= 2 && EndsWith(t.name, "weight");
+  const bool matrix = EndsWith(t.name, "weight");
   if (!matrix || t.name == "token_embd.weight" || t.name == "output.weight") return {};
   if (t.ne[0] % kernels::Traits(o.wtype).block_size != 0) {
     notes->push_back(fmt::format("{} kept as {}: rows of {} are not a multiple of {}", t.name,
@@ -119,7 +123,7 @@ std::vector<uint8_t> Encode(const GgufTensor& t, TensorType type, kernels::Threa
 }
 
 // The output as the reader sees it must be the plan, tensor for tensor.
-void Verify(const std::string& path, const std::vector<GgufTensorInfo>& infos) {
+void Verify(const std::string& path, const std::vector<GgufTensorInfo>& infos, bool load) {
   const auto f = GgufFile::Open(path);
   if (f->tensors().size() != infos.size()) {
     throw Error(fmt::format("convert: '{}' reads back with {} tensors, wrote {}", path,
@@ -134,6 +138,8 @@ void Verify(const std::string& path, const std::vector<GgufTensorInfo>& infos) {
                               kernels::TypeName(infos[i].type)));
     }
   }
+  // And a model can be built from it (shapes and types its architecture expects).
+  if (load) (void)Model::Load(path);
 }
 
 }  // namespace
@@ -206,7 +212,7 @@ ConvertReport ConvertModel(const ConvertOptions& o) {
     }
     w.Finish();
     report.output_bytes = w.bytes_written();
-    Verify(tmp, infos);
+    Verify(tmp, infos, o.load_check);
   } catch (...) {
     std::remove(tmp.c_str());
     throw;

@@ -29,10 +29,12 @@ struct ConvertRule {
 struct ConvertOptions {
   std::string input, output;
   kernels::TensorType wtype = kernels::TensorType::kTQW4;
-  // First match wins, before the defaults: 1-D tensors (norms, biases), token_embd.weight and
-  // output.weight are kept; other matrices whose rows are a multiple of the group become wtype.
+  // For matrices (2-D and up; vectors such as norms and biases are always kept): the first
+  // matching rule wins; else token_embd.weight and output.weight are kept, and other matrices
+  // whose rows are a multiple of the group become wtype.
   std::vector<ConvertRule> rules;
   int threads = 1;
+  bool load_check = true;  // also build a Model from the output before accepting it
   // Called after each tensor with bytes of input done / total and the tensor's name.
   std::function<void(size_t done, size_t total, const std::string& name)> progress;
 };

@@ -1,7 +1,6 @@
 // MatMul for TurboQuant weights: the activations are rotated once per call into the basis the
-// codes live in (y = (W R^T)(R x)), then each task decodes its weight rows to floats in that
-// basis (tq_weights_hwy.cc) and dots them with a tile of tokens through the Highway float dot
-// products. A token's sum is formed the same way whatever tokens share the call (the dot
+// codes live in (y = (W R^T)(R x)), then each task runs its weight rows against the tokens
+// through the fused Highway decode-and-dot kernel (tq_weights_hwy.cc). A token's sum is formed the same way whatever tokens share the call (the dot
 // products' contract) and the rotation is per token, so the result does not depend on the
 // batch or the prefill chunking, and prefill and decode are one path.
 #include <algorithm>
@@ -13,7 +12,7 @@
 namespace tqlm::kernels::internal {
 namespace {
 
-constexpr int kTokenTile = 16;  // tokens per pass over a decoded row
+constexpr int kTokenTile = 16;  // tokens per pass over a chunk of rows (kept in cache)
 
 }  // namespace
 
@@ -28,15 +27,12 @@ void MatMulTq(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows,
   const int64_t chunk = std::clamp<int64_t>((rows + tasks - 1) / tasks, 1, 256);
   const size_t n_chunks = size_t((rows + chunk - 1) / chunk);
   pool.ParallelTasks(n_chunks, [&](size_t c, int) {
-    thread_local std::vector<float> buf;
-    buf.resize(size_t(cols));
     const int64_t r0 = int64_t(c) * chunk, r1 = std::min(rows, r0 + chunk);
     for (int t = 0; t < n_tokens; t += kTokenTile) {
       const int nt = std::min(kTokenTile, n_tokens - t);
       for (int64_t r = r0; r < r1; ++r) {
-        TqwDecodeRotated(type, w + size_t(r) * row_bytes, cols, buf.data());
-        DotRowF32(buf.data(), xr + size_t(t) * size_t(cols), size_t(cols), nt, size_t(cols),
-                  y + size_t(t) * size_t(rows) + size_t(r), size_t(rows));
+        TqwDotRows(type, w + size_t(r) * row_bytes, cols, xr + size_t(t) * size_t(cols),
+                   size_t(cols), nt, y + size_t(t) * size_t(rows) + size_t(r), size_t(rows));
       }
     }
   });

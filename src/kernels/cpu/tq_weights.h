@@ -38,6 +38,12 @@ void TqwDecodeRotatedScalar(TensorType type, const void* src, int64_t n, float* 
 // The same through the Highway kernels (runtime-dispatched; bit-identical: one multiply each).
 void TqwDecodeRotated(TensorType type, const void* src, int64_t n, float* out);
 
+// out[t * out_stride] = Σ_c v_c · xr[t * x_stride + c] for one row of rotated-basis values v
+// (d * L[idx], as TqwDecodeRotated) and n_tokens rotated activation rows (TqwRotate), decoding
+// the row once for up to 4 tokens (Highway; a token's sum does not depend on n_tokens).
+void TqwDotRows(TensorType type, const uint8_t* row, int64_t cols, const float* xr,
+                size_t x_stride, int n_tokens, float* out, size_t out_stride);
+
 // The weights themselves (R^T of the rotated values), for embedding lookups and conversions.
 void TqwDequantize(TensorType type, const void* src, int64_t n, float* out);
 
