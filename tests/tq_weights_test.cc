@@ -250,5 +250,32 @@ TEST(TqWeights, ConvertWritesACheckedFileAndTruncationsAreRejected) {
   std::remove(out.c_str());
 }
 
+// The fuzz seed with all three types parses, decodes, and every cut inside it is refused.
+TEST(TqWeights, FuzzSeedHoldsEveryTypeAndRejectsEveryTruncation) {
+  const std::string path = std::string(TQLM_SOURCE_DIR) + "/fuzz/corpus/gguf/llama_tiny_tqw.gguf";
+  const auto f = model::GgufFile::Open(path);
+  int seen = 0;
+  for (const model::GgufTensor& t : f->tensors()) {
+    if (!kernels::IsTqWeight(t.type)) continue;
+    seen |= 1 << kernels::TqWeightBits(t.type);
+    std::vector<float> row(static_cast<size_t>(t.ne[0]));
+    kernels::DequantizeRow(kernels::MakeWeightView(t.type, t.data, t.rows(), t.ne[0]), 0,
+                           row.data());
+  }
+  EXPECT_EQ(seen, 4 | 8 | 16);
+  std::vector<uint8_t> bytes(f->file_size());
+  std::FILE* fp = std::fopen(path.c_str(), "rb");
+  ASSERT_NE(fp, nullptr);
+  ASSERT_EQ(std::fread(bytes.data(), 1, bytes.size(), fp), bytes.size());
+  std::fclose(fp);
+  for (const model::GgufTensor& t : f->tensors()) {
+    const size_t begin = size_t(f->data_offset() + t.offset);
+    for (size_t cut : {begin, begin + t.nbytes - 1}) {
+      std::vector<uint8_t> part(bytes.begin(), bytes.begin() + std::ptrdiff_t(cut));
+      EXPECT_THROW(model::GgufFile::FromBytes(part), Error) << t.name << " cut at " << cut;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tqlm

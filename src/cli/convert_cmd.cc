@@ -19,6 +19,7 @@ struct ConvertFlags {
   std::vector<std::string> keep;
   int threads = 2;
   bool quiet = false;
+  bool no_load_check = false;
 };
 
 int RunConvert(const ConvertFlags& f) {
@@ -36,6 +37,7 @@ int RunConvert(const ConvertFlags& f) {
     o.rules.push_back({k.substr(0, eq), model::ParseTensorTarget(k.substr(eq + 1))});
   }
   o.threads = f.threads;
+  o.load_check = !f.no_load_check;
   ProgressBar bar("convert");
   if (!f.quiet) o.progress = [&](size_t done, size_t total, const std::string&) {
     bar.Update(double(done), double(total));
@@ -65,6 +67,9 @@ const CommandRegistration kRegistration{
           ->take_all();
       app.add_option("-t,--threads", f->threads, "encoding threads")->capture_default_str();
       app.add_flag("-q,--quiet", f->quiet, "no progress bar");
+      app.add_flag("--no-load-check", f->no_load_check,
+                   "accept an output that is no complete model (test files); the GGUF reader "
+                   "still checks it");
       return [f] { return RunConvert(*f); };
     }};
 
