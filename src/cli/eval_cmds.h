@@ -25,6 +25,7 @@ struct PplFlags {
   std::string summary;      // also write the table as JSONL here
   std::string dump_tokens;  // write the windows' token ids + config keys, then exit
   std::string ref_model;    // score -m against this model's logits (weights vs their source)
+  std::vector<std::string> compare;  // score these against -m's logits
 };
 
 struct NiahFlags {
