@@ -2,6 +2,9 @@
 // never crash, hang, read out of bounds or hit undefined behaviour. After a successful parse
 // it exercises the metadata getters and reads every tensor's bytes (first row decoded), so
 // the reader's bounds are checked against what the kernels will touch.
+// The seed corpus holds a converted file with every TurboQuant weight type (llama_tiny_tqw.gguf:
+// `tqlm convert --no-load-check -m llama_tiny.gguf --wtype tq3 --keep "blk.0.attn_v*=tq2"
+// --keep "blk.0.ffn_down*=tq4"`).
 //
 //   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DTQLM_FUZZ=ON -DTQLM_TESTS=OFF \
 //       -DTQLM_BENCH=OFF && cmake --build build-fuzz --target fuzz_gguf_reader

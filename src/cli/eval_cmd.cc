@@ -30,6 +30,12 @@ CommandRegistration reg("eval",
   ppl->add_option("-o,--results", f->results, "results JSONL (sweep; resumed)")->capture_default_str();
   ppl->add_option("--table-md", f->table_md, "also write the Pareto table (Markdown) here");
   ppl->add_option("--summary", f->summary, "also write the Pareto table as JSONL here");
+  ppl->add_option("--ref-model", f->ref_model,
+                  "score -m against this model's logits, both with f16 KV: mean KL, PPL of "
+                  "each (e.g. a converted model against its source)");
+  ppl->add_option("--compare", f->compare,
+                  "models to score against -m's logits as --ref-model does, the reference "
+                  "computed once (comma-separated)")->delimiter(',');
   ppl->add_option("--dump-tokens", f->dump_tokens,
                   "write the windows' token ids and the sweep's config keys as JSON, then exit "
                   "(for bench/eval_llamacpp.py)");

@@ -24,6 +24,8 @@ struct PplFlags {
   std::string table_md;     // also write the Markdown Pareto table here
   std::string summary;      // also write the table as JSONL here
   std::string dump_tokens;  // write the windows' token ids + config keys, then exit
+  std::string ref_model;    // score -m against this model's logits (weights vs their source)
+  std::vector<std::string> compare;  // score these against -m's logits
 };
 
 struct NiahFlags {

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
+#include <filesystem>
 #include <cstdio>
 #include <iostream>
 
@@ -193,6 +195,74 @@ int SweepRun(const PplFlags& f, const std::string& path, const std::string& text
   return rc;
 }
 
+// Weights against weights: the reference model's f16-KV log-probabilities of every window are
+// computed once and kept, then each candidate is scored against them (KL divergence, top-1
+// agreement, perplexity of both). One JSON line per candidate (what docs/RESULTS.md tabulates).
+int CompareRun(const PplFlags& f, const std::string& path, LoadedModel& lm,
+               const std::vector<int>& tokens) {
+  const bool by_ref = !f.ref_model.empty();  // -m is the candidate; else -m is the reference
+  const std::string ref_path = by_ref ? f.ref_model : ModelPathOf(f.model);
+  const std::vector<std::string> candidates =
+      by_ref ? std::vector<std::string>{ModelPathOf(f.model)} : f.compare;
+  const int ctx = f.model.session.n_ctx;
+  int windows = int(tokens.size() / size_t(std::max(ctx, 1)));
+  if (f.chunks > 0) windows = std::min(windows, f.chunks);
+  if (ctx < 4 || windows == 0) throw Error("eval ppl: the text holds no window to compare on");
+  runtime::SessionOptions o = f.model.session;
+  o.kv = eval::ParseKvConfigs("f16/f16", {}, lm.model->info().layers)[0].policy;
+  std::vector<eval::WindowReference> refs(static_cast<size_t>(windows));
+  double ref_nll = 0, ref_seconds = 0;
+  {
+    ModelFlags rf = f.model;
+    rf.model = ref_path;
+    LoadedModel loaded = by_ref ? LoadModel(rf) : LoadedModel{};
+    model::Model& ref_model = by_ref ? *loaded.model : *lm.model;
+    ProgressBar bar(fmt::format("reference, {} windows", windows));
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int w = 0; w < windows; ++w) {
+      runtime::Session rs(ref_model, o);
+      ref_nll += eval::ScoreWindow(rs, tokens, ctx, w, nullptr, &refs[size_t(w)]).nll_sum;
+      bar.Update(w + 1, windows);
+    }
+    bar.Finish();
+    ref_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  for (const std::string& cand : candidates) {
+    ModelFlags cf = f.model;
+    cf.model = cand;
+    LoadedModel loaded = by_ref ? LoadedModel{} : LoadModel(cf);
+    model::Model& m = by_ref ? *lm.model : *loaded.model;
+    ProgressBar bar(fmt::format("{}, {} windows", cand.substr(cand.find_last_of('/') + 1), windows));
+    double nll = 0, kl = 0, kl_max = 0;
+    long scored = 0, top1 = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int w = 0; w < windows; ++w) {
+      runtime::Session s(m, o);
+      const eval::WindowScore c = eval::ScoreWindow(s, tokens, ctx, w, &refs[size_t(w)], nullptr);
+      nll += c.nll_sum;
+      kl += c.kl_sum;
+      kl_max = std::max(kl_max, c.kl_max);
+      scored += c.scored;
+      top1 += c.top1_ref;
+      bar.Update(w + 1, windows);
+    }
+    bar.Finish();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double ppl = std::exp(nll / double(scored)), rppl = std::exp(ref_nll / double(scored));
+    const nlohmann::json j = {
+        {"model", cand}, {"ref_model", ref_path},
+        {"text", path.substr(path.find_last_of('/') + 1)}, {"ctx", ctx}, {"windows", windows},
+        {"scored", scored}, {"ppl", ppl}, {"ref_ppl", rppl}, {"delta_ppl", ppl - rppl},
+        {"mean_kld", kl / double(scored)}, {"max_kld", kl_max},
+        {"top1_agreement", double(top1) / double(scored)},
+        {"file_bytes", std::filesystem::file_size(cand)},
+        {"ref_file_bytes", std::filesystem::file_size(ref_path)},
+        {"seconds", seconds}, {"ref_seconds", ref_seconds}};
+    std::cout << j.dump() << std::endl;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int RunPerplexity(const PplFlags& f) {
@@ -200,6 +270,7 @@ int RunPerplexity(const PplFlags& f) {
   const std::string text = ReadTextFile(path);
   LoadedModel lm = LoadModel(f.model);
   const std::vector<int> tokens = lm.tokenizer->Encode(text, false, false);
+  if (!f.ref_model.empty() || !f.compare.empty()) return CompareRun(f, path, lm, tokens);
   if (f.kv_list.empty() && f.dump_tokens.empty()) return SingleRun(f, path, lm, tokens);
   if (!f.dump.empty()) throw Error("eval ppl: --dump needs a single configuration (no --kv)");
   PplFlags g = f;

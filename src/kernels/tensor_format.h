@@ -49,6 +49,11 @@ enum class TensorType : uint32_t {
   kTQ1_0 = 34,
   kTQ2_0 = 35,
   kMXFP4 = 39,
+  // tqlm's TurboQuant weight formats (docs/FORMAT.md): ids far above ggml's range so that no
+  // ggml type can ever take them; other engines refuse a file that holds them.
+  kTQW2 = 7102,
+  kTQW3 = 7103,
+  kTQW4 = 7104,
 };
 
 struct TypeTraits {
@@ -75,6 +80,8 @@ inline constexpr TypeTraits kTypeTraits[] = {
     {TensorType::kF64, "F64", 1, 8},         {TensorType::kIQ1_M, "IQ1_M", 256, 56},
     {TensorType::kBF16, "BF16", 1, 2},       {TensorType::kTQ1_0, "TQ1_0", 256, 54},
     {TensorType::kTQ2_0, "TQ2_0", 256, 66},  {TensorType::kMXFP4, "MXFP4", 32, 17},
+    {TensorType::kTQW2, "TQW2", 64, 18},     {TensorType::kTQW3, "TQW3", 64, 26},
+    {TensorType::kTQW4, "TQW4", 64, 34},
 };
 
 // Traits of a ggml type id, or nullptr when the id is not a type we know the layout of.
@@ -233,6 +240,40 @@ struct BlockQ6_K {
   int8_t scales[kQKK / 16];
   uint16_t d;
 };
+
+// TurboQuant weights (kTQW2/3/4): a group of kTqwGroup consecutive input columns, rotated by
+// the codec's fixed rotation R of dimension kTqwGroup; value j of the rotated group is
+// d * kTqwLevelsN[index_j] (levels: kernels/cpu/tq_weights.h), and the group's weights are
+// R^T of those values. Index layout (every group byte-aligned, no bits shared across groups):
+//  TQW4: index j (j < 32) = lo4(qs[j]), index j + 32 = hi4(qs[j]).
+//  TQW2: index j + 16k = (qs[j] >> 2k) & 3, j < 16, k < 4.
+//  TQW3: TQW2's layout in ql for the low 2 bits; bit 2 of index j + 8k = (qh[j] >> k) & 1,
+//        j < 8, k < 8.
+constexpr int kTqwGroup = 64;
+struct BlockTqW2 {
+  uint16_t d;
+  uint8_t qs[kTqwGroup / 4];
+};
+struct BlockTqW3 {
+  uint16_t d;
+  uint8_t ql[kTqwGroup / 4];
+  uint8_t qh[kTqwGroup / 8];
+};
+struct BlockTqW4 {
+  uint16_t d;
+  uint8_t qs[kTqwGroup / 2];
+};
+static_assert(sizeof(BlockTqW2) == 18);
+static_assert(sizeof(BlockTqW3) == 26);
+static_assert(sizeof(BlockTqW4) == 34);
+
+inline bool IsTqWeight(TensorType t) {
+  return t == TensorType::kTQW2 || t == TensorType::kTQW3 || t == TensorType::kTQW4;
+}
+// Index bits of a TurboQuant weight type (2, 3, 4), 0 for any other type.
+inline int TqWeightBits(TensorType t) {
+  return t == TensorType::kTQW2 ? 2 : t == TensorType::kTQW3 ? 3 : t == TensorType::kTQW4 ? 4 : 0;
+}
 
 static_assert(sizeof(BlockQ4_0) == 18);
 static_assert(sizeof(BlockQ4_1) == 20);

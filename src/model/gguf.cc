@@ -262,6 +262,7 @@ void GgufFile::Parse() {
   keys_.reserve(size_t(n_kv));
   for (uint64_t i = 0; i < n_kv; ++i) {
     const std::string what = fmt::format("metadata #{}", i);
+    const size_t begin = c.pos();
     const std::string key(c.ReadString(what + " key"));
     const uint32_t type = c.Read<uint32_t>(fmt::format("metadata '{}' type", key));
     GgufValue v;
@@ -270,6 +271,7 @@ void GgufFile::Parse() {
       throw Error(fmt::format("gguf: {}: duplicate metadata key '{}'", name_, key));
     }
     keys_.push_back(key);
+    kv_ranges_.emplace_back(begin, c.pos());
   }
 
   if (const GgufValue* a = Find("general.alignment")) {
@@ -366,6 +368,15 @@ void GgufFile::Parse() {
                               by_offset[i]->name));
     }
   }
+}
+
+std::string_view GgufFile::RawMetadata(size_t i) const {
+  if (i >= kv_ranges_.size()) {
+    throw Error(fmt::format("gguf: {}: metadata #{} out of range ({} pairs)", name_, i,
+                            kv_ranges_.size()));
+  }
+  const auto [b, e] = kv_ranges_[i];
+  return std::string_view(reinterpret_cast<const char*>(base_ + b), e - b);
 }
 
 const GgufTensor* GgufFile::FindTensor(std::string_view name) const {

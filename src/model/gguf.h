@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kernels/tensor_format.h"
@@ -99,6 +100,9 @@ class GgufFile {
   // Keys in file order.
   const std::vector<std::string>& keys() const { return keys_; }
   const GgufValue* Find(std::string_view key) const;
+  // The i-th key-value pair exactly as the file stores it (key, type, value), for tools that
+  // copy metadata into a new file (tqlm convert) without re-encoding it.
+  std::string_view RawMetadata(size_t i) const;
   bool Has(std::string_view key) const { return Find(key) != nullptr; }
 
   // Typed getters: throw tqlm::Error when the key is missing (and no default is given), has
@@ -149,6 +153,7 @@ class GgufFile {
   uint64_t alignment_ = 32;
   uint64_t data_offset_ = 0;
   std::vector<std::string> keys_;
+  std::vector<std::pair<size_t, size_t>> kv_ranges_;  // [begin, end) of each pair in the file
   std::unordered_map<std::string, GgufValue> kv_;
   std::vector<GgufTensor> tensors_;
   std::unordered_map<std::string, size_t> tensor_index_;

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "kernels/cpu/tq_weights.h"
+
 namespace tqlm::kernels {
 namespace {
 
@@ -180,6 +182,9 @@ bool DequantizeSupports(TensorType type) {
     case TensorType::kQ4_K:
     case TensorType::kQ5_K:
     case TensorType::kQ6_K:
+    case TensorType::kTQW2:
+    case TensorType::kTQW3:
+    case TensorType::kTQW4:
       return true;
     default:
       return false;
@@ -211,6 +216,9 @@ bool DequantizeValues(TensorType type, const void* src, int64_t n, float* out) {
     case TensorType::kQ4_K: DecodeAll<BlockQ4_K, DecodeQ4_K>(src, n, kQKK, out); return true;
     case TensorType::kQ5_K: DecodeAll<BlockQ5_K, DecodeQ5_K>(src, n, kQKK, out); return true;
     case TensorType::kQ6_K: DecodeAll<BlockQ6_K, DecodeQ6_K>(src, n, kQKK, out); return true;
+    case TensorType::kTQW2:
+    case TensorType::kTQW3:
+    case TensorType::kTQW4: TqwDequantize(type, src, n, out); return true;
     default:
       return false;
   }

@@ -123,6 +123,11 @@ void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadP
     std::fill(y, y + size_t(n_tokens) * size_t(w.rows), 0.0f);
     return;
   }
+  if (IsTqWeight(w.type)) {
+    internal::MatMulTq(w.type, static_cast<const uint8_t*>(w.data), w.row_bytes, w.rows, w.cols,
+                       x, n_tokens, y, pool);
+    return;
+  }
   const int64_t chunk = ChunkRows(w.rows, n_tokens, pool.num_threads());
   const size_t n_chunks = size_t((w.rows + chunk - 1) / chunk);
 
@@ -162,6 +167,10 @@ void MatMulPortable(TensorType type, const void* data, int64_t rows, int64_t col
   const WeightView w{type, data, rows, cols, row_bytes};
   CheckView(w, "matmul");
   if (n_tokens <= 0 || rows == 0) return;
+  if (IsTqWeight(type)) {  // one path on every CPU (there is no integer kernel to fall back from)
+    MatMulTq(type, static_cast<const uint8_t*>(data), row_bytes, rows, cols, x, n_tokens, y, pool);
+    return;
+  }
   const int64_t chunk = ChunkRows(rows, n_tokens, pool.num_threads());
   const size_t n_chunks = size_t((rows + chunk - 1) / chunk);
   pool.ParallelTasks(n_chunks, [&](size_t c, int) {

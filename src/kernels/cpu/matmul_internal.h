@@ -26,6 +26,11 @@ void DotRowBF16(const uint16_t* w, const float* x, size_t x_stride, int n_tokens
 void MatMulPortable(TensorType type, const void* data, int64_t rows, int64_t cols,
                     size_t row_bytes, const float* x, int n_tokens, float* y, ThreadPool& pool);
 
+// MatMul for TurboQuant weights (matmul_tq.cc), every CPU: activations rotated once per call,
+// rows decoded in the rotated basis, Highway float dot products (batch-invariant per token).
+void MatMulTq(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t cols,
+              const float* x, int n_tokens, float* y, ThreadPool& pool);
+
 // Integer-dot kernels for quantized weights against ActQ8 activations, for rows [r0, r1) and
 // tokens [t0, t1): y[t * rows + r]. Exist only where the CPU has AVX-512 VNNI (x86-64).
 bool HaveVnniKernels();
