@@ -310,6 +310,19 @@ void PagedKvCache::TruncateLayer(Layer& L, int n) {
         ClearRawTail(*t, h, t->main[h].back(), main_tail);
     }
   }
+  // The layer is left as a run that reached n one token at a time leaves it (its last step
+  // started at n - 1): raw blocks that such a run has compressed by then are compressed, and a
+  // window layer frees what that step no longer saw. So a rolled-back step of several tokens,
+  // which compressed and freed less when it started, leaves the same blocks (speculative
+  // decoding; the numbers do not depend on it either way: paged_kv_attend.cc reads a block
+  // compressed by its position alone).
+  if (L.compress && n > 0) {
+    while (n - 1 - L.sinks - L.n_comp * kBlockTokens >= kBlockTokens + config_.recent_tokens) {
+      CompressBlock(L, L.n_comp);
+      ++L.n_comp;
+    }
+  }
+  if (L.geom.sliding_window > 0) FreeInvisible(L, n - L.geom.sliding_window);
 }
 
 void PagedKvCache::ClearRawTail(Tensor& t, int head, uint32_t id, int from) {
