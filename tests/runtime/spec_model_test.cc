@@ -21,6 +21,7 @@
 #include "runtime/kv_policy.h"
 #include "test_cache_path.h"
 #include "tokenizer/tokenizer.h"
+#include "model_kv_params.h"
 
 namespace tqlm {
 namespace {
@@ -122,16 +123,7 @@ TEST_P(SpecModel, ProseSameTokens) {
   ExpectSameOutput(tok_->Encode(text.substr(20000, 2000), true), "prose");
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, SpecModel,
-                         ::testing::Combine(::testing::Values("SmolLM2-135M-Instruct.Q4_1.gguf",
-                                                              "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-                                                              "gemma-3-270m-q4_k_m.gguf"),
-                                            ::testing::Bool()),
-                         [](const auto& info) {
-                           const std::string s = std::get<0>(info.param);
-                           return s.substr(0, s.find_first_of("-.")) +
-                                  (std::get<1>(info.param) ? "_default_kv" : "_f16_kv");
-                         });
+INSTANTIATE_TEST_SUITE_P(Models, SpecModel, test::ModelsTimesKv(), test::ModelKvName());
 
 }  // namespace
 }  // namespace tqlm
