@@ -170,13 +170,13 @@ TEST(MatMulAdversarial, ExtremeScalesOnEveryPath) {
     const int np = 40;
     const std::vector<float> xp = Activations(np, m.cols, &rng);
     std::vector<float> yp(size_t(m.rows) * np);
-    for (internal::PrefillEngine e : {internal::PrefillEngine::kAmxInt8, internal::PrefillEngine::kVnniI16}) {
+    for (internal::PrefillEngine e : internal::kAllPrefillEngines) {
       if (!internal::PrefillSupports(e, type)) continue;
       internal::PrefillActs act;
       internal::PrefillPrepare(e, xp.data(), np, m.cols, &act);
       std::fill(yp.begin(), yp.end(), 0.0f);
       internal::PrefillMatMul(e, type, m.w.data(), row_bytes, m.rows, 0, m.rows, act, yp.data());
-      Check(m, xp, np, yp, true, false, e == internal::PrefillEngine::kAmxInt8 ? "AMX-INT8" : "VNNI-int16");
+      Check(m, xp, np, yp, true, false, internal::PrefillEngineName(e));
     }
     MatMul(MakeWeightView(type, m.w.data(), m.rows, m.cols), xp.data(), np, yp.data(), pool);
     Check(m, xp, np, yp, internal::HaveVnniKernels() && internal::VnniSupports(type), false,

@@ -163,8 +163,7 @@ TEST(MatMulInvariance, PrefillEnginesAreTheTilesBitForBit) {
   std::mt19937 rng(31);
   ThreadPool pool(2);
   int checked = 0;
-  for (internal::PrefillEngine engine :
-       {internal::PrefillEngine::kAmxInt8, internal::PrefillEngine::kVnniI16}) {
+  for (internal::PrefillEngine engine : internal::kAllPrefillEngines) {
     for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
       if (!internal::PrefillSupports(engine, type)) continue;
       ++checked;
@@ -181,7 +180,7 @@ TEST(MatMulInvariance, PrefillEnginesAreTheTilesBitForBit) {
         for (int t = 0; t < n; ++t) {
           const size_t off = size_t(t) * size_t(rows);
           ASSERT_EQ(0, std::memcmp(y.data() + off, want.data() + off, size_t(rows) * 4))
-              << TypeName(type) << " engine " << int(engine) << " token " << t << " of " << n;
+              << TypeName(type) << " engine " << internal::PrefillEngineName(engine) << " token " << t << " of " << n;
         }
       }
     }

@@ -167,9 +167,6 @@ TEST(MatMul, AllFormatsMatchReference) {
   }
 }
 
-constexpr internal::PrefillEngine kPrefillEngines[] = {internal::PrefillEngine::kAmxInt8,
-                                                       internal::PrefillEngine::kVnniI16};
-
 // One weight matrix on one prefill engine, called directly (so every engine present is
 // checked) and, where MatMul picks this engine, through MatMul. Both engines use the 8-bit
 // activations of the VNNI tiles: on their reconstruction they must be exact to float rounding.
@@ -193,22 +190,13 @@ bool CheckPrefillEngine(internal::PrefillEngine engine, TensorType type,
   return true;
 }
 
-const char* EngineName(internal::PrefillEngine engine) {
-  switch (engine) {
-    case internal::PrefillEngine::kAmxInt8: return "amx-int8";
-    case internal::PrefillEngine::kVnniI16: return "vnni-i16";
-    case internal::PrefillEngine::kNone: break;
-  }
-  return "none";
-}
-
 // Every prefill engine present on random matrices of every format it takes: partial panels
 // (37 rows), partial token tiles (33, 70) and a column count that is not a multiple of 64.
 TEST(MatMul, PrefillEnginesMatchReference) {
   std::mt19937 rng(13);
   ThreadPool pool(2);
   int checked = 0, via_matmul = 0;
-  for (internal::PrefillEngine engine : kPrefillEngines) {
+  for (internal::PrefillEngine engine : internal::kAllPrefillEngines) {
     for (TensorType type : kAllTypes) {
       if (!internal::PrefillSupports(engine, type)) continue;
       ++checked;
@@ -216,7 +204,7 @@ TEST(MatMul, PrefillEnginesMatchReference) {
       const int64_t rows = 37;
       const auto w = RandomMatrix(type, rows, cols, &rng);
       for (int n_tokens : {16, 33, 70}) {
-        const std::string what = std::string(TypeName(type)) + " " + EngineName(engine) +
+        const std::string what = std::string(TypeName(type)) + " " + internal::PrefillEngineName(engine) +
                                  " tokens " + std::to_string(n_tokens);
         via_matmul += CheckPrefillEngine(engine, type, w, rows, cols, n_tokens, what, &rng, pool);
       }
@@ -365,9 +353,9 @@ void CheckRealTensor(const model::GgufFile& f, const std::string& name, int64_t 
   std::vector<float> y(size_t(rows) * n_tokens);
   MatMul(v, x.data(), n_tokens, y.data(), pool);
   ExpectClose(y, e, name);
-  for (internal::PrefillEngine engine : kPrefillEngines) {
+  for (internal::PrefillEngine engine : internal::kAllPrefillEngines) {
     if (!internal::PrefillSupports(engine, t.type)) continue;
-    CheckPrefillEngine(engine, t.type, w, rows, v.cols, 40, name + " " + EngineName(engine),
+    CheckPrefillEngine(engine, t.type, w, rows, v.cols, 40, name + " " + internal::PrefillEngineName(engine),
                        &rng, pool);
   }
 }

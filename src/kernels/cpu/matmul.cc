@@ -103,8 +103,8 @@ std::string MatMulKernelSummary() {
   std::string prefill;
   if (internal::HaveAmxKernels()) {
     prefill = "amx-int8 (k-quants)";
-  } else if (internal::HaveVnniI16Kernels()) {
-    prefill = "vnni-int16 (k-quants)";
+  } else if (internal::HaveVnniI8Kernels()) {
+    prefill = "vnni-int8 (k-quants)";
   }
   const std::string rest = internal::HaveVnniKernels() ? "vnni" : "portable";
   return prefill.empty() ? rest : "prefill " + prefill + ", else " + rest;

@@ -52,6 +52,12 @@ void VnniMatMulKQuant(TensorType type, const uint8_t* w, size_t row_bytes, int64
 // False for other formats or without VNNI.
 bool VnniDecodeRowI16(TensorType type, const uint8_t* row, int64_t super_blocks, int16_t* w16,
                       float* d, float* dmin, int16_t* mins);
+// The same rows as int8 quants and their integer sub-block scales: q8[k] = q_k (Q4_K, Q5_K) or
+// q_k - 32 (Q6_K), sc[16 sb + s] the scale of sub-block s (8 of 32 values for Q4_K/Q5_K,
+// entries 8-15 untouched; 16 of 16 values for Q6_K), wsum[sb] = sum over the super-block of
+// the int16 products above (sum_k w16[k]); d, dmin and mins as above.
+bool VnniDecodeRowI8(TensorType type, const uint8_t* row, int64_t super_blocks, int8_t* q8,
+                     int32_t* sc, int32_t* wsum, float* d, float* dmin, int16_t* mins);
 
 // Prefill engines for k-quants at 16 tokens and more (matmul_prefill.cc): a panel of 32
 // weight rows is decoded once per call and multiplied with the tokens 32 at a time, computing
@@ -59,22 +65,28 @@ bool VnniDecodeRowI16(TensorType type, const uint8_t* row, int64_t super_blocks,
 //  - AMX-INT8 tiles (where CPU and OS grant AMX-INT8 and TQLM_NO_AMX is unset): each weight's
 //    int16 product w16 = sc * q split into two int8 planes, w16 = 2^s hi + lo, multiplied
 //    with the tokens' 8-bit values by TDPBSSD over a whole super-block per plane;
-//  - VNNI int16 (otherwise): w16 against the tokens widened to int16 pairs by VPDPWSSD.
+//  - VNNI int8 (otherwise): the int8 quants against the tokens' values offset to uint8 by
+//    VPDPBUSD, sub-block by sub-block, each partial sum times its integer scale, the offset
+//    taken back once per super-block (64 products per instruction; it replaced an engine of
+//    int16 products w16 against tokens widened to int16 by VPDPWSSD, 32 per instruction).
 // Other formats stay on the VNNI tiles for every token count (their result is defined by the
 // tiles' lanes; see matmul_vnni.cc).
-enum class PrefillEngine { kNone, kAmxInt8, kVnniI16 };
+enum class PrefillEngine { kNone, kAmxInt8, kVnniI8 };
+// In MatMul's order of preference (tests walk them all).
+constexpr PrefillEngine kAllPrefillEngines[] = {PrefillEngine::kAmxInt8, PrefillEngine::kVnniI8};
+const char* PrefillEngineName(PrefillEngine engine);
 constexpr int kAmxTile = 16;          // rows and tokens of one tile
 constexpr int kAmxPanelRows = 2 * kAmxTile;
 bool HaveAmxKernels();        // AMX-INT8 granted by CPU and OS, and TQLM_NO_AMX unset
-bool HaveVnniI16Kernels();    // VNNI kernels present, and TQLM_NO_I16_PREFILL unset
+bool HaveVnniI8Kernels();     // VNNI kernels present, and TQLM_NO_I8_PREFILL unset
 bool PrefillSupports(PrefillEngine engine, TensorType type);
 // The engine MatMul uses for n_tokens tokens of `type` weights, or kNone (VNNI tiles etc.).
 PrefillEngine PrefillEngineFor(TensorType type, int n_tokens);
 // Activations, zero-padded to a multiple of 32 tokens, from their 8-bit k-quant form (one
-// scale per 256 values): int8 quads for the tiles (xq) or int16 pairs for VNNI (xi), the
+// scale per 256 values): int8 quads (xq; offset to uint8 for VNNI int8), the
 // tokens' scales per super-block (dxi) and their 32-value sums (si).
 struct PrefillActs {
-  std::vector<uint32_t> xq, xi, si;
+  std::vector<uint32_t> xq, si;
   std::vector<float> dxi;
   int n_tokens = 0, padded_tokens = 0;
   int64_t cols = 0, super_blocks = 0;

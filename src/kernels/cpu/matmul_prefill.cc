@@ -25,7 +25,7 @@ bool EnvOff(const char* name) {
 
 }  // namespace
 
-// TQLM_NO_AMX=1 / TQLM_NO_I16_PREFILL=1 turn an engine off (for tests and comparisons); with
+// TQLM_NO_AMX=1 / TQLM_NO_I8_PREFILL=1 turn an engine off (for tests and comparisons); with
 // both off, prefill takes the VNNI tiles.
 bool HaveAmxKernels() {
   static const bool have = !EnvOff("TQLM_NO_AMX") && TQLM_HAVE_PREFILL_KERNELS &&
@@ -33,8 +33,8 @@ bool HaveAmxKernels() {
   return have;
 }
 
-bool HaveVnniI16Kernels() {
-  static const bool have = !EnvOff("TQLM_NO_I16_PREFILL") && HaveVnniKernels();
+bool HaveVnniI8Kernels() {
+  static const bool have = !EnvOff("TQLM_NO_I8_PREFILL") && HaveVnniKernels();
   return have;
 }
 
@@ -43,17 +43,26 @@ bool PrefillSupports(PrefillEngine engine, TensorType type) {
       type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K;
   switch (engine) {
     case PrefillEngine::kAmxInt8: return kquant && HaveAmxKernels();
-    case PrefillEngine::kVnniI16: return kquant && HaveVnniI16Kernels();
+    case PrefillEngine::kVnniI8: return kquant && HaveVnniI8Kernels();
     case PrefillEngine::kNone: break;
   }
   return false;
+}
+
+const char* PrefillEngineName(PrefillEngine engine) {
+  switch (engine) {
+    case PrefillEngine::kAmxInt8: return "amx-int8";
+    case PrefillEngine::kVnniI8: return "vnni-i8";
+    case PrefillEngine::kNone: break;
+  }
+  return "none";
 }
 
 // Both engines cost less than the tiles from 16 tokens (they pad to 32; bench_matmul
 // qwen_up_prefill16/32, PERF_NOTES).
 PrefillEngine PrefillEngineFor(TensorType type, int n_tokens) {
   if (n_tokens < 16) return PrefillEngine::kNone;
-  for (PrefillEngine e : {PrefillEngine::kAmxInt8, PrefillEngine::kVnniI16}) {
+  for (PrefillEngine e : kAllPrefillEngines) {
     if (PrefillSupports(e, type)) return e;
   }
   return PrefillEngine::kNone;
@@ -89,15 +98,18 @@ void PrefillPrepare(PrefillEngine engine, const float* x, int n_tokens, int64_t 
   out->n_tokens = n_tokens;
   out->cols = cols;
   out->padded_tokens = (n_tokens + 2 * kAmxTile - 1) / (2 * kAmxTile) * (2 * kAmxTile);
-  prefill::PrepareActivationsI16(x, n_tokens, cols, engine == PrefillEngine::kAmxInt8, out);
+  prefill::PrepareActivations(x, n_tokens, cols,
+                              engine == PrefillEngine::kAmxInt8 ? prefill::ActLayout::kInt8Quads
+                                                                : prefill::ActLayout::kUint8Quads,
+                              out);
 }
 
 void PrefillMatMul(PrefillEngine engine, TensorType type, const uint8_t* w, size_t row_bytes,
                    int64_t rows, int64_t r0, int64_t r1, const PrefillActs& act, float* y) {
   if (engine == PrefillEngine::kAmxInt8) {
     prefill::MatMulRowsAmx8(type, w, row_bytes, rows, r0, r1, act, y);
-  } else if (engine == PrefillEngine::kVnniI16) {
-    prefill::MatMulRowsI16(type, w, row_bytes, rows, r0, r1, act, y);
+  } else if (engine == PrefillEngine::kVnniI8) {
+    prefill::MatMulRowsI8(type, w, row_bytes, rows, r0, r1, act, y);
   }
 }
 

@@ -1,6 +1,6 @@
 // The AMX-INT8 prefill engine for Q4_K, Q5_K and Q6_K weights: the integer-first sums of
 // matmul_vnni_kquant.cc on the tile unit, folded by the same float steps (FoldSuperBlock) as
-// the int16 engine, so its results are those of the decode tiles bit for bit.
+// the VNNI int8 engine, so its results are those of the decode tiles bit for bit.
 //
 // A super-block's sum I = sum_k w16_k * a_k needs the int16 products w16 = sc * q (Q6_K:
 // sc * (q - 32)), which do not fit the tiles' int8 operands. Each is split into two int8
@@ -12,7 +12,7 @@
 //
 // Tiles: the panel's 16 rows x 64 columns of a plane (A, 0-15 rows in each tile row), the
 // tokens as 16 quads of 4 columns per 64-byte row (B, TDPBSSD's second-operand layout, built
-// by PrepareActivationsI16), C = 16 rows x 16 tokens of int32.
+// by PrepareActivations), C = 16 rows x 16 tokens of int32.
 #include "kernels/cpu/matmul_prefill_common.h"
 
 #if TQLM_HAVE_PREFILL_KERNELS
