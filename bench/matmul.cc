@@ -1,10 +1,11 @@
 // MatMul throughput per weight format: decode (1 token, matrix x vector) and prefill
 // (64 tokens, matrix x matrix) at SmolLM2-135M's FFN shape, on 1 and 2 threads (the /1, /2
-// suffix); and 16-, 32- (where the prefill engines take over from the VNNI tiles) and
-// 256-token prefill chunks at Qwen2.5-1.5B's FFN shapes (up: 8960 x 1536,
-// down: 1536 x 8960, whose activations outgrow L2). Reports GB/s of weight bytes read (decode
-// is memory-bound; compare with the machine's bandwidth). TQLM_NO_AMX=1, TQLM_NO_FMA_PREFILL=1
-// and TQLM_NO_VNNI=1 turn the AMX, AVX-512 FMA prefill and VNNI kernels off for comparisons.
+// suffix); and 1-12 tokens (decode and speculative verification on the VNNI tiles), 16-, 32-
+// (where the prefill engines take over from the tiles) and 256-token prefill chunks at
+// Qwen2.5-1.5B's FFN shapes (up: 8960 x 1536, down: 1536 x 8960, whose activations outgrow
+// L2). Reports GB/s of weight bytes read (decode is memory-bound; compare with the machine's
+// bandwidth). TQLM_NO_AMX=1, TQLM_NO_I8_PREFILL=1 and TQLM_NO_VNNI=1 turn the AMX-INT8 and
+// VNNI int8 prefill engines and the VNNI kernels off for comparisons.
 //
 // "hot": one 1536x576 matrix, cache resident. "cold": cycles through enough copies (>= 256
 // MiB) that every call streams its weights from DRAM, as a real decode step does.
@@ -109,6 +110,14 @@ TQLM_BENCH_FORMAT(Q5_K)
 TQLM_BENCH_FORMAT(Q6_K)
 
 #define TQLM_BENCH_QWEN(T)                                                                 \
+  BENCHMARK_CAPTURE(RunShape, T##_qwen_up_tokens1, TensorType::k##T, 8960, 1536, 1,       \
+                    false)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);            \
+  BENCHMARK_CAPTURE(RunShape, T##_qwen_up_tokens4, TensorType::k##T, 8960, 1536, 4,       \
+                    false)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);            \
+  BENCHMARK_CAPTURE(RunShape, T##_qwen_up_tokens8, TensorType::k##T, 8960, 1536, 8,       \
+                    false)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);            \
+  BENCHMARK_CAPTURE(RunShape, T##_qwen_up_tokens12, TensorType::k##T, 8960, 1536, 12,     \
+                    false)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);            \
   BENCHMARK_CAPTURE(RunShape, T##_qwen_up_prefill16, TensorType::k##T, 8960, 1536, 16,    \
                     false)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);            \
   BENCHMARK_CAPTURE(RunShape, T##_qwen_up_prefill32, TensorType::k##T, 8960, 1536, 32,    \
