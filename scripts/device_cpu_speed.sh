@@ -6,7 +6,8 @@
 #   scripts/device_cpu_speed.sh pack OUT.tgz [BEFORE_TQLM]    here, after scripts/build.sh
 #   D=DIR OUT=dir scripts/device_cpu_speed.sh run             there, after tar xzf OUT.tgz -C DIR
 # `run` measures Qwen2.5-Coder-1.5B and SmolLM2 geometries, f16 KV, 2 threads, best of 3, with
-# AMX and with TQLM_NO_AMX=1, and prints the CPU's model and AMX flags first.
+# AMX and with TQLM_NO_AMX=1 (and the k-quant prefill engines alone by bench_matmul), and
+# prints the CPU's model and AMX flags first.
 set -euo pipefail
 case "${1:-}" in
   pack)
@@ -18,9 +19,10 @@ case "${1:-}" in
     PY="$CACHE/venv-llamacpp/bin/python"   # numpy + the llama_cpp package (compare_llamacpp.sh)
     mkdir -p "$tmp"/{bin,lib,skel,corpus,bench,scripts}
     cp build/tqlm "$tmp/bin/tqlm"
+    [ -x build/bench_matmul ] && cp build/bench_matmul "$tmp/bin/"
     [ -n "${3:-}" ] && cp "$3" "$tmp/bin/tqlm-before"
     strip "$tmp"/bin/*
-    ldd build/tqlm "$CACHE"/venv-llamacpp/lib/python3*/site-packages/llama_cpp/lib/*.so |
+    ldd build/tqlm build/bench_matmul "$CACHE"/venv-llamacpp/lib/python3*/site-packages/llama_cpp/lib/*.so |
       awk '/=> \// {print $3}' | sort -u |
       grep -Ev '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s)\.so|llama_cpp/lib' |
       while read -r lib; do cp -L "$lib" "$tmp/lib/"; done
@@ -46,6 +48,14 @@ case "${1:-}" in
     export PYTHONPATH="$D" TQLM_CACHE=/tmp/tqlm-cache
     bins=(--tqlm "$D/bin/tqlm")
     [ -x "$D/bin/tqlm-before" ] && bins=(--tqlm "$D/bin/tqlm-before" --tqlm "$D/bin/tqlm")
+    if [ -x "$D/bin/bench_matmul" ]; then  # the prefill engines alone, AMX-INT8 vs VNNI int8
+      for amx in 0 1 0 1; do
+        echo "== bench_matmul, TQLM_NO_AMX=$amx"
+        TQLM_NO_AMX=$amx "$D/bin/bench_matmul" --benchmark_min_time=0.3 \
+          --benchmark_filter='(Q4_K|Q6_K)_qwen_(up|down)_prefill256' 2>&1 | grep '^RunShape' |
+          tee -a "$OUT/bench_matmul.txt"
+      done
+    fi
     for m in ${MODELS:-qwen smol}; do
       [ -f "/tmp/$m.gguf" ] || python3 "$D/scripts/gpu_gguf_random.py" fill "$D/skel/$m.skel" \
         "/tmp/$m.gguf" > /dev/null
