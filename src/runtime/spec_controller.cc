@@ -23,7 +23,7 @@ constexpr int kFirstProbe = 16, kLastProbe = 512, kProbeLength = 4;
 
 SpecController::SpecController(const SpecParams& params)
     : adaptive_(params.adaptive), max_draft_(std::max(0, params.max_draft)),
-      probe_after_(kFirstProbe) {}
+      scored_while_off_(params.mode == SpecMode::kNgram), probe_after_(kFirstProbe) {}
 
 double SpecController::alpha() const {
   return (hits_ + kPriorHits) / (hits_ + misses_ + kPriorHits + kPriorMisses);
@@ -48,23 +48,34 @@ double SpecController::RelativeCost(int n) const {
   return (a + b * n) / (a + b);
 }
 
-int SpecController::Length(int available) {
-  available = std::min(available, max_draft_);
-  if (!adaptive_ || available <= 0) return std::max(available, 0);
+int SpecController::BestLength(int available, bool prior_cost) const {
   const double al = alpha();
   int best = 0;
   double best_gain = 1.0, expected = 0, term = 1;
   for (int k = 1; k <= available; ++k) {
     term *= al;
     expected += term;
-    const double gain = (1 + expected) / RelativeCost(1 + k);
+    const double cost =
+        prior_cost ? (1 + kPriorExtraCost * (1 + k)) / (1 + kPriorExtraCost) : RelativeCost(1 + k);
+    const double gain = (1 + expected) / cost;
     if (gain > best_gain) best_gain = gain, best = k;
   }
+  return best;
+}
+
+int SpecController::Length(int available) {
+  available = std::min(available, max_draft_);
+  if (!adaptive_ || available <= 0) return std::max(available, 0);
+  const int best = BestLength(available, false);
   if (best > 0) {
     idle_ = 0;
     probe_after_ = kFirstProbe;
     return best;
   }
+  // Proposals scored while off keep alpha current for free; when alpha alone rules
+  // speculation out (it would not pay even at the cheap prior cost), a probe could only
+  // re-measure the cost, which is not what keeps it off: none (prose stays at plain decoding).
+  if (scored_while_off_ && BestLength(available, true) == 0) return 0;
   if (++idle_ < probe_after_) return 0;
   idle_ = 0;
   probe_after_ = std::min(2 * probe_after_, kLastProbe);

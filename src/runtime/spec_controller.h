@@ -26,7 +26,9 @@ class SpecController {
   // How many of the `available` proposed tokens the next step should verify (0: decode one).
   // While that is 0, every so often (less often each time it stays 0) a short probe is verified
   // anyway: the cost of verifying is only measured by doing it, and a measurement spoiled by a
-  // busy moment must not keep speculation off for good.
+  // busy moment must not keep speculation off for good. With prompt lookup, whose proposals
+  // are scored while off, probes are taken only while the cost, not the acceptance, is what
+  // keeps speculation off.
   int Length(int available);
   // A forward pass over `n_fed` tokens took `seconds` (n_fed = 1: a plain decode step).
   void Timed(int n_fed, double seconds);
@@ -38,8 +40,13 @@ class SpecController {
   double RelativeCost(int n) const;
 
  private:
+  // The k > 0 that maximises expected tokens per unit of cost (0: none beats plain decoding),
+  // with the measured cost line or the prior one.
+  int BestLength(int available, bool prior_cost) const;
+
   bool adaptive_;
   int max_draft_;
+  bool scored_while_off_;  // proposals keep coming while off (prompt lookup): ShadowScore
   // Acceptance: decayed counts of accepted tokens and of first rejections.
   double hits_ = 0, misses_ = 0;
   // Cost line: decayed least-squares sums over (n, seconds).

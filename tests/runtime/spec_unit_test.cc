@@ -57,6 +57,21 @@ TEST(SpecController, FollowsAcceptanceAndCost) {
   // ... and comes back when they are right again (scored while off, for free).
   for (int i = 0; i < 40; ++i) c.Scored(4, 4);
   EXPECT_GT(c.Length(16), 0);
+  // Prompt lookup (proposals scored while off): no probes while the acceptance alone keeps
+  // speculation off, probes again once the cost is what does.
+  p.mode = SpecMode::kNgram;
+  SpecController n(p);
+  for (int i = 0; i < 5; ++i) n.Timed(1, 0.010), n.Timed(9, 0.074);  // each extra token +80%
+  for (int i = 0; i < 150; ++i) n.Scored(4, 0);
+  int ngram_probes = 0;
+  for (int i = 1; i < 200; ++i) ngram_probes += n.Length(16) > 0;
+  EXPECT_EQ(ngram_probes, 0);
+  for (int i = 0; i < 60; ++i) n.Scored(4, 2);  // alpha near 2/3: pays at the prior cost only
+  EXPECT_EQ(n.Length(16), 0);
+  ngram_probes = 0;
+  for (int i = 1; i < 40; ++i) ngram_probes += n.Length(16) > 0;
+  EXPECT_EQ(ngram_probes, 1);
+  p.mode = SpecMode::kNone;
   // Expensive extra tokens (each as dear as a step of its own) never pay.
   SpecController d(p);
   for (int i = 0; i < 5; ++i) d.Timed(1, 0.010), d.Timed(5, 0.050);
