@@ -120,6 +120,8 @@ TQLM_BENCH_FORMAT(Q6_K)
                     false)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);            \
   BENCHMARK_CAPTURE(RunShape, T##_qwen_up_prefill16, TensorType::k##T, 8960, 1536, 16,    \
                     false)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);            \
+  BENCHMARK_CAPTURE(RunShape, T##_qwen_up_prefill24, TensorType::k##T, 8960, 1536, 24,    \
+                    false)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);            \
   BENCHMARK_CAPTURE(RunShape, T##_qwen_up_prefill32, TensorType::k##T, 8960, 1536, 32,    \
                     false)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);            \
   BENCHMARK_CAPTURE(RunShape, T##_qwen_up_prefill256, TensorType::k##T, 8960, 1536, 256,  \

@@ -59,7 +59,7 @@ bool VnniDecodeRowI16(TensorType type, const uint8_t* row, int64_t super_blocks,
 bool VnniDecodeRowI8(TensorType type, const uint8_t* row, int64_t super_blocks, int8_t* q8,
                      int32_t* sc, int32_t* wsum, float* d, float* dmin, int16_t* mins);
 
-// Prefill engines for k-quants at 16 tokens and more (matmul_prefill.cc): a panel of 32
+// Prefill engines for k-quants at 20 tokens and more (matmul_prefill.cc): a panel of 32
 // weight rows is decoded once per call and multiplied with the tokens 32 at a time, computing
 // the integer-first sums of matmul_vnni_kquant.cc bit for bit:
 //  - AMX-INT8 tiles (where CPU and OS grant AMX-INT8 and TQLM_NO_AMX is unset): each weight's

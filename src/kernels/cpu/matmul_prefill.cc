@@ -58,10 +58,14 @@ const char* PrefillEngineName(PrefillEngine engine) {
   return "none";
 }
 
-// Both engines cost less than the tiles from 16 tokens (they pad to 32; bench_matmul
-// qwen_up_prefill16/32, PERF_NOTES).
+// The engines pad to 32 tokens and decode a panel once per call, so they cost the same from 1
+// to 32 tokens; the tiles grow with the count. Measured crossover with the VNNI int8 engine:
+// ~20 tokens (bench_matmul qwen_up_prefill16/24/32 against TQLM_NO_I8_PREFILL=1, PERF_NOTES
+// v3), which keeps speculative verification steps (up to 17 tokens) on the tiles.
+constexpr int kPrefillEngineMinTokens = 20;
+
 PrefillEngine PrefillEngineFor(TensorType type, int n_tokens) {
-  if (n_tokens < 16) return PrefillEngine::kNone;
+  if (n_tokens < kPrefillEngineMinTokens) return PrefillEngine::kNone;
   for (PrefillEngine e : kAllPrefillEngines) {
     if (PrefillSupports(e, type)) return e;
   }
