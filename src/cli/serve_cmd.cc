@@ -29,6 +29,7 @@ struct ServeFlags {
   int parallel = 4;
   int max_queue = 64;
   std::string prompt_cache = "256MiB";
+  std::string spec_pool = "16MiB";
   std::string max_body = "1MiB";
   std::string alias;
   double shutdown_grace = 10;
@@ -61,6 +62,7 @@ int Serve(ServeFlags& f) {
   const KvAuto kv_auto = ResolveKvAuto(f.model.session.kv, ModelPathOf(f.model), lm.model->info());
   so.kv = kv_auto.policy;
   so.prompt_cache_bytes = ParseByteSize("--prompt-cache-bytes", f.prompt_cache);
+  so.spec_pool_bytes = ParseByteSize("--spec-pool-bytes", f.spec_pool);
   so.max_queue = f.max_queue;
   so.trim_when_idle = !f.no_idle_trim;
   runtime::Scheduler scheduler(*lm.model, *lm.tokenizer, so);
@@ -136,6 +138,10 @@ CommandRegistration reg("serve", "OpenAI-compatible HTTP server with continuous 
       ->envname("TQLM_PARALLEL")->capture_default_str()->check(CLI::Range(1, 1024));
   app.add_option("--max-queue", f->max_queue, "requests waiting for a slot before 429")
       ->envname("TQLM_MAX_QUEUE")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  app.add_option("--spec-pool-bytes", f->spec_pool,
+                 "with --spec ngram: finished requests' tokens kept for prompt lookup across "
+                 "requests (0: off)")
+      ->envname("TQLM_SPEC_POOL_BYTES")->capture_default_str();
   app.add_option("--prompt-cache-bytes", f->prompt_cache, "prefix cache size cap (0: off)")
       ->envname("TQLM_PROMPT_CACHE_BYTES")->capture_default_str();
   app.add_option("--max-body-bytes", f->max_body, "largest request body")

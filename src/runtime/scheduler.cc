@@ -99,7 +99,8 @@ Scheduler::Scheduler(model::Model& model, const tokenizer::Tokenizer& tokenizer,
       options_(std::move(options)),
       n_ctx_(options_.n_ctx > 0 ? options_.n_ctx : model.info().n_ctx_train),
       pool_(options_.n_threads > 0 ? options_.n_threads : DefaultThreads()),
-      prompt_cache_(options_.prompt_cache_bytes) {
+      prompt_cache_(options_.prompt_cache_bytes),
+      spec_pool_(options_.spec_pool_bytes) {
   if (options_.parallel < 1) throw Error("--parallel must be at least 1");
   if (options_.batch < 1) throw Error("the prefill batch must be at least 1 token");
   if (options_.max_queue < 0) throw Error("the queue limit must not be negative");
@@ -286,13 +287,19 @@ bool Scheduler::SpecStep(Slot& s) {
   if (cap <= 0) return false;
   std::vector<int> batch = s.fed;
   batch.push_back(s.next_token);
-  const std::vector<int> proposal = NgramPropose(batch, sp.ngram_min, sp.ngram_max, cap);
+  std::vector<int> proposal = NgramPropose(batch, sp.ngram_min, sp.ngram_max, cap);
+  bool from_pool = false;
+  if (proposal.empty()) {
+    proposal = spec_pool_.Propose(batch, sp.ngram_min, sp.ngram_max, cap);
+    from_pool = !proposal.empty();
+  }
   const int k = s.spec->Length(int(proposal.size()));
   if (k == 0) {
     if (!s.shadow.active() && !proposal.empty()) s.shadow.Start(proposal);
     return false;
   }
   s.shadow.Clear();
+  work_.spec_pool_proposals += from_pool;
   batch.insert(batch.end(), proposal.begin(), proposal.begin() + k);
   const size_t n_vocab = size_t(model_.info().n_vocab);
   s.spec_logits.resize(size_t(k + 1) * n_vocab);
@@ -429,6 +436,7 @@ void Scheduler::DecodeBatch(const std::vector<Slot*>& continuing) {
 void Scheduler::Finish(Slot& s, const std::string& reason) {
   // The whole exchange is a prefix of the next turn of the same conversation.
   if (s.cache && !s.fed.empty()) prompt_cache_.Insert(s.fed, *s.cache);
+  spec_pool_.Add(s.fed);
   StreamEvent done;
   done.kind = StreamEvent::Kind::kDone;
   done.finish_reason = reason;
@@ -484,6 +492,7 @@ void Scheduler::PublishStats() {
     st.kv.bytes_f16 += m.bytes_f16;
   }
   st.prompt_cache = prompt_cache_.stats();
+  st.spec_pool_bytes = spec_pool_.bytes();
   std::lock_guard lock(mu_);
   st.queued = int(queue_.size());
   stats_ = st;

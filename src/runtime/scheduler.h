@@ -29,6 +29,7 @@
 #include "model/model.h"
 #include "runtime/generate.h"
 #include "runtime/kv_policy.h"
+#include "runtime/ngram_pool.h"
 #include "runtime/prompt_cache.h"
 #include "tokenizer/tokenizer.h"
 #include "tqlm/error.h"
@@ -43,6 +44,9 @@ struct SchedulerOptions {
   KvPolicy kv;
   size_t prompt_cache_bytes = size_t(256) << 20;  // 0: no prompt cache
   int max_queue = 64;       // requests waiting for a slot; more are refused (Overloaded)
+  // Finished requests' tokens kept for prompt lookup across requests (runtime/ngram_pool.h),
+  // used by a speculating request when its own text proposes nothing; 0: off.
+  size_t spec_pool_bytes = size_t(16) << 20;
   // When the last request ends (nothing running or queued), give the C heap's free pages
   // back to the system (glibc malloc_trim). Without it RSS creeps up under a steady load:
   // KV blocks freed by finished sequences and evicted prompt-cache entries leave free holes
@@ -116,6 +120,8 @@ struct SchedulerStats {
   uint64_t decode_batch_sum = 0;   // sequences over all decode steps (mean batch = sum / steps)
   uint64_t heap_trims = 0;         // times the idle scheduler gave free heap pages back
   SpecStats spec;                  // speculation of requests that decoded alone
+  uint64_t spec_pool_proposals = 0;  // verification steps whose proposal came from the pool
+  size_t spec_pool_bytes = 0;        // the pool's size now
   double prefill_seconds = 0;
   double decode_seconds = 0;
   kv::KvMemoryStats kv;            // caches of the active sequences
@@ -170,6 +176,7 @@ class Scheduler {
   kernels::ThreadPool pool_;
   PromptCache prompt_cache_;
   // Inference thread only:
+  NgramPool spec_pool_;
   std::vector<std::unique_ptr<Slot>> slots_;
   uint64_t admit_counter_ = 0;
   SchedulerStats work_;  // counters, copied into stats_ after each step

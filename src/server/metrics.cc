@@ -53,6 +53,11 @@ std::string Metrics::Render(const runtime::SchedulerStats& s) const {
          double(s.spec.accepted));
   metric("tqlm_spec_acceptance_rate", "gauge", "Accepted / proposed tokens.",
          s.spec.AcceptanceRate());
+  metric("tqlm_spec_pool_proposals_total", "counter",
+         "Verification steps whose proposal came from the shared n-gram pool.",
+         double(s.spec_pool_proposals));
+  metric("tqlm_spec_pool_bytes", "gauge", "Bytes held by the shared n-gram pool.",
+         double(s.spec_pool_bytes));
   metric("tqlm_decode_batch_mean", "gauge", "Mean number of sequences per decode step.",
          s.decode_steps > 0 ? double(s.decode_batch_sum) / double(s.decode_steps) : 0.0);
   metric("tqlm_slots", "gauge", "Sequence slots (--parallel).", s.slots);

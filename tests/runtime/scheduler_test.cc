@@ -163,6 +163,41 @@ TEST_F(SchedulerTest, SpeculationKeepsTheText) {
   }
 }
 
+// The shared n-gram pool: a request whose own text proposes nothing continues what a finished
+// request produced after the same tokens; the text stays the text without speculation.
+TEST_F(SchedulerTest, SpeculationPoolSharesFinishedRequests) {
+  const std::string prompt = "Once upon a time, in a small village by the sea,";
+  SessionOptions so;
+  so.n_ctx = 256;
+  so.n_threads = 2;
+  Session session(*model_, so);
+  const GenerationRequest plain = Greedy(prompt, 24);
+  const std::string want = Generate(session, *tok_, plain.prompt, plain.params).text;
+  for (size_t pool_bytes : {size_t(0), size_t(1) << 20}) {
+    SchedulerOptions opt = Options(1);
+    opt.spec_pool_bytes = pool_bytes;
+    Scheduler sched(*model_, *tok_, opt);
+    const Outcome first = Drain(*sched.Submit(Greedy(prompt, 24)));  // no speculation
+    GenerationRequest r = Greedy(prompt, 24);
+    r.params.spec.mode = SpecMode::kNgram;
+    r.params.spec.adaptive = false;
+    const Outcome second = Drain(*sched.Submit(std::move(r)));
+    ASSERT_EQ(second.last.kind, StreamEvent::Kind::kDone) << second.last.text;
+    EXPECT_EQ(first.text, want);
+    EXPECT_EQ(second.text, want) << "pool " << pool_bytes;
+    const SchedulerStats st = sched.Stats();
+    if (pool_bytes == 0) {
+      EXPECT_EQ(st.spec_pool_proposals, 0u);
+      EXPECT_EQ(st.spec_pool_bytes, 0u);
+    } else {
+      EXPECT_GT(st.spec_pool_proposals, 0u);
+      EXPECT_GT(st.spec.accepted, 0);  // the first request's continuation is this one's
+      EXPECT_GT(st.spec_pool_bytes, 0u);
+      EXPECT_LE(st.spec_pool_bytes, pool_bytes);
+    }
+  }
+}
+
 TEST_F(SchedulerTest, PromptCacheReusesAPrefix) {
   Scheduler sched(*model_, *tok_, Options(1));
   const Outcome a = Drain(*sched.Submit(Greedy("The history of Rome begins with", 6)));

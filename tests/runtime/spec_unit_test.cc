@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "runtime/ngram_pool.h"
 #include "runtime/ngram_proposer.h"
 #include "runtime/spec_controller.h"
 #include "tqlm/error.h"
@@ -28,6 +29,35 @@ TEST(NgramPropose, ContinuesTheLatestLongestMatch) {
   EXPECT_TRUE(NgramPropose({}, 1, 3, 4).empty());
   EXPECT_THROW(NgramPropose(ctx, 0, 3, 4), Error);
   EXPECT_THROW(NgramPropose(ctx, 3, 2, 4), Error);
+}
+
+TEST(NgramPool, ProposesFromFinishedSequencesWithinItsBytes) {
+  NgramPool pool(1 << 20);
+  EXPECT_TRUE(pool.Propose(std::vector<int>{1, 2}, 1, 3, 4).empty());
+  pool.Add(std::vector<int>{7, 1, 2, 3, 4, 5, 6});
+  pool.Add(std::vector<int>{9, 2, 3, 8, 8});
+  // [.., 2, 3]: both sequences hold it; the newer one wins a tie...
+  EXPECT_EQ(pool.Propose(std::vector<int>{0, 2, 3}, 1, 3, 4), (std::vector<int>{8, 8}));
+  // ... and a longer match wins over a newer one.
+  EXPECT_EQ(pool.Propose(std::vector<int>{1, 2, 3}, 1, 3, 2), (std::vector<int>{4, 5}));
+  EXPECT_EQ(pool.Propose(std::vector<int>{1, 2, 3}, 1, 3, 0), std::vector<int>{});
+  // Below n_min, or a last token that nothing follows: no proposal.
+  EXPECT_TRUE(pool.Propose(std::vector<int>{0, 3}, 2, 3, 4).empty());
+  EXPECT_TRUE(pool.Propose(std::vector<int>{6}, 1, 3, 4).empty());
+  EXPECT_THROW(pool.Propose(std::vector<int>{1}, 2, 1, 4), Error);
+  // Bounded: old sequences go first, a sequence larger than the pool is not kept.
+  NgramPool small(600);
+  for (int i = 0; i < 20; ++i) small.Add(std::vector<int>{100 + i, 1, 2, 3, i});
+  EXPECT_LE(small.bytes(), size_t(600));
+  EXPECT_GT(small.sequences(), 0u);
+  EXPECT_LT(small.sequences(), 20u);
+  EXPECT_EQ(small.Propose(std::vector<int>{2, 3}, 2, 2, 1), std::vector<int>{19});
+  EXPECT_TRUE(small.Propose(std::vector<int>{100, 1}, 2, 2, 1).empty());  // dropped
+  small.Add(std::vector<int>(1000, 5));
+  EXPECT_TRUE(small.Propose(std::vector<int>{5, 5}, 2, 2, 1).empty());
+  NgramPool off(0);
+  off.Add(std::vector<int>{1, 2, 3});
+  EXPECT_EQ(off.sequences(), 0u);
 }
 
 TEST(SpecController, FollowsAcceptanceAndCost) {
