@@ -65,16 +65,17 @@ int Serve(ServeFlags& f) {
   so.spec_pool_bytes = ParseByteSize("--spec-pool-bytes", f.spec_pool);
   so.max_queue = f.max_queue;
   so.trim_when_idle = !f.no_idle_trim;
+  // --spec draft -md FILE: one draft session for the server (a request speculates only while it
+  // decodes alone, so one is never wanted by two at once).
+  const std::unique_ptr<DraftModel> draft = ResolveSpec(f.spec, f.model, lm);
+  so.draft_session = draft ? draft->session.get() : nullptr;
   runtime::Scheduler scheduler(*lm.model, *lm.tokenizer, so);
 
   server::ServerOptions opt = f.server;
   opt.model_id = f.alias.empty() ? ModelId(f.model.model.empty() ? DefaultModelPath() : f.model.model)
                                  : f.alias;
   opt.sampler = f.sampler;
-  if (f.spec.mode == "draft" || !f.spec.draft_model.empty())
-    throw Error("serve: draft-model speculation is not available in the server (--spec ngram is)");
-  opt.spec = f.spec.params;
-  opt.spec.mode = runtime::ParseSpecMode(f.spec.mode);
+  opt.spec = f.spec.params;  // mode set by ResolveSpec
   opt.max_body_bytes = ParseByteSize("--max-body-bytes", f.max_body);
   if (opt.limits.max_tokens < 1) throw Error("--max-tokens-limit must be at least 1");
   if (opt.http_threads <= 0) opt.http_threads = f.parallel + f.max_queue + 4;
@@ -121,7 +122,7 @@ CommandRegistration reg("serve", "OpenAI-compatible HTTP server with continuous 
   f->model.session.kv = runtime::DefaultKvPolicy();  // measured default, see kv_policy.h
   AddModelFlags(app, f->model);
   AddSamplerFlags(app, f->sampler);
-  AddSpecFlags(app, f->spec);  // ngram only; a request decoding alone speculates
+  AddSpecFlags(app, f->spec);  // a request decoding alone speculates
   app.add_option("--host", f->server.host, "address to listen on")
       ->envname("TQLM_HOST")->capture_default_str();
   app.add_option("--port", f->server.port, "port (0: any free port)")

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "runtime/ngram_proposer.h"
+#include "runtime/proposer.h"
 #include "runtime/spec_controller.h"
 #include "runtime/stop_strings.h"
 #include "tokenizer/stream_decoder.h"
@@ -87,6 +88,7 @@ struct Scheduler::Slot {
   // step and waits for the next decode step without new logits.
   bool has_next = false;
   std::unique_ptr<SpecController> spec;
+  std::unique_ptr<Proposer> draft;  // spec.mode kDraft: proposes from options.draft_session
   ShadowScore shadow;
   SpecStats spec_stats;
   std::vector<float> spec_logits;  // [1 + proposed][n_vocab]
@@ -249,8 +251,12 @@ void Scheduler::Admit(Pending pending) {
     s.cached_tokens = hit.tokens;
     s.out = std::make_unique<TokenStream>(tok_, s.req.params, n_ctx_ - int(prompt.size()));
     const SpecParams& spec = s.req.params.spec;
-    if (spec.mode == SpecMode::kDraft)
-      throw Error("draft-model speculation is not available in the server (use ngram)");
+    if (spec.mode == SpecMode::kDraft) {
+      if (options_.draft_session == nullptr)
+        throw Error("draft-model speculation needs the server started with -md DRAFT.gguf");
+      s.draft = MakeProposer(spec, s.req.params.sampler, options_.draft_session);
+      s.spec = std::make_unique<SpecController>(spec);
+    }
     if (spec.mode == SpecMode::kNgram) {
       NgramPropose({}, spec.ngram_min, spec.ngram_max, 0);  // rejects bad lengths
       s.spec = std::make_unique<SpecController>(spec);
@@ -287,16 +293,25 @@ bool Scheduler::SpecStep(Slot& s) {
   if (cap <= 0) return false;
   std::vector<int> batch = s.fed;
   batch.push_back(s.next_token);
-  std::vector<int> proposal = NgramPropose(batch, sp.ngram_min, sp.ngram_max, cap);
+  std::vector<int> proposal;
   bool from_pool = false;
-  if (proposal.empty()) {
-    proposal = spec_pool_.Propose(batch, sp.ngram_min, sp.ngram_max, cap);
-    from_pool = !proposal.empty();
-  }
-  const int k = s.spec->Length(int(proposal.size()));
-  if (k == 0) {
-    if (!s.shadow.active() && !proposal.empty()) s.shadow.Start(proposal);
-    return false;
+  int k = 0;
+  if (s.draft) {  // each proposed token costs a draft step: decide the length first
+    k = s.spec->Length(cap);
+    if (k > 0) proposal = s.draft->Propose(batch, k);
+    k = int(proposal.size());
+    if (k == 0) return false;
+  } else {
+    proposal = NgramPropose(batch, sp.ngram_min, sp.ngram_max, cap);
+    if (proposal.empty()) {
+      proposal = spec_pool_.Propose(batch, sp.ngram_min, sp.ngram_max, cap);
+      from_pool = !proposal.empty();
+    }
+    k = s.spec->Length(int(proposal.size()));
+    if (k == 0) {
+      if (!s.shadow.active() && !proposal.empty()) s.shadow.Start(proposal);
+      return false;
+    }
   }
   s.shadow.Clear();
   work_.spec_pool_proposals += from_pool;
@@ -315,9 +330,13 @@ bool Scheduler::SpecStep(Slot& s) {
   int j = 0;
   bool done = false;
   for (;; ++j) {
+    // A sampling draft's proposals are verified by speculative sampling against its draws.
+    const std::vector<SparseDistribution>* draws = s.draft ? s.draft->draws() : nullptr;
     const TokenStream::Step step =
         s.out->Next(std::span<const float>(s.spec_logits).subspan(size_t(j) * n_vocab, n_vocab),
-                    std::span<const int>(batch).first(base + 1 + size_t(j)));
+                    std::span<const int>(batch).first(base + 1 + size_t(j)),
+                    draws && j < k ? &(*draws)[size_t(j)] : nullptr,
+                    j < k ? proposal[size_t(j)] : -1);
     ++work_.generated_tokens;
     if (!step.text.empty() || step.logprob) {
       StreamEvent ev = TextEvent(StreamEvent::Kind::kText, step.text);

@@ -47,6 +47,10 @@ struct SchedulerOptions {
   // Finished requests' tokens kept for prompt lookup across requests (runtime/ngram_pool.h),
   // used by a speculating request when its own text proposes nothing; 0: off.
   size_t spec_pool_bytes = size_t(16) << 20;
+  // For requests with spec.mode kDraft: the draft model's session (a vocabulary checked by
+  // CheckDraftVocabulary), used only by the inference thread and only by a request that decodes
+  // alone; it must outlive the scheduler. Without it such requests are refused.
+  Session* draft_session = nullptr;
   // When the last request ends (nothing running or queued), give the C heap's free pages
   // back to the system (glibc malloc_trim). Without it RSS creeps up under a steady load:
   // KV blocks freed by finished sequences and evicted prompt-cache entries leave free holes

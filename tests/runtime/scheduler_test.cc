@@ -198,6 +198,54 @@ TEST_F(SchedulerTest, SpeculationPoolSharesFinishedRequests) {
   }
 }
 
+// Draft-model speculation in the server: the target as its own draft (the same vocabulary;
+// every greedy proposal is accepted), one draft session for the scheduler; greedy text is the
+// text without speculation, and a seed gives the same text on every request whatever the draft
+// session held before. Without a draft session the request fails.
+TEST_F(SchedulerTest, DraftSpeculationKeepsTheText) {
+  const std::string prompt = "Once upon a time, in a small village by the sea,";
+  SessionOptions so;
+  so.n_ctx = 256;
+  so.n_threads = 2;
+  for (float temperature : {0.0f, 0.8f}) {
+    GenerationRequest plain = Greedy(prompt, 20);
+    plain.params.sampler.temperature = temperature;
+    plain.params.sampler.seed = 7;
+    Session alone(*model_, so);
+    const std::string want = Generate(alone, *tok_, plain.prompt, plain.params).text;
+    Session draft(*model_, so);
+    SchedulerOptions opt = Options(1);
+    opt.draft_session = &draft;
+    Scheduler sched(*model_, *tok_, opt);
+    std::string first;
+    for (int round = 0; round < 2; ++round) {  // the draft session is reused across requests
+      GenerationRequest r = plain;
+      r.params.spec.mode = SpecMode::kDraft;
+      r.params.spec.adaptive = false;
+      r.params.spec.max_draft = 4;
+      const Outcome o = Drain(*sched.Submit(std::move(r)));
+      ASSERT_EQ(o.last.kind, StreamEvent::Kind::kDone) << o.last.text;
+      // Greedy: the text without speculation. Sampled: speculative sampling keeps the
+      // distribution, not the draws, so the same seed gives the same text on every request.
+      if (temperature == 0) {
+        EXPECT_EQ(o.text, want) << "round " << round;
+      }
+      if (round == 0) first = o.text;
+      EXPECT_EQ(o.text, first) << "temperature " << temperature;
+      EXPECT_GT(o.last.spec.proposed, 0);
+      if (temperature == 0) {
+        EXPECT_EQ(o.last.spec.accepted, o.last.spec.proposed);
+      }
+    }
+  }
+  Scheduler no_draft(*model_, *tok_, Options(1));
+  GenerationRequest r = Greedy(prompt, 4);
+  r.params.spec.mode = SpecMode::kDraft;
+  const Outcome o = Drain(*no_draft.Submit(std::move(r)));
+  EXPECT_EQ(o.last.kind, StreamEvent::Kind::kError);
+  EXPECT_NE(o.last.text.find("-md"), std::string::npos) << o.last.text;
+}
+
 TEST_F(SchedulerTest, PromptCacheReusesAPrefix) {
   Scheduler sched(*model_, *tok_, Options(1));
   const Outcome a = Drain(*sched.Submit(Greedy("The history of Rome begins with", 6)));
