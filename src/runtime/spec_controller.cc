@@ -12,6 +12,9 @@ constexpr double kDecay = 0.95;
 // speculation is tried and then follows what it measures; weak, so that a run of rejections
 // can take alpha near 0 (down to 0.5 / (1 / (1 - kDecay) + 1)).
 constexpr double kPriorHits = 0.5, kPriorMisses = 0.5;
+// With prompt lookup the proposals made while off are scored for free, so nothing needs to be
+// verified on faith: the prior is one miss (alpha 0) and the first scored proposals decide
+// (prose, where lookups rarely match, then never pays for a verification it did not earn).
 // Before the cost line can be fitted (every step so far fed the same number of tokens): each
 // extra token assumed to cost this fraction of a one-token step. Weighted as one observation,
 // it only matters until steps of two different sizes have been measured.
@@ -26,7 +29,9 @@ SpecController::SpecController(const SpecParams& params)
       scored_while_off_(params.mode == SpecMode::kNgram), probe_after_(kFirstProbe) {}
 
 double SpecController::alpha() const {
-  return (hits_ + kPriorHits) / (hits_ + misses_ + kPriorHits + kPriorMisses);
+  const double ph = scored_while_off_ ? 0.0 : kPriorHits;
+  const double pm = scored_while_off_ ? 1.0 : kPriorMisses;
+  return (hits_ + ph) / (hits_ + misses_ + ph + pm);
 }
 
 double SpecController::RelativeCost(int n) const {

@@ -91,6 +91,9 @@ TEST(SpecController, FollowsAcceptanceAndCost) {
   // speculation off, probes again once the cost is what does.
   p.mode = SpecMode::kNgram;
   SpecController n(p);
+  EXPECT_EQ(n.Length(8), 0);  // nothing verified before a scored proposal says it pays
+  n.Scored(8, 8);
+  EXPECT_GT(n.Length(8), 0);
   for (int i = 0; i < 5; ++i) n.Timed(1, 0.010), n.Timed(9, 0.074);  // each extra token +80%
   for (int i = 0; i < 150; ++i) n.Scored(4, 0);
   int ngram_probes = 0;
