@@ -62,7 +62,13 @@ class SpecController {
 class ShadowScore {
  public:
   bool active() const { return !proposal_.empty(); }
-  void Start(std::vector<int> proposal) { proposal_ = std::move(proposal), matched_ = 0; }
+  // Scores at most the first kTokens of the proposal, so that it is decided (and can turn
+  // speculation on) within that many tokens, however long the match it came from.
+  static constexpr size_t kTokens = 8;
+  void Start(std::vector<int> proposal) {
+    if (proposal.size() > kTokens) proposal.resize(kTokens);
+    proposal_ = std::move(proposal), matched_ = 0;
+  }
   void Clear() { proposal_.clear(); }
   // The next token produced; scores the proposal once it is decided.
   void Produced(int token, SpecController& ctl);
