@@ -113,6 +113,7 @@ struct Sweep {
                   {"top1_text", s.top1_text},
                   {"kl_sum", s.kl_sum},
                   {"kl_max", s.kl_max},
+                  {"dnll_sq_sum", s.dnll_sq_sum},
                   {"top1_ref", s.top1_ref},
                   {"bits_per_value", eval::FormatBitsPerValue(model.info(), cfg.policy)},
                   {"effective_bits", 16.0 * double(s.kv.bytes_used) / double(s.kv.bytes_f16)},

@@ -67,11 +67,16 @@ TEST_F(EvalSmolLM2, WindowKlAgainstTheF16Run) {
   EXPECT_NEAR(same.kl_sum, 0, 1e-6);
   EXPECT_EQ(same.top1_ref, 63);
   EXPECT_DOUBLE_EQ(same.nll_sum, r.nll_sum);
+  EXPECT_EQ(same.dnll_sq_sum, 0.0);
   // Compressed caches move the distributions; fewer bits move them more.
   runtime::Session tq4(*model_, Options("tq4", "tq4"));
   const WindowScore s4 = ScoreWindow(tq4, tokens, 128, 1, &ref, nullptr);
   runtime::Session tq2(*model_, Options("tq2", "tq2"));
   const WindowScore s2 = ScoreWindow(tq2, tokens, 128, 1, &ref, nullptr);
+  // The squared per-token NLL differences bound their mean's square (Cauchy-Schwarz).
+  const double dn = s4.nll_sum - r.nll_sum;
+  EXPECT_GT(s4.dnll_sq_sum, 0.0);
+  EXPECT_GE(s4.dnll_sq_sum * s4.scored * (1 + 1e-9), dn * dn);
   std::printf("[kl] tq4: mean KL %.6f, top-1 %d/63; tq2: mean KL %.6f, top-1 %d/63\n",
               s4.kl_sum / 63, s4.top1_ref, s2.kl_sum / 63, s2.top1_ref);
   // Measured over these 63 positions: tq4 mean KL 0.0495, top-1 57/63; tq2 0.246, top-1 53
