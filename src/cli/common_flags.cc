@@ -94,8 +94,8 @@ void AddModelFlags(CLI::App& app, ModelFlags& f) {
       ->envname("TQLM_N_GPU_LAYERS")->check(CLI::Range(-1, 1 << 20));
   app.add_option("--numerics", f.numerics,
                  "matmul activations on the CPU: native (int8 where AVX-512 VNNI exists, fast) or "
-                 "float (slower; what eval ppl and calibrate use to measure what a KV cache alone "
-                 "changes, without the int8 rounding that any upstream change re-rolls)")
+                 "float (slower; calibrate's default, and for eval: measures what a KV cache alone "
+                 "changes, without the int8 rounding that any upstream change re-draws)")
       ->envname("TQLM_NUMERICS")->capture_default_str()->check(CLI::IsMember({"native", "float"}));
   app.add_option("--ctk,--cache-type-k", f.session.kv.k_type,
                  "K cache type: auto f32 f16 q8_0 q4_0 tq2 tq2.5 tq3 tq3.5 tq4 tq8 (tqBp: QJL variant; "
