@@ -14,6 +14,7 @@
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/quant_act.h"
 #include "quant_reference.h"
+#include "tqlm/error.h"
 
 namespace tqlm::kernels {
 namespace {
@@ -186,6 +187,47 @@ TEST(MatMulInvariance, PrefillEnginesAreTheTilesBitForBit) {
     }
   }
   if (checked == 0) GTEST_SKIP() << "no prefill engine on this CPU";
+}
+
+// --numerics float (eval ppl, calibrate): every format takes the float-activation path, at
+// every token count (the prefill engines included), bit for bit the portable path; the
+// signature of results says so; native is back to the default path afterwards.
+TEST(MatMulNumerics, FloatIsThePortablePathForEveryTokenCount) {
+  std::mt19937 rng(23);
+  ThreadPool pool(2);
+  ASSERT_EQ(GetMatMulNumerics(), MatMulNumerics::kNative);
+  const std::string native_signature = NumericsSignature();
+  int differs_from_native = 0;
+  for (TensorType type : kTypes) {
+    const int64_t cols = IsKQuant(type) ? 512 : 288, rows = 45;
+    const auto wb = RandomMatrix(type, rows, cols, &rng);
+    const WeightView w = MakeWeightView(type, wb.data(), rows, cols);
+    for (int n : {1, 40}) {
+      const auto x = Activations(size_t(n) * size_t(cols), &rng);
+      std::vector<float> native(size_t(n) * rows), flt(size_t(n) * rows), port(size_t(n) * rows);
+      MatMul(w, x.data(), n, native.data(), pool);
+      SetMatMulNumerics(MatMulNumerics::kFloat);
+      MatMul(w, x.data(), n, flt.data(), pool);
+      SetMatMulNumerics(MatMulNumerics::kNative);
+      Portable(w, x.data(), n, port.data(), pool);
+      ASSERT_EQ(0, std::memcmp(flt.data(), port.data(), flt.size() * 4))
+          << TypeName(type) << " " << n << " tokens";
+      differs_from_native += std::memcmp(flt.data(), native.data(), flt.size() * 4) != 0;
+      std::vector<float> again(native.size());
+      MatMul(w, x.data(), n, again.data(), pool);
+      ASSERT_EQ(0, std::memcmp(again.data(), native.data(), again.size() * 4)) << TypeName(type);
+    }
+  }
+  SetMatMulNumerics(MatMulNumerics::kFloat);
+  const std::string float_signature = NumericsSignature();
+  SetMatMulNumerics(MatMulNumerics::kNative);
+  EXPECT_NE(float_signature.find("float"), std::string::npos) << float_signature;
+  EXPECT_EQ(ParseMatMulNumerics("float"), MatMulNumerics::kFloat);
+  EXPECT_EQ(ParseMatMulNumerics("native"), MatMulNumerics::kNative);
+  EXPECT_THROW(ParseMatMulNumerics("int8"), Error);
+  if (!internal::HaveVnniKernels()) GTEST_SKIP() << "no AVX-512 VNNI: native is float already";
+  EXPECT_NE(float_signature, native_signature);
+  EXPECT_GT(differs_from_native, 0) << "int8 activations should round differently from float";
 }
 
 }  // namespace

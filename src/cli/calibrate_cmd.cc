@@ -26,6 +26,7 @@ struct CalibFlags {
   double budget_bits = 0;
   double max_kld = -1, max_dppl = -1;  // < 0: not given
   double margin = 0.7;
+  double dppl_z = 1.0;
   std::string results;  // default: beside the calibration file
   bool dry_run = false;  // measure and print, write no calibration file
 };
@@ -47,6 +48,7 @@ int Calibrate(const CalibFlags& f) {
 
   eval::CalibBar bar;
   bar.margin = f.margin;
+  bar.dppl_z = f.dppl_z;
   if (f.budget_bits > 0) {
     bar.budget_bits = f.budget_bits;
   } else if (f.max_kld >= 0 || f.max_dppl >= 0) {  // only what was given is the bar
@@ -72,12 +74,14 @@ int Calibrate(const CalibFlags& f) {
   std::filesystem::create_directories(std::filesystem::path(rows_path).parent_path(), ec);
   eval::ResultsFile results = OpenResults(rows_path);
   std::fprintf(stderr,
-               "calibrating %s on %d windows of %d tokens of %s (%s); rows in %s\n",
+               "calibrating %s on %d windows of %d tokens of %s, %s numerics (%s); rows in %s\n",
                lm.model->info().name.c_str(), f.windows, ctx,
-               std::string(setup.cell_base["text"]).c_str(),
+               std::string(setup.cell_base["text"]).c_str(), f.model.numerics.c_str(),
                bar.budget_bits > 0 ? fmt::format("budget {} bits/value", bar.budget_bits).c_str()
-                                   : fmt::format("bar: mean KLD <= {}, ΔPPL <= {}%, margin {}",
-                                                 bar.max_kld, 100 * bar.max_dppl, bar.margin)
+                                   : fmt::format("bar: mean KLD <= {}, ΔPPL <= {}% (less {} s.e.), "
+                                                 "margin {}",
+                                                 bar.max_kld, 100 * bar.max_dppl, bar.dppl_z,
+                                                 bar.margin)
                                          .c_str(),
                rows_path.c_str());
   ProgressBar pbar("calibrate");
@@ -96,8 +100,9 @@ int Calibrate(const CalibFlags& f) {
     return 130;
   }
   const eval::CalibRow& c = o.chosen;
-  std::printf("\nchosen: %s  (%.3f bits/value, mean KLD %.5f, ΔPPL %+.2f%% on the sample)%s\n",
-              c.name.c_str(), c.bits, c.mean_kld, 100 * c.delta_ppl,
+  std::printf("\nchosen: %s  (%.3f bits/value, mean KLD %.5f, ΔPPL %+.2f%% ± %.2f%% on the "
+              "sample)%s\n",
+              c.name.c_str(), c.bits, c.mean_kld, 100 * c.delta_ppl, 100 * c.dppl_se,
               o.met ? "" : "  -- no candidate met the bar");
   std::printf("took %.0f s (%d cells measured, %d reused from %s)\n", seconds, o.cells_run,
               o.cells_reused, rows_path.c_str());
@@ -119,6 +124,7 @@ int Calibrate(const CalibFlags& f) {
   file.windows = f.windows;
   file.seconds = seconds;
   file.tqlm_version = setup.cell_base["tqlm_version"];
+  file.numerics = f.model.numerics;
   eval::WriteCalibFile(calib_path, file);
   std::printf("wrote %s: --ctk auto --ctv auto (the default) now uses it for this model\n",
               calib_path.c_str());
@@ -130,6 +136,10 @@ CommandRegistration reg("calibrate", "measure the cheapest KV policy that meets 
   auto f = std::make_shared<CalibFlags>();
   f->model.session.n_ctx = 512;  // -c: the window size, as in eval ppl
   f->model.session.batch = 64;   // one cache block per chunk, as in eval ppl
+  // Float activations: with the native int8 ones any change upstream re-rolls the rounding of
+  // every later matmul's activations, which alone costs ~0.01 KLD on Gemma 3 whatever the cache
+  // (docs/RESULTS.md "Calibrated KV defaults"); calibration measures what the cache changes.
+  f->model.numerics = "float";
   AddModelFlags(app, f->model);
   app.add_option("-f,--file", f->file, "calibration text (default: the installed Persuasion)");
   app.add_option("--windows", f->windows, "windows of -c tokens measured")->capture_default_str();
@@ -144,6 +154,10 @@ CommandRegistration reg("calibrate", "measure the cheapest KV policy that meets 
   app.add_option("--margin", f->margin,
                  "the sample must meet this fraction of the bar (room for unseen text)")
       ->capture_default_str()->check(CLI::Range(0.05, 1.0));
+  app.add_option("--dppl-z", f->dppl_z,
+                 "the ΔPPL half of the bar is met when ΔPPL less this many standard errors "
+                 "(measured over the sample's tokens) meets it (0: the raw sample ΔPPL)")
+      ->capture_default_str()->check(CLI::Range(0.0, 5.0));
   app.add_option("-o,--results", f->results,
                  "results JSONL of the measurements (resumed; default beside the calibration)");
   app.add_flag("--dry-run", f->dry_run, "measure and print, write no calibration file");

@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "cli/model_names.h"
+#include "kernels/cpu/matmul.h"
 #include "runtime/kv_policy.h"
 #include "runtime/proposer.h"
 #include "runtime/sampling_limits.h"
@@ -91,6 +92,11 @@ void AddModelFlags(CLI::App& app, ModelFlags& f) {
                  "llama.cpp's offload count: > 0 puts the whole model on the GPU when one is usable "
                  "(as --device auto), 0 keeps it on the CPU")
       ->envname("TQLM_N_GPU_LAYERS")->check(CLI::Range(-1, 1 << 20));
+  app.add_option("--numerics", f.numerics,
+                 "matmul activations on the CPU: native (int8 where AVX-512 VNNI exists, fast) or "
+                 "float (slower; calibrate's default, and for eval: measures what a KV cache alone "
+                 "changes, without the int8 rounding that any upstream change re-draws)")
+      ->envname("TQLM_NUMERICS")->capture_default_str()->check(CLI::IsMember({"native", "float"}));
   app.add_option("--ctk,--cache-type-k", f.session.kv.k_type,
                  "K cache type: auto f32 f16 q8_0 q4_0 tq2 tq2.5 tq3 tq3.5 tq4 tq8 (tqBp: QJL variant; "
                  "auto: the model's calibration (tqlm calibrate), else tq8 K / tq4 V)")
@@ -199,6 +205,7 @@ LoadedModel LoadModel(const ModelFlags& flags) {
   if (flags.n_gpu_layers > 0 && device_name == "cpu") device_name = "auto";
   if (flags.n_gpu_layers == 0) device_name = "cpu";
   LoadedModel out;
+  kernels::SetMatMulNumerics(kernels::ParseMatMulNumerics(flags.numerics));
   const std::string path = flags.model.empty() ? DefaultModelPath() : flags.model;
   const auto t0 = std::chrono::steady_clock::now();
   const backend::Device device = backend::ResolveDevice(device_name);

@@ -21,6 +21,7 @@ struct ModelFlags {
   runtime::SessionOptions session;
   bool flash_attn = false;  // llama.cpp's -fa: accepted, changes nothing
   int n_gpu_layers = -1;    // llama.cpp's -ngl: -1 unset
+  std::string numerics = "native";  // matmul activations: native or float (kernels/cpu/matmul.h)
 };
 
 void AddModelFlags(CLI::App& app, ModelFlags& flags);

@@ -30,6 +30,11 @@ CommandRegistration reg("eval",
   ppl->add_option("-o,--results", f->results, "results JSONL (sweep; resumed)")->capture_default_str();
   ppl->add_option("--table-md", f->table_md, "also write the Pareto table (Markdown) here");
   ppl->add_option("--summary", f->summary, "also write the Pareto table as JSONL here");
+  ppl->add_option("--ref-numerics", f->ref_numerics,
+                  "sweep: compute the f16 reference with these matmul numerics (native or "
+                  "float) and every configuration, f16/f16 included, with --numerics: shows how "
+                  "far the native int8 engine itself is from the float one")
+      ->check(CLI::IsMember({"native", "float"}));
   ppl->add_option("--ref-model", f->ref_model,
                   "score -m against this model's logits, both with f16 KV: mean KL, PPL of "
                   "each (e.g. a converted model against its source)");

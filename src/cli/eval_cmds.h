@@ -26,6 +26,7 @@ struct PplFlags {
   std::string dump_tokens;  // write the windows' token ids + config keys, then exit
   std::string ref_model;    // score -m against this model's logits (weights vs their source)
   std::vector<std::string> compare;  // score these against -m's logits
+  std::string ref_numerics;  // sweep: the f16 reference's matmul numerics (empty: --numerics)
 };
 
 struct NiahFlags {
@@ -88,7 +89,9 @@ eval::ResultsFile OpenResults(const std::string& path);  // reports a truncated 
 // The rows that tables may summarize: every row of another engine, and tqlm's only where they
 // were made by this version with this key-centering setting and the current layout of their
 // KV types (older rows stay in the file).
-std::vector<nlohmann::json> CurrentRows(const eval::ResultsFile& results);
+// `numerics`: the signature the rows must carry (empty: kernels::NumericsSignature()).
+std::vector<nlohmann::json> CurrentRows(const eval::ResultsFile& results,
+                                        const std::string& numerics = {});
 int ReportSweep(const eval::SweepSummary& s, const eval::ResultsFile& results);
 void WriteTextFile(const std::string& path, const std::string& text);
 

@@ -89,13 +89,15 @@ eval::ResultsFile OpenResults(const std::string& path) {
   return r;
 }
 
-std::vector<nlohmann::json> CurrentRows(const eval::ResultsFile& results) {
+std::vector<nlohmann::json> CurrentRows(const eval::ResultsFile& results,
+                                        const std::string& numerics) {
+  const std::string want = numerics.empty() ? kernels::NumericsSignature() : numerics;
   std::vector<nlohmann::json> out;
   for (const nlohmann::json& r : results.rows()) {
     const nlohmann::json& c = r.value("config", nlohmann::json::object());
     if (c.value("engine", "tqlm") == "tqlm" &&
         (c.value("tqlm_version", "") != kTqlmVersion ||
-         c.value("numerics", "") != kernels::NumericsSignature() ||
+         c.value("numerics", "") != want ||
          c.value("kv_key_centering", false) != kv::KeyCenteringEnabled() ||
          !eval::KvJsonCurrent(c.value("kv", nlohmann::json::object()))))
       continue;

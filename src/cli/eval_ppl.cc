@@ -20,6 +20,7 @@
 #include "eval/perplexity.h"
 #include "eval/ppl_table.h"
 #include "eval/sha256.h"
+#include "kernels/cpu/matmul.h"
 #include "tqlm/error.h"
 
 namespace tqlm::cli {
@@ -73,6 +74,9 @@ struct Sweep {
   const std::vector<int>& tokens;
   int ctx;
   eval::WindowReference ref;  // the f16 run of the current window
+  // With --ref-numerics: the reference's numerics, and the candidates' (f16/f16 among them).
+  bool separate_ref = false;
+  kernels::MatMulNumerics ref_numerics{}, run_numerics{};
 
   runtime::SessionOptions Options(const runtime::KvPolicy& policy) const {
     runtime::SessionOptions o = f.model.session;
@@ -87,11 +91,13 @@ struct Sweep {
     const auto& cfg = *std::find_if(configs.begin(), configs.end(),
                                     [&](const auto& c) { return c.name == name; });
     nlohmann::json extra = nlohmann::json::object();
-    const bool is_ref = name == "f16/f16";
+    const bool is_ref = name == "f16/f16" && !separate_ref;
     if (ref.window != w && !is_ref) {  // the f16 row exists already: recompute its logits only
       const auto t0 = std::chrono::steady_clock::now();
+      if (separate_ref) kernels::SetMatMulNumerics(ref_numerics);
       runtime::Session s(model, Options(configs.front().policy));
       eval::ScoreWindow(s, tokens, ctx, w, nullptr, &ref);
+      if (separate_ref) kernels::SetMatMulNumerics(run_numerics);
       extra["reference_seconds"] =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
@@ -107,6 +113,7 @@ struct Sweep {
                   {"top1_text", s.top1_text},
                   {"kl_sum", s.kl_sum},
                   {"kl_max", s.kl_max},
+                  {"dnll_sq_sum", s.dnll_sq_sum},
                   {"top1_ref", s.top1_ref},
                   {"bits_per_value", eval::FormatBitsPerValue(model.info(), cfg.policy)},
                   {"effective_bits", 16.0 * double(s.kv.bytes_used) / double(s.kv.bytes_f16)},
@@ -137,6 +144,16 @@ int SweepRun(const PplFlags& f, const std::string& path, const std::string& text
   }
   const std::string model_path = ModelPathOf(f.model);
   nlohmann::json base = BaseCellConfig("ppl", model_path);
+  const kernels::MatMulNumerics run_numerics = kernels::GetMatMulNumerics();
+  const kernels::MatMulNumerics ref_numerics =
+      f.ref_numerics.empty() ? run_numerics : kernels::ParseMatMulNumerics(f.ref_numerics);
+  const bool separate_ref = ref_numerics != run_numerics;
+  if (separate_ref) {  // rows of this kind are kept apart from rows scored against a same-numerics f16
+    kernels::SetMatMulNumerics(ref_numerics);
+    const std::string ref_signature = kernels::NumericsSignature();
+    kernels::SetMatMulNumerics(run_numerics);
+    base["numerics"] = std::string(base["numerics"]) + "; f16 reference: " + ref_signature;
+  }
   base["text"] = path.substr(path.find_last_of('/') + 1);
   base["text_sha256"] = eval::Sha256Hex(text);
   base["ctx"] = ctx;
@@ -165,7 +182,7 @@ int SweepRun(const PplFlags& f, const std::string& path, const std::string& text
                  f.dump_tokens.c_str());
     return 0;
   }
-  Sweep sweep{f, *lm.model, tokens, ctx, {}};
+  Sweep sweep{f, *lm.model, tokens, ctx, {}, separate_ref, ref_numerics, run_numerics};
   if (eval::PendingCells(results, cells) > 0) {
     // warm-up: fault in the weights and spin up the threads before the first timed cell
     runtime::Session s(*lm.model, sweep.Options(configs.front().policy));
@@ -176,11 +193,14 @@ int SweepRun(const PplFlags& f, const std::string& path, const std::string& text
       SweepProgressBar(fmt::format("ppl {} configs x {} windows", configs.size(), windows)).Callback());
   const int rc = ReportSweep(summary, results);
   const std::vector<eval::PplSummary> table =
-      eval::SummarizePpl(CurrentRows(results), base["model_sha256"], base["text_sha256"], ctx);
+      eval::SummarizePpl(CurrentRows(results, base["numerics"]), base["model_sha256"],
+                         base["text_sha256"], ctx);
   const std::string md = eval::PplMarkdownTable(table);
-  std::printf("%s (%s), %s, windows of %d tokens (second halves scored), batch %d\n\n%s",
+  std::printf("%s (%s), %s, windows of %d tokens (second halves scored), batch %d, numerics "
+              "%s\n\n%s",
               lm.model->info().name.c_str(), std::string(base["model"]).c_str(),
-              std::string(base["text"]).c_str(), ctx, f.model.session.batch, md.c_str());
+              std::string(base["text"]).c_str(), ctx, f.model.session.batch,
+              std::string(base["numerics"]).c_str(), md.c_str());
   if (!f.table_md.empty()) WriteTextFile(f.table_md, md);
   if (!f.summary.empty()) {
     std::string jsonl;

@@ -35,7 +35,8 @@ nlohmann::json Body(const CalibFile& f) {
             {"text", f.text},
             {"ctx", f.ctx},
             {"windows", f.windows},
-            {"seconds", f.seconds}}},
+            {"seconds", f.seconds},
+            {"numerics", f.numerics}}},
           {"tqlm_version", f.tqlm_version}};
 }
 
@@ -121,6 +122,9 @@ CalibFile ParseCalibFile(const std::string& text) {
   f.ctx = int(Num(m, "ctx", "measured", 0, 1 << 24));
   f.windows = int(Num(m, "windows", "measured", 0, 1 << 20));
   f.seconds = Num(m, "seconds", "measured", 0, 1e9);
+  f.numerics = m.contains("numerics") ? Str(m, "numerics", "measured") : "native";
+  if (f.numerics != "native" && f.numerics != "float")
+    throw Error("calibration file: numerics must be native or float");
   f.tqlm_version = Str(j, "tqlm_version", "the file");
   return f;
 }

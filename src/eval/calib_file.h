@@ -32,6 +32,8 @@ struct CalibFile {
   int ctx = 0, windows = 0;
   double seconds = 0;        // wall time of the calibration
   std::string tqlm_version;
+  std::string numerics = "native";  // matmul activations measured with (native, float);
+                                    // files without the field were measured with native
 };
 
 // The file's text (pretty JSON with the checksum field).

@@ -28,7 +28,7 @@ constexpr int kMaxScanGroups = 8;
 constexpr int kMixTries = 3;
 
 struct Sums {
-  double nll = 0, ref_nll = 0, kl = 0;
+  double nll = 0, ref_nll = 0, kl = 0, dnll_sq = 0;
   int scored = 0, windows = 0;
 };
 
@@ -83,6 +83,7 @@ class Runner {
         const nlohmann::json& row = *by_hash.at(ConfigHash(CellConfig(policies[i], w)));
         sm.nll += row.value("nll_sum", 0.0);
         sm.kl += row.value("kl_sum", 0.0);
+        sm.dnll_sq += row.value("dnll_sq_sum", 0.0);
         sm.scored += row.value("scored", 0);
         sm.ref_nll += ref.value("nll_sum", 0.0);
         ++sm.windows;
@@ -101,10 +102,13 @@ class Runner {
     r.windows = sm.windows;
     if (sm.scored > 0) {
       r.mean_kld = sm.kl / sm.scored;
-      r.delta_ppl = std::exp((sm.nll - sm.ref_nll) / sm.scored) - 1;
+      const double dnll = (sm.nll - sm.ref_nll) / sm.scored;
+      r.delta_ppl = std::exp(dnll) - 1;
+      // Tokens taken as independent: var(d) / n, by the delta method on exp.
+      const double var = std::max(0.0, sm.dnll_sq / sm.scored - dnll * dnll);
+      r.dppl_se = (1 + r.delta_ppl) * std::sqrt(var / sm.scored);
     }
-    r.meets = (bar.max_kld <= 0 || r.mean_kld <= bar.margin * bar.max_kld) &&
-              (bar.max_dppl <= 0 || r.delta_ppl <= bar.margin * bar.max_dppl);
+    r.meets = MeetsBar(r, bar);
     return r;
   }
 
@@ -117,6 +121,7 @@ class Runner {
     c["window"] = w;
     c["kv"] = KvPolicyJson(p);
     c["kv_name"] = IsF16(p) ? "f16/f16" : CalibPolicyName(p);
+    c["row_fields"] = 2;  // rows carry dnll_sq_sum (older rows are measured again)
     return c;
   }
 
@@ -154,7 +159,8 @@ class Runner {
     }
     return {{"kv_name", cell.config["kv_name"]}, {"window", w},       {"scored", score.scored},
             {"nll_sum", score.nll_sum},          {"kl_sum", score.kl_sum},
-            {"kl_max", score.kl_max},            {"top1_ref", score.top1_ref}};
+            {"kl_max", score.kl_max},            {"top1_ref", score.top1_ref},
+            {"dnll_sq_sum", score.dnll_sq_sum}};
   }
 
   const CalibSetup& s_;
@@ -183,15 +189,25 @@ runtime::KvPolicy Mix(const Level& hi, const Level& lo, const std::vector<bool>&
   return p;
 }
 
+// ΔPPL as the bar judges it: the sample's less dppl_z standard errors.
+double JudgedDppl(const CalibRow& r, const CalibBar& bar) {
+  return r.delta_ppl - bar.dppl_z * r.dppl_se;
+}
+
 // How far a row is above the bar (1: at margin x bar); budget mode has no bar.
 double Excess(const CalibRow& r, const CalibBar& bar) {
   double e = 0;
   if (bar.max_kld > 0) e = std::max(e, r.mean_kld / (bar.margin * bar.max_kld));
-  if (bar.max_dppl > 0) e = std::max(e, r.delta_ppl / (bar.margin * bar.max_dppl));
+  if (bar.max_dppl > 0) e = std::max(e, JudgedDppl(r, bar) / (bar.margin * bar.max_dppl));
   return e;
 }
 
 }  // namespace
+
+bool MeetsBar(const CalibRow& r, const CalibBar& bar) {
+  return (bar.max_kld <= 0 || r.mean_kld <= bar.margin * bar.max_kld) &&
+         (bar.max_dppl <= 0 || JudgedDppl(r, bar) <= bar.margin * bar.max_dppl);
+}
 
 std::vector<std::pair<std::string, std::string>> CalibLadder() {
   return {{"tq2", "tq2"}, {"tq3", "tq2"}, {"tq3", "tq3"}, {"tq4", "tq3"},
@@ -417,11 +433,12 @@ CalibOutcome Calibrate(const CalibSetup& setup, const CalibBar& bar, ResultsFile
 
 std::string CalibMarkdownTable(const CalibOutcome& o) {
   std::string s =
-      "| stage | KV (K/V, per-layer rules) | bits/value | mean KLD | ΔPPL | windows | meets |\n"
+      "| stage | KV (K/V, per-layer rules) | bits/value | mean KLD | ΔPPL ± s.e. | windows | meets |\n"
       "|---|---|---:|---:|---:|---:|:-:|\n";
   for (const CalibRow& r : o.table)
-    s += fmt::format("| {} | {} | {:.3f} | {:.5f} | {:+.2f}% | {} | {} |\n", r.stage, r.name,
-                     r.bits, r.mean_kld, 100 * r.delta_ppl, r.windows, r.meets ? "yes" : "");
+    s += fmt::format("| {} | {} | {:.3f} | {:.5f} | {:+.2f}% ± {:.2f}% | {} | {} |\n", r.stage,
+                     r.name, r.bits, r.mean_kld, 100 * r.delta_ppl, 100 * r.dppl_se, r.windows,
+                     r.meets ? "yes" : "");
   return s;
 }
 

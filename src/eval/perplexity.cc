@@ -107,6 +107,9 @@ WindowScore ScoreWindow(runtime::Session& session, std::span<const int> tokens, 
       s.kl_sum += kl;
       s.kl_max = std::max(s.kl_max, kl);
       s.top1_ref += argmax == ref->argmax[size_t(j)];
+      const size_t next = size_t(window[size_t(i) + 1]);
+      const double d = double(p[next]) - double(out[next]);
+      s.dnll_sq_sum += d * d;
     }
   }
   s.kv = session.cache().MemoryStats();

@@ -46,6 +46,10 @@ struct WindowScore {
   double nll_sum = 0;       // -sum log p(actual next token)
   int top1_text = 0;        // argmax == actual next token
   double kl_sum = 0;        // sum over positions of KL(reference || this run), nats
+  // sum over positions of d^2, d = this run's NLL of the actual next token minus the
+  // reference's (sum d = nll_sum - the reference's): the spread that makes ΔPPL on a few
+  // hundred tokens a noisy estimate (its standard error, CalibRow::dppl_se)
+  double dnll_sq_sum = 0;
   double kl_max = 0;
   int top1_ref = 0;         // argmax == reference argmax
   kv::KvMemoryStats kv;     // the cache after the window

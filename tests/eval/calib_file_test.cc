@@ -2,12 +2,15 @@
 // foreign (another model's) or newer-version file is refused with a reason, never trusted;
 // and "auto" without a file (or with a refused one) stays the built-in rule.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "eval/calib_file.h"
+#include "eval/sha256.h"
 #include "runtime/kv_policy.h"
 #include "tqlm/error.h"
 
@@ -33,6 +36,7 @@ CalibFile Sample() {
   f.windows = 3;
   f.seconds = 61.5;
   f.tqlm_version = "test";
+  f.numerics = "float";
   return f;
 }
 
@@ -62,6 +66,7 @@ TEST(CalibFile, RoundTrips) {
   EXPECT_EQ(b.delta_ppl, a.delta_ppl);
   EXPECT_EQ(b.ctx, a.ctx);
   EXPECT_EQ(b.windows, a.windows);
+  EXPECT_EQ(b.numerics, a.numerics);
   EXPECT_EQ(SerializeCalibFile(b), SerializeCalibFile(a));
   TempFile t;
   WriteCalibFile(t.path, a);
@@ -149,6 +154,23 @@ TEST(CalibFile, AutoWithoutFileFallsBackToTheBuiltInRule) {
   p = ApplyCalibration(fixed, t.path, kSha, Layers(4), &calibrated, &warning);
   EXPECT_FALSE(calibrated);
   EXPECT_EQ(p.k_type, "q8_0");
+}
+
+// Files written before the numerics field were measured with native numerics; a numerics
+// value this build does not know is refused (the checksum is recomputed as a writer would).
+TEST(CalibFile, NumericsFieldIsOptionalAndChecked) {
+  auto rewrite = [](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json j = nlohmann::json::parse(SerializeCalibFile(Sample()));
+    j.erase("checksum");
+    edit(j);
+    j["checksum"] = Sha256Hex(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    return j.dump(2);
+  };
+  const CalibFile old = ParseCalibFile(rewrite([](nlohmann::json& j) { j["measured"].erase("numerics"); }));
+  EXPECT_EQ(old.numerics, "native");
+  EXPECT_EQ(ParseCalibFile(rewrite([](nlohmann::json&) {})).numerics, "float");
+  EXPECT_THROW(ParseCalibFile(rewrite([](nlohmann::json& j) { j["measured"]["numerics"] = "int4"; })),
+               Error);
 }
 
 }  // namespace

@@ -129,6 +129,45 @@ TEST_F(CalibrateTiny, BarMovesOnlyTheInsensitiveLayerDown) {
   EXPECT_EQ(o.chosen.policy.profile, "0=tq2/tq2") << o.chosen.name;
 }
 
+// Rows carry the standard error of their ΔPPL (from the per-token NLL differences): zero
+// only for a run equal to the reference, larger for a coarser cache.
+TEST_F(CalibrateTiny, RowsCarryTheDpplStandardError) {
+  CalibBar bar;
+  bar.budget_bits = 1e-6 + FormatBitsPerValue(model->info(), [&] {
+    runtime::KvPolicy p = setup.base;
+    p.k_type = p.v_type = "tq2";
+    return p;
+  }());
+  ResultsFile results(rows.path);
+  const CalibOutcome o = Calibrate(setup, bar, results);
+  ASSERT_TRUE(o.complete);
+  const CalibRow* lo = Find(o, "uniform");
+  const CalibRow* hi = Find(o, "scan base");
+  ASSERT_TRUE(lo && hi);
+  EXPECT_GT(lo->dppl_se, 0.0);
+  EXPECT_GT(hi->dppl_se, 0.0);
+  EXPECT_GT(lo->dppl_se, hi->dppl_se) << lo->name << " against " << hi->name;
+}
+
+// The ΔPPL half is judged less dppl_z standard errors; the KLD half as measured.
+TEST(CalibrateRules, DpplHalfAllowsItsStandardError) {
+  CalibBar bar;  // KLD 0.01, ΔPPL 1%, margin 0.7, one standard error
+  CalibRow r;
+  r.mean_kld = 0.005;
+  r.delta_ppl = 0.008;
+  r.dppl_se = 0.002;
+  EXPECT_TRUE(MeetsBar(r, bar));
+  r.dppl_se = 0.0005;
+  EXPECT_FALSE(MeetsBar(r, bar));
+  r.dppl_se = 0.002;
+  bar.dppl_z = 0;
+  EXPECT_FALSE(MeetsBar(r, bar));
+  bar.dppl_z = 1;
+  r.mean_kld = 0.0071;  // above 0.7 x 0.01 whatever the ΔPPL
+  r.delta_ppl = -0.01;
+  EXPECT_FALSE(MeetsBar(r, bar));
+}
+
 TEST(CalibrateRules, ProfileRulesMergeRanges) {
   EXPECT_EQ(ProfileRules({"tq4", "tq4", "tq8", "tq8", "tq4"}, {"tq3", "tq3", "tq4", "tq4", "tq3"},
                          "tq4", "tq3"),

@@ -8,6 +8,7 @@
 
 #include "eval/niah.h"
 #include "eval/perplexity.h"
+#include "kernels/cpu/matmul.h"
 #include "model/model.h"
 #include "chat/chat_format.h"
 #include "tokenizer/tokenizer.h"
@@ -66,11 +67,16 @@ TEST_F(EvalSmolLM2, WindowKlAgainstTheF16Run) {
   EXPECT_NEAR(same.kl_sum, 0, 1e-6);
   EXPECT_EQ(same.top1_ref, 63);
   EXPECT_DOUBLE_EQ(same.nll_sum, r.nll_sum);
+  EXPECT_EQ(same.dnll_sq_sum, 0.0);
   // Compressed caches move the distributions; fewer bits move them more.
   runtime::Session tq4(*model_, Options("tq4", "tq4"));
   const WindowScore s4 = ScoreWindow(tq4, tokens, 128, 1, &ref, nullptr);
   runtime::Session tq2(*model_, Options("tq2", "tq2"));
   const WindowScore s2 = ScoreWindow(tq2, tokens, 128, 1, &ref, nullptr);
+  // The squared per-token NLL differences bound their mean's square (Cauchy-Schwarz).
+  const double dn = s4.nll_sum - r.nll_sum;
+  EXPECT_GT(s4.dnll_sq_sum, 0.0);
+  EXPECT_GE(s4.dnll_sq_sum * s4.scored * (1 + 1e-9), dn * dn);
   std::printf("[kl] tq4: mean KL %.6f, top-1 %d/63; tq2: mean KL %.6f, top-1 %d/63\n",
               s4.kl_sum / 63, s4.top1_ref, s2.kl_sum / 63, s2.top1_ref);
   // Measured over these 63 positions: tq4 mean KL 0.0495, top-1 57/63; tq2 0.246, top-1 53
@@ -122,6 +128,51 @@ TEST_F(EvalSmolLM2, NiahPromptHasTheNeedleAtTheDepth) {
   EXPECT_THROW(BuildNiahPrompt(*tok_, *chat_, corpus, 600, 1.5, n, 3), Error);
   EXPECT_TRUE(NiahCorrect("The number is " + n.number + ".", n));
   EXPECT_FALSE(NiahCorrect("I do not know.", n));
+}
+
+// Why KV evaluations and calibration run with float activations (--numerics float): with the
+// native int8 ones, a change upstream too small to matter re-rounds the activations of every
+// later matmul, and on Gemma 3 (large activations) that alone moves predictions by about as
+// much as an 8-bit KV cache. Here the smallest change there is, an f32 KV cache against the
+// f16 one: under float numerics it stays at least 10x below what native numerics make of it.
+TEST(EvalGemma3, FloatNumericsMeasureTheCacheNotTheRounding) {
+  const std::string path = CachePath("models/gemma-3-270m-q4_k_m.gguf");
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "model not installed: " << path;
+  const std::string signature = kernels::NumericsSignature();
+  if (signature.find("int8") == std::string::npos)
+    GTEST_SKIP() << "native numerics are float on this CPU: " << signature;
+  auto model = model::Model::Load(path);
+  auto tok = tokenizer::Tokenizer::FromGguf(model->file());
+  std::string text;
+  for (int i = 0; text.size() < 4000; ++i)
+    text += "Chapter " + std::to_string(i) + ". Sir Walter Elliot, of Kellynch Hall, in "
+            "Somersetshire, was a man who, for his own amusement, never took up any book but "
+            "the Baronetage; there he found occupation for an idle hour, and consolation in a "
+            "distressed one. ";
+  const std::vector<int> tokens = tok->Encode(text, false, false);
+  const int ctx = 256;
+  ASSERT_GE(tokens.size(), size_t(ctx));
+  auto kl = [&](kernels::MatMulNumerics numerics, const std::string& kv) {
+    kernels::SetMatMulNumerics(numerics);
+    runtime::SessionOptions o;
+    o.n_ctx = ctx;
+    o.batch = 64;
+    o.n_threads = 2;
+    o.kv.k_type = o.kv.v_type = "f16";
+    WindowReference ref;
+    runtime::Session f16(*model, o);
+    ScoreWindow(f16, tokens, ctx, 0, nullptr, &ref);
+    o.kv.k_type = o.kv.v_type = kv;
+    runtime::Session s(*model, o);
+    const WindowScore r = ScoreWindow(s, tokens, ctx, 0, &ref, nullptr);
+    kernels::SetMatMulNumerics(kernels::MatMulNumerics::kNative);
+    return r.kl_sum / r.scored;
+  };
+  const double native = kl(kernels::MatMulNumerics::kNative, "f32");
+  const double flt = kl(kernels::MatMulNumerics::kFloat, "f32");
+  std::printf("[kl] f32 KV against f16 KV: native numerics %.6f, float %.8f\n", native, flt);
+  EXPECT_GT(native, 0.0);
+  EXPECT_LT(flt * 10, native);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <hwy/targets.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "kernels/cpu/dequant.h"
@@ -99,7 +100,26 @@ void DequantizeRow(const WeightView& w, int64_t row, float* out) {
   DequantizeValues(w.type, p, w.cols, out);
 }
 
+namespace {
+std::atomic<MatMulNumerics> g_numerics{MatMulNumerics::kNative};
+bool FloatActivations() { return g_numerics.load(std::memory_order_relaxed) == MatMulNumerics::kFloat; }
+}  // namespace
+
+void SetMatMulNumerics(MatMulNumerics numerics) { g_numerics.store(numerics); }
+MatMulNumerics GetMatMulNumerics() { return g_numerics.load(); }
+
+const char* MatMulNumericsName(MatMulNumerics numerics) {
+  return numerics == MatMulNumerics::kFloat ? "float" : "native";
+}
+
+MatMulNumerics ParseMatMulNumerics(const std::string& name) {
+  if (name == "native") return MatMulNumerics::kNative;
+  if (name == "float") return MatMulNumerics::kFloat;
+  throw Error("--numerics: expected native or float, got '" + name + "'");
+}
+
 std::string MatMulKernelSummary() {
+  if (FloatActivations()) return "portable (float activations, --numerics float)";
   std::string prefill;
   if (internal::HaveAmxKernels()) {
     prefill = "amx-int8 (k-quants)";
@@ -112,7 +132,8 @@ std::string MatMulKernelSummary() {
 
 std::string NumericsSignature() {
   return fmt::format("matmul {}, float kernels {}",
-                     internal::HaveVnniKernels() ? "int8 (avx512-vnni)" : "float (portable)",
+                     internal::HaveVnniKernels() && !FloatActivations() ? "int8 (avx512-vnni)"
+                                                                        : "float (portable)",
                      hwy::TargetName(hwy::SupportedTargets() & ~(hwy::SupportedTargets() - 1)));
 }
 
@@ -126,6 +147,10 @@ void MatMul(const WeightView& w, const float* x, int n_tokens, float* y, ThreadP
   if (IsTqWeight(w.type)) {
     internal::MatMulTq(w.type, static_cast<const uint8_t*>(w.data), w.row_bytes, w.rows, w.cols,
                        x, n_tokens, y, pool);
+    return;
+  }
+  if (FloatActivations()) {
+    internal::MatMulPortable(w.type, w.data, w.rows, w.cols, w.row_bytes, x, n_tokens, y, pool);
     return;
   }
   const int64_t chunk = ChunkRows(w.rows, n_tokens, pool.num_threads());

@@ -49,6 +49,21 @@ std::string MatMulKernelSummary();
 // bits and share a signature; see docs/RESULTS.md "Same request, same tokens".
 std::string NumericsSignature();
 
+// The activations' side of the matmuls in this process. kNative (the default): int8 activations
+// where the CPU has AVX-512 VNNI, as above. kFloat: float activations on every CPU (the portable
+// path, slower). Per-token int8 rounding makes a model's logits a discontinuous function of its
+// inputs: two runs that differ by a tiny amount upstream (a KV cache of 8 bits against one of
+// 16) round some activations to different steps, and on a model with large activations (Gemma 3)
+// that alone moves predictions by ~0.01 nats per token. Evaluations that measure what a KV
+// cache itself changes (eval ppl --numerics float, calibrate) use kFloat. Set it between
+// forward passes only; NumericsSignature and MatMulKernelSummary report it.
+enum class MatMulNumerics { kNative, kFloat };
+void SetMatMulNumerics(MatMulNumerics numerics);
+MatMulNumerics GetMatMulNumerics();
+// "native" / "float"; ParseMatMulNumerics throws tqlm::Error for anything else.
+const char* MatMulNumericsName(MatMulNumerics numerics);
+MatMulNumerics ParseMatMulNumerics(const std::string& name);
+
 // out[c] = W[row, c] for c < cols (embedding lookup).
 void DequantizeRow(const WeightView& w, int64_t row, float* out);
 
