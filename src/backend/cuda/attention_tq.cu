@@ -1,13 +1,17 @@
-// Attention over the TurboQuant KV cache (tq_kv_kernels.h), one kernel for prefill and decode:
-// the f16 cache's flash kernel (attention_f16.cu) with key tiles that are the cache's blocks.
+// Attention over the TurboQuant KV cache (tq_kv_kernels.h), one kernel for prefill and decode,
+// flash-attention style on tensor cores (mma.m16n8k16) with split keys as in flash-decoding.
 //
 // Tiles: the sinks [0, S) in tiles of 64 positions, then main block b = tile nST + b
 // (nST = ceil(S / 64)); a split is 4 tiles at fixed tile indices, so a query's reduction order
-// depends only on its position (batch- and chunking-invariant, as for the f16 cache). For each
-// tile a row sees either the raw rows (fp16) or the compressed block (decoded into the same
-// shared-memory tiles as fp16), by the CPU's rule p >= end_b + recent; a tile that some rows of
-// a prefill chunk see raw and others compressed is run twice with the other rows masked (a
-// masked row's state is left bit-identical, see attention_f16.cu).
+// depends only on its position (batch- and chunking-invariant, as for the f16 cache). Each warp
+// owns 16 query rows and one split and walks the split's tiles alone (a block holds one warp in
+// decode steps, four in prefill chunks): a row's arithmetic never depends on the other rows of
+// its block. For each tile a row sees either the raw rows (fp16) or the compressed block, by the
+// CPU's rule p >= end_b + recent; a tile that some of a warp's rows see raw and others
+// compressed is run twice with the other rows masked (a masked row's state is left
+// bit-identical, see attention_f16.cu). Compressed blocks are staged whole into the warp's
+// shared memory with cp.async, the next one while the current one is used, and their codes are
+// decoded straight into mma fragments (see "Decoding codes" below).
 //
 // TurboQuant tensors live in the codec's rotated basis: queries are rotated by R_k before the
 // kernel (q·k = Rq·Rk), values are summed rotated and the merge rotates each output back by R_v^T.
@@ -28,8 +32,6 @@ namespace {
 
 namespace ptx = ::tqlm::cuda::ptx;
 
-constexpr int kThreads = 128;
-constexpr int kRows = 64;
 constexpr int kTilesPerSplit = 4;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kNoMax = -1e30f;
@@ -53,129 +55,251 @@ __device__ __forceinline__ float* PartialAt(float* partial, int n_splits, int di
                                             int head, int n_heads, int split) {
   return partial + ((size_t(t) * n_heads + head) * n_splits + split) * (dim + 2);
 }
-__device__ __forceinline__ uint32_t Ld32(const __half* p) {
-  return *reinterpret_cast<const uint32_t*>(p);
-}
 
-template <int kDim>
-struct TqSmem {
-  static constexpr int kStride = kDim + 8;
-  static constexpr int kVStride = kTqBlock + 8;
-  __half q[kRows * kStride];
-  __half k[kTqBlock * kStride];
-  __half vt[kDim * kVStride];
-  float lev[4][256];  // K hi, K lo, V hi, V lo
-  float normk[kTqBlock], normv[kTqBlock];
-  float center[kDim];
+// --- Decoding codes straight into mma fragments ---------------------------------------------
+// A warp owns 16 query rows and walks one split's tiles with an online softmax. The tensor-core
+// k index is permuted so that a lane's fragment values are 4 codes that sit together in a unit:
+//   scores:  logical k pair (2 tig, 2 tig + 1) / (2 tig + 8, 2 tig + 9) of k-step ks are the
+//            dimensions 16 ks + 4 tig + {0, 1} / {2, 3} (queries are loaded the same way);
+//   keys:    score column n of n-tile j is the tile's key 16 (j / 2) + 4 (n / 2) + 2 (j % 2) + n % 2,
+//            so that P's k pairs in P V are the keys 16 ks + 4 tig + {0, 1} / {2, 3}: one value
+//            unit's 4 tokens at one coordinate.
+// Fragments hold bare levels (one table lookup per two codes); the key norms and the center
+// (q . center, an extra n-tile) are applied to the fp32 scores, the value norms to P.
+
+constexpr int kWarpRows = 16;  // query rows per warp (the mma M dimension)
+constexpr int kMaxWarps = 4;   // warps per block in prefill chunks; decode steps use one
+constexpr int kTableBytes = 4 * 256 * 4;  // level tables: K hi, K lo, V hi, V lo
+constexpr int kTwoBufferSmem = 110 * 1024;  // above this, one staging buffer per warp
+
+// Shared memory of a block: the tables, then per warp its query rows (fp16) and `nbuf` staging
+// buffers of one K block (k_bytes) and one V block (v_bytes).
+struct TqSmemPlan {
+  int warp_bytes = 0, k_bytes = 0, v_bytes = 0, nbuf = 1;
 };
 
-__device__ __forceinline__ uint2 Pack4(float a, float b, float c, float d) {
-  return make_uint2(ptx::PackHalf2(a, b), ptx::PackHalf2(c, d));
+__device__ __forceinline__ uint32_t Lds32(const uint8_t* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+__device__ __forceinline__ uint2 Ld64(const void* p) { return *reinterpret_cast<const uint2*>(p); }
+
+__device__ __forceinline__ void CpAsync16(void* dst, const void* src) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-template <int B, int kDim>
-__device__ void DecodeKeyUnit(TqSmem<kDim>& sm, const uint8_t* unit, const float* lev, int s,
-                              int g) {
-  uint32_t w[2 * B];
-#pragma unroll
-  for (int i = 0; i < B; ++i) {
-    const uint2 x = reinterpret_cast<const uint2*>(unit)[i];
-    w[2 * i] = x.x;
-    w[2 * i + 1] = x.y;
-  }
-  const float* c = sm.center + 4 * g;
-#pragma unroll
-  for (int tt = 0; tt < 16; ++tt) {
-    const float n = sm.normk[16 * s + tt];
-    float v[4];
-#pragma unroll
-    for (int jj = 0; jj < 4; ++jj) v[jj] = fmaf(lev[UnitCode<B>(w, 4 * tt + jj)], n, c[jj]);
-    *reinterpret_cast<uint2*>(&sm.k[(16 * s + tt) * TqSmem<kDim>::kStride + 4 * g]) =
-        Pack4(v[0], v[1], v[2], v[3]);
-  }
+// The 4 bits of h, one to each byte's bit 0.
+__device__ __forceinline__ uint32_t Spread4(uint32_t h) {
+  return (h & 1u) | ((h & 2u) << 7) | ((h & 4u) << 14) | ((h & 8u) << 21);
 }
 
-template <int B, int kDim>
-__device__ void DecodeValueUnit(TqSmem<kDim>& sm, const uint8_t* unit, const float* lev, int c,
-                                int u) {
-  uint32_t w[2 * B];
-#pragma unroll
-  for (int i = 0; i < B; ++i) {
-    const uint2 x = reinterpret_cast<const uint2*>(unit)[i];
-    w[2 * i] = x.x;
-    w[2 * i + 1] = x.y;
-  }
-  const float* n = sm.normv + 4 * u;
-#pragma unroll
-  for (int jj = 0; jj < 16; ++jj) {
-    float v[4];
-#pragma unroll
-    for (int tt = 0; tt < 4; ++tt) v[tt] = lev[UnitCode<B>(w, 4 * jj + tt)] * n[tt];
-    *reinterpret_cast<uint2*>(&sm.vt[(16 * c + jj) * TqSmem<kDim>::kVStride + 4 * u]) =
-        Pack4(v[0], v[1], v[2], v[3]);
+// Codes 4 q .. 4 q + 3 of a unit of B-bit codes (UnitCode's packing), one per byte.
+template <int B>
+__device__ __forceinline__ uint32_t Codes4(const uint8_t* unit, int q) {
+  if constexpr (B == 8) {
+    return Lds32(unit + 4 * q);
+  } else if constexpr (B == 4) {
+    return (Lds32(unit + 4 * (q & 7)) >> (4 * (q >> 3))) & 0x0F0F0F0Fu;
+  } else if constexpr (B == 2 || B == 3) {
+    uint32_t x = (Lds32(unit + 4 * (q & 3)) >> (2 * (q >> 2))) & 0x03030303u;
+    if constexpr (B == 3)
+      x |= Spread4((Lds32(unit + 16 + 4 * (q >> 3)) >> (4 * (q & 7))) & 15u) << 2;
+    return x;
+  } else {
+    return Spread4((Lds32(unit + 4 * (q >> 3)) >> (4 * (q & 7))) & 15u);
   }
 }
 
-// Decodes one K or V block (rotated basis) into the shared tiles. All threads take part.
+// Table entry i: B <= 4, the fp16 pair (level[i % 2^B], level[i / 2^B]); B = 8, one fp16 level.
+__device__ __forceinline__ uint32_t TableEntry(const float* lev, int bits, int i) {
+  if (bits == 8) return __half_as_ushort(__float2half_rn(lev[i]));
+  if (i >= (1 << (2 * bits))) return 0;
+  return ptx::PackHalf2(lev[i & ((1 << bits) - 1)], lev[i >> bits]);
+}
+
+// The fp16 level pairs of codes (0, 1) and (2, 3) of x's bytes.
+template <int B>
+__device__ __forceinline__ void Levels4(const uint32_t* tab, uint32_t x, uint32_t& b0,
+                                        uint32_t& b1) {
+  if constexpr (B == 8) {
+    b0 = __byte_perm(tab[x & 255u], tab[(x >> 8) & 255u], 0x5410);
+    b1 = __byte_perm(tab[(x >> 16) & 255u], tab[x >> 24], 0x5410);
+  } else {
+    constexpr uint32_t kMask = (1u << (2 * B)) - 1;
+    const uint32_t y = x | (x >> (8 - B));
+    b0 = tab[y & kMask];
+    b1 = tab[(y >> 16) & kMask];
+  }
+}
+
+template <int H, int L>
+struct Bits {
+  static constexpr int kHi = H, kLo = L;
+};
+// Calls fn(Bits<hi, lo>{}) for the format's widths (the TurboQuant types' pairs).
+template <class F>
+__device__ __forceinline__ void WithBits(const TqFormat& f, F&& fn) {
+  switch (f.hi_bits * 16 + f.lo_bits) {
+    case 8 * 16 + 8: fn(Bits<8, 8>{}); break;
+    case 4 * 16 + 4: fn(Bits<4, 4>{}); break;
+    case 4 * 16 + 3: fn(Bits<4, 3>{}); break;
+    case 3 * 16 + 3: fn(Bits<3, 3>{}); break;
+    case 3 * 16 + 2: fn(Bits<3, 2>{}); break;
+    default: fn(Bits<2, 2>{}); break;
+  }
+}
+
+// The A fragment of k-step ks (permuted k, see above) of the warp's 16 query rows.
 template <int kDim>
-__device__ void DecodeBlock(TqSmem<kDim>& sm, const TqFormat& f, const uint8_t* blk, bool key) {
-  float* norm = key ? sm.normk : sm.normv;
-  const __half* nh = reinterpret_cast<const __half*>(blk + f.norms_offset);
-  for (int t = threadIdx.x; t < kTqBlock; t += kThreads) norm[t] = __half2float(nh[t]);
-  if (key) {
-    const __half* ch = reinterpret_cast<const __half*>(blk + f.center_offset);
-    for (int j = threadIdx.x; j < kDim; j += kThreads)
-      sm.center[j] = f.centered ? __half2float(ch[j]) : 0.0f;
+__device__ __forceinline__ void LoadA(uint32_t (&a)[4], const __half* qs, int ks, int gid, int tig) {
+  constexpr int kS = kDim + 8;
+  const uint2 lo = Ld64(qs + gid * kS + 16 * ks + 4 * tig);
+  const uint2 hi = Ld64(qs + (gid + 8) * kS + 16 * ks + 4 * tig);
+  a[0] = lo.x;
+  a[1] = hi.x;
+  a[2] = lo.y;
+  a[3] = hi.y;
+}
+
+template <int B>
+__device__ __forceinline__ void KeyCodeStep(float (&s)[8][4], const uint32_t (&a)[4],
+                                            const uint8_t* unit, int row_bytes,
+                                            const uint32_t* tab, int q0) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    uint32_t b0, b1;
+    Levels4<B>(tab, Codes4<B>(unit + (j / 2) * row_bytes, q0 + 2 * (j % 2)), b0, b1);
+    ptx::Mma16816(s[j], a[0], a[1], a[2], a[3], b0, b1);
   }
-  __syncthreads();
-  for (int u = threadIdx.x; u < kDim; u += kThreads) {
-    if (key) {
-      const int s = u / (kDim / 4), g = u % (kDim / 4);
-      const bool hi = 4 * g < f.n_hi;
-      const int bits = hi ? f.hi_bits : f.lo_bits;
-      const float* lev = sm.lev[hi ? 0 : 1];
-      const uint8_t* unit = blk + KeyUnitOffset(f, s, g);
-      switch (bits) {
-        case 8: DecodeKeyUnit<8>(sm, unit, lev, s, g); break;
-        case 4: DecodeKeyUnit<4>(sm, unit, lev, s, g); break;
-        case 3: DecodeKeyUnit<3>(sm, unit, lev, s, g); break;
-        case 2: DecodeKeyUnit<2>(sm, unit, lev, s, g); break;
-        default: DecodeKeyUnit<1>(sm, unit, lev, s, g); break;
-      }
+}
+
+// Scores against a key block's levels (s) and against its center (cc, when centered).
+template <int kDim, class BitsT>
+__device__ __forceinline__ void KeyCodeScores(float (&s)[8][4], float (&cc)[4], const __half* qs,
+                                              const uint8_t* kb, const TqFormat& f,
+                                              const uint32_t* tab, int gid, int tig) {
+  constexpr int HB = BitsT::kHi, LB = BitsT::kLo;
+  const int q0 = 4 * (gid / 2) + gid % 2;
+  const int hi_groups = f.n_hi / 4;
+  const __half* center = reinterpret_cast<const __half*>(kb + f.center_offset);
+#pragma unroll
+  for (int ks = 0; ks < kDim / 16; ++ks) {
+    uint32_t a[4];
+    LoadA<kDim>(a, qs, ks, gid, tig);
+    const int g = 4 * ks + tig;
+    if (HB == LB || g < hi_groups) {
+      KeyCodeStep<HB>(s, a, kb + g * UnitBytes(HB), f.k_row_bytes, tab, q0);
     } else {
-      const int c = u / 16, q = u % 16;
-      const bool hi = 16 * c < f.n_hi;
-      const int bits = hi ? f.hi_bits : f.lo_bits;
-      const float* lev = sm.lev[hi ? 2 : 3];
-      const uint8_t* unit = blk + ValueUnitOffset(f, c, q);
-      switch (bits) {
-        case 8: DecodeValueUnit<8>(sm, unit, lev, c, q); break;
-        case 4: DecodeValueUnit<4>(sm, unit, lev, c, q); break;
-        case 3: DecodeValueUnit<3>(sm, unit, lev, c, q); break;
-        case 2: DecodeValueUnit<2>(sm, unit, lev, c, q); break;
-        default: DecodeValueUnit<1>(sm, unit, lev, c, q); break;
-      }
+      KeyCodeStep<LB>(s, a, kb + hi_groups * UnitBytes(HB) + (g - hi_groups) * UnitBytes(LB),
+                      f.k_row_bytes, tab + 256, q0);
+    }
+    if (f.centered) {
+      const uint2 c = Ld64(center + 16 * ks + 4 * tig);
+      ptx::Mma16816(cc, a[0], a[1], a[2], a[3], c.x, c.y);
+    }
+  }
+}
+
+// Scores against raw fp16 rows (krow: element offsets of the lane's 8 keys, -1 for none).
+template <int kDim>
+__device__ __forceinline__ void KeyRawScores(float (&s)[8][4], const __half* qs,
+                                             const __half* kraw, const int (&krow)[8], int gid,
+                                             int tig) {
+#pragma unroll
+  for (int ks = 0; ks < kDim / 16; ++ks) {
+    uint32_t a[4];
+    LoadA<kDim>(a, qs, ks, gid, tig);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      uint2 u = make_uint2(0, 0);
+      if (krow[j] >= 0) u = __ldg(reinterpret_cast<const uint2*>(kraw + krow[j] + 16 * ks + 4 * tig));
+      ptx::Mma16816(s[j], a[0], a[1], a[2], a[3], u.x, u.y);
+    }
+  }
+}
+
+// O += P V over a value block's levels (P already scaled by the value norms).
+template <int kDim, class BitsT>
+__device__ __forceinline__ void ValueCodePV(float (&o)[kDim / 8][4], const uint32_t (&pa)[4][4],
+                                            const uint8_t* vb, const TqFormat& f,
+                                            const uint32_t* tab, int gid, int tig) {
+  constexpr int HB = BitsT::kHi, LB = BitsT::kLo;
+  const int hi_chunks = f.n_hi / 16;
+#pragma unroll
+  for (int d = 0; d < kDim / 8; ++d) {
+    const int c = d / 2, qv = 8 * (d % 2) + gid;
+    const bool hi = HB == LB || c < hi_chunks;
+    const int ub = hi ? UnitBytes(HB) : UnitBytes(LB);
+    const uint8_t* chunk = vb + (hi ? c * 16 * UnitBytes(HB)
+                                    : hi_chunks * 16 * UnitBytes(HB) +
+                                          (c - hi_chunks) * 16 * UnitBytes(LB));
+#pragma unroll
+    for (int ks = 0; ks < kTqBlock / 16; ++ks) {
+      const uint8_t* unit = chunk + (4 * ks + tig) * ub;
+      uint32_t b0, b1;
+      if (hi) Levels4<HB>(tab, Codes4<HB>(unit, qv), b0, b1);
+      else Levels4<LB>(tab + 256, Codes4<LB>(unit, qv), b0, b1);
+      ptx::Mma16816(o[d], pa[ks][0], pa[ks][1], pa[ks][2], pa[ks][3], b0, b1);
+    }
+  }
+}
+
+// O += P V over raw fp16 rows (vrow[4 ks + e]: element offset of key 16 ks + 4 tig + e, or -1).
+template <int kDim>
+__device__ __forceinline__ void ValueRawPV(float (&o)[kDim / 8][4], const uint32_t (&pa)[4][4],
+                                           const __half* vraw, const int (&vrow)[16], int gid) {
+  const unsigned short* v = reinterpret_cast<const unsigned short*>(vraw);
+#pragma unroll
+  for (int d = 0; d < kDim / 8; ++d) {
+#pragma unroll
+    for (int ks = 0; ks < kTqBlock / 16; ++ks) {
+      uint32_t h[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        h[e] = vrow[4 * ks + e] >= 0 ? __ldg(v + vrow[4 * ks + e] + 8 * d + gid) : 0u;
+      ptx::Mma16816(o[d], pa[ks][0], pa[ks][1], pa[ks][2], pa[ks][3], h[0] | (h[1] << 16),
+                    h[2] | (h[3] << 16));
     }
   }
 }
 
 template <int kDim>
-__global__ void __launch_bounds__(kThreads)
-    TqFlashKernel(TqAttendArgs a, const float* q, int n_splits, int tokens_per_tile) {
+__global__ void __launch_bounds__(kMaxWarps * 32)
+    TqFlashKernel(TqAttendArgs a, const float* q, int n_splits, int tokens_per_cta,
+                  TqSmemPlan plan) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  using Smem = TqSmem<kDim>;
-  Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
-  constexpr int kS = Smem::kStride, kVS = Smem::kVStride;
+  constexpr int kS = kDim + 8;
   const TqLayerParams& P = a.p;
   const int G = P.n_heads / P.n_kv_heads, S = P.sinks;
   const int kvh = blockIdx.y, split = blockIdx.z;
-  const int t0 = blockIdx.x * tokens_per_tile;
-  const int t_end = min(a.step.n, t0 + tokens_per_tile);
-  const int n_rows = (t_end - t0) * G;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
 
+  uint32_t* tab = reinterpret_cast<uint32_t*>(smem_raw);
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+    if (P.k_comp) {
+      tab[i] = TableEntry(P.kf.levels_hi, P.kf.hi_bits, i);
+      tab[256 + i] = TableEntry(P.kf.levels_lo, P.kf.lo_bits, i);
+    }
+    if (P.v_comp) {
+      tab[512 + i] = TableEntry(P.vf.levels_hi, P.vf.hi_bits, i);
+      tab[768 + i] = TableEntry(P.vf.levels_lo, P.vf.lo_bits, i);
+    }
+  }
+  __syncthreads();  // the only block-wide barrier: from here on each warp works alone
+
+  const int t0 = blockIdx.x * tokens_per_cta;
+  const int t_end = min(a.step.n, t0 + tokens_per_cta);
+  const int r0 = warp * kWarpRows;
+  const int n_rows = min(kWarpRows, (t_end - t0) * G - r0);
+  if (n_rows <= 0) return;
+  const int wt0 = t0 + r0 / G, wt1 = t0 + (r0 + n_rows - 1) / G;  // the warp's tokens
   int lo_min = INT_MAX, hi_max = -1;
-  for (int t = t0; t < t_end; ++t) {
+  for (int t = wt0; t <= wt1; ++t) {
     const int p = a.step.tok_pos[t];
     lo_min = min(lo_min, KeyBegin(p, P.window));
     hi_max = max(hi_max, p);
@@ -185,39 +309,32 @@ __global__ void __launch_bounds__(kThreads)
   if (i_first > i_last) return;
 
   const TqKvLayer L = a.step.seq_tables[a.step.tok_seq[t0]][a.step.layer];
-  const size_t row_stride = size_t(P.n_kv_heads) * kDim;
+  const int row_stride = P.n_kv_heads * kDim;
   const __half* kraw = reinterpret_cast<const __half*>(L.raw_k) + size_t(kvh) * kDim;
   const __half* vraw = reinterpret_cast<const __half*>(L.raw_v) + size_t(kvh) * kDim;
   const bool comp_layer = P.k_comp || P.v_comp;
+  const int nst = SinkTiles(S);
 
-  for (int i = threadIdx.x; i < 256; i += kThreads) {
-    if (P.k_comp) {
-      sm.lev[0][i] = i < (1 << P.kf.hi_bits) ? P.kf.levels_hi[i] : 0.0f;
-      sm.lev[1][i] = i < (1 << P.kf.lo_bits) ? P.kf.levels_lo[i] : 0.0f;
-    }
-    if (P.v_comp) {
-      sm.lev[2][i] = i < (1 << P.vf.hi_bits) ? P.vf.levels_hi[i] : 0.0f;
-      sm.lev[3][i] = i < (1 << P.vf.lo_bits) ? P.vf.levels_lo[i] : 0.0f;
-    }
-  }
+  unsigned char* wbase = smem_raw + kTableBytes + warp * plan.warp_bytes;
+  __half* qs = reinterpret_cast<__half*>(wbase);
+  unsigned char* bufs = wbase + kWarpRows * kS * int(sizeof(__half));
+  const int buf_bytes = plan.k_bytes + plan.v_bytes;
+
   const float qscale = a.scale * kLog2e;
-  for (int i = threadIdx.x; i < kRows * kDim / 2; i += kThreads) {
+  for (int i = lane; i < kWarpRows * kDim / 2; i += 32) {
     const int r = i / (kDim / 2), c = (i % (kDim / 2)) * 2;
     float2 f = make_float2(0, 0);
     if (r < n_rows) {
-      const int t = t0 + r / G, head = kvh * G + r % G;
+      const int row = r0 + r, t = t0 + row / G, head = kvh * G + row % G;
       f = *reinterpret_cast<const float2*>(q + (size_t(t) * P.n_heads + head) * kDim + c);
     }
-    *reinterpret_cast<uint32_t*>(&sm.q[r * kS + c]) = ptx::PackHalf2(f.x * qscale, f.y * qscale);
+    *reinterpret_cast<uint32_t*>(&qs[r * kS + c]) = ptx::PackHalf2(f.x * qscale, f.y * qscale);
   }
-
-  const int r_lo = warp * 16 + gid, r_hi = r_lo + 8;
-  const bool warp_active = warp * 16 < n_rows;
   int p_row[2], lo_row[2];
   for (int h = 0; h < 2; ++h) {
-    const int r = h == 0 ? r_lo : r_hi;
+    const int r = gid + 8 * h;
     if (r < n_rows) {
-      p_row[h] = a.step.tok_pos[t0 + r / G];
+      p_row[h] = a.step.tok_pos[t0 + (r0 + r) / G];
       lo_row[h] = KeyBegin(p_row[h], P.window);
     } else {
       p_row[h] = -1;
@@ -225,81 +342,96 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
 
+  // Which views of a tile the warp's rows need: bit 0 raw, bit 1 compressed.
+  auto passes_of = [&](int tile) {
+    const int ts = TileStart(tile, S), te = TileEnd(tile, S);
+    const int comp_from =
+        comp_layer && tile >= nst ? S + (tile - nst + 1) * kTqBlock + P.recent : INT_MAX;
+    int m = 0;
+    for (int t = wt0; t <= wt1; ++t) {
+      const int p = a.step.tok_pos[t];
+      if (p < ts || KeyBegin(p, P.window) >= te) continue;
+      m |= p >= comp_from ? 2 : 1;
+    }
+    return m;
+  };
+  auto copy = [&](unsigned char* dst, const uint8_t* src, int bytes) {
+    for (int off = 16 * lane; off < bytes; off += 16 * 32) CpAsync16(dst + off, src + off);
+  };
+  auto stage = [&](int tile, unsigned char* buf) {
+    const size_t b = size_t(tile - nst);
+    if (P.k_comp) copy(buf, L.comp_k + (b * P.n_kv_heads + kvh) * P.kf.block_stride, plan.k_bytes);
+    if (P.v_comp)
+      copy(buf + plan.k_bytes, L.comp_v + (b * P.n_kv_heads + kvh) * P.vf.block_stride,
+           plan.v_bytes);
+  };
+
   constexpr int kDT = kDim / 8;
   float o[kDT][4];
 #pragma unroll
   for (int d = 0; d < kDT; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0;
   float m_row[2] = {kNoMax, kNoMax}, l_row[2] = {0, 0};
 
-  for (int tile = i_first; tile <= i_last; ++tile) {
-    const int ts = TileStart(tile, S), te = TileEnd(tile, S);
-    const int nst = SinkTiles(S);
-    const int b = tile - nst;
-    // Rows at or past this position see the tile compressed.
-    const int comp_from = comp_layer && tile >= nst ? S + (b + 1) * kTqBlock + P.recent : INT_MAX;
-    bool any_raw = false, any_comp = false;
-    for (int t = t0; t < t_end; ++t) {
-      const int p = a.step.tok_pos[t];
-      if (p < ts || KeyBegin(p, P.window) >= te) continue;
-      if (p >= comp_from) any_comp = true;
-      else any_raw = true;
+  int passes = passes_of(i_first);
+  if (passes & 2) stage(i_first, bufs);
+  CpAsyncCommit();
+  for (int tile = i_first, k = 0; tile <= i_last; ++tile, ++k) {
+    unsigned char* buf = bufs + (k % plan.nbuf) * buf_bytes;
+    const int next = tile < i_last ? passes_of(tile + 1) : 0;
+    if (plan.nbuf == 2) {
+      if (next & 2) stage(tile + 1, bufs + ((k + 1) % 2) * buf_bytes);
+      CpAsyncCommit();
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
     }
+    __syncwarp();
+    const int ts = TileStart(tile, S), te = TileEnd(tile, S);
+    const int comp_from =
+        comp_layer && tile >= nst ? S + (tile - nst + 1) * kTqBlock + P.recent : INT_MAX;
     for (int pass = 0; pass < 2; ++pass) {
-      if (pass == 0 ? !any_raw : !any_comp) continue;
-      __syncthreads();  // the previous tile's reads (and the query staging) are done
-      const bool dec_k = pass == 1 && P.k_comp, dec_v = pass == 1 && P.v_comp;
-      if (dec_k)
-        DecodeBlock<kDim>(sm, P.kf, L.comp_k + (size_t(b) * P.n_kv_heads + kvh) * P.kf.block_stride,
-                          true);
-      if (dec_v) {
-        __syncthreads();
-        DecodeBlock<kDim>(sm, P.vf, L.comp_v + (size_t(b) * P.n_kv_heads + kvh) * P.vf.block_stride,
-                          false);
-      }
-      if (!dec_k || !dec_v) {
-        for (int i = threadIdx.x; i < kTqBlock * kDim / 8; i += kThreads) {
-          const int j = i / (kDim / 8), c = (i % (kDim / 8)) * 8;
-          const int key = ts + j;
-          const bool valid = key < te && key <= hi_max;
-          if (!dec_k) {
-            uint4 ku = make_uint4(0, 0, 0, 0);
-            if (valid) ku = *reinterpret_cast<const uint4*>(
-                           kraw + RawRow(key, S, L.ring_k) * row_stride + c);
-            *reinterpret_cast<uint4*>(&sm.k[j * kS + c]) = ku;
-          }
-          if (!dec_v) {
-            uint4 vu = make_uint4(0, 0, 0, 0);
-            if (valid) vu = *reinterpret_cast<const uint4*>(
-                           vraw + RawRow(key, S, L.ring_v) * row_stride + c);
-            const __half* vh = reinterpret_cast<const __half*>(&vu);
-#pragma unroll
-            for (int e = 0; e < 8; ++e) sm.vt[(c + e) * kVS + j] = vh[e];
-          }
-        }
-      }
-      __syncthreads();
-      if (!warp_active) continue;
-
+      if (!((passes >> pass) & 1)) continue;
+      const bool kc = pass == 1 && P.k_comp, vc = pass == 1 && P.v_comp;
+      const uint8_t* kb = buf;
+      const uint8_t* vb = buf + plan.k_bytes;
       float s[8][4];
 #pragma unroll
       for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0;
-      const __half* qa = sm.q + (warp * 16 + gid) * kS + 2 * tig;
+      if (kc) {
+        float cc[4] = {0, 0, 0, 0};
+        WithBits(P.kf, [&](auto bits) {
+          KeyCodeScores<kDim, decltype(bits)>(s, cc, qs, kb, P.kf, tab, gid, tig);
+        });
+        const __half* nk = reinterpret_cast<const __half*>(kb + P.kf.norms_offset);
 #pragma unroll
-      for (int ks = 0; ks < kDim / 16; ++ks) {
-        const uint32_t a0 = Ld32(qa + ks * 16), a1 = Ld32(qa + 8 * kS + ks * 16);
-        const uint32_t a2 = Ld32(qa + ks * 16 + 8), a3 = Ld32(qa + 8 * kS + ks * 16 + 8);
+        for (int sb = 0; sb < 4; ++sb) {
+          const uint2 n4 = Ld64(nk + 16 * sb + 4 * tig);
+          const __half2 n01 = *reinterpret_cast<const __half2*>(&n4.x);
+          const __half2 n23 = *reinterpret_cast<const __half2*>(&n4.y);
+          const float nn[4] = {__low2float(n01), __high2float(n01), __low2float(n23),
+                               __high2float(n23)};
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+              s[2 * sb + h][e] = fmaf(nn[2 * h + e % 2], s[2 * sb + h][e], cc[e & 2]);
+        }
+      } else {
+        int krow[8];
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
-          const __half* kb = sm.k + (j * 8 + gid) * kS + ks * 16 + 2 * tig;
-          ptx::Mma16816(s[j], a0, a1, a2, a3, Ld32(kb), Ld32(kb + 8));
+          const int key = ts + 16 * (j / 2) + 4 * (gid / 2) + 2 * (j % 2) + gid % 2;
+          krow[j] = key < te && key <= hi_max ? int(RawRow(key, S, L.ring_k)) * row_stride : -1;
         }
+        KeyRawScores<kDim>(s, qs, kraw, krow, gid, tig);
       }
+      // Mask (the row's keys, and the rows that see this tile in this pass), online softmax.
       float tile_max[2] = {kNoMax, kNoMax};
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int h = e / 2, key = ts + j * 8 + 2 * tig + (e % 2);
+          const int h = e / 2, key = ts + 16 * (j / 2) + 4 * tig + 2 * (j % 2) + (e % 2);
           const bool seen = key < te && key >= lo_row[h] && key <= p_row[h] &&
                             ((p_row[h] >= comp_from) == (pass == 1));
           if (!seen) s[j][e] = -INFINITY;
@@ -332,21 +464,47 @@ __global__ void __launch_bounds__(kThreads)
         o[d][2] *= corr[1];
         o[d][3] *= corr[1];
       }
+      // P as A fragments (the C layout of S is the A layout of P), times the value norms.
+      uint32_t pa[4][4];
 #pragma unroll
       for (int ks = 0; ks < kTqBlock / 16; ++ks) {
-        const uint32_t a0 = ptx::PackHalf2(s[2 * ks][0], s[2 * ks][1]);
-        const uint32_t a1 = ptx::PackHalf2(s[2 * ks][2], s[2 * ks][3]);
-        const uint32_t a2 = ptx::PackHalf2(s[2 * ks + 1][0], s[2 * ks + 1][1]);
-        const uint32_t a3 = ptx::PackHalf2(s[2 * ks + 1][2], s[2 * ks + 1][3]);
-#pragma unroll
-        for (int d = 0; d < kDT; ++d) {
-          const __half* vb = sm.vt + (d * 8 + gid) * kVS + ks * 16 + 2 * tig;
-          ptx::Mma16816(o[d], a0, a1, a2, a3, Ld32(vb), Ld32(vb + 8));
+        float nv[4] = {1, 1, 1, 1};
+        if (vc) {
+          const uint2 n4 = Ld64(reinterpret_cast<const __half*>(vb + P.vf.norms_offset) + 16 * ks +
+                                4 * tig);
+          const __half2 n01 = *reinterpret_cast<const __half2*>(&n4.x);
+          const __half2 n23 = *reinterpret_cast<const __half2*>(&n4.y);
+          nv[0] = __low2float(n01);
+          nv[1] = __high2float(n01);
+          nv[2] = __low2float(n23);
+          nv[3] = __high2float(n23);
         }
+        pa[ks][0] = ptx::PackHalf2(s[2 * ks][0] * nv[0], s[2 * ks][1] * nv[1]);
+        pa[ks][1] = ptx::PackHalf2(s[2 * ks][2] * nv[0], s[2 * ks][3] * nv[1]);
+        pa[ks][2] = ptx::PackHalf2(s[2 * ks + 1][0] * nv[2], s[2 * ks + 1][1] * nv[3]);
+        pa[ks][3] = ptx::PackHalf2(s[2 * ks + 1][2] * nv[2], s[2 * ks + 1][3] * nv[3]);
+      }
+      if (vc) {
+        WithBits(P.vf, [&](auto bits) {
+          ValueCodePV<kDim, decltype(bits)>(o, pa, vb, P.vf, tab + 512, gid, tig);
+        });
+      } else {
+        int vrow[16];
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+          const int key = ts + 16 * (i / 4) + 4 * tig + i % 4;
+          vrow[i] = key < te && key <= hi_max ? int(RawRow(key, S, L.ring_v)) * row_stride : -1;
+        }
+        ValueRawPV<kDim>(o, pa, vraw, vrow, gid);
       }
     }
+    __syncwarp();  // every lane is done with buf before it is staged again
+    if (plan.nbuf == 1 && (next & 2)) {
+      stage(tile + 1, bufs);
+      CpAsyncCommit();
+    }
+    passes = next;
   }
-  if (!warp_active) return;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     l_row[h] += __shfl_xor_sync(0xffffffffu, l_row[h], 1);
@@ -354,9 +512,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int r = h == 0 ? r_lo : r_hi;
+    const int r = gid + 8 * h;
     if (r >= n_rows) continue;
-    const int t = t0 + r / G, head = kvh * G + r % G;
+    const int row = r0 + r, t = t0 + row / G, head = kvh * G + row % G;
     float* part = PartialAt(a.workspace, n_splits, kDim, t, head, P.n_heads, split);
 #pragma unroll
     for (int d = 0; d < kDT; ++d) {
@@ -425,20 +583,35 @@ size_t QRotFloats(int n, const TqLayerParams& p) {
 
 template <int kDim>
 void LaunchFlash(const TqAttendArgs& a, const float* q, int n_splits, cudaStream_t s) {
-  const int G = a.p.n_heads / a.p.n_kv_heads;
-  const int tokens_per_tile = a.one_sequence ? kRows / G : 1;
-  const int tiles = (a.step.n + tokens_per_tile - 1) / tokens_per_tile;
-  const size_t smem = sizeof(TqSmem<kDim>);
-  static bool configured = false;
-  if (!configured) {
+  const TqLayerParams& P = a.p;
+  const int G = P.n_heads / P.n_kv_heads;
+  // One warp per block when the block's rows fit one warp (decode steps: more blocks in
+  // flight), four in prefill chunks. A row's arithmetic is its warp's alone either way.
+  const bool narrow = !a.one_sequence || a.step.n * G <= kWarpRows;
+  const int warps = narrow ? 1 : kMaxWarps;
+  const int tokens_per_cta = a.one_sequence ? warps * kWarpRows / G : 1;
+  const int ctas = (a.step.n + tokens_per_cta - 1) / tokens_per_cta;
+  TqSmemPlan plan;
+  plan.k_bytes = P.k_comp ? P.kf.block_stride : 0;
+  plan.v_bytes = P.v_comp ? P.vf.block_stride : 0;
+  const int q_bytes = kWarpRows * (kDim + 8) * int(sizeof(__half));
+  plan.nbuf = 2;
+  plan.warp_bytes = q_bytes + 2 * (plan.k_bytes + plan.v_bytes);
+  if (kTableBytes + warps * plan.warp_bytes > kTwoBufferSmem) {
+    plan.nbuf = 1;
+    plan.warp_bytes = q_bytes + plan.k_bytes + plan.v_bytes;
+  }
+  const int smem = kTableBytes + warps * plan.warp_bytes;
+  static int configured = 0;  // per instantiation: the dynamic shared memory limit raised so far
+  if (smem > configured) {
     TQLM_CUDA_CHECK(cudaFuncSetAttribute(TqFlashKernel<kDim>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    configured = true;
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    configured = smem;
   }
   TqAttendArgs b = a;
   b.workspace = a.workspace + QRotFloats(a.step.n, a.p);
-  TqFlashKernel<kDim><<<dim3(tiles, a.p.n_kv_heads, n_splits), kThreads, smem, s>>>(
-      b, q, n_splits, tokens_per_tile);
+  TqFlashKernel<kDim><<<dim3(ctas, P.n_kv_heads, n_splits), 32 * warps, smem, s>>>(
+      b, q, n_splits, tokens_per_cta, plan);
 }
 
 }  // namespace
@@ -456,6 +629,9 @@ void LaunchTqAttend(const TqAttendArgs& a, void* stream) {
   if (P.n_kv_heads <= 0 || P.n_heads % P.n_kv_heads != 0 || P.n_heads / P.n_kv_heads > kMaxGroup)
     throw Error("CUDA attention: " + std::to_string(P.n_heads) + " query heads over " +
                 std::to_string(P.n_kv_heads) + " KV heads not supported");
+  for (const TqFormat* f : {&P.kf, &P.vf})
+    if (f->norms_offset % 8 != 0 || f->center_offset % 8 != 0 || f->block_stride % 16 != 0)
+      throw Error("CUDA attention: TurboQuant block layout not 8-byte aligned");
   auto s = static_cast<cudaStream_t>(stream);
   const int n_splits = Splits(a.max_pos, P.sinks);
   if (n_splits > 65535) throw Error("CUDA attention: context too long");
