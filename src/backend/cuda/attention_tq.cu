@@ -1,17 +1,14 @@
-// Attention over the TurboQuant KV cache (tq_kv_kernels.h), one kernel for prefill and decode,
-// flash-attention style on tensor cores (mma.m16n8k16) with split keys as in flash-decoding.
+// Attention over the TurboQuant KV cache (tq_kv_kernels.h): the shared flash kernel
+// (attention_flash.cuh) with a tile loader (TqTiles) that reads the cache's blocks.
 //
 // Tiles: the sinks [0, S) in tiles of 64 positions, then main block b = tile nST + b
 // (nST = ceil(S / 64)); a split is 4 tiles at fixed tile indices, so a query's reduction order
-// depends only on its position (batch- and chunking-invariant, as for the f16 cache). Each warp
-// owns 16 query rows and one split and walks the split's tiles alone (a block holds one warp in
-// decode steps, four in prefill chunks): a row's arithmetic never depends on the other rows of
-// its block. For each tile a row sees either the raw rows (fp16) or the compressed block, by the
-// CPU's rule p >= end_b + recent; a tile that some of a warp's rows see raw and others
-// compressed is run twice with the other rows masked (a masked row's state is left
-// bit-identical, see attention_f16.cu). Compressed blocks are staged whole into the warp's
-// shared memory with cp.async, the next one while the current one is used, and their codes are
-// decoded straight into mma fragments (see "Decoding codes" below).
+// depends only on its position (batch- and chunking-invariant, as for the f16 cache). For each
+// tile a row sees either the raw rows (fp16) or the compressed block, by the CPU's rule
+// p >= end_b + recent; a tile that some rows of a block see raw and others compressed is run
+// twice (pass 0 raw, pass 1 compressed) with the other rows masked. Compressed blocks are staged
+// whole into shared memory with cp.async and their codes decoded straight into mma fragments
+// (see "Decoding codes" below); raw rows are read from global memory.
 //
 // TurboQuant tensors live in the codec's rotated basis: queries are rotated by R_k before the
 // kernel (q·k = Rq·Rk), values are summed rotated and the merge rotates each output back by R_v^T.
@@ -20,6 +17,7 @@
 #include <climits>
 #include <string>
 
+#include "backend/cuda/attention_flash.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/tq_block.cuh"
 #include "backend/cuda/tq_kv_kernels.h"
@@ -30,72 +28,31 @@
 namespace tqlm::cuda_backend {
 namespace {
 
-namespace ptx = ::tqlm::cuda::ptx;
-
-constexpr int kTilesPerSplit = 4;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kNoMax = -1e30f;
-
-__host__ __device__ __forceinline__ int SinkTiles(int sinks) { return (sinks + kTqBlock - 1) / kTqBlock; }
-__host__ __device__ __forceinline__ int TileOf(int pos, int sinks) {
-  return pos < sinks ? pos / kTqBlock : SinkTiles(sinks) + (pos - sinks) / kTqBlock;
-}
-__device__ __forceinline__ int TileStart(int i, int sinks) {
-  const int nst = SinkTiles(sinks);
-  return i < nst ? i * kTqBlock : sinks + (i - nst) * kTqBlock;
-}
-__device__ __forceinline__ int TileEnd(int i, int sinks) {
-  const int nst = SinkTiles(sinks);
-  return i < nst ? min(i * kTqBlock + kTqBlock, sinks) : TileStart(i, sinks) + kTqBlock;
-}
-__device__ __forceinline__ int KeyBegin(int pos, int window) {
-  return window > 0 ? max(0, pos - window + 1) : 0;
-}
-__device__ __forceinline__ float* PartialAt(float* partial, int n_splits, int dim, int t,
-                                            int head, int n_heads, int split) {
-  return partial + ((size_t(t) * n_heads + head) * n_splits + split) * (dim + 2);
-}
+using namespace flash;  // NOLINT: the shared kernel's helpers
 
 // --- Decoding codes straight into mma fragments ---------------------------------------------
-// A warp owns 16 query rows and walks one split's tiles with an online softmax. The tensor-core
-// k index is permuted so that a lane's fragment values are 4 codes that sit together in a unit:
-//   scores:  logical k pair (2 tig, 2 tig + 1) / (2 tig + 8, 2 tig + 9) of k-step ks are the
-//            dimensions 16 ks + 4 tig + {0, 1} / {2, 3} (queries are loaded the same way);
-//   keys:    score column n of n-tile j is the tile's key 16 (j / 2) + 4 (n / 2) + 2 (j % 2) + n % 2,
-//            so that P's k pairs in P V are the keys 16 ks + 4 tig + {0, 1} / {2, 3}: one value
-//            unit's 4 tokens at one coordinate.
+// With the shared kernel's mma k order (attention_flash.cuh), a lane's four values of a key
+// fragment are one key unit's 4 coordinates of one token (4 codes in a row), and those of a value
+// fragment one value unit's 4 tokens at one coordinate: one 32-bit shared load, a shift and a
+// mask give 4 codes, and one lookup in a table of fp16 level pairs a fragment register (two
+// lookups and a byte permute for 8-bit codes).
 // Fragments hold bare levels (one table lookup per two codes); the key norms and the center
 // (q . center, an extra n-tile) are applied to the fp32 scores, the value norms to P.
-
-constexpr int kWarpRows = 16;  // query rows per warp (the mma M dimension)
-constexpr int kMaxWarps = 4;   // warps per block in prefill chunks; decode steps use one
-constexpr int kTableBytes = 4 * 256 * 4;  // level tables: K hi, K lo, V hi, V lo
-constexpr int kTwoBufferSmem = 110 * 1024;  // above this, one staging buffer per warp
-
-// Shared memory of a block: the tables, then per warp its query rows (fp16) and `nbuf` staging
-// buffers of one K block (k_bytes) and one V block (v_bytes).
-struct TqSmemPlan {
-  int warp_bytes = 0, k_bytes = 0, v_bytes = 0, nbuf = 1;
-};
-
-__device__ __forceinline__ uint32_t Lds32(const uint8_t* p) {
-  return *reinterpret_cast<const uint32_t*>(p);
-}
-__device__ __forceinline__ uint2 Ld64(const void* p) { return *reinterpret_cast<const uint2*>(p); }
-
-__device__ __forceinline__ void CpAsync16(void* dst, const void* src) {
-  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 // The 4 bits of h, one to each byte's bit 0.
 __device__ __forceinline__ uint32_t Spread4(uint32_t h) {
   return (h & 1u) | ((h & 2u) << 7) | ((h & 4u) << 14) | ((h & 8u) << 21);
+}
+
+// Four fp16 norms as floats.
+__device__ __forceinline__ void Norms4(const __half* p, float (&n)[4]) {
+  const uint2 u = Ld64(p);
+  const __half2 a = *reinterpret_cast<const __half2*>(&u.x);
+  const __half2 b = *reinterpret_cast<const __half2*>(&u.y);
+  n[0] = __low2float(a);
+  n[1] = __high2float(a);
+  n[2] = __low2float(b);
+  n[3] = __high2float(b);
 }
 
 // Codes 4 q .. 4 q + 3 of a unit of B-bit codes (UnitCode's packing), one per byte.
@@ -152,18 +109,6 @@ __device__ __forceinline__ void WithBits(const TqFormat& f, F&& fn) {
     case 3 * 16 + 2: fn(Bits<3, 2>{}); break;
     default: fn(Bits<2, 2>{}); break;
   }
-}
-
-// The A fragment of k-step ks (permuted k, see above) of the warp's 16 query rows.
-template <int kDim>
-__device__ __forceinline__ void LoadA(uint32_t (&a)[4], const __half* qs, int ks, int gid, int tig) {
-  constexpr int kS = kDim + 8;
-  const uint2 lo = Ld64(qs + gid * kS + 16 * ks + 4 * tig);
-  const uint2 hi = Ld64(qs + (gid + 8) * kS + 16 * ks + 4 * tig);
-  a[0] = lo.x;
-  a[1] = hi.x;
-  a[2] = lo.y;
-  a[3] = hi.y;
 }
 
 template <int B>
@@ -268,265 +213,121 @@ __device__ __forceinline__ void ValueRawPV(float (&o)[kDim / 8][4], const uint32
   }
 }
 
+// The TurboQuant cache's tiles: pass 0 reads the raw fp16 rows straight from global memory
+// (the sinks, the recent ring: few tiles), pass 1 the compressed K and V blocks staged whole.
 template <int kDim>
-__global__ void __launch_bounds__(kMaxWarps * 32)
-    TqFlashKernel(TqAttendArgs a, const float* q, int n_splits, int tokens_per_cta,
-                  TqSmemPlan plan) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  constexpr int kS = kDim + 8;
-  const TqLayerParams& P = a.p;
-  const int G = P.n_heads / P.n_kv_heads, S = P.sinks;
-  const int kvh = blockIdx.y, split = blockIdx.z;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
-
-  uint32_t* tab = reinterpret_cast<uint32_t*>(smem_raw);
-  for (int i = threadIdx.x; i < 256; i += blockDim.x) {
-    if (P.k_comp) {
-      tab[i] = TableEntry(P.kf.levels_hi, P.kf.hi_bits, i);
-      tab[256 + i] = TableEntry(P.kf.levels_lo, P.kf.lo_bits, i);
-    }
-    if (P.v_comp) {
-      tab[512 + i] = TableEntry(P.vf.levels_hi, P.vf.hi_bits, i);
-      tab[768 + i] = TableEntry(P.vf.levels_lo, P.vf.lo_bits, i);
-    }
-  }
-  __syncthreads();  // the only block-wide barrier: from here on each warp works alone
-
-  const int t0 = blockIdx.x * tokens_per_cta;
-  const int t_end = min(a.step.n, t0 + tokens_per_cta);
-  const int r0 = warp * kWarpRows;
-  const int n_rows = min(kWarpRows, (t_end - t0) * G - r0);
-  if (n_rows <= 0) return;
-  const int wt0 = t0 + r0 / G, wt1 = t0 + (r0 + n_rows - 1) / G;  // the warp's tokens
-  int lo_min = INT_MAX, hi_max = -1;
-  for (int t = wt0; t <= wt1; ++t) {
-    const int p = a.step.tok_pos[t];
-    lo_min = min(lo_min, KeyBegin(p, P.window));
-    hi_max = max(hi_max, p);
-  }
-  const int i_first = max(split * kTilesPerSplit, TileOf(lo_min, S));
-  const int i_last = min(split * kTilesPerSplit + kTilesPerSplit - 1, TileOf(hi_max, S));
-  if (i_first > i_last) return;
-
-  const TqKvLayer L = a.step.seq_tables[a.step.tok_seq[t0]][a.step.layer];
-  const int row_stride = P.n_kv_heads * kDim;
-  const __half* kraw = reinterpret_cast<const __half*>(L.raw_k) + size_t(kvh) * kDim;
-  const __half* vraw = reinterpret_cast<const __half*>(L.raw_v) + size_t(kvh) * kDim;
-  const bool comp_layer = P.k_comp || P.v_comp;
-  const int nst = SinkTiles(S);
-
-  unsigned char* wbase = smem_raw + kTableBytes + warp * plan.warp_bytes;
-  __half* qs = reinterpret_cast<__half*>(wbase);
-  unsigned char* bufs = wbase + kWarpRows * kS * int(sizeof(__half));
-  const int buf_bytes = plan.k_bytes + plan.v_bytes;
-
-  const float qscale = a.scale * kLog2e;
-  for (int i = lane; i < kWarpRows * kDim / 2; i += 32) {
-    const int r = i / (kDim / 2), c = (i % (kDim / 2)) * 2;
-    float2 f = make_float2(0, 0);
-    if (r < n_rows) {
-      const int row = r0 + r, t = t0 + row / G, head = kvh * G + row % G;
-      f = *reinterpret_cast<const float2*>(q + (size_t(t) * P.n_heads + head) * kDim + c);
-    }
-    *reinterpret_cast<uint32_t*>(&qs[r * kS + c]) = ptx::PackHalf2(f.x * qscale, f.y * qscale);
-  }
-  int p_row[2], lo_row[2];
-  for (int h = 0; h < 2; ++h) {
-    const int r = gid + 8 * h;
-    if (r < n_rows) {
-      p_row[h] = a.step.tok_pos[t0 + (r0 + r) / G];
-      lo_row[h] = KeyBegin(p_row[h], P.window);
-    } else {
-      p_row[h] = -1;
-      lo_row[h] = 0;
-    }
+struct TqTiles {
+  using Args = TqAttendArgs;
+  static constexpr int kSharedBytes = 4 * 256 * 4;  // level tables: K hi, K lo, V hi, V lo
+  static int BufBytes(const Args& a) {
+    return (a.p.k_comp ? a.p.kf.block_stride : 0) + (a.p.v_comp ? a.p.vf.block_stride : 0);
   }
 
-  // Which views of a tile the warp's rows need: bit 0 raw, bit 1 compressed.
-  auto passes_of = [&](int tile) {
-    const int ts = TileStart(tile, S), te = TileEnd(tile, S);
-    const int comp_from =
-        comp_layer && tile >= nst ? S + (tile - nst + 1) * kTqBlock + P.recent : INT_MAX;
-    int m = 0;
-    for (int t = wt0; t <= wt1; ++t) {
-      const int p = a.step.tok_pos[t];
-      if (p < ts || KeyBegin(p, P.window) >= te) continue;
-      m |= p >= comp_from ? 2 : 1;
+  const TqLayerParams& P;
+  const TqStepView& step;
+  const int kvh;
+  const uint32_t* tab;
+  const int n_heads, n_kv_heads, window, sinks;
+  const int gid, tig, k_bytes;
+  TqKvLayer L;
+
+  __device__ TqTiles(const Args& a, int kvh_, unsigned char* smem)
+      : P(a.p), step(a.step), kvh(kvh_), tab(reinterpret_cast<const uint32_t*>(smem)),
+        n_heads(a.p.n_heads), n_kv_heads(a.p.n_kv_heads), window(a.p.window),
+        sinks(a.p.sinks), gid(threadIdx.x % 32 / 4), tig(threadIdx.x % 4),
+        k_bytes(a.p.k_comp ? a.p.kf.block_stride : 0) {
+    uint32_t* t = reinterpret_cast<uint32_t*>(smem);
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+      if (P.k_comp) {
+        t[i] = TableEntry(P.kf.levels_hi, P.kf.hi_bits, i);
+        t[256 + i] = TableEntry(P.kf.levels_lo, P.kf.lo_bits, i);
+      }
+      if (P.v_comp) {
+        t[512 + i] = TableEntry(P.vf.levels_hi, P.vf.hi_bits, i);
+        t[768 + i] = TableEntry(P.vf.levels_lo, P.vf.lo_bits, i);
+      }
     }
-    return m;
-  };
-  auto copy = [&](unsigned char* dst, const uint8_t* src, int bytes) {
-    for (int off = 16 * lane; off < bytes; off += 16 * 32) CpAsync16(dst + off, src + off);
-  };
-  auto stage = [&](int tile, unsigned char* buf) {
-    const size_t b = size_t(tile - nst);
-    if (P.k_comp) copy(buf, L.comp_k + (b * P.n_kv_heads + kvh) * P.kf.block_stride, plan.k_bytes);
+  }
+  __device__ void Bind(int t0) { L = step.seq_tables[step.tok_seq[t0]][step.layer]; }
+  // Rows at or past this position see the tile compressed.
+  __device__ int CompFrom(int tile) const {
+    const int nst = SinkTiles(sinks);
+    return (P.k_comp || P.v_comp) && tile >= nst ? sinks + (tile - nst + 1) * kTqBlock + P.recent
+                                                 : INT_MAX;
+  }
+  __device__ void Stage(int tile, int passes, unsigned char* buf, int, int tid, int nt) const {
+    if (!(passes & 2)) return;
+    const size_t b = size_t(tile - SinkTiles(sinks));
+    auto copy = [&](unsigned char* dst, const uint8_t* src, int bytes) {
+      for (int off = 16 * tid; off < bytes; off += 16 * nt) CpAsync16(dst + off, src + off);
+    };
+    if (P.k_comp)
+      copy(buf, L.comp_k + (b * n_kv_heads + kvh) * P.kf.block_stride, P.kf.block_stride);
     if (P.v_comp)
-      copy(buf + plan.k_bytes, L.comp_v + (b * P.n_kv_heads + kvh) * P.vf.block_stride,
-           plan.v_bytes);
-  };
-
-  constexpr int kDT = kDim / 8;
-  float o[kDT][4];
+      copy(buf + k_bytes, L.comp_v + (b * n_kv_heads + kvh) * P.vf.block_stride,
+           P.vf.block_stride);
+  }
+  __device__ int RowOffset(int key, int te, int hi_max, int ring) const {
+    return key < te && key <= hi_max ? int(RawRow(key, sinks, ring)) * n_kv_heads * kDim : -1;
+  }
+  __device__ void Scores(float (&s)[8][4], const __half* qs, int tile, int pass,
+                         const unsigned char* buf, int hi_max) const {
+    if (pass == 1 && P.k_comp) {
+      float cc[4] = {0, 0, 0, 0};
+      WithBits(P.kf, [&](auto bits) {
+        KeyCodeScores<kDim, decltype(bits)>(s, cc, qs, buf, P.kf, tab, gid, tig);
+      });
+      const __half* nk = reinterpret_cast<const __half*>(buf + P.kf.norms_offset);
 #pragma unroll
-  for (int d = 0; d < kDT; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0;
-  float m_row[2] = {kNoMax, kNoMax}, l_row[2] = {0, 0};
-
-  int passes = passes_of(i_first);
-  if (passes & 2) stage(i_first, bufs);
-  CpAsyncCommit();
-  for (int tile = i_first, k = 0; tile <= i_last; ++tile, ++k) {
-    unsigned char* buf = bufs + (k % plan.nbuf) * buf_bytes;
-    const int next = tile < i_last ? passes_of(tile + 1) : 0;
-    if (plan.nbuf == 2) {
-      if (next & 2) stage(tile + 1, bufs + ((k + 1) % 2) * buf_bytes);
-      CpAsyncCommit();
-      CpAsyncWait<1>();
+      for (int sb = 0; sb < 4; ++sb) {
+        float nn[4];
+        Norms4(nk + 16 * sb + 4 * tig, nn);
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            s[2 * sb + h][e] = fmaf(nn[2 * h + e % 2], s[2 * sb + h][e], cc[e & 2]);
+      }
     } else {
-      CpAsyncWait<0>();
-    }
-    __syncwarp();
-    const int ts = TileStart(tile, S), te = TileEnd(tile, S);
-    const int comp_from =
-        comp_layer && tile >= nst ? S + (tile - nst + 1) * kTqBlock + P.recent : INT_MAX;
-    for (int pass = 0; pass < 2; ++pass) {
-      if (!((passes >> pass) & 1)) continue;
-      const bool kc = pass == 1 && P.k_comp, vc = pass == 1 && P.v_comp;
-      const uint8_t* kb = buf;
-      const uint8_t* vb = buf + plan.k_bytes;
-      float s[8][4];
+      const int ts = TileStart(tile, sinks), te = TileEnd(tile, sinks);
+      int krow[8];
 #pragma unroll
-      for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0;
-      if (kc) {
-        float cc[4] = {0, 0, 0, 0};
-        WithBits(P.kf, [&](auto bits) {
-          KeyCodeScores<kDim, decltype(bits)>(s, cc, qs, kb, P.kf, tab, gid, tig);
-        });
-        const __half* nk = reinterpret_cast<const __half*>(kb + P.kf.norms_offset);
-#pragma unroll
-        for (int sb = 0; sb < 4; ++sb) {
-          const uint2 n4 = Ld64(nk + 16 * sb + 4 * tig);
-          const __half2 n01 = *reinterpret_cast<const __half2*>(&n4.x);
-          const __half2 n23 = *reinterpret_cast<const __half2*>(&n4.y);
-          const float nn[4] = {__low2float(n01), __high2float(n01), __low2float(n23),
-                               __high2float(n23)};
-#pragma unroll
-          for (int h = 0; h < 2; ++h)
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-              s[2 * sb + h][e] = fmaf(nn[2 * h + e % 2], s[2 * sb + h][e], cc[e & 2]);
-        }
-      } else {
-        int krow[8];
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int key = ts + 16 * (j / 2) + 4 * (gid / 2) + 2 * (j % 2) + gid % 2;
-          krow[j] = key < te && key <= hi_max ? int(RawRow(key, S, L.ring_k)) * row_stride : -1;
-        }
-        KeyRawScores<kDim>(s, qs, kraw, krow, gid, tig);
-      }
-      // Mask (the row's keys, and the rows that see this tile in this pass), online softmax.
-      float tile_max[2] = {kNoMax, kNoMax};
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int h = e / 2, key = ts + 16 * (j / 2) + 4 * tig + 2 * (j % 2) + (e % 2);
-          const bool seen = key < te && key >= lo_row[h] && key <= p_row[h] &&
-                            ((p_row[h] >= comp_from) == (pass == 1));
-          if (!seen) s[j][e] = -INFINITY;
-          tile_max[h] = fmaxf(tile_max[h], s[j][e]);
-        }
-      }
-      float corr[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
-        tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
-        const float m_new = fmaxf(m_row[h], tile_max[h]);
-        corr[h] = exp2f(m_row[h] - m_new);
-        m_row[h] = m_new;
-        l_row[h] *= corr[h];
-      }
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int h = e / 2;
-          s[j][e] = exp2f(s[j][e] - m_row[h]);
-          l_row[h] += s[j][e];
-        }
-      }
-#pragma unroll
-      for (int d = 0; d < kDT; ++d) {
-        o[d][0] *= corr[0];
-        o[d][1] *= corr[0];
-        o[d][2] *= corr[1];
-        o[d][3] *= corr[1];
-      }
-      // P as A fragments (the C layout of S is the A layout of P), times the value norms.
-      uint32_t pa[4][4];
-#pragma unroll
-      for (int ks = 0; ks < kTqBlock / 16; ++ks) {
-        float nv[4] = {1, 1, 1, 1};
-        if (vc) {
-          const uint2 n4 = Ld64(reinterpret_cast<const __half*>(vb + P.vf.norms_offset) + 16 * ks +
-                                4 * tig);
-          const __half2 n01 = *reinterpret_cast<const __half2*>(&n4.x);
-          const __half2 n23 = *reinterpret_cast<const __half2*>(&n4.y);
-          nv[0] = __low2float(n01);
-          nv[1] = __high2float(n01);
-          nv[2] = __low2float(n23);
-          nv[3] = __high2float(n23);
-        }
-        pa[ks][0] = ptx::PackHalf2(s[2 * ks][0] * nv[0], s[2 * ks][1] * nv[1]);
-        pa[ks][1] = ptx::PackHalf2(s[2 * ks][2] * nv[0], s[2 * ks][3] * nv[1]);
-        pa[ks][2] = ptx::PackHalf2(s[2 * ks + 1][0] * nv[2], s[2 * ks + 1][1] * nv[3]);
-        pa[ks][3] = ptx::PackHalf2(s[2 * ks + 1][2] * nv[2], s[2 * ks + 1][3] * nv[3]);
-      }
-      if (vc) {
-        WithBits(P.vf, [&](auto bits) {
-          ValueCodePV<kDim, decltype(bits)>(o, pa, vb, P.vf, tab + 512, gid, tig);
-        });
-      } else {
-        int vrow[16];
-#pragma unroll
-        for (int i = 0; i < 16; ++i) {
-          const int key = ts + 16 * (i / 4) + 4 * tig + i % 4;
-          vrow[i] = key < te && key <= hi_max ? int(RawRow(key, S, L.ring_v)) * row_stride : -1;
-        }
-        ValueRawPV<kDim>(o, pa, vraw, vrow, gid);
-      }
-    }
-    __syncwarp();  // every lane is done with buf before it is staged again
-    if (plan.nbuf == 1 && (next & 2)) {
-      stage(tile + 1, bufs);
-      CpAsyncCommit();
-    }
-    passes = next;
-  }
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    l_row[h] += __shfl_xor_sync(0xffffffffu, l_row[h], 1);
-    l_row[h] += __shfl_xor_sync(0xffffffffu, l_row[h], 2);
-  }
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = gid + 8 * h;
-    if (r >= n_rows) continue;
-    const int row = r0 + r, t = t0 + row / G, head = kvh * G + row % G;
-    float* part = PartialAt(a.workspace, n_splits, kDim, t, head, P.n_heads, split);
-#pragma unroll
-    for (int d = 0; d < kDT; ++d) {
-      part[d * 8 + 2 * tig] = o[d][2 * h];
-      part[d * 8 + 2 * tig + 1] = o[d][2 * h + 1];
-    }
-    if (tig == 0) {
-      part[kDim] = m_row[h];
-      part[kDim + 1] = l_row[h];
+      for (int j = 0; j < 8; ++j) krow[j] = RowOffset(ts + KeyOfColumn(j, gid), te, hi_max, L.ring_k);
+      KeyRawScores<kDim>(s, qs, reinterpret_cast<const __half*>(L.raw_k) + size_t(kvh) * kDim,
+                         krow, gid, tig);
     }
   }
-}
+  __device__ void PackP(uint32_t (&pa)[4][4], const float (&s)[8][4], int pass,
+                        const unsigned char* buf) const {
+#pragma unroll
+    for (int ks = 0; ks < kTqBlock / 16; ++ks) {
+      float nv[4] = {1, 1, 1, 1};
+      if (pass == 1 && P.v_comp)
+        Norms4(reinterpret_cast<const __half*>(buf + k_bytes + P.vf.norms_offset) + 16 * ks +
+                   4 * tig, nv);
+      pa[ks][0] = ptx::PackHalf2(s[2 * ks][0] * nv[0], s[2 * ks][1] * nv[1]);
+      pa[ks][1] = ptx::PackHalf2(s[2 * ks][2] * nv[0], s[2 * ks][3] * nv[1]);
+      pa[ks][2] = ptx::PackHalf2(s[2 * ks + 1][0] * nv[2], s[2 * ks + 1][1] * nv[3]);
+      pa[ks][3] = ptx::PackHalf2(s[2 * ks + 1][2] * nv[2], s[2 * ks + 1][3] * nv[3]);
+    }
+  }
+  __device__ void PV(float (&o)[kDim / 8][4], const uint32_t (&pa)[4][4], int tile, int pass,
+                     const unsigned char* buf, int hi_max) const {
+    if (pass == 1 && P.v_comp) {
+      WithBits(P.vf, [&](auto bits) {
+        ValueCodePV<kDim, decltype(bits)>(o, pa, buf + k_bytes, P.vf, tab + 512, gid, tig);
+      });
+    } else {
+      const int ts = TileStart(tile, sinks), te = TileEnd(tile, sinks);
+      int vrow[16];
+#pragma unroll
+      for (int i = 0; i < 16; ++i)
+        vrow[i] = RowOffset(ts + 16 * (i / 4) + 4 * tig + i % 4, te, hi_max, L.ring_v);
+      ValueRawPV<kDim>(o, pa, reinterpret_cast<const __half*>(L.raw_v) + size_t(kvh) * kDim,
+                       vrow, gid);
+    }
+  }
+};
 
 // One block per (token, head): the row's non-empty splits merged in ascending order, then
 // rotated back by R_v^T when values are TurboQuant.
@@ -537,20 +338,8 @@ __global__ void TqMergeKernel(TqAttendArgs a, int n_splits) {
   const int pos = a.step.tok_pos[t];
   const int first = TileOf(KeyBegin(pos, P.window), P.sinks) / kTilesPerSplit;
   const int last = TileOf(pos, P.sinks) / kTilesPerSplit;
-  float m = kNoMax;
-  for (int s = first; s <= last; ++s)
-    m = fmaxf(m, PartialAt(a.workspace, n_splits, dim, t, head, P.n_heads, s)[dim]);
+  MergeRow(a.workspace, n_splits, dim, t, head, P.n_heads, first, last, merged);
   float* out = a.out + (size_t(t) * P.n_heads + head) * dim;
-  for (int d = threadIdx.x; d < dim; d += blockDim.x) {
-    float acc = 0, l = 0;
-    for (int s = first; s <= last; ++s) {
-      const float* part = PartialAt(a.workspace, n_splits, dim, t, head, P.n_heads, s);
-      const float w = exp2f(part[dim] - m);
-      acc = fmaf(w, part[d], acc);
-      l = fmaf(w, part[dim + 1], l);
-    }
-    merged[d] = acc / l;
-  }
   __syncthreads();
   for (int j = threadIdx.x; j < dim; j += blockDim.x) {
     float x = merged[j];
@@ -575,43 +364,25 @@ __global__ void RotateRowsKernel(const float* x, const float* rot_t, int dim, fl
   }
 }
 
-int Splits(int max_pos, int sinks) { return TileOf(max_pos - 1, sinks) / kTilesPerSplit + 1; }
-
 size_t QRotFloats(int n, const TqLayerParams& p) {
   return p.k_comp ? (size_t(n) * p.n_heads * p.dim + 63) / 64 * 64 : 0;
 }
 
 template <int kDim>
 void LaunchFlash(const TqAttendArgs& a, const float* q, int n_splits, cudaStream_t s) {
-  const TqLayerParams& P = a.p;
-  const int G = P.n_heads / P.n_kv_heads;
-  // One warp per block when the block's rows fit one warp (decode steps: more blocks in
-  // flight), four in prefill chunks. A row's arithmetic is its warp's alone either way.
-  const bool narrow = !a.one_sequence || a.step.n * G <= kWarpRows;
-  const int warps = narrow ? 1 : kMaxWarps;
-  const int tokens_per_cta = a.one_sequence ? warps * kWarpRows / G : 1;
-  const int ctas = (a.step.n + tokens_per_cta - 1) / tokens_per_cta;
-  TqSmemPlan plan;
-  plan.k_bytes = P.k_comp ? P.kf.block_stride : 0;
-  plan.v_bytes = P.v_comp ? P.vf.block_stride : 0;
-  const int q_bytes = kWarpRows * (kDim + 8) * int(sizeof(__half));
-  plan.nbuf = 2;
-  plan.warp_bytes = q_bytes + 2 * (plan.k_bytes + plan.v_bytes);
-  if (kTableBytes + warps * plan.warp_bytes > kTwoBufferSmem) {
-    plan.nbuf = 1;
-    plan.warp_bytes = q_bytes + plan.k_bytes + plan.v_bytes;
-  }
-  const int smem = kTableBytes + warps * plan.warp_bytes;
+  using Tiles = TqTiles<kDim>;
+  const LaunchShape shape = MakeShape(a.step.n, a.p.n_heads / a.p.n_kv_heads, a.one_sequence);
+  const SmemPlan plan = MakePlan<kDim>(Tiles::kSharedBytes, Tiles::BufBytes(a), shape.warps);
+  const int smem = plan.Bytes(shape.warps);
   static int configured = 0;  // per instantiation: the dynamic shared memory limit raised so far
   if (smem > configured) {
-    TQLM_CUDA_CHECK(cudaFuncSetAttribute(TqFlashKernel<kDim>,
+    TQLM_CUDA_CHECK(cudaFuncSetAttribute(FlashKernel<kDim, Tiles>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     configured = smem;
   }
-  TqAttendArgs b = a;
-  b.workspace = a.workspace + QRotFloats(a.step.n, a.p);
-  TqFlashKernel<kDim><<<dim3(ctas, P.n_kv_heads, n_splits), 32 * warps, smem, s>>>(
-      b, q, n_splits, tokens_per_cta, plan);
+  FlashKernel<kDim, Tiles><<<dim3(shape.blocks, a.p.n_kv_heads, n_splits), 32 * shape.warps, smem,
+                             s>>>(a, q, a.workspace + QRotFloats(a.step.n, a.p), n_splits,
+                                  shape.tokens_per_block, plan);
 }
 
 }  // namespace
