@@ -407,11 +407,11 @@ void LaunchTqAttend(const TqAttendArgs& a, void* stream) {
   const int n_splits = Splits(a.max_pos, P.sinks);
   if (n_splits > 65535) throw Error("CUDA attention: context too long");
   const float* q = a.q;
-  if (P.k_comp) {
+  if (P.k_comp && !a.q_rotated) {
     RotateRowsKernel<<<a.step.n * P.n_heads, P.dim, P.dim * sizeof(float), s>>>(
-        a.q, P.kf.rot_t, P.dim, a.workspace);
+        a.q, P.kf.rot_t, P.dim, TqRotatedQueries(a.workspace));
     TQLM_CUDA_CHECK(cudaGetLastError());
-    q = a.workspace;
+    q = TqRotatedQueries(a.workspace);
   }
   switch (P.dim) {
     case 64: LaunchFlash<64>(a, q, n_splits, s); break;
