@@ -227,7 +227,10 @@ class CudaBackend final : public Backend {
   void AppendAttend(kv::KvCache& cache, int layer, const float* k, const float* v,
                     const float* q, int n, float* out) override {
     prof_.Begin(stream_);
-    cache.Append(layer, k, v, n);
+    if (auto* tq = dynamic_cast<CudaTqKvCache*>(&cache))
+      tq->AppendWithQueries(layer, k, v, q, n);  // queries rotated in the same launch
+    else
+      cache.Append(layer, k, v, n);
     prof_.End("kv append", stream_);
     prof_.Begin(stream_);
     cache.Attend(layer, q, n, out, pool());
@@ -364,7 +367,10 @@ void CudaBackend::AppendAttendBatchTq(std::span<kv::KvCache* const> caches, int 
       reinterpret_cast<const cuda_backend::TqKvLayer* const*>(tq_batch_.data()),
       tq_batch_.data() + ptr_bytes / 4, tq_batch_.data() + ptr_bytes / 4 + n, n, layer};
   const cuda_backend::TqLayerParams& p = tc[0]->params(layer);
-  cuda_backend::LaunchTqAppendRaw(step, p, k, v, stream_);
+  batch_partial_.Reserve(cuda_backend::TqAttendWorkspaceFloats(n, p, max_pos));
+  // The queries rotated by the append launch, into the attention workspace.
+  float* q_rot = p.k_comp ? cuda_backend::TqRotatedQueries(batch_partial_.data()) : nullptr;
+  cuda_backend::LaunchTqAppendRaw(step, p, k, v, stream_, q, q_rot);
   for (CudaTqKvCache* c : tc) c->FinishAppend(layer, 1);
   cuda_backend::TqAttendArgs a;
   a.step = step;
@@ -372,9 +378,9 @@ void CudaBackend::AppendAttendBatchTq(std::span<kv::KvCache* const> caches, int 
   a.one_sequence = false;
   a.max_pos = max_pos;
   a.scale = tc[0]->attn_scale(layer);
-  a.q = q;
+  a.q = q_rot != nullptr ? q_rot : q;
+  a.q_rotated = q_rot != nullptr;
   a.out = out;
-  batch_partial_.Reserve(cuda_backend::TqAttendWorkspaceFloats(n, p, max_pos));
   a.workspace = batch_partial_.data();
   (void)q_dim;
   cuda_backend::LaunchTqAttend(a, stream_);

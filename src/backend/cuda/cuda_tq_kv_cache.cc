@@ -332,13 +332,40 @@ void CudaTqKvCache::FinishAppend(int layer, int n) {
 }
 
 void CudaTqKvCache::Append(int layer, const float* k, const float* v, int n) {
+  AppendWithQueries(layer, k, v, nullptr, n);
+}
+
+void CudaTqKvCache::AppendWithQueries(int layer, const float* k, const float* v, const float* q,
+                                      int n) {
   CheckLayer(layer);
+  rotated_layer_ = -1;
+  rotated_src_ = nullptr;
   if (n <= 0) return;
   PrepareAppend(layer, n);
   if (layer == 0 || n != step_n_) BeginStep(n);
   const cuda_backend::TqStepView step{seq_table_dev_, step_seq_dev_, step_pos_dev_, n, layer};
-  cuda_backend::LaunchTqAppendRaw(step, layers_[layer].p, k, v, stream_);
+  const cuda_backend::TqLayerParams& p = layers_[layer].p;
+  float* q_rot = nullptr;
+  if (q != nullptr && p.k_comp) {
+    // Attend's workspace for this step (same size), rotated queries first.
+    q_rot = cuda_backend::TqRotatedQueries(
+        Workspace(cuda_backend::TqAttendWorkspaceFloats(n, p, n_tokens_ + n)));
+    rotated_layer_ = layer;
+    rotated_src_ = q;
+  }
+  cuda_backend::LaunchTqAppendRaw(step, p, k, v, stream_, q, q_rot);
   FinishAppend(layer, n);
+}
+
+float* CudaTqKvCache::Workspace(size_t floats) {
+  if (floats > workspace_floats_) {
+    cudaFree(workspace_);
+    workspace_ = nullptr;
+    workspace_floats_ = 0;
+    workspace_ = static_cast<float*>(DeviceAlloc(floats * sizeof(float), "attention workspace"));
+    workspace_floats_ = floats;
+  }
+  return workspace_;
 }
 
 bool CudaTqKvCache::SameLayout(const CudaTqKvCache& o) const {
@@ -368,17 +395,13 @@ void CudaTqKvCache::Attend(int layer, const float* q, int n, float* out, kernels
   a.p = L.p;
   a.max_pos = n_tokens_ + n;
   a.scale = config_.attn_scale > 0 ? config_.attn_scale : 1.0f / std::sqrt(float(L.p.dim));
-  a.q = q;
   a.out = out;
-  const size_t need = cuda_backend::TqAttendWorkspaceFloats(n, L.p, a.max_pos);
-  if (need > workspace_floats_) {
-    cudaFree(workspace_);
-    workspace_ = nullptr;
-    workspace_floats_ = 0;
-    workspace_ = static_cast<float*>(DeviceAlloc(need * sizeof(float), "attention workspace"));
-    workspace_floats_ = need;
-  }
-  a.workspace = workspace_;
+  a.workspace = Workspace(cuda_backend::TqAttendWorkspaceFloats(n, L.p, a.max_pos));
+  const bool rotated = L.p.k_comp && rotated_layer_ == layer && rotated_src_ == q;
+  rotated_layer_ = -1;
+  rotated_src_ = nullptr;
+  a.q = rotated ? cuda_backend::TqRotatedQueries(a.workspace) : q;
+  a.q_rotated = rotated;
   cuda_backend::LaunchTqAttend(a, stream_);
 }
 

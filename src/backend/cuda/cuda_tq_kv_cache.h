@@ -38,6 +38,9 @@ class CudaTqKvCache final : public kv::KvCache {
 
   int n_tokens() const override { return n_tokens_; }
   void Append(int layer, const float* k, const float* v, int n) override;
+  // Append, with the step's queries q rotated into the attention workspace by the same launch:
+  // the next Attend of this layer over the same q skips its own rotation launch.
+  void AppendWithQueries(int layer, const float* k, const float* v, const float* q, int n);
   void Attend(int layer, const float* q, int n, float* out, kernels::ThreadPool& pool) override;
   void Commit(int n) override;
   void Truncate(int n) override;
@@ -91,6 +94,7 @@ class CudaTqKvCache final : public kv::KvCache {
   void UploadLayer(int layer);
   cuda_backend::TqKvLayer DeviceLayer(const Layer& L) const;
   void BeginStep(int n);
+  float* Workspace(size_t floats);  // the attention workspace, grown to `floats`
   size_t KvDim(const Layer& L) const;
 
   kv::KvCacheConfig config_;
@@ -106,6 +110,8 @@ class CudaTqKvCache final : public kv::KvCache {
   int step_n_ = 0;
   float* workspace_ = nullptr;
   size_t workspace_floats_ = 0;
+  int rotated_layer_ = -1;             // AppendWithQueries rotated rotated_src_ for this layer
+  const float* rotated_src_ = nullptr;
 };
 
 }  // namespace tqlm::backend

@@ -27,10 +27,21 @@ namespace {
 
 constexpr float kF16Max = 65504.0f;
 
-// One block per (token, KV head); blockDim = dim.
-__global__ void AppendRawKernel(TqStepView step, TqLayerParams p, const float* k, const float* v) {
+// One block per (token, KV head), then (with q_rot) one per (token, query head) that rotates
+// the query; blockDim = dim.
+__global__ void AppendRawKernel(TqStepView step, TqLayerParams p, const float* k, const float* v,
+                                const float* q, float* q_rot) {
   extern __shared__ float xs[];
   const int t = blockIdx.x, h = blockIdx.y, j = threadIdx.x, d = p.dim;
+  if (h >= p.n_kv_heads) {  // y = R_k q, as the attention's query rotation
+    const size_t row = (size_t(t) * p.n_heads + (h - p.n_kv_heads)) * d;
+    xs[j] = q[row + j];
+    __syncthreads();
+    float y = 0;
+    for (int i = 0; i < d; ++i) y = fmaf(p.kf.rot_t[size_t(i) * d + j], xs[i], y);
+    q_rot[row + j] = y;
+    return;
+  }
   const TqKvLayer L = step.seq_tables[step.tok_seq[t]][step.layer];
   const int pos = step.tok_pos[t];
   for (int side = 0; side < 2; ++side) {
@@ -269,10 +280,12 @@ void Jobs(const TqKvLayer& L, const TqLayerParams& p, BlockJob* jk, BlockJob* jv
 }  // namespace
 
 void LaunchTqAppendRaw(const TqStepView& step, const TqLayerParams& p, const float* k,
-                       const float* v, void* stream) {
+                       const float* v, void* stream, const float* q, float* q_rot) {
   if (step.n <= 0) return;
-  AppendRawKernel<<<dim3(step.n, p.n_kv_heads), p.dim, p.dim * sizeof(float),
-                    static_cast<cudaStream_t>(stream)>>>(step, p, k, v);
+  const bool rot_q = q_rot != nullptr && p.k_comp;
+  AppendRawKernel<<<dim3(step.n, p.n_kv_heads + (rot_q ? p.n_heads : 0)), p.dim,
+                    p.dim * sizeof(float), static_cast<cudaStream_t>(stream)>>>(step, p, k, v, q,
+                                                                                 q_rot);
   TQLM_CUDA_CHECK(cudaGetLastError());
 }
 

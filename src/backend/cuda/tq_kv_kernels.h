@@ -73,9 +73,12 @@ struct TqLayerParams {
 };
 
 // Raw rows of the step's n tokens: k, v = [n][n_kv_heads][dim] floats, rotated where the
-// tensor is TurboQuant, stored as fp16.
+// tensor is TurboQuant, stored as fp16. With q_rot (keys TurboQuant), the same launch also
+// writes the step's queries q ([n][n_heads][dim]) rotated by R_k to q_rot (the attention's
+// input when TqAttendArgs::q_rotated).
 void LaunchTqAppendRaw(const TqStepView& step, const TqLayerParams& p, const float* k,
-                       const float* v, void* stream);
+                       const float* v, void* stream, const float* q = nullptr,
+                       float* q_rot = nullptr);
 
 // Encodes main blocks [b0, b0 + nb) of one sequence's layer (every KV head, every TurboQuant
 // tensor) from its raw rows. `layer` is a host copy of the sequence's layer entry.
@@ -95,9 +98,12 @@ struct TqAttendArgs {
   int max_pos = 0;           // the largest tok_pos + 1
   float scale = 1;
   const float* q = nullptr;
+  bool q_rotated = false;      // q is already in the keys' rotated basis (LaunchTqAppendRaw)
   float* out = nullptr;
-  float* workspace = nullptr;  // TqAttendWorkspaceFloats floats
+  float* workspace = nullptr;  // TqAttendWorkspaceFloats floats; rotated queries first
 };
+// Where LaunchTqAttend keeps the rotated queries: the workspace's first floats.
+inline float* TqRotatedQueries(float* workspace) { return workspace; }
 size_t TqAttendWorkspaceFloats(int n, const TqLayerParams& p, int max_pos);
 void LaunchTqAttend(const TqAttendArgs& args, void* stream);
 
