@@ -1,6 +1,7 @@
 #include "cli/line_reader.h"
 
 #include <editline/readline.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -18,6 +19,25 @@ struct sigaction g_old_sigint {};
 
 void OnSigint(int) { g_interrupt.store(true); }
 
+// libedit's character source. A Ctrl-C that lands after the prompt is printed but before the
+// editor's read() starts interrupts no system call, so a blocking read would wait for the next
+// key with the flag set; polling with a short timeout sees the flag either way. Returning EOF
+// makes readline() return, and Read() reports the interrupt.
+int GetcOrInterrupt(FILE* in) {
+  const int fd = fileno(in);
+  for (;;) {
+    if (g_interrupt.load()) return EOF;
+    pollfd p{fd, POLLIN, 0};
+    const int r = poll(&p, 1, 100);
+    if (r < 0 && errno != EINTR) return EOF;
+    if (r <= 0) continue;
+    unsigned char c;
+    const ssize_t n = read(fd, &c, 1);
+    if (n == 1) return c;
+    if (n == 0 || errno != EINTR) return EOF;
+  }
+}
+
 }  // namespace
 
 LineReader::LineReader(std::string history_file)
@@ -28,6 +48,7 @@ LineReader::LineReader(std::string history_file)
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &g_old_sigint);
   if (tty_) {
+    rl_getc_function = GetcOrInterrupt;  // before readline() first sets the editor up
     using_history();
     stifle_history(1000);
     if (!history_file_.empty()) read_history(history_file_.c_str());
