@@ -28,19 +28,25 @@ TQLM_VNNI inline __m512i TwoScales(int a, int b) {
   return _mm512_inserti64x4(_mm512_set1_epi16(int16_t(a)), _mm256_set1_epi16(int16_t(b)), 1);
 }
 
+// A Q4_K/Q5_K super-block's header: d and dmin into d[sb], dmin[sb], the 8 minimums into
+// mins[8 sb ..], and the unpacked 6-bit scales (sm[0..7]) and minimums (sm[8..15]).
+TQLM_VNNI inline void K4Header(const uint8_t* b, int64_t sb, float* d, float* dmin, int16_t* mins,
+                               uint8_t sm[16]) {
+  d[sb] = Half(b);
+  dmin[sb] = Half(b + 2);
+  UnpackScalesMinsK4(b + 4, sm);
+  for (int j = 0; j < 8; ++j) mins[sb * 8 + j] = int16_t(sm[8 + j]);
+}
+
 template <bool kHigh>
 TQLM_VNNI void DecodeRowI16K4(const uint8_t* row, int64_t super_blocks, int16_t* w16, float* d,
                               float* dmin, int16_t* mins) {
   K4Decoder<kHigh> dec;
   dec.Init(row, 0);
   for (int64_t sb = 0; sb < super_blocks; ++sb) {
-    const uint8_t* b = row + size_t(sb) * K4Decoder<kHigh>::kB;
-    d[sb] = Half(b);
-    dmin[sb] = Half(b + 2);
     uint8_t sm[16];  // scale j, then min j
-    UnpackScalesMinsK4(b + 4, sm);
+    K4Header(row + size_t(sb) * K4Decoder<kHigh>::kB, sb, d, dmin, mins, sm);
     const uint8_t* sc = sm;
-    for (int j = 0; j < 8; ++j) mins[sb * 8 + j] = int16_t(sm[8 + j]);
     for (int c = 0; c < 4; ++c) {
       // Values 0-31 of the chunk are sub-block 2c, 32-63 sub-block 2c + 1.
       const __m512i q = dec.Load(4 * sb + c).wq;
@@ -80,16 +86,10 @@ TQLM_VNNI void DecodeRowI8K4(const uint8_t* row, int64_t super_blocks, int8_t* q
   K4Decoder<kHigh> dec;
   dec.Init(row, 0);
   for (int64_t sb = 0; sb < super_blocks; ++sb) {
-    const uint8_t* b = row + size_t(sb) * K4Decoder<kHigh>::kB;
-    d[sb] = Half(b);
-    dmin[sb] = Half(b + 2);
     uint8_t sm[16];  // scale j, then min j
-    UnpackScalesMinsK4(b + 4, sm);
+    K4Header(row + size_t(sb) * K4Decoder<kHigh>::kB, sb, d, dmin, mins, sm);
     int32_t total = 0;
-    for (int j = 0; j < 8; ++j) {
-      mins[sb * 8 + j] = int16_t(sm[8 + j]);
-      sc[sb * 16 + j] = sm[j];
-    }
+    for (int j = 0; j < 8; ++j) sc[sb * 16 + j] = sm[j];
     for (int c = 0; c < 4; ++c) {
       const __m512i q = dec.Load(4 * sb + c).wq;  // sub-blocks 2c (bytes 0-31), 2c + 1
       _mm512_storeu_si512(q8 + sb * 256 + 64 * c, q);
