@@ -82,6 +82,14 @@ class SchedulerTest : public ::testing::Test {
     o.batch = 16;  // several prefill chunks per prompt: chunks interleave with decoding
     return o;
   }
+  // What a request gives alone, through Generate on a fresh session (no scheduler).
+  static std::string Plain(const GenerationRequest& r) {
+    SessionOptions so;
+    so.n_ctx = 256;
+    so.n_threads = 2;
+    Session session(*model_, so);
+    return Generate(session, *tok_, r.prompt, r.params).text;
+  }
   static GenerationRequest Greedy(const std::string& text, int max_tokens) {
     GenerationRequest r;
     r.prompt = tok_->Encode(text, true, false);
@@ -101,14 +109,7 @@ TEST_F(SchedulerTest, BatchedGreedyEqualsOneAtATime) {
       "The capital of France is", "Once upon a time, in a small village by the sea, there lived",
       "1, 2, 3, 4,"};
   std::vector<std::string> want;
-  for (const auto& p : prompts) {
-    SessionOptions so;
-    so.n_ctx = 256;
-    so.n_threads = 2;
-    Session session(*model_, so);
-    const GenerationRequest r = Greedy(p, 8);
-    want.push_back(Generate(session, *tok_, r.prompt, r.params).text);
-  }
+  for (const auto& p : prompts) want.push_back(Plain(Greedy(p, 8)));
   Scheduler sched(*model_, *tok_, Options(2));  // 3 requests on 2 slots: one waits its turn
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (const auto& p : prompts) streams.push_back(sched.Submit(Greedy(p, 8)));
@@ -131,14 +132,7 @@ TEST_F(SchedulerTest, SpeculationKeepsTheText) {
       "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,", "Once upon a time, in a small village by the sea,",
       "a b c d e f g a b c d e f g a b c"};
   std::vector<std::string> want;
-  for (const auto& p : prompts) {
-    SessionOptions so;
-    so.n_ctx = 256;
-    so.n_threads = 2;
-    Session session(*model_, so);
-    const GenerationRequest r = Greedy(p, 24);
-    want.push_back(Generate(session, *tok_, r.prompt, r.params).text);
-  }
+  for (const auto& p : prompts) want.push_back(Plain(Greedy(p, 24)));
   for (int parallel : {1, 2}) {
     Scheduler sched(*model_, *tok_, Options(parallel));
     std::vector<std::shared_ptr<RequestStream>> streams;
@@ -167,12 +161,7 @@ TEST_F(SchedulerTest, SpeculationKeepsTheText) {
 // request produced after the same tokens; the text stays the text without speculation.
 TEST_F(SchedulerTest, SpeculationPoolSharesFinishedRequests) {
   const std::string prompt = "Once upon a time, in a small village by the sea,";
-  SessionOptions so;
-  so.n_ctx = 256;
-  so.n_threads = 2;
-  Session session(*model_, so);
-  const GenerationRequest plain = Greedy(prompt, 24);
-  const std::string want = Generate(session, *tok_, plain.prompt, plain.params).text;
+  const std::string want = Plain(Greedy(prompt, 24));
   for (size_t pool_bytes : {size_t(0), size_t(1) << 20}) {
     SchedulerOptions opt = Options(1);
     opt.spec_pool_bytes = pool_bytes;
@@ -211,8 +200,7 @@ TEST_F(SchedulerTest, DraftSpeculationKeepsTheText) {
     GenerationRequest plain = Greedy(prompt, 20);
     plain.params.sampler.temperature = temperature;
     plain.params.sampler.seed = 7;
-    Session alone(*model_, so);
-    const std::string want = Generate(alone, *tok_, plain.prompt, plain.params).text;
+    const std::string want = Plain(plain);
     Session draft(*model_, so);
     SchedulerOptions opt = Options(1);
     opt.draft_session = &draft;
