@@ -62,7 +62,10 @@ int Serve(ServeFlags& f) {
   const KvAuto kv_auto = ResolveKvAuto(f.model.session.kv, ModelPathOf(f.model), lm.model->info());
   so.kv = kv_auto.policy;
   so.prompt_cache_bytes = ParseByteSize("--prompt-cache-bytes", f.prompt_cache);
+  // The pool serves prompt lookup only: without --spec ngram it would index every finished
+  // request for nothing.
   so.spec_pool_bytes = ParseByteSize("--spec-pool-bytes", f.spec_pool);
+  if (runtime::ParseSpecMode(f.spec.mode) != runtime::SpecMode::kNgram) so.spec_pool_bytes = 0;
   so.max_queue = f.max_queue;
   so.trim_when_idle = !f.no_idle_trim;
   // --spec draft -md FILE: one draft session for the server (a request speculates only while it
